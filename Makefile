@@ -1,0 +1,40 @@
+# predict_pipeline — every target sets up what it needs on a fresh machine (Python 3.11 + make).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+# Runs, schedules and sensor cursors persist in the Postgres-backed instance of dagster.yaml.
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: install run dev test lint bench clean-state
+
+install: $(VENV)/.installed
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+run: install
+	$(VENV)/bin/predict-pipeline run
+
+dev: install
+	$(VENV)/bin/predict-pipeline dev
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: install
+	@set -e; for f in bench/*.py; do $(VENV)/bin/python $$f; done
+
+# Stops the embedded server and removes local state (embedded database, landing zone).
+clean-state: install
+	$(VENV)/bin/predict-pipeline db stop-embedded || true
+	rm -rf var

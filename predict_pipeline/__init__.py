@@ -1,0 +1,1 @@
+"""predict_pipeline: prediction-market feeds into trusted, calibrated event state."""

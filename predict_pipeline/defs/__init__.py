@@ -1,0 +1,1 @@
+"""The Dagster layer, by pipeline stage: thin wrappers over stage logic that knows no Dagster."""

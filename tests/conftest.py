@@ -1,0 +1,94 @@
+"""Test databases on real PostgreSQL servers: the embedded one always, and the server named by
+PREDICT_TEST_DATABASE_URL too when it is set (CI sets it), so both PostgreSQL 16 and 15 run.
+
+Each test that asks for `db_url` gets its own database cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from predict_pipeline.config import PROJECT_ROOT
+from predict_pipeline.db.connection import connect
+from predict_pipeline.db.embedded import start_embedded_server, with_database
+from predict_pipeline.db.migrations import upgrade
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TEST_STATE_DIR = Path(os.environ.get("PREDICT_TEST_STATE_DIR", PROJECT_ROOT / "var" / "test"))
+EXTERNAL_URL = os.environ.get("PREDICT_TEST_DATABASE_URL")
+SERVERS = ["embedded", *(["external"] if EXTERNAL_URL else [])]
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True)
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def pg_admin_url(request) -> str:
+    """Admin URL of one server under test (the test id says which)."""
+    if request.param == "external":
+        assert EXTERNAL_URL is not None
+        return EXTERNAL_URL
+    TEST_STATE_DIR.mkdir(parents=True, exist_ok=True)
+    return start_embedded_server(TEST_STATE_DIR)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url) -> Iterator[str]:
+    """A database migrated once per server; per-test databases are cloned from it."""
+    name = f"pp_template_{os.getpid()}"
+    with _admin(pg_admin_url) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(pg_admin_url, name)
+    with connect(url, role=None, autocommit=True) as conn:
+        upgrade(conn)
+    yield name
+    with _admin(pg_admin_url) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def empty_db_url(pg_admin_url) -> Iterator[str]:
+    """A fresh, empty database (nothing migrated)."""
+    yield from _scratch_database(pg_admin_url, template=None)
+
+
+@pytest.fixture
+def db_url(pg_admin_url, template_db) -> Iterator[str]:
+    """A fresh database with the full schema (admin URL; use connect(role=...) to act as a role)."""
+    yield from _scratch_database(pg_admin_url, template=template_db)
+
+
+def _scratch_database(admin_url: str, template: str | None) -> Iterator[str]:
+    name = f"pp_test_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
+    with _admin(admin_url) as admin:
+        admin.execute(create)
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        with _admin(admin_url) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def admin_conn(db_url) -> Iterator[psycopg.Connection]:
+    """Autocommit connection as the login (owner) role to a fresh migrated database."""
+    with connect(db_url, role=None, autocommit=True) as conn:
+        yield conn
