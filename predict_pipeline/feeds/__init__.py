@@ -1,0 +1,1 @@
+"""Source adapters: turn real API responses into normalised records (no Postgres here)."""

@@ -1,0 +1,835 @@
+"""Records users push to us: webhook deliveries and CSV/JSON file uploads.
+
+Both share one normaliser (`normalise_fields`), which the custom JSON API adapter uses too, so
+a field means the same thing whichever way a user's data arrives.
+
+Accepted fields (CSV columns or JSON keys; `columns` in the feed config renames them):
+
+- `source_event_id` (required): the user's id for the question; text or an integer.
+- `value` (required as a CSV column): a number, scaled by `value_scale`. It may be empty for
+  signals without a number (NEWS, SOCIAL, EXPERT, MANUAL) but not for MARKET_PRICE, VOLUME or
+  SENTIMENT.
+- `signal_type`: one of SIGNAL_TYPES (any case); the feed's `signal_type` when absent.
+- `fetched_at`: when the value was observed, in `timestamp_format` (ISO-8601 by default); the
+  time of receipt when absent. Naive ISO timestamps are refused unless the config names a
+  `timezone`.
+- `title`, `narrative`: text. `source_url`: an http(s) URL.
+- `weight`: a number from 0 to 5. NormalisedRecord has no weight field, so the parsed weight
+  travels in `raw_data["weight"]`.
+- `close_time` (same format as `fetched_at`), `category` (one hint, or several separated by
+  `;`; a list of strings in JSON), `status` (open, active, closed, resolved, settled,
+  finalized, cancelled), `resolution` (YES, NO, AMBIGUOUS, CANCELLED): these fill MarketFacts.
+
+Other columns or keys are kept in `raw_data`. Empty cells, JSON nulls and the strings listed in
+`missing_values` count as absent.
+
+Formats:
+
+- CSV (`.csv`): UTF-8 (a BOM is fine), a header row, CRLF or LF, RFC 4180 quoting (quoted
+  fields may hold commas and newlines). Blank rows are skipped; a row with a different number
+  of cells than the header refuses the file.
+- JSON (`.json`, and every webhook body): a list of record objects, `{"records": [...]}`, one
+  record object, or JSON Lines (`.jsonl`, `.ndjson`: one object per line).
+
+A malformed delivery is refused whole with an UploadError carrying the 1-based line and
+column: for CSV the record's first line and the 1-based column index (plus the column name);
+for JSON the line and character column of the offending value (or of the record's `{` when a
+required key is missing). `column` is None only when the fault is not in one cell (a missing
+column, an unterminated quote).
+
+Webhooks to a feed with a secret must carry `X-Predict-Signature: sha256=<hex>` (the header
+name is configurable), the HMAC-SHA256 of the raw body under the feed's secret.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+
+from predict_pipeline.feeds.parsing import (
+    finite_float,
+    utc_from_epoch_ms,
+    utc_from_epoch_s,
+    utc_from_iso,
+)
+from predict_pipeline.feeds.records import (
+    MARKET_STATUSES,
+    RESOLUTIONS,
+    SIGNAL_TYPES,
+    MarketFacts,
+    NormalisedRecord,
+)
+
+RATE_LIMIT_RPM = None  # nothing is fetched: users push to us
+SUPPORTS_BACKFILL = False  # history arrives as an upload, not as a fetch
+
+FIELD_NAMES = (
+    "source_event_id",
+    "signal_type",
+    "value",
+    "fetched_at",
+    "title",
+    "narrative",
+    "source_url",
+    "weight",
+    "close_time",
+    "category",
+    "status",
+    "resolution",
+)
+REQUIRED_CSV_COLUMNS = ("source_event_id", "value")
+SIGNATURE_HEADER = "X-Predict-Signature"
+# Signal types whose whole meaning is a number; the others may be narrative only.
+NUMERIC_SIGNAL_TYPES = frozenset({"MARKET_PRICE", "VOLUME", "SENTIMENT"})
+MAX_WEIGHT = 5.0
+
+_STATUS_WORDS = {
+    "open": "open",
+    "active": "open",
+    "closed": "closed",
+    "resolved": "resolved",
+    "settled": "resolved",
+    "finalized": "resolved",
+    "finalised": "resolved",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "unknown": "unknown",
+}
+_RESOLUTION_WORDS = {
+    **{word: word for word in RESOLUTIONS},
+    "CANCELED": "CANCELLED",
+    "CANCEL": "CANCELLED",
+}
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+_SHOWN_CHARS = 60
+_MAY_HOLD_CREDENTIALS = frozenset({"url", "params", "headers", "body"})
+
+# Properties custom_api shares: how a user's values are read into a record.
+RULE_PROPERTIES: dict[str, Any] = {
+    "signal_type": {
+        "description": "Signal type of records that do not name their own.",
+        "enum": list(SIGNAL_TYPES),
+    },
+    "value_scale": {
+        "description": "Factor applied to every value (0.01 turns cents into dollars).",
+        "type": "number",
+        "exclusiveMinimum": 0,
+    },
+    "timestamp_format": {
+        "description": "How timestamps are written: ISO-8601 text, epoch seconds or epoch ms.",
+        "enum": ["iso", "epoch_s", "epoch_ms"],
+    },
+    "timezone": {
+        "description": "IANA zone for ISO timestamps without an offset; without it they are "
+        "refused.",
+        "type": "string",
+        "minLength": 1,
+    },
+    "missing_values": {
+        "description": "Text values that mean 'no value' (e.g. \"NA\"), besides empty and null.",
+        "type": "array",
+        "items": {"type": "string"},
+    },
+}
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Webhook / upload feed",
+    "description": "How pushed records (webhook bodies, CSV/JSON uploads) are read.",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "columns": {
+            "description": "Renames: accepted field name -> the column or key used in the data.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                name: {
+                    "description": f"Column or key that holds {name}.",
+                    "type": "string",
+                    "minLength": 1,
+                }
+                for name in FIELD_NAMES
+            },
+        },
+        **RULE_PROPERTIES,
+        "signature_header": {
+            "description": "Webhook header carrying 'sha256=<hex>' HMAC-SHA256 of the body.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9-]+$",
+        },
+    },
+}
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "columns": {},
+    "signal_type": "MARKET_PRICE",
+    "value_scale": 1,
+    "timestamp_format": "iso",
+    "missing_values": [],
+    "signature_header": SIGNATURE_HEADER,
+}
+
+
+class UploadError(ValueError):
+    """A malformed upload file or webhook body; the whole delivery is refused."""
+
+    def __init__(
+        self,
+        source: str,
+        name: str,
+        reason: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+    ):
+        self.source = source
+        self.name = name
+        self.reason = reason
+        self.line = line
+        self.column = column
+        self.field = field
+        where = [f"line {line}"] if line is not None else []
+        if column is not None:
+            where.append(f"column {column}")
+        if field is not None:
+            where.append(f"({field})")
+        place = f" {', '.join(where)}" if where else ""
+        super().__init__(f"{source} {name}{place}: {reason}")
+
+
+class SignatureError(ValueError):
+    """A webhook delivery whose signature is missing or wrong. Never carries the secret."""
+
+
+class FieldError(ValueError):
+    """One field of one record that cannot be read."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+def validated_config(
+    config: Mapping[str, Any] | None,
+    *,
+    schema: dict[str, Any],
+    defaults: Mapping[str, Any],
+    source: str,
+) -> dict[str, Any]:
+    """The feed config over the defaults, checked against the schema; ValueError names the fault."""
+    merged = {**defaults, **(config or {})}
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(merged)
+    )
+    if error is not None:
+        error = _branch_error(error)
+        # URLs, params, headers and bodies may carry credentials: name the rule, not the value.
+        sensitive = bool(error.absolute_path) and error.absolute_path[0] in _MAY_HOLD_CREDENTIALS
+        message = f"fails the {error.validator!r} rule" if sensitive else error.message
+        raise ValueError(f"{source} config: {error.json_path}: {message}")
+    if "timezone" in merged:
+        try:
+            ZoneInfo(merged["timezone"])
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{source} config: $.timezone: unknown time zone {merged['timezone']!r}"
+            ) from exc
+    return merged
+
+
+def _branch_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a oneOf of tagged variants (pagination modes), the fault inside the variant the
+    config chose, or the tag's own fault, instead of "not valid under any of the schemas"."""
+    if error.validator != "oneOf" or not error.context:
+        return error
+    by_branch: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        by_branch.setdefault(sub.schema_path[0], []).append(sub)
+    chosen = [errs for errs in by_branch.values() if all(e.validator != "const" for e in errs)]
+    if chosen:
+        return _branch_error(jsonschema.exceptions.best_match(chosen[0]))
+    tags = [e for e in error.context if e.validator == "const"]
+    allowed = ", ".join(repr(e.validator_value) for e in tags)
+    tags[0].message = f"expected one of {allowed}"
+    return tags[0]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRules:
+    """How one feed's values are read: default signal type, scale, timestamp format."""
+
+    signal_type: str = "MARKET_PRICE"
+    value_scale: float = 1.0
+    timestamp_format: str = "iso"
+    timezone: tzinfo | None = None
+    missing_values: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FieldRules:
+        zone = config.get("timezone")
+        return cls(
+            signal_type=config.get("signal_type", "MARKET_PRICE"),
+            value_scale=float(config.get("value_scale", 1)),
+            timestamp_format=config.get("timestamp_format", "iso"),
+            timezone=ZoneInfo(zone) if zone else None,
+            missing_values=frozenset(config.get("missing_values", ())),
+        )
+
+
+def normalise_fields(
+    fields: Mapping[str, Any],
+    *,
+    source: str,
+    rules: FieldRules,
+    observed_at: datetime,
+    raw_data: dict[str, Any],
+) -> NormalisedRecord:
+    """One record from the accepted fields (see the module docstring); FieldError on a fault.
+
+    Fields are checked in FIELD_NAMES order, so the first fault reported is deterministic.
+    """
+    present = {name: value for name, value in fields.items() if not _is_missing(value, rules)}
+
+    def read(name: str, reader: Callable[[Any], Any]) -> Any:
+        if name not in present:
+            return None
+        try:
+            return reader(present[name])
+        except (ValueError, TypeError, OverflowError, OSError) as exc:
+            raise FieldError(name, str(exc)) from exc
+
+    source_event_id = read("source_event_id", _event_id)
+    if source_event_id is None:
+        raise FieldError("source_event_id", "missing")
+    signal_type = read("signal_type", _signal_type) or rules.signal_type
+    value = read("value", lambda v: _scaled(_number(v), rules.value_scale))
+    if value is None and signal_type in NUMERIC_SIGNAL_TYPES:
+        raise FieldError("value", f"missing; a {signal_type} signal needs a number")
+    fetched_at = read("fetched_at", lambda v: _timestamp(v, rules)) or observed_at
+    title = read("title", _text)
+    narrative = read("narrative", _text)
+    source_url = read("source_url", _http_url)
+    weight = read("weight", _weight)
+    close_time = read("close_time", lambda v: _timestamp(v, rules))
+    category = read("category", _category_hints) or ()
+    status = read("status", _status)
+    resolution = read("resolution", _resolution)
+    if status is None:
+        status = "resolved" if resolution is not None else "unknown"
+    if weight is not None:
+        raw_data = {**raw_data, "weight": weight}
+    return NormalisedRecord(
+        source=source,
+        source_event_id=source_event_id,
+        signal_type=signal_type,
+        value=value,
+        fetched_at=fetched_at,
+        source_url=source_url,
+        narrative=narrative,
+        raw_data=raw_data,
+        market=MarketFacts(
+            title=title,
+            category_hints=category,
+            close_time=close_time,
+            status=status,
+            resolution=resolution,
+        ),
+    )
+
+
+def _is_missing(value: Any, rules: FieldRules) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, str) and (not value.strip() or value.strip() in rules.missing_values)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _event_id(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"expected text or an integer, got {_shown(value)}")
+
+
+def _signal_type(value: Any) -> str:
+    if isinstance(value, str) and value.strip().upper() in SIGNAL_TYPES:
+        return value.strip().upper()
+    raise ValueError(f"unknown signal type {_shown(value)}; expected one of {SIGNAL_TYPES}")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value.strip()):
+            raise ValueError(f"expected a number, got {_shown(value)}")
+        value = value.strip()
+    elif not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"expected a number, got {_shown(value)}")
+    number = finite_float(value)
+    if number is None:
+        raise ValueError(f"expected a number, got {_shown(value)}")
+    return number
+
+
+def _scaled(number: float, scale: float) -> float:
+    scaled = number * scale
+    if not math.isfinite(scaled):
+        raise ValueError(f"{number:g} times the value_scale {scale:g} is not a finite number")
+    return scaled
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {_shown(value)}")
+    return value.strip()
+
+
+def _http_url(value: Any) -> str:
+    url = _text(value)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {_shown(value)}")
+    return url
+
+
+def _weight(value: Any) -> float:
+    weight = _number(value)
+    if not 0 <= weight <= MAX_WEIGHT:
+        raise ValueError(f"weight must be between 0 and {MAX_WEIGHT:g}, got {weight:g}")
+    return weight
+
+
+def _category_hints(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        parts = value.split(";")
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        parts = value
+    else:
+        raise ValueError(f"expected text or a list of text, got {_shown(value)}")
+    return tuple(part.strip() for part in parts if part.strip())
+
+
+def _status(value: Any) -> str:
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _STATUS_WORDS:
+        return _STATUS_WORDS[word]
+    raise ValueError(f"unknown status {_shown(value)}; expected one of {MARKET_STATUSES}")
+
+
+def _resolution(value: Any) -> str:
+    word = value.strip().upper() if isinstance(value, str) else None
+    if word in _RESOLUTION_WORDS:
+        return _RESOLUTION_WORDS[word]
+    raise ValueError(f"unknown resolution {_shown(value)}; expected one of {RESOLUTIONS}")
+
+
+class _NaiveTimestamp(Exception):
+    pass
+
+
+class _RefuseNaive(tzinfo):
+    """Stands in for a missing zone: any use of it means the timestamp had no offset."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        raise _NaiveTimestamp
+
+    def dst(self, dt: datetime | None) -> None:
+        raise _NaiveTimestamp
+
+    def tzname(self, dt: datetime | None) -> None:
+        raise _NaiveTimestamp
+
+
+_REFUSE_NAIVE = _RefuseNaive()
+
+
+def _timestamp(value: Any, rules: FieldRules) -> datetime:
+    if rules.timestamp_format == "iso":
+        if not isinstance(value, str):
+            raise ValueError(f"expected an ISO-8601 timestamp, got {_shown(value)}")
+        try:
+            return utc_from_iso(value, assume_tz=rules.timezone or _REFUSE_NAIVE)
+        except _NaiveTimestamp:
+            raise ValueError(
+                f"timestamp {_shown(value)} has no UTC offset; add one (e.g. 'Z') "
+                "or set the feed's timezone"
+            ) from None
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(f"expected an ISO-8601 timestamp, got {_shown(value)}") from exc
+    unit = "seconds" if rules.timestamp_format == "epoch_s" else "milliseconds"
+    try:
+        number = _number(value)
+        to_utc = utc_from_epoch_s if rules.timestamp_format == "epoch_s" else utc_from_epoch_ms
+        return to_utc(number)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ValueError(f"expected epoch {unit}, got {_shown(value)}") from exc
+
+
+# --- reading deliveries ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One record as delivered, with where each of its fields sits in the delivery."""
+
+    raw: dict[str, Any]
+    fields: dict[str, Any]
+    start: tuple[int, int | None]
+    places: dict[str, tuple[int, int | None, str]]  # field -> (line, column, name in data)
+
+
+def parse_upload(
+    data: bytes,
+    filename: str,
+    *,
+    feed_config: Mapping[str, Any] | None,
+    received_at: datetime,
+) -> list[NormalisedRecord]:
+    """Every record of an uploaded CSV/JSON/JSON Lines file, or UploadError for the whole file."""
+    config = validated_config(
+        feed_config, schema=CONFIG_SCHEMA, defaults=DEFAULT_CONFIG, source="upload"
+    )
+    observed_at = _aware_utc(received_at, "upload")
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if suffix not in ("csv", "json", "jsonl", "ndjson"):
+        raise UploadError(
+            "upload", filename, "unsupported file type; expected .csv, .json, .jsonl or .ndjson"
+        )
+    text = _decode(data, "upload", filename)
+    names = _names_in_data(config)
+    if suffix == "csv":
+        rows = _csv_rows(text, names, filename)
+    else:
+        rows = _json_rows(text, names, "upload", filename)
+    return _records(rows, config, "upload", filename, observed_at)
+
+
+def parse_webhook(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    feed_config: Mapping[str, Any] | None,
+    secret: bytes | None,
+    received_at: datetime,
+) -> list[NormalisedRecord]:
+    """Every record of a webhook delivery (JSON), after checking its signature when the feed
+    has a secret. SignatureError when the signature is missing or wrong, UploadError when the
+    body is malformed."""
+    config = validated_config(
+        feed_config, schema=CONFIG_SCHEMA, defaults=DEFAULT_CONFIG, source="webhook"
+    )
+    observed_at = _aware_utc(received_at, "webhook")
+    if secret is not None:
+        verify_signature(body, headers, secret, header=config["signature_header"])
+    text = _decode(body, "webhook", "body")
+    rows = _json_rows(text, _names_in_data(config), "webhook", "body")
+    return _records(rows, config, "webhook", "body", observed_at)
+
+
+def verify_signature(
+    body: bytes, headers: Mapping[str, str], secret: bytes, *, header: str = SIGNATURE_HEADER
+) -> None:
+    """Check `header: sha256=<hex>` against HMAC-SHA256(secret, body) in constant time."""
+    if not secret:
+        raise ValueError("webhook secret is empty; store a secret or none at all")
+    wanted = header.lower()
+    provided = next((value for key, value in headers.items() if key.lower() == wanted), None)
+    if provided is None:
+        raise SignatureError(f"webhook: missing {header} header on a feed that has a secret")
+    match = _SIGNATURE.fullmatch(provided.strip())
+    if match is None:
+        raise SignatureError(f"webhook: {header} must look like 'sha256=<64 hex digits>'")
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, match.group(1).lower()):
+        raise SignatureError(f"webhook: {header} does not match the body")
+
+
+def _names_in_data(config: Mapping[str, Any]) -> dict[str, str]:
+    """Accepted field name -> the column/key that carries it in this feed's data."""
+    renames = config.get("columns") or {}
+    return {name: renames.get(name, name) for name in FIELD_NAMES}
+
+
+def _records(
+    rows: list[_Row],
+    config: Mapping[str, Any],
+    source: str,
+    name: str,
+    observed_at: datetime,
+) -> list[NormalisedRecord]:
+    rules = FieldRules.from_config(config)
+    records = []
+    for row in rows:
+        try:
+            record = normalise_fields(
+                row.fields, source=source, rules=rules, observed_at=observed_at, raw_data=row.raw
+            )
+        except FieldError as fault:
+            line, column, label = row.places.get(fault.field, (*row.start, fault.field))
+            raise UploadError(
+                source, name, fault.reason, line=line, column=column, field=label
+            ) from fault
+        records.append(record)
+    if not records:
+        raise UploadError(source, name, "holds no records")
+    return records
+
+
+def _aware_utc(moment: datetime, source: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{source}: received_at must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _decode(data: bytes, source: str, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        codec = "utf-8-sig" if line_start == 0 else "utf-8"  # a BOM is no column
+        before = data[line_start : exc.start].decode(codec, errors="replace")
+        raise UploadError(
+            source,
+            name,
+            f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded",
+            line=data.count(b"\n", 0, exc.start) + 1,
+            column=len(before) + 1,
+        ) from None
+
+
+def _csv_rows(text: str, names: Mapping[str, str], filename: str) -> list[_Row]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+
+    def fault(reason: str, line: int, column: int | None = None, field: str | None = None):
+        return UploadError("upload", filename, reason, line=line, column=column, field=field)
+
+    rows: list[_Row] = []
+    header: list[str] | None = None
+    columns: dict[str, tuple[int, str]] = {}  # field -> (index, column name), set by the header
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise fault(f"unreadable CSV: {exc}", line) from None
+        if not any(cell.strip() for cell in cells):
+            continue
+        if header is None:
+            header = _csv_header(cells, names, fault, line)
+            columns = {
+                name: (header.index(column), column)
+                for name, column in names.items()
+                if column in header
+            }
+            continue
+        if len(cells) != len(header):
+            first_bad = min(len(cells), len(header))
+            field = header[first_bad] if len(cells) < len(header) else None
+            reason = f"the row has {len(cells)} cells but the header has {len(header)} columns"
+            raise fault(reason, line, first_bad + 1, field)
+        rows.append(
+            _Row(
+                raw=dict(zip(header, cells, strict=True)),
+                fields={name: cells[index] for name, (index, _) in columns.items()},
+                start=(line, None),
+                places={
+                    name: (line, index + 1, column) for name, (index, column) in columns.items()
+                },
+            )
+        )
+    if header is None:
+        raise fault("the file is empty; expected a header row", 1)
+    return rows
+
+
+def _csv_header(
+    cells: list[str], names: Mapping[str, str], fault: Callable[..., UploadError], line: int
+) -> list[str]:
+    header = [cell.strip() for cell in cells]
+    for index, column in enumerate(header):
+        if not column:
+            raise fault("the header has an unnamed column", line, index + 1)
+        if column in header[:index]:
+            raise fault("the header repeats this column", line, index + 1, column)
+    for name in REQUIRED_CSV_COLUMNS:
+        if names[name] not in header:
+            raise fault(f"missing required column {names[name]!r}", line, field=names[name])
+    return header
+
+
+class _JsonFault(Exception):
+    def __init__(self, reason: str, pos: int):
+        self.reason = reason
+        self.pos = pos
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _json_rows(text: str, names: Mapping[str, str], source: str, name: str) -> list[_Row]:
+    try:
+        return [
+            _json_row(text, obj, positions, start, names)
+            for obj, positions, start in _json_objects(text)
+        ]
+    except _JsonFault as exc:
+        line, column = _line_column(text, exc.pos)
+        raise UploadError(source, name, exc.reason, line=line, column=column) from None
+
+
+def _json_row(
+    text: str, obj: dict[str, Any], positions: dict[str, int], start: int, names: Mapping[str, str]
+) -> _Row:
+    places = {}
+    for field, key in names.items():
+        if key in positions:
+            places[field] = (*_line_column(text, positions[key]), key)
+    return _Row(
+        raw=obj,
+        fields={field: obj[key] for field, key in names.items() if key in obj},
+        start=_line_column(text, start),
+        places=places,
+    )
+
+
+def _json_objects(text: str) -> list[tuple[dict[str, Any], dict[str, int], int]]:
+    """The record objects of a JSON document or JSON Lines text, each with where its values
+    start, so a bad value is reported at its own line and column."""
+    pos = _skip_space(text, 0)
+    if pos == len(text):
+        raise _JsonFault("holds no JSON", pos)
+    if text[pos] == "[":
+        records, end = _object_array(text, pos)
+        if _skip_space(text, end) != len(text):
+            raise _JsonFault("unexpected data after the JSON array", _skip_space(text, end))
+        return records
+    if text[pos] != "{":
+        raise _JsonFault("expected a JSON array or object of records", pos)
+    first, positions, end = _object(text, pos)
+    if _skip_space(text, end) == len(text):
+        if "records" not in first:
+            return [(first, positions, pos)]
+        start = positions["records"]
+        if text[start] != "[":
+            raise _JsonFault('"records" must be a list of record objects', start)
+        return _object_array(text, start)[0]
+    records = [(first, positions, pos)]
+    pos = _skip_space(text, end)
+    while pos < len(text):  # JSON Lines: one object after another
+        if text[pos] != "{":
+            raise _JsonFault("expected a JSON object on each line", pos)
+        obj, positions, end = _object(text, pos)
+        records.append((obj, positions, pos))
+        pos = _skip_space(text, end)
+    return records
+
+
+def _object_array(
+    text: str, pos: int
+) -> tuple[list[tuple[dict[str, Any], dict[str, int], int]], int]:
+    records = []
+    pos = _skip_space(text, pos + 1)
+    if text[pos : pos + 1] == "]":
+        return records, pos + 1
+    while True:
+        if text[pos : pos + 1] != "{":
+            raise _JsonFault("each record must be a JSON object", pos)
+        obj, positions, end = _object(text, pos)
+        records.append((obj, positions, pos))
+        pos = _skip_space(text, end)
+        separator = text[pos : pos + 1]
+        if separator == "]":
+            return records, pos + 1
+        if separator != ",":
+            raise _JsonFault("expected ',' or ']' after a record", pos)
+        pos = _skip_space(text, pos + 1)
+
+
+def _object(text: str, pos: int) -> tuple[dict[str, Any], dict[str, int], int]:
+    """Decode the object at `pos` member by member, noting where each value starts."""
+    members: dict[str, Any] = {}
+    positions: dict[str, int] = {}
+    pos = _skip_space(text, pos + 1)
+    if text[pos : pos + 1] == "}":
+        return members, positions, pos + 1
+    while True:
+        if text[pos : pos + 1] != '"':
+            raise _JsonFault("expected a key in double quotes", pos)
+        key, end = _decode_value(text, pos)
+        if key in members:
+            raise _JsonFault(f"the key {_shown(key)} appears twice in this record", pos)
+        pos = _skip_space(text, end)
+        if text[pos : pos + 1] != ":":
+            raise _JsonFault("expected ':' after the key", pos)
+        pos = _skip_space(text, pos + 1)
+        members[key], end = _decode_value(text, pos)
+        positions[key] = pos
+        pos = _skip_space(text, end)
+        separator = text[pos : pos + 1]
+        if separator == "}":
+            return members, positions, pos + 1
+        if separator != ",":
+            raise _JsonFault("expected ',' or '}' in the object", pos)
+        pos = _skip_space(text, pos + 1)
+
+
+def _decode_value(text: str, pos: int) -> tuple[Any, int]:
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        raise _JsonFault(exc.msg, exc.pos) from None
+    except ValueError as exc:  # NaN / Infinity, refused by _refuse_constant
+        raise _JsonFault(str(exc), pos) from None
+    except RecursionError:
+        raise _JsonFault("the value is nested too deeply", pos) from None
+
+
+def _skip_space(text: str, pos: int) -> int:
+    match = _JSON_SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _line_column(text: str, pos: int) -> tuple[int, int]:
+    """1-based line and column of `pos`, counted the way json.JSONDecodeError counts them."""
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - text.rfind("\n", 0, pos)
+
+
+@dataclass(frozen=True, slots=True)
+class PushSource:
+    """A source whose records are delivered to us rather than fetched."""
+
+    source: str
+    parse: Callable[..., list[NormalisedRecord]]
+
+
+WEBHOOK = PushSource("webhook", parse_webhook)
+UPLOAD = PushSource("upload", parse_upload)

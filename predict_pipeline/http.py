@@ -1,0 +1,764 @@
+"""The one HTTP client every feed uses: retries, rate limits, stats, SSRF guard and replay.
+
+`HttpClient.send(PageRequest)` returns a `FetchResponse` or raises a typed `FetchError` that the
+caller maps to a feed-run status. Nothing here knows about Dagster or Postgres.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from predict_pipeline.feeds.records import PageRequest
+from predict_pipeline.secrets import MASK, is_secret_name
+
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+MAX_RETRIES = 4  # retries after the first attempt, so at most 5 requests per URL
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+RETRY_AFTER_MAX_S = 120.0  # a Retry-After longer than this is cut to this
+MAX_REDIRECTS = 5
+USER_AGENT = "predict-pipeline/0.1"
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+AUTH_FAILED_STATUSES = frozenset({401, 403})
+# httpx headers are case-insensitive, so these also match "x-ratelimit-remaining".
+RATE_LIMIT_REMAINING_HEADERS = ("X-RateLimit-Remaining", "RateLimit-Remaining")
+# Only these request headers follow a redirect to another origin; the rest may carry credentials.
+CROSS_ORIGIN_HEADERS = frozenset({"accept", "accept-language", "content-type", "user-agent"})
+
+REPLAY_MANIFEST = "replay.json"
+REPLAY_MISS_HEADER = "X-Replay-Miss"
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SECONDS = re.compile(r"\d+(\.\d+)?")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str], Sequence[str]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+class FetchError(Exception):
+    """A fetch that failed; carries the redacted url, attempts, last status and a short reason."""
+
+    def __init__(self, url: str, reason: str, *, attempts: int = 0, status_code: int | None = None):
+        self.url = redact_url(url)
+        self.reason = reason
+        self.attempts = attempts
+        self.status_code = status_code
+        status = "" if status_code is None else f", last status {status_code}"
+        super().__init__(f"{reason} [{self.url}; {attempts} attempt(s){status}]")
+
+
+class RateLimitedError(FetchError):
+    """The source kept answering 429 until the retries were spent."""
+
+
+class FetchTimeoutError(FetchError):
+    """Connecting or reading timed out on the last attempt."""
+
+
+class AuthFailedError(FetchError):
+    """401/403: the credentials were refused (never retried)."""
+
+
+class HttpStatusError(FetchError):
+    """Any other non-success status (or too many redirects); `status_code` says which."""
+
+
+class TransportFailure(FetchError):
+    """The connection failed (refused, reset, DNS) on the last attempt."""
+
+
+class UnsafeUrlError(FetchError):
+    """The SSRF guard refused the URL before any request was made."""
+
+
+class ReplayMissError(FetchError):
+    """Replay mode has no recorded response for the request."""
+
+
+class InvalidJsonError(ValueError):
+    """A response body that is not JSON; names the url."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"response from {url} is not valid JSON: {reason}")
+
+
+class ReplayManifestError(ValueError):
+    """The replay manifest is missing or malformed; names the file and the entry."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> float:
+    """Full-jitter exponential backoff before retry number `attempt` (1-based): [0, ceiling)."""
+    if attempt < 1:
+        raise ValueError(f"retry attempt numbers start at 1, got {attempt}")
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
+    return rng() * ceiling
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date); None if unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _SECONDS.fullmatch(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP-dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def redact_url(url: str) -> str:
+    """The url without user:password@, with secret-named query values masked, without fragment."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_name(name) for name, _ in pairs):
+            masked = [(name, MASK if is_secret_name(name) else value) for name, value in pairs]
+            query = urlencode(masked, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# SSRF guard
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every A/AAAA address of `host`, as text."""
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True, slots=True)
+class _AllowList:
+    names: frozenset[str]
+    networks: tuple[IPNetwork, ...]
+
+    def admits(self, address: IPAddress) -> bool:
+        candidates = [address]
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            candidates.append(embedded)
+        return any(ip in net for ip in candidates for net in self.networks)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_allow_list(entries: tuple[str, ...]) -> _AllowList:
+    names: set[str] = set()
+    networks: list[IPNetwork] = []
+    for entry in entries:
+        text = entry.strip().lower().strip("[]")
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+            continue
+        except ValueError:
+            pass
+        if not text or "/" in text or ":" in text or " " in text:
+            raise ValueError(f"allow_private_hosts entry {entry!r} is not a host name, IP or CIDR")
+        names.add(text.rstrip("."))
+    return _AllowList(frozenset(names), tuple(networks))
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address tunnels to (mapped, 6to4, NAT64), if any."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _forbidden_kind(address: IPAddress) -> str | None:
+    """Why an address must not be fetched from (None when it is a public unicast address)."""
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return _forbidden_kind(embedded)
+    checks = (
+        (address.is_unspecified, "unspecified"),
+        (address.is_loopback, "loopback"),
+        (address.is_link_local, "link-local"),
+        (address.is_multicast, "multicast"),
+        (address in _CGNAT, "shared (CGNAT)"),
+        (address.is_private, "private"),
+        (address.is_reserved, "reserved"),
+        (not address.is_global, "non-global"),
+    )
+    return next((kind for hit, kind in checks if hit), None)
+
+
+def check_url_allowed(
+    url: str,
+    allow_private_hosts: Iterable[str] = (),
+    *,
+    resolver: Resolver | None = resolve_host,
+) -> None:
+    """Refuse URLs that are not http(s) or that reach a non-public address (SSRF guard).
+
+    Every address the host resolves to must be public unless the host name, or a CIDR holding
+    the address, is in `allow_private_hosts`. With `resolver=None` (replay mode, where nothing
+    connects) only literal IPs are checked. Raises UnsafeUrlError, or TransportFailure when the
+    host name does not resolve.
+    """
+    # Residual risk: the address is not pinned, so httpx resolves the name again when it
+    # connects and a hostile DNS server could answer differently (rebinding); egress firewall
+    # rules are the backstop for that window.
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError as exc:
+        raise UnsafeUrlError(url, f"malformed URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnsafeUrlError(url, f"scheme {scheme or '(none)'!r} refused; only http and https")
+    if not host:
+        raise UnsafeUrlError(url, "URL has no host")
+    host = host.rstrip(".")
+    allow = _parse_allow_list(tuple(allow_private_hosts))
+    if host in allow.names:
+        return
+    literal = _ip_literal(host)
+    if literal is not None:
+        addresses: list[IPAddress] = [literal]
+        resolved_from = ""
+    elif resolver is None:
+        return
+    else:
+        try:
+            addresses = [ipaddress.ip_address(text) for text in resolver(host)]
+        except UnicodeError:
+            raise UnsafeUrlError(url, f"host {host!r} is not a valid IDNA host name") from None
+        except OSError as exc:
+            raise TransportFailure(url, f"cannot resolve host {host!r}: {exc}") from None
+        if not addresses:
+            raise TransportFailure(url, f"host {host!r} resolved to no addresses")
+        resolved_from = f"host {host!r} resolves to "
+    for address in addresses:
+        if allow.admits(address):
+            continue
+        kind = _forbidden_kind(address)
+        if kind is not None:
+            raise UnsafeUrlError(
+                url, f"{resolved_from}{address}, a {kind} address; not in allow_private_hosts"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limiting and stats
+
+
+class TokenBucket:
+    """Thread-safe token bucket: `rate_per_minute` sustained, up to `burst` at once.
+
+    Size it from a source's `rate_limit_rpm`. `acquire()` reserves a token and sleeps until it
+    is due, so concurrent callers queue in order instead of racing.
+    """
+
+    def __init__(
+        self,
+        rate_per_minute: float,
+        burst: int = 1,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if rate_per_minute <= 0:
+            raise ValueError(f"rate_per_minute must be positive, got {rate_per_minute}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        self.rate_per_minute = rate_per_minute
+        self.burst = burst
+        self._per_second = rate_per_minute / 60.0
+        self._tokens = float(burst)
+        self._sleep = sleep
+        self._clock = clock
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until it is available; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(float(self.burst), self._tokens + elapsed * self._per_second)
+            self._updated = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self._per_second if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+@dataclass
+class FetchStats:
+    """One feed run's HTTP numbers; pass the same object to every `send` of the run."""
+
+    requests: int = 0  # every attempt, retries included
+    bytes_received: int = 0  # response bodies after content decoding
+    rate_limit_remaining: int | None = None  # the last integer the source reported
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def count_response(self, response: httpx.Response) -> None:
+        remaining = _rate_limit_remaining(response.headers)
+        with self._lock:
+            self.bytes_received += len(response.content)
+            if remaining is not None:
+                self.rate_limit_remaining = remaining
+
+    def as_dict(self) -> dict[str, int | None]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "bytes_received": self.bytes_received,
+                "rate_limit_remaining": self.rate_limit_remaining,
+            }
+
+
+def _rate_limit_remaining(headers: httpx.Headers) -> int | None:
+    for name in RATE_LIMIT_REMAINING_HEADERS:
+        value = headers.get(name)
+        # Anything but a plain integer (for example a structured-field list) is not a count.
+        if value is not None and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses and the client
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResponse:
+    status_code: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    elapsed_ms: float  # the whole send: every attempt, wait and redirect
+    attempts: int
+    url: str  # the final url after redirects, with query secrets masked
+
+    def json(self) -> Any:
+        """The decoded JSON body; InvalidJsonError naming the url when it is not JSON."""
+        if not self.body.strip():
+            raise InvalidJsonError(self.url, f"empty body (HTTP {self.status_code})")
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidJsonError(self.url, f"{exc} (HTTP {self.status_code})") from None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class HttpClient:
+    """Sends `PageRequest`s with retries, rate limiting, stats and the SSRF guard.
+
+    Numbers go to the `stats` passed to `send`, or to `client.stats` when none is passed.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+        max_retries: int = MAX_RETRIES,
+        backoff_base: float = BACKOFF_BASE_S,
+        backoff_max: float = BACKOFF_MAX_S,
+        retry_after_max: float = RETRY_AFTER_MAX_S,
+        transport: httpx.BaseTransport | None = None,
+        allow_private_hosts: Iterable[str] = (),
+        resolver: Resolver | None = resolve_host,
+        user_agent: str = USER_AGENT,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        utcnow: Callable[[], datetime] = _utcnow,
+    ):
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        connect, read = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
+        self.allow_private_hosts = tuple(allow_private_hosts)
+        _parse_allow_list(self.allow_private_hosts)  # a bad entry fails now, not mid-run
+        self.stats = FetchStats()
+        self._resolver = resolver
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng
+        self._utcnow = utcnow
+        self._client = httpx.Client(
+            transport=transport,
+            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+            follow_redirects=False,  # followed by hand so every hop passes the SSRF guard
+            headers={"User-Agent": user_agent},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def send(
+        self,
+        request: PageRequest,
+        *,
+        rate_limiter: TokenBucket | None = None,
+        trusted: bool = False,
+        stats: FetchStats | None = None,
+    ) -> FetchResponse:
+        """Send one request, retrying and following redirects; raises a FetchError subclass.
+
+        `trusted=True` (built-in sources) skips the SSRF guard for the request's own URL only;
+        redirect targets come from the remote server and are always checked.
+        """
+        stats = self.stats if stats is None else stats
+        started = self._clock()
+        try:
+            outgoing = self._client.build_request(
+                request.method.upper(),
+                request.url,
+                params=request.params or None,
+                headers=request.headers,
+                **_body_arguments(request.body),
+            )
+        except httpx.InvalidURL as exc:
+            raise UnsafeUrlError(request.url, f"malformed URL: {exc}") from None
+        attempts = 0
+        for hop in range(MAX_REDIRECTS + 1):
+            if hop > 0 or not trusted:
+                check_url_allowed(
+                    str(outgoing.url), self.allow_private_hosts, resolver=self._resolver
+                )
+            response, attempts = self._send_with_retries(outgoing, attempts, rate_limiter, stats)
+            if response.status_code not in REDIRECT_STATUSES:
+                break
+            location = response.headers.get("Location")
+            if not location:
+                raise HttpStatusError(
+                    str(outgoing.url),
+                    f"HTTP {response.status_code} redirect without a Location header",
+                    attempts=attempts,
+                    status_code=response.status_code,
+                )
+            if hop == MAX_REDIRECTS:
+                raise HttpStatusError(
+                    str(outgoing.url),
+                    f"more than {MAX_REDIRECTS} redirects",
+                    attempts=attempts,
+                    status_code=response.status_code,
+                )
+            try:
+                outgoing = self._redirected(outgoing, response.status_code, location)
+            except httpx.InvalidURL:
+                raise HttpStatusError(
+                    str(outgoing.url),
+                    f"HTTP {response.status_code} redirect to a malformed Location",
+                    attempts=attempts,
+                    status_code=response.status_code,
+                ) from None
+        return FetchResponse(
+            status_code=response.status_code,
+            headers={name: value for name, value in response.headers.items()},
+            body=response.content,
+            elapsed_ms=(self._clock() - started) * 1000.0,
+            attempts=attempts,
+            url=redact_url(str(outgoing.url)),
+        )
+
+    def _send_with_retries(
+        self,
+        outgoing: httpx.Request,
+        attempts: int,
+        rate_limiter: TokenBucket | None,
+        stats: FetchStats,
+    ) -> tuple[httpx.Response, int]:
+        """One hop: a success or redirect response, or the typed error once retries are spent."""
+        url = str(outgoing.url)
+        retries = 0
+        while True:
+            if rate_limiter is not None:
+                rate_limiter.acquire()
+            attempts += 1
+            stats.count_request()
+            wait: float | None = None
+            try:
+                response = self._client.send(outgoing)
+            except httpx.UnsupportedProtocol as exc:
+                raise TransportFailure(url, _short(exc), attempts=attempts) from None
+            except httpx.TimeoutException as exc:
+                failure: FetchError = FetchTimeoutError(url, _short(exc), attempts=attempts)
+            except httpx.RequestError as exc:
+                failure = TransportFailure(url, _short(exc), attempts=attempts)
+            else:
+                stats.count_response(response)
+                code = response.status_code
+                if 200 <= code < 300 or code in REDIRECT_STATUSES:
+                    return response, attempts
+                failure, retryable = _status_failure(response, url, attempts)
+                if not retryable:
+                    raise failure
+                after = parse_retry_after(response.headers.get("Retry-After"), self._utcnow())
+                wait = None if after is None else min(after, self.retry_after_max)
+            if retries >= self.max_retries:
+                raise failure
+            retries += 1
+            if wait is None:
+                wait = backoff_delay(retries, self.backoff_base, self.backoff_max, self._rng)
+            self._sleep(wait)
+
+    def _redirected(self, previous: httpx.Request, status: int, location: str) -> httpx.Request:
+        target = previous.url.join(location)
+        method = previous.method
+        content: bytes | None = previous.content or None
+        # Browsers' rule, which servers rely on: 303 (and 301/302 after POST) become a GET.
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method, content = "GET", None
+        headers = httpx.Headers(
+            {
+                name: value
+                for name, value in previous.headers.items()
+                if name not in ("host", "content-length", "transfer-encoding")
+                and (_origin(target) == _origin(previous.url) or name in CROSS_ORIGIN_HEADERS)
+                and not (content is None and name == "content-type")
+            }
+        )
+        return self._client.build_request(method, target, headers=headers, content=content)
+
+
+def _status_failure(response: httpx.Response, url: str, attempts: int) -> tuple[FetchError, bool]:
+    """The error a non-success status stands for, and whether it is worth retrying."""
+    code = response.status_code
+    phrase = f"HTTP {code} {response.reason_phrase}".rstrip()
+    if code == 404 and REPLAY_MISS_HEADER in response.headers:
+        miss = response.content.decode("utf-8", errors="replace")
+        return ReplayMissError(url, miss, attempts=attempts, status_code=code), False
+    if code in AUTH_FAILED_STATUSES:
+        return AuthFailedError(
+            url, f"{phrase}: credentials refused", attempts=attempts, status_code=code
+        ), False
+    if code == 429:
+        return RateLimitedError(url, phrase, attempts=attempts, status_code=code), True
+    return HttpStatusError(url, phrase, attempts=attempts, status_code=code), code >= 500
+
+
+def _body_arguments(body: Any) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if isinstance(body, bytes | bytearray):
+        return {"content": bytes(body)}
+    if isinstance(body, str):
+        return {"content": body.encode("utf-8")}
+    return {"json": body}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _short(exc: Exception) -> str:
+    """A one-line reason from an httpx error (its text names the fault, not the request)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay mode
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayEntry:
+    method: str
+    scheme: str
+    host: str
+    port: int | None
+    path: str
+    params: tuple[tuple[str, str], ...]
+    file: Path
+    status: int
+    headers: tuple[tuple[str, str], ...]
+
+    def matches(self, request: httpx.Request) -> bool:
+        url = request.url
+        if (self.method, self.scheme, self.host, self.port, self.path) != (
+            request.method.upper(),
+            url.scheme,
+            url.host,
+            url.port,
+            url.path,
+        ):
+            return False
+        return all(value in url.params.get_list(name) for name, value in self.params)
+
+
+class ReplayTransport(httpx.BaseTransport):
+    """Serves recorded bodies listed in `<directory>/replay.json`; never opens a socket.
+
+    Manifest entries: {"method", "url" (scheme+host+path), "params" (optional subset that must
+    match), "file" (relative to the directory, or absolute), "status" (default 200), "headers"
+    (optional)}. The entry matching the most params wins; on a tie the earlier entry wins. A
+    request nothing matches gets a 404 marked with X-Replay-Miss, which the client raises as
+    ReplayMissError.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.manifest = self.directory / REPLAY_MANIFEST
+        self.entries = _load_manifest(self.manifest)
+
+    def find(self, request: httpx.Request) -> ReplayEntry | None:
+        best: ReplayEntry | None = None
+        for entry in self.entries:
+            if entry.matches(request) and (best is None or len(entry.params) > len(best.params)):
+                best = entry
+        return best
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        entry = self.find(request)
+        if entry is None:
+            text = (
+                f"no replay entry in {self.manifest} for "
+                f"{request.method} {redact_url(str(request.url))}"
+            )
+            return httpx.Response(
+                404,
+                headers={REPLAY_MISS_HEADER: "1", "Content-Type": "text/plain; charset=utf-8"},
+                content=text.encode("utf-8"),
+            )
+        headers = dict(entry.headers)
+        if not any(name.lower() == "content-type" for name in headers):
+            json_file = entry.file.suffix.lower() == ".json"
+            headers["Content-Type"] = "application/json" if json_file else "text/plain"
+        return httpx.Response(entry.status, headers=headers, content=entry.file.read_bytes())
+
+
+def _load_manifest(manifest: Path) -> tuple[ReplayEntry, ...]:
+    try:
+        raw = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReplayManifestError(f"replay manifest {manifest} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ReplayManifestError(f"replay manifest {manifest} is not valid JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise ReplayManifestError(f"replay manifest {manifest} must be a JSON list of entries")
+    return tuple(_replay_entry(manifest, index, item) for index, item in enumerate(raw))
+
+
+def _replay_entry(manifest: Path, index: int, item: Any) -> ReplayEntry:
+    def fault(reason: str) -> ReplayManifestError:
+        return ReplayManifestError(f"replay manifest {manifest} entry {index}: {reason}")
+
+    if not isinstance(item, dict):
+        raise fault("must be an object")
+    for required in ("url", "file"):
+        if not isinstance(item.get(required), str) or not item[required]:
+            raise fault(f"{required!r} must be a non-empty string")
+    url = httpx.URL(item["url"])
+    if url.query or not url.host:
+        raise fault("'url' must be scheme+host+path; put query parameters in 'params'")
+    params = item.get("params") or {}
+    headers = item.get("headers") or {}
+    status = item.get("status", 200)
+    if not isinstance(params, dict) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in params.values()
+    ):
+        raise fault("'params' must map names to strings or integers")
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise fault("'headers' must map names to strings")
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise fault(f"'status' must be an HTTP status code, got {status!r}")
+    path = Path(item["file"])
+    path = path if path.is_absolute() else manifest.parent / path
+    if not path.is_file():
+        raise fault(f"file {path} does not exist")
+    return ReplayEntry(
+        method=str(item.get("method", "GET")).upper(),
+        scheme=url.scheme,
+        host=url.host,
+        port=url.port,
+        path=url.path,
+        params=tuple((str(k), str(v)) for k, v in params.items()),
+        file=path,
+        status=status,
+        headers=tuple(headers.items()),
+    )
+
+
+def build_http_client(
+    mode: Literal["live", "replay"], replay_dir: str | Path | None = None, **kwargs: Any
+) -> HttpClient:
+    """A live client, or one that serves recorded payloads from `replay_dir`.
+
+    Replay defaults: no retries (a recorded answer does not change) and no DNS lookups.
+    """
+    if mode == "live":
+        if replay_dir is not None:
+            raise ValueError("replay_dir is only used with mode='replay'")
+        return HttpClient(**kwargs)
+    if mode == "replay":
+        if replay_dir is None:
+            raise ValueError(f"mode='replay' needs replay_dir (a directory with {REPLAY_MANIFEST})")
+        if "transport" in kwargs:
+            raise ValueError("mode='replay' supplies its own transport")
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("resolver", None)
+        return HttpClient(transport=ReplayTransport(replay_dir), **kwargs)
+    raise ValueError(f"unknown HTTP mode {mode!r}; expected 'live' or 'replay'")
