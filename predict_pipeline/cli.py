@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from predict_pipeline.cli_feeds import FeedCommandError
+from predict_pipeline.cli_feeds import add_commands as add_feed_commands
 from predict_pipeline.config import DATABASE_URL_VAR, PROJECT_ROOT, Settings
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         func=_run
     )
 
+    add_feed_commands(commands)
+
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this database")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
@@ -100,9 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, DatabaseUnavailable, MigrationError) as exc:
+    except (CliError, DatabaseUnavailable, MigrationError, FeedCommandError) as exc:
         print(f"predict-pipeline: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as Unix tools do.
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

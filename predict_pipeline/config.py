@@ -12,6 +12,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATABASE_URL_VAR = "PREDICT_DATABASE_URL"
 DAGSTER_DATABASE_URL_VAR = "PREDICT_DAGSTER_DATABASE_URL"
 STATE_DIR_VAR = "PREDICT_STATE_DIR"
+LANDING_ZONE_VAR = "PREDICT_LANDING_ZONE"
+HTTP_MODE_VAR = "PREDICT_HTTP_MODE"
+REPLAY_DIR_VAR = "PREDICT_REPLAY_DIR"
+ALLOW_PRIVATE_HOSTS_VAR = "PREDICT_ALLOW_PRIVATE_HOSTS"
+DISABLE_AFTER_FAILURES_VAR = "PREDICT_FEED_DISABLE_AFTER_FAILURES"
 
 
 def default_state_dir() -> Path:
@@ -26,13 +31,25 @@ class Settings:
     database_url: str | None
     dagster_database_url: str | None
     state_dir: Path
+    landing_zone: str  # local directory or fsspec URL
+    http_mode: str = "live"  # live | replay
+    replay_dir: str | None = None
+    allow_private_hosts: tuple[str, ...] = ()
+    disable_after_failures: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         state = env.get(STATE_DIR_VAR)
+        state_dir = Path(state) if state else default_state_dir()
+        hosts = env.get(ALLOW_PRIVATE_HOSTS_VAR, "")
         return cls(
             database_url=env.get(DATABASE_URL_VAR) or None,
             dagster_database_url=env.get(DAGSTER_DATABASE_URL_VAR) or None,
-            state_dir=Path(state) if state else default_state_dir(),
+            state_dir=state_dir,
+            landing_zone=env.get(LANDING_ZONE_VAR) or str(state_dir / "landing"),
+            http_mode=env.get(HTTP_MODE_VAR) or "live",
+            replay_dir=env.get(REPLAY_DIR_VAR) or None,
+            allow_private_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
+            disable_after_failures=int(env.get(DISABLE_AFTER_FAILURES_VAR) or 5),
         )

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import dagster as dg
 
-from predict_pipeline.defs.resources import PostgresResource
+from predict_pipeline.defs import feeds
+from predict_pipeline.defs.resources import (
+    HttpClientResource,
+    LandingZoneResource,
+    PostgresResource,
+    SecretsResource,
+)
 
 defs = dg.Definitions(
-    resources={"database": PostgresResource()},
+    assets=[feeds.raw_feed_fetches],
+    jobs=[feeds.fetch_feeds_job],
+    sensors=[feeds.due_feeds_sensor],
+    resources={
+        "database": PostgresResource(),
+        "http": HttpClientResource(),
+        "landing": LandingZoneResource(),
+        "secrets": SecretsResource(),
+    },
 )

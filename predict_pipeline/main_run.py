@@ -1,34 +1,72 @@
-"""`predict-pipeline run`: the main job on whatever database is configured (embedded default)."""
+"""`predict-pipeline run`: the main job on whatever database is configured (embedded default).
+
+Offline by default: unless PREDICT_HTTP_MODE says otherwise, feeds are served from the
+recorded real API payloads of demo/replay (replay mode) through the real adapters.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from predict_pipeline.config import HTTP_MODE_VAR, REPLAY_DIR_VAR
 from predict_pipeline.db.connection import connect
+from predict_pipeline.demo import REPLAY_DIR, seed_demo
 from predict_pipeline.runtime import bootstrap
+from predict_pipeline.secrets import load_key_from_env
 
 
 def run_main() -> int:
-    """Migrate, materialise every asset of the pipeline, print a summary; non-zero on failure."""
+    """Migrate, seed the demo, materialise the pipeline for the current window, summarise."""
     started = time.perf_counter()
+    if not os.environ.get(HTTP_MODE_VAR):
+        os.environ[HTTP_MODE_VAR] = "replay"
+        os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
     target = bootstrap()
     from predict_pipeline.definitions import defs  # after bootstrap: the env names the database
+    from predict_pipeline.defs.feeds import FeedFetchConfig
+    from predict_pipeline.defs.partitions import HOURLY
 
-    assets = list(defs.assets or [])
-    ok = True
-    if assets:
-        with dg.DagsterInstance.get() as instance:
-            result = dg.materialize(assets, instance=instance, resources=defs.resources)
-            ok = result.success
+    with connect(target.app_url) as conn, conn.transaction():
+        feed_ids = seed_demo(conn, encryption_key=load_key_from_env())
+    partition = HOURLY.get_partition_key_for_timestamp(datetime.now(UTC).timestamp())
+    run_config = dg.RunConfig(
+        ops={"raw_feed_fetches": FeedFetchConfig(feed_ids=[str(f) for f in feed_ids], mode="poll")}
+    )
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            list(defs.assets or []),
+            instance=instance,
+            resources=defs.resources,
+            partition_key=partition,
+            run_config=run_config,
+            raise_on_error=False,
+        )
+    ok = result.success
     with connect(target.app_url) as conn:
-        tables = conn.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public', 'auth')"
-            " AND tablename NOT LIKE 'prediction_snapshots_y%'"
-        ).fetchone()[0]
+        runs = conn.execute(
+            """SELECT f.name, r.status, r.request_count, r.signals_fetched, r.duration_ms,
+                      coalesce(r.error_message, '')
+               FROM prediction_data_feeds f
+               JOIN LATERAL (SELECT * FROM prediction_feed_runs WHERE feed_id = f.id
+                             ORDER BY started_at DESC LIMIT 1) r ON true
+               WHERE f.id = ANY(%s) ORDER BY f.name""",
+            ([*feed_ids],),
+        ).fetchall()
     where = "embedded PostgreSQL" if target.embedded else "configured PostgreSQL"
-    print(f"database: {where}, schema tables: {tables}")
-    print(f"assets materialised: {len(assets)}; {'ok' if ok else 'FAILED'}")
-    print(f"took {time.perf_counter() - started:.1f} s")
+    print(
+        f"\npredict_pipeline — main job, window {partition} UTC, {where}, "
+        f"HTTP {os.environ[HTTP_MODE_VAR]}"
+    )
+    print(f"\n{'feed':<40} {'status':<12} {'requests':>8} {'records':>8} {'ms':>6}")
+    for name, status, requests, records, ms, error in runs:
+        print(
+            f"{name:<40} {status:<12} {requests:>8} {records:>8} {ms or 0:>6}"
+            + (f"  {error[:80]}" if error else "")
+        )
+        ok = ok and status == "SUCCESS"
+    print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1

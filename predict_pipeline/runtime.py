@@ -8,6 +8,7 @@ from pathlib import Path
 from predict_pipeline.config import DATABASE_URL_VAR, PROJECT_ROOT, Settings
 from predict_pipeline.db.connection import DatabaseTarget, connect, resolve_database
 from predict_pipeline.db.migrations import upgrade
+from predict_pipeline.secrets import ENCRYPTION_KEY_ENV, generate_key
 
 DAGSTER_URL_VAR = "PREDICT_DAGSTER_PG_URL"
 
@@ -26,7 +27,20 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Data
     artifacts = Path(settings.state_dir) / "dagster"
     os.environ.setdefault("PREDICT_DAGSTER_ARTIFACTS_DIR", str(artifacts / "storage"))
     os.environ.setdefault("PREDICT_DAGSTER_COMPUTE_LOGS_DIR", str(artifacts / "compute_logs"))
+    if target.embedded and not os.environ.get(ENCRYPTION_KEY_ENV):
+        os.environ[ENCRYPTION_KEY_ENV] = local_encryption_key(settings.state_dir)
     if migrate:
         with connect(target.app_url, role=None, autocommit=True) as conn:
             upgrade(conn)
     return target
+
+
+def local_encryption_key(state_dir: Path) -> str:
+    """The embedded default's key, kept beside its data (0600); production sets the env var."""
+    path = Path(state_dir) / "encryption.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key())
+    return path.read_text().strip()

@@ -92,3 +92,15 @@ def admin_conn(db_url) -> Iterator[psycopg.Connection]:
     """Autocommit connection as the login (owner) role to a fresh migrated database."""
     with connect(db_url, role=None, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def dagster_instance(db_url):
+    """A Dagster instance whose run/event/schedule storage is the test's Postgres database."""
+    import dagster as dg
+
+    from predict_pipeline.db.connection import dagster_storage_url
+
+    overrides = {"storage": {"postgres": {"postgres_url": dagster_storage_url(db_url)}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        yield instance

@@ -11,6 +11,9 @@ import psycopg
 
 from predict_pipeline.config import Settings
 from predict_pipeline.db.connection import PIPELINE_ROLE, connect, resolve_database
+from predict_pipeline.http import HttpClient, build_http_client
+from predict_pipeline.ingestion.landing import LandingZone
+from predict_pipeline.secrets import load_key_from_env
 
 
 @functools.lru_cache(maxsize=4)
@@ -33,11 +36,65 @@ class PostgresResource(dg.ConfigurableResource):
         return self.url or _resolved_app_url(Settings.from_env())
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """A connection whose transaction commits on success and rolls back on error."""
-        conn = connect(self.resolved_url(), role=self.role)
+    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A connection; without autocommit its work commits on success, rolls back on error."""
+        conn = connect(self.resolved_url(), role=self.role, autocommit=autocommit)
         try:
-            with conn.transaction():
+            if autocommit:
                 yield conn
+            else:
+                with conn.transaction():
+                    yield conn
         finally:
             conn.close()
+
+
+class HttpClientResource(dg.ConfigurableResource):
+    """The one HTTP client: live, or replaying recorded payloads (offline demo and tests).
+
+    Unset fields come from the environment when a run starts: PREDICT_HTTP_MODE (live |
+    replay), PREDICT_REPLAY_DIR, PREDICT_ALLOW_PRIVATE_HOSTS (comma-separated hosts/CIDRs
+    that user-configured URLs may reach).
+    """
+
+    mode: str | None = None
+    replay_dir: str | None = None
+    allow_private_hosts: list[str] | None = None
+
+    def settings(self) -> tuple[str, str | None, tuple[str, ...]]:
+        env = Settings.from_env()
+        hosts = self.allow_private_hosts
+        return (
+            self.mode or env.http_mode,
+            self.replay_dir or env.replay_dir,
+            tuple(hosts) if hosts is not None else env.allow_private_hosts,
+        )
+
+    @contextmanager
+    def client(self) -> Iterator[HttpClient]:
+        mode, replay_dir, hosts = self.settings()
+        client = build_http_client(
+            mode,  # type: ignore[arg-type]
+            replay_dir=replay_dir if mode == "replay" else None,
+            allow_private_hosts=hosts,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    """Where raw pages land: a local directory or fsspec URL (default PREDICT_LANDING_ZONE)."""
+
+    root: str | None = None
+
+    def zone(self) -> LandingZone:
+        return LandingZone(self.root or Settings.from_env().landing_zone)
+
+
+class SecretsResource(dg.ConfigurableResource):
+    """The AES-256-GCM key for credentials at rest, read from PREDICT_ENCRYPTION_KEY on use."""
+
+    def key(self) -> bytes:
+        return load_key_from_env()

@@ -1,0 +1,174 @@
+"""`predict-pipeline feeds ...` and `webhooks serve`: debugging payloads, pushing files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from predict_pipeline.config import Settings
+from predict_pipeline.feeds.push import UploadError, parse_upload
+from predict_pipeline.feeds.records import NormalisedRecord, PayloadError
+from predict_pipeline.feeds.registry import SOURCES, source_definition
+
+
+class FeedCommandError(RuntimeError):
+    pass
+
+
+def record_json(record: NormalisedRecord) -> dict[str, Any]:
+    """A record as JSON: timestamps ISO-8601 with offset, market facts nested."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(record))
+
+
+def parse_file(source: str, path: Path, fetched_at: datetime) -> list[NormalisedRecord]:
+    """Records of one recorded response (endpoint recognised from content) or upload file."""
+    try:
+        definition = source_definition(source)
+    except KeyError as exc:
+        raise FeedCommandError(str(exc.args[0])) from None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FeedCommandError(f"cannot read {path}: {exc.strerror}") from None
+    if source in ("upload", "webhook"):
+        try:
+            return parse_upload(data, path.name, feed_config={}, received_at=fetched_at)
+        except UploadError as exc:
+            raise FeedCommandError(str(exc)) from None
+    try:
+        payload = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FeedCommandError(f"{source} {path.name}: not JSON: {exc}") from None
+    adapter = definition.adapter
+    assert adapter is not None
+    try:
+        return adapter.parse(payload, fetched_at=fetched_at).records
+    except PayloadError as exc:
+        raise FeedCommandError(str(exc)) from None
+
+
+def _parse(args: argparse.Namespace) -> int:
+    fetched_at = datetime.fromisoformat(args.fetched_at) if args.fetched_at else datetime.now(UTC)
+    if fetched_at.tzinfo is None:
+        raise FeedCommandError("--fetched-at needs an offset, e.g. 2026-11-22T15:00:00+00:00")
+    for record in parse_file(args.source, Path(args.file), fetched_at):
+        sys.stdout.write(json.dumps(record_json(record), ensure_ascii=False) + "\n")
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.connection import connect
+    from predict_pipeline.ingestion.landing import LandingZone
+    from predict_pipeline.ingestion.pushed import PushRefused, land_upload
+    from predict_pipeline.ingestion.store import load_feed
+    from predict_pipeline.runtime import bootstrap
+
+    target = bootstrap()
+    path = Path(args.file)
+    try:
+        feed_id = uuid.UUID(args.feed_id)
+        data = path.read_bytes()
+    except ValueError:
+        raise FeedCommandError(f"not a feed id: {args.feed_id}") from None
+    except OSError as exc:
+        raise FeedCommandError(f"cannot read {path}: {exc.strerror}") from None
+    with connect(target.app_url, autocommit=True) as conn:
+        feed = load_feed(conn, feed_id)
+        if feed is None:
+            raise FeedCommandError(f"no feed {feed_id}")
+        try:
+            report = land_upload(
+                conn, LandingZone(Settings.from_env().landing_zone), feed, data, path.name
+            )
+        except PushRefused as exc:
+            raise FeedCommandError(f"upload refused, nothing landed: {exc}") from None
+    print(f"landed {report.records} records from {path.name} (feed run {report.feed_run_id})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.connection import connect
+    from predict_pipeline.runtime import bootstrap
+
+    target = bootstrap()
+    with connect(target.app_url) as conn:
+        rows = conn.execute(
+            "SELECT id, name, source_id, enabled, consecutive_failures, last_run_status,"
+            " last_run_at, coalesce(last_error, '') FROM v_feed_health ORDER BY name"
+        ).fetchall()
+    print(f"{'feed id':<36}  {'name':<36} {'source':<10} {'on':<3} {'fails':>5}  last run")
+    for fid, name, source, enabled, fails, status, at, error in rows:
+        when = f"{status} {at:%Y-%m-%d %H:%M}" if at else "never"
+        print(
+            f"{fid!s:<36}  {name[:36]:<36} {source:<10} {'yes' if enabled else 'no':<3}"
+            f" {fails:>5}  {when}  {error[:60]}"
+        )
+    return 0
+
+
+def _serve_webhooks(args: argparse.Namespace) -> int:
+    from predict_pipeline.ingestion.landing import LandingZone
+    from predict_pipeline.ingestion.webhook_server import make_server
+    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.secrets import load_key_from_env
+
+    target = bootstrap()
+    server = make_server(
+        target.app_url,
+        LandingZone(Settings.from_env().landing_zone),
+        load_key_from_env,
+        host=args.host,
+        port=args.port,
+    )
+    print(f"receiving webhooks on http://{args.host}:{args.port}/webhooks/<feed id>")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    feeds = commands.add_parser("feeds", help="feed payloads, uploads and health").add_subparsers(
+        dest="feeds_command", required=True
+    )
+    parse = feeds.add_parser(
+        "parse", help="print the normalised records of one recorded response as JSON Lines"
+    )
+    parse.add_argument("source", choices=sorted(SOURCES))
+    parse.add_argument("file")
+    parse.add_argument("--fetched-at", help="observation time of polled values (ISO-8601)")
+    parse.set_defaults(func=_parse)
+
+    upload = feeds.add_parser("upload", help="land a CSV/JSON/JSON Lines file for an upload feed")
+    upload.add_argument("feed_id")
+    upload.add_argument("file")
+    upload.set_defaults(func=_upload)
+
+    feeds.add_parser("list", help="feeds and their health").set_defaults(func=_list)
+
+    webhooks = commands.add_parser("webhooks", help="receive webhook deliveries").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    serve = webhooks.add_parser("serve", help="serve POST /webhooks/<feed id>")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.set_defaults(func=_serve_webhooks)

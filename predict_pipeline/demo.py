@@ -1,0 +1,93 @@
+"""Demo data for `make run`: a demo user and one feed per recorded API payload (replay mode).
+
+Idempotent: running it again finds what it created. Everything here is ordinary data that a
+user could have created; nothing in the pipeline treats it specially.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from predict_pipeline.config import PROJECT_ROOT
+from predict_pipeline.ingestion.runner import credentials_aad
+from predict_pipeline.secrets import encrypt_json
+
+DEMO_USER_ID = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
+DEMO_USER_EMAIL = "demo@predict-pipeline.local"
+REPLAY_DIR = PROJECT_ROOT / "demo" / "replay"
+
+# (name, source, config, credentials): each config matches an entry of demo/replay/replay.json.
+DEMO_FEEDS: tuple[tuple[str, str, dict[str, Any], dict[str, Any] | None], ...] = (
+    ("Polymarket active markets", "polymarket", {"listing": "markets"}, None),
+    (
+        "Polymarket Elon tweets event",
+        "polymarket",
+        {"event_slugs": ["elon-musk-of-tweets-april-4-11"]},
+        None,
+    ),
+    ("Kalshi Elon tweets (Apr 11)", "kalshi", {"event_tickers": ["KXELONTWEETS-25APR11"]}, None),
+    (
+        "Kalshi Elon tweets (Mar 28, settled)",
+        "kalshi",
+        {"event_tickers": ["KXELONTWEETS-25MAR28"]},
+        None,
+    ),
+    # fetch_answers off: answers of multiple-choice markets would need /market/{id} pages
+    # that were not recorded.
+    ("Manifold newest markets", "manifold", {"fetch_answers": False}, None),
+    ("Manifold market by id", "manifold", {"market_ids": ["lEoqtnDgJzft6apSKzYK"]}, None),
+    # The token is a placeholder (replay sends nothing anywhere); it shows credentials at rest.
+    ("Metaculus post 578", "metaculus", {"post_ids": [578]}, {"token": "demo-token"}),
+    ("PredictIt all markets", "predictit", {}, None),
+)
+
+
+def seed_demo(conn: psycopg.Connection, *, encryption_key: bytes) -> list[uuid.UUID]:
+    """Create (or find) the demo user and feeds; returns the demo feed ids in order."""
+    conn.execute(
+        "INSERT INTO auth.users (id, email, name) VALUES (%s, %s, 'Demo user')"
+        " ON CONFLICT (id) DO NOTHING",
+        (DEMO_USER_ID, DEMO_USER_EMAIL),
+    )
+    feed_ids = []
+    for name, source, config, credentials in DEMO_FEEDS:
+        row = conn.execute(
+            "SELECT id FROM prediction_data_feeds WHERE user_id = %s AND name = %s",
+            (DEMO_USER_ID, name),
+        ).fetchone()
+        if row is None:
+            feed_id = uuid.uuid4()
+            encrypted = (
+                encrypt_json(credentials, key=encryption_key, aad=credentials_aad(feed_id))
+                if credentials
+                else None
+            )
+            conn.execute(
+                """INSERT INTO prediction_data_feeds
+                     (id, source_id, user_id, name, config, credentials_encrypted)
+                   SELECT %s, s.id, %s, %s, %s, %s FROM prediction_data_sources s
+                   WHERE s.source_id = %s""",
+                (
+                    feed_id,
+                    DEMO_USER_ID,
+                    name,
+                    Jsonb(config),
+                    Jsonb(encrypted) if encrypted else None,
+                    source,
+                ),
+            )
+        else:
+            feed_id = row[0]
+            # The demo's config wins, and a demo feed that a previous failure auto-disabled
+            # is given another chance.
+            conn.execute(
+                "UPDATE prediction_data_feeds SET config = %s, enabled = true,"
+                " auto_disabled_at = NULL, updated_at = now() WHERE id = %s",
+                (Jsonb(config), feed_id),
+            )
+        feed_ids.append(feed_id)
+    return feed_ids

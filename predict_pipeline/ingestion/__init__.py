@@ -1,0 +1,1 @@
+"""Stage 1: fetch feeds into the landing zone and account for every fetch (no Dagster here)."""

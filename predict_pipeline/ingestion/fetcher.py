@@ -1,0 +1,222 @@
+"""One fetch of one feed: plan, send, parse, page after page, and account for every request.
+
+The fetcher never raises for a feed's own faults: an invalid config, a refused URL, a 401, a
+rate limit, a timeout or a body that does not parse all become a `FeedRunResult` status with
+the reason, and every page that did arrive is kept (bad ones with their error) for the
+landing zone.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+
+from predict_pipeline.feeds.base import Adapter, FetchMode, FetchWindow
+from predict_pipeline.feeds.records import PageRequest, PayloadError
+from predict_pipeline.http import (
+    AuthFailedError,
+    FetchError,
+    FetchStats,
+    FetchTimeoutError,
+    HttpClient,
+    InvalidJsonError,
+    RateLimitedError,
+    TokenBucket,
+)
+from predict_pipeline.ingestion.landing import LandedPage
+from predict_pipeline.ingestion.store import Feed, FeedRunResult
+
+# A bound on pages per fetch so a cursor that never ends cannot run forever.
+MAX_PAGES_PER_FETCH = 500
+# Undecodable bodies are kept for diagnosis up to this size.
+MAX_KEPT_BODY_CHARS = 200_000
+_STATUS_BY_ERROR: tuple[tuple[type[FetchError], str], ...] = (
+    (AuthFailedError, "AUTH_FAILED"),
+    (RateLimitedError, "RATE_LIMITED"),
+    (FetchTimeoutError, "TIMEOUT"),
+)
+
+
+class FeedConfigError(ValueError):
+    """A feed's stored configuration does not satisfy its source's JSON Schema."""
+
+
+def validate_feed_config(feed: Feed) -> dict[str, Any]:
+    """The effective config, validated against the source's schema; FeedConfigError if not."""
+    if "credentials" in (feed.config or {}):
+        raise FeedConfigError(
+            "config must not hold credentials: store them in credentials_encrypted"
+        )
+    config = feed.effective_config()
+    if feed.config_schema:
+        validator = jsonschema.Draft202012Validator(feed.config_schema)
+        errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+        if errors:
+            reasons = "; ".join(
+                f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+                for e in errors[:5]
+            )
+            raise FeedConfigError(f"invalid config for source {feed.source}: {reasons}")
+    return config
+
+
+@dataclass(slots=True)
+class FetchOutcome:
+    result: FeedRunResult
+    pages: list[LandedPage] = field(default_factory=list)
+
+
+def fetch_feed(
+    feed: Feed,
+    adapter: Adapter,
+    client: HttpClient,
+    *,
+    mode: FetchMode,
+    window: FetchWindow,
+    feed_run_id: str,
+    credentials: dict[str, Any] | None = None,
+    trusted: bool = True,
+    rate_limiter: TokenBucket | None = None,
+    max_pages: int = MAX_PAGES_PER_FETCH,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> FetchOutcome:
+    started = now()
+    stats = FetchStats()
+    outcome = FetchOutcome(
+        result=FeedRunResult(status="RUNNING", started_at=started, completed_at=started)
+    )
+    errors: list[dict[str, Any]] = []
+    pages_failed = 0
+    records = 0
+    cursor: str | None = None
+    stopped_by: str | None = None
+
+    def finish(status: str) -> FetchOutcome:
+        result = outcome.result
+        result.status = status
+        result.completed_at = now()
+        result.request_count = stats.requests
+        result.bytes_received = stats.bytes_received
+        result.rate_limit_remaining = stats.rate_limit_remaining
+        result.signals_fetched = records
+        result.cursor = cursor
+        if errors:
+            result.error_message = (
+                errors[0]["reason"]
+                if len(errors) == 1
+                else (f"{errors[0]['reason']} (and {len(errors) - 1} more errors)")
+            )
+        result.error_details = {
+            "mode": mode,
+            "window": [window.start.isoformat(), window.end.isoformat()],
+            "pages_landed": len(outcome.pages) - pages_failed,
+            "pages_failed": pages_failed,
+            **({"errors": errors[:20]} if errors else {}),
+        }
+        return outcome
+
+    try:
+        config = validate_feed_config(feed)
+        # Adapters that take credentials declare them in their schema (Metaculus's token);
+        # for every source, credential `headers` are added to each request below.
+        if credentials and "credentials" in (feed.config_schema or {}).get("properties", {}):
+            config = {**config, "credentials": credentials}
+        queue: deque[PageRequest] = deque(adapter.plan(config, mode, window, feed.cursor))
+    except (FeedConfigError, ValueError, PayloadError) as exc:
+        errors.append({"kind": "config", "reason": _safe_reason(exc)})
+        return finish("FAILED")
+
+    extra_headers = dict((credentials or {}).get("headers") or {})
+    while queue:
+        if len(outcome.pages) >= max_pages:
+            errors.append({"kind": "page_limit", "reason": f"stopped after {max_pages} pages"})
+            break
+        request = queue.popleft()
+        if extra_headers:
+            request = PageRequest(
+                **{**_fields(request), "headers": {**request.headers, **extra_headers}}
+            )
+        fetched_at = now()
+        try:
+            response = client.send(request, rate_limiter=rate_limiter, trusted=trusted, stats=stats)
+        except FetchError as exc:
+            errors.append(_fetch_error(request, exc))
+            stopped_by = next((s for t, s in _STATUS_BY_ERROR if isinstance(exc, t)), None)
+            if stopped_by:
+                break  # more requests would fail the same way or spend the source's quota
+            continue  # one missing page (404, refused URL) does not stop the others
+        page = dict(
+            feed_id=str(feed.id),
+            source=feed.source,
+            endpoint=request.endpoint,
+            request=LandedPage.request_dict(request),
+            status_code=response.status_code,
+            fetched_at=fetched_at.isoformat() if mode == "poll" else None,
+            feed_run_id=feed_run_id if mode == "poll" else None,
+        )
+        try:
+            payload = response.json()
+        except InvalidJsonError as exc:
+            pages_failed += 1
+            errors.append(
+                {
+                    "kind": "payload",
+                    "endpoint": request.endpoint,
+                    "url": response.url,
+                    "reason": str(exc),
+                }
+            )
+            text = response.body.decode("utf-8", errors="replace")[:MAX_KEPT_BODY_CHARS]
+            outcome.pages.append(LandedPage(**page, body_text=text, error=str(exc)))
+            continue
+        try:
+            parsed = adapter.parse(payload, fetched_at=fetched_at, request=request, window=window)
+        except (PayloadError, ValueError, KeyError, TypeError) as exc:
+            pages_failed += 1
+            reason = _safe_reason(exc)
+            errors.append(
+                {
+                    "kind": "payload",
+                    "endpoint": request.endpoint,
+                    "url": response.url,
+                    "reason": reason,
+                }
+            )
+            outcome.pages.append(LandedPage(**page, payload=payload, error=reason))
+            continue
+        outcome.pages.append(LandedPage(**page, payload=payload))
+        records += len(parsed.records)
+        cursor = parsed.cursor or cursor
+        queue.extend(parsed.next_requests)
+
+    landed = len(outcome.pages) - pages_failed
+    if stopped_by in ("AUTH_FAILED", "RATE_LIMITED", "TIMEOUT"):
+        return finish(stopped_by)
+    if errors:
+        return finish("PARTIAL" if landed > 0 else "FAILED")
+    return finish("SUCCESS")
+
+
+def _fields(request: PageRequest) -> dict[str, Any]:
+    return {name: getattr(request, name) for name in request.__slots__}
+
+
+def _fetch_error(request: PageRequest, exc: FetchError) -> dict[str, Any]:
+    return {
+        "kind": type(exc).__name__,
+        "endpoint": request.endpoint,
+        "url": exc.url,  # redacted by the client
+        "reason": str(exc),
+        "attempts": exc.attempts,
+        "status_code": exc.status_code,
+    }
+
+
+def _safe_reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 2000 else text[:2000] + "…"

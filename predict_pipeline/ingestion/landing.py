@@ -1,0 +1,142 @@
+"""The landing zone: raw pages as fetched, per feed and partition window, as gzip JSON Lines.
+
+Layout: ``{root}/{source}/{feed_id}/{window_start:%Y-%m-%dT%H%MZ}/{name}.jsonl.gz``. A polled
+feed writes one file per fetch (``poll-<fetch time>-<run>``), so a window keeps every poll;
+a backfill writes ``backfill.jsonl.gz``, replaced whole and byte-identical for the same
+history (no fetch times inside, gzip mtime 0). ``root`` is a local directory or any fsspec
+URL (``s3://bucket/prefix`` with the matching fsspec package installed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import fsspec
+
+from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.records import PageRequest
+
+BACKFILL_FILE = "backfill"
+REJECTS_SUFFIX = ".rejects"
+
+
+@dataclass(frozen=True, slots=True)
+class LandedPage:
+    """One response as it landed, with the request that produced it (never its headers)."""
+
+    feed_id: str
+    source: str
+    endpoint: str
+    request: dict[str, Any]
+    status_code: int | None = None
+    payload: Any = None  # decoded JSON body
+    body_text: str | None = None  # non-JSON bodies (CSV uploads) and undecodable responses
+    error: str | None = None  # why this page could not be read, when it could not
+    fetched_at: str | None = None  # ISO-8601; None in backfill files (see module doc)
+    feed_run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def request_dict(request: PageRequest) -> dict[str, Any]:
+        # Headers carry credentials: they never land.
+        return {
+            "endpoint": request.endpoint,
+            "method": request.method,
+            "url": request.url,
+            "params": dict(request.params),
+            "body": request.body,
+            "context": dict(request.context),
+        }
+
+    def page_request(self) -> PageRequest:
+        r = self.request
+        return PageRequest(
+            endpoint=r["endpoint"],
+            url=r["url"],
+            params=dict(r.get("params") or {}),
+            method=r.get("method", "GET"),
+            body=r.get("body"),
+            context=dict(r.get("context") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LandingFile:
+    path: str
+    pages: int
+    bytes_written: int
+
+
+def window_key(window: FetchWindow) -> str:
+    return f"{window.start:%Y-%m-%dT%H%MZ}"
+
+
+class LandingZone:
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+
+    def _dir(self, source: str, feed_id: str, window: FetchWindow) -> str:
+        return f"{self._base}/{source}/{feed_id}/{window_key(window)}"
+
+    def write(
+        self,
+        source: str,
+        feed_id: str,
+        window: FetchWindow,
+        name: str,
+        pages: Iterable[LandedPage],
+    ) -> LandingFile:
+        """Write one file atomically (temporary name, then rename): readers never see half."""
+        buffer = io.BytesIO()
+        count = 0
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+            for page in pages:
+                gz.write(_encode(page))
+                count += 1
+        data = buffer.getvalue()
+        directory = self._dir(source, feed_id, window)
+        self.fs.makedirs(directory, exist_ok=True)
+        final = f"{directory}/{name}.jsonl.gz"
+        temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        with self.fs.open(temporary, "wb") as handle:
+            handle.write(data)
+        self.fs.mv(temporary, final)
+        return LandingFile(path=final, pages=count, bytes_written=len(data))
+
+    def files(self, source: str, feed_id: str, window: FetchWindow) -> list[str]:
+        """Page files of one feed and window, in name order (polls sort by fetch time)."""
+        directory = self._dir(source, feed_id, window)
+        if not self.fs.exists(directory):
+            return []
+        names = [p for p in self.fs.ls(directory, detail=False) if p.endswith(".jsonl.gz")]
+        return sorted(p for p in names if not p.endswith(f"{REJECTS_SUFFIX}.jsonl.gz"))
+
+    def read(self, path: str) -> Iterator[LandedPage]:
+        with self.fs.open(path, "rb") as handle, gzip.GzipFile(fileobj=handle) as gz:
+            for line in gz:
+                yield LandedPage(**json.loads(line))
+
+    def read_window(self, source: str, feed_id: str, window: FetchWindow) -> Iterator[LandedPage]:
+        for path in self.files(source, feed_id, window):
+            yield from self.read(path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open(path, "rb") as handle:
+            return handle.read()
+
+
+def poll_file_name(fetched_at: datetime, feed_run_id: str) -> str:
+    return f"poll-{fetched_at:%Y%m%dT%H%M%S%fZ}-{feed_run_id[:8]}"
+
+
+def _encode(page: LandedPage) -> bytes:
+    text = json.dumps(asdict(page), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return text.encode("utf-8") + b"\n"

@@ -1,0 +1,191 @@
+"""Uploads and webhook deliveries: checked whole, then landed beside fetched pages.
+
+A malformed file or body is refused with the line and column at fault and nothing of it
+lands; the refusal is still a FAILED feed run with the reason, so it is accounted for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.push import SignatureError, UploadError, parse_upload, parse_webhook
+from predict_pipeline.ingestion.landing import LandedPage, LandingZone
+from predict_pipeline.ingestion.runner import credentials_aad
+from predict_pipeline.ingestion.store import (
+    Feed,
+    FeedRunResult,
+    finish_feed_run,
+    start_feed_run,
+)
+from predict_pipeline.secrets import decrypt_json
+
+
+class PushRefused(ValueError):
+    """A delivery that did not land; `status` is the HTTP status a receiver should answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class PushReport:
+    feed_run_id: str
+    records: int
+    landing_file: str
+
+
+def hour_window(at: datetime) -> FetchWindow:
+    start = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return FetchWindow(start, start + timedelta(hours=1))
+
+
+def land_upload(
+    conn: psycopg.Connection,
+    landing: LandingZone,
+    feed: Feed,
+    data: bytes,
+    filename: str,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> PushReport:
+    _require_source(feed, "upload")
+    received_at = now()
+
+    def parse() -> int:
+        return len(parse_upload(data, filename, feed_config=feed.config, received_at=received_at))
+
+    return _land(conn, landing, feed, data, received_at, "upload", {"filename": filename}, parse)
+
+
+def land_webhook(
+    conn: psycopg.Connection,
+    landing: LandingZone,
+    feed: Feed,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    encryption_key: Callable[[], bytes],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> PushReport:
+    _require_source(feed, "webhook")
+    received_at = now()
+    secret = _webhook_secret(feed, encryption_key)
+
+    def parse() -> int:
+        return len(
+            parse_webhook(
+                body, headers, feed_config=feed.config, secret=secret, received_at=received_at
+            )
+        )
+
+    return _land(conn, landing, feed, body, received_at, "webhook", {}, parse)
+
+
+def _land(
+    conn: psycopg.Connection,
+    landing: LandingZone,
+    feed: Feed,
+    data: bytes,
+    received_at: datetime,
+    kind: str,
+    context: dict[str, str],
+    parse: Callable[[], int],
+) -> PushReport:
+    run_id = start_feed_run(conn, feed.id, received_at)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        records = parse()
+    except (UploadError, SignatureError) as exc:
+        _finish(conn, feed, run_id, received_at, "FAILED", 0, len(data), str(exc), digest)
+        status = 401 if isinstance(exc, SignatureError) else 400
+        raise PushRefused(str(exc), status=status) from None
+    page = LandedPage(
+        feed_id=str(feed.id),
+        source=feed.source,
+        endpoint=kind,
+        request={
+            "endpoint": kind,
+            "method": "POST",
+            "url": f"{kind}:{context.get('filename', 'body')}",
+            "params": {},
+            "body": None,
+            "context": {**context, "sha256": digest},
+        },
+        status_code=None,
+        body_text=data.decode("utf-8-sig"),
+        fetched_at=received_at.isoformat(),
+        feed_run_id=str(run_id),
+    )
+    name = f"{kind}-{received_at:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
+    written = landing.write(feed.source, str(feed.id), hour_window(received_at), name, [page])
+    _finish(
+        conn,
+        feed,
+        run_id,
+        received_at,
+        "SUCCESS",
+        records,
+        len(data),
+        None,
+        digest,
+        landing_file=written.path,
+    )
+    return PushReport(feed_run_id=str(run_id), records=records, landing_file=written.path)
+
+
+def _finish(
+    conn: psycopg.Connection,
+    feed: Feed,
+    run_id,
+    received_at: datetime,
+    status: str,
+    records: int,
+    size: int,
+    error: str | None,
+    digest: str,
+    *,
+    landing_file: str | None = None,
+) -> None:
+    details = {"sha256": digest, **({"landing_file": landing_file} if landing_file else {})}
+    if error:
+        details["errors"] = [{"kind": "push", "reason": error}]
+    result = FeedRunResult(
+        status=status,
+        started_at=received_at,
+        completed_at=datetime.now(UTC),
+        request_count=1,
+        bytes_received=size,
+        signals_fetched=records,
+        error_message=error,
+        error_details=details,
+    )
+    with conn.transaction():
+        # A refused push is the sender's fault, not the feed's: it never auto-disables it.
+        finish_feed_run(conn, feed, run_id, result, disable_after_failures=2**31 - 1)
+
+
+def _require_source(feed: Feed, source: str) -> None:
+    if feed.source != source:
+        raise PushRefused(f"feed {feed.id} is a {feed.source} feed, not a {source} feed", 409)
+    if not feed.enabled:
+        raise PushRefused(f"feed {feed.id} is disabled", 409)
+
+
+def _webhook_secret(feed: Feed, encryption_key: Callable[[], bytes]) -> bytes:
+    """Deliveries must be signed: a webhook feed without a secret accepts nothing."""
+    if not feed.credentials_encrypted:
+        raise PushRefused(f"webhook feed {feed.id} has no signing secret configured", 403)
+    credentials = decrypt_json(
+        feed.credentials_encrypted, key=encryption_key(), aad=credentials_aad(feed.id)
+    )
+    secret = credentials.get("webhook_secret") if isinstance(credentials, dict) else None
+    if not secret:
+        raise PushRefused(f"webhook feed {feed.id} has no webhook_secret in its credentials", 403)
+    return str(secret).encode("utf-8")

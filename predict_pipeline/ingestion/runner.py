@@ -1,0 +1,220 @@
+"""Fetch every selected feed for one window into the landing zone, one feed run per feed.
+
+One feed's failure is that feed's FAILED (or TIMEOUT, ...) run and never stops the others.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from predict_pipeline.feeds.base import FetchMode, FetchWindow
+from predict_pipeline.feeds.registry import source_definition
+from predict_pipeline.http import HttpClient, TokenBucket
+from predict_pipeline.ingestion.fetcher import FetchOutcome, fetch_feed
+from predict_pipeline.ingestion.landing import (
+    BACKFILL_FILE,
+    LandingZone,
+    poll_file_name,
+)
+from predict_pipeline.ingestion.store import (
+    Feed,
+    FeedRunResult,
+    advance_next_run,
+    finish_feed_run,
+    load_feeds,
+    start_feed_run,
+)
+from predict_pipeline.secrets import SecretDecryptError, SecretKeyError, decrypt_json
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFetchReport:
+    feed_id: str
+    feed_name: str
+    source: str
+    feed_run_id: str
+    mode: str
+    status: str
+    pages: int
+    records: int
+    requests: int
+    bytes_received: int
+    duration_ms: int
+    error: str | None
+    landing_file: str | None
+    auto_disabled: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("SUCCESS", "PARTIAL")
+
+
+def window_mode(window: FetchWindow, now: datetime) -> FetchMode:
+    """A window that is over is history (backfill); the current one is polled."""
+    return "backfill" if window.end <= now else "poll"
+
+
+def credentials_aad(feed_id: uuid.UUID | str) -> str:
+    """Binds a feed's encrypted credentials to its row: a copied ciphertext does not decrypt."""
+    return f"prediction_data_feeds:{feed_id}"
+
+
+class RateLimiters:
+    """One token bucket per source, shared by every feed of that source in this process."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def for_source(self, source: str, rate_limit_rpm: int | None) -> TokenBucket | None:
+        if not self.enabled or not rate_limit_rpm:
+            return None
+        if source not in self._buckets:
+            self._buckets[source] = TokenBucket(rate_limit_rpm, burst=max(1, rate_limit_rpm // 60))
+        return self._buckets[source]
+
+
+def fetch_window(
+    conn: psycopg.Connection,
+    client: HttpClient,
+    landing: LandingZone,
+    window: FetchWindow,
+    *,
+    mode: FetchMode | None = None,
+    feed_ids: list[uuid.UUID] | None = None,
+    encryption_key: Callable[[], bytes] | None = None,
+    rate_limiters: RateLimiters | None = None,
+    disable_after_failures: int = 5,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[FeedFetchReport]:
+    """Fetch the window for the selected feeds; `conn` must be in autocommit mode.
+
+    Each feed's run row is committed when it starts, so a crash mid-fetch leaves a RUNNING
+    row that says so, and its result is committed with the feed's health in one transaction.
+    """
+    mode = mode or window_mode(window, now())
+    if feed_ids is not None:
+        feeds = load_feeds(conn, feed_ids=feed_ids)
+    elif mode == "poll":
+        feeds = load_feeds(conn, due_before=window.end)
+    else:
+        feeds = load_feeds(conn, backfill_only=True)
+    limiters = rate_limiters or RateLimiters()
+    reports = []
+    for feed in feeds:
+        definition = source_definition(feed.source)
+        if definition.adapter is None:
+            continue  # push sources land through `feeds upload` and webhook deliveries
+        if mode == "backfill" and not feed.supports_backfill:
+            continue  # the source has no history API; its history is what was polled
+        reports.append(
+            _fetch_one(
+                conn,
+                client,
+                landing,
+                window,
+                feed,
+                mode,
+                encryption_key=encryption_key,
+                limiter=limiters.for_source(feed.source, feed.rate_limit_rpm),
+                disable_after_failures=disable_after_failures,
+                now=now,
+            )
+        )
+    return reports
+
+
+def _fetch_one(
+    conn: psycopg.Connection,
+    client: HttpClient,
+    landing: LandingZone,
+    window: FetchWindow,
+    feed: Feed,
+    mode: FetchMode,
+    *,
+    encryption_key: Callable[[], bytes] | None,
+    limiter: TokenBucket | None,
+    disable_after_failures: int,
+    now: Callable[[], datetime],
+) -> FeedFetchReport:
+    definition = source_definition(feed.source)
+    started = now()
+    run_id = start_feed_run(conn, feed.id, started)
+    credentials, credential_error = _credentials(feed, encryption_key)
+    if credential_error:
+        outcome = FetchOutcome(
+            result=FeedRunResult(
+                status="FAILED",
+                started_at=started,
+                completed_at=now(),
+                error_message=credential_error,
+                error_details={"errors": [{"kind": "credentials", "reason": credential_error}]},
+            )
+        )
+    else:
+        outcome = fetch_feed(
+            feed,
+            definition.adapter,
+            client,
+            mode=mode,
+            window=window,
+            feed_run_id=str(run_id),
+            credentials=credentials,
+            trusted=definition.trusted,
+            rate_limiter=limiter,
+            now=now,
+        )
+    landing_file = None
+    if outcome.pages:
+        name = BACKFILL_FILE if mode == "backfill" else poll_file_name(started, str(run_id))
+        written = landing.write(feed.source, str(feed.id), window, name, outcome.pages)
+        landing_file = written.path
+        outcome.result.error_details["landing_file"] = written.path
+    with conn.transaction():
+        health = finish_feed_run(
+            conn, feed, run_id, outcome.result, disable_after_failures=disable_after_failures
+        )
+        if mode == "poll" and not health.auto_disabled:
+            advance_next_run(conn, feed, outcome.result.completed_at)
+    result = outcome.result
+    return FeedFetchReport(
+        feed_id=str(feed.id),
+        feed_name=feed.name,
+        source=feed.source,
+        feed_run_id=str(run_id),
+        mode=mode,
+        status=result.status,
+        pages=len(outcome.pages),
+        records=result.signals_fetched,
+        requests=result.request_count,
+        bytes_received=result.bytes_received,
+        duration_ms=result.duration_ms,
+        error=result.error_message,
+        landing_file=landing_file,
+        auto_disabled=health.auto_disabled,
+    )
+
+
+def _credentials(
+    feed: Feed, encryption_key: Callable[[], bytes] | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Decrypted credentials, or the reason they cannot be had (never their content)."""
+    if not feed.credentials_encrypted:
+        return None, None
+    if encryption_key is None:
+        return None, "feed has encrypted credentials but no encryption key is configured"
+    try:
+        value = decrypt_json(
+            feed.credentials_encrypted, key=encryption_key(), aad=credentials_aad(feed.id)
+        )
+    except (SecretKeyError, SecretDecryptError) as exc:
+        return None, f"credentials cannot be decrypted: {exc}"
+    if not isinstance(value, dict):
+        return None, "decrypted credentials are not a JSON object"
+    return value, None

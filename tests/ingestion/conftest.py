@@ -1,0 +1,126 @@
+"""Feeds in a real database, a scripted local HTTP server, and a landing zone in tmp."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from predict_pipeline.db.connection import PIPELINE_ROLE, connect
+from predict_pipeline.http import HttpClient
+from predict_pipeline.ingestion.landing import LandingZone
+from predict_pipeline.ingestion.runner import credentials_aad
+from predict_pipeline.secrets import decode_key, encrypt_json, generate_key
+from tests.support.http_server import ScriptedServer
+
+USER_ID = uuid.UUID("00000000-0000-4000-8000-0000000000a1")
+KEY = decode_key(generate_key())
+
+
+@pytest.fixture
+def conn(db_url) -> Iterator[psycopg.Connection]:
+    """The pipeline's own connection (autocommit, as fetch_window expects)."""
+    with connect(db_url, role=PIPELINE_ROLE, autocommit=True) as pipeline:
+        pipeline.execute(
+            "INSERT INTO auth.users (id, email) VALUES (%s, 'feeds@example.com')", (USER_ID,)
+        )
+        yield pipeline
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    scripted = ScriptedServer()
+    yield scripted
+    scripted.close()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def client(sleeps) -> Iterator[HttpClient]:
+    """Fast retries (recorded sleeps), short read timeout, loopback allowed for the server."""
+    with HttpClient(
+        timeout=(1.0, 0.5),
+        max_retries=2,
+        allow_private_hosts=("127.0.0.1",),
+        sleep=sleeps.append,
+        rng=lambda: 0.5,
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def landing(tmp_path) -> LandingZone:
+    return LandingZone(str(tmp_path / "landing"))
+
+
+def make_feed(
+    conn: psycopg.Connection,
+    source: str,
+    config: dict[str, Any],
+    *,
+    name: str | None = None,
+    credentials: dict[str, Any] | None = None,
+    **columns: Any,
+) -> uuid.UUID:
+    feed_id = uuid.uuid4()
+    encrypted = (
+        encrypt_json(credentials, key=KEY, aad=credentials_aad(feed_id)) if credentials else None
+    )
+    extra = "".join(f", {c}" for c in columns)
+    marks = "".join(", %s" for _ in columns)
+    conn.execute(
+        f"""INSERT INTO prediction_data_feeds
+              (id, source_id, user_id, name, config, credentials_encrypted{extra})
+            SELECT %s, s.id, %s, %s, %s, %s{marks}
+            FROM prediction_data_sources s WHERE s.source_id = %s""",  # noqa: S608
+        (
+            feed_id,
+            USER_ID,
+            name or f"{source} feed {feed_id.hex[:6]}",
+            Jsonb(config),
+            Jsonb(encrypted) if encrypted else None,
+            *columns.values(),
+            source,
+        ),
+    )
+    return feed_id
+
+
+def custom_config(url: str, **overrides: Any) -> dict[str, Any]:
+    """A custom_api feed reading {"items": [{"id": ..., "p": ...}]}."""
+    return {
+        "url": url,
+        "records_path": "$.items[*]",
+        "fields": {"source_event_id": "id", "value": "p", "title": "title"},
+        "pagination": {"mode": "none"},
+        **overrides,
+    }
+
+
+def feed_run(conn: psycopg.Connection, feed_id: uuid.UUID) -> dict[str, Any]:
+    """The feed's latest run as a dict."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(
+            "SELECT * FROM prediction_feed_runs WHERE feed_id = %s ORDER BY started_at DESC"
+            " LIMIT 1",
+            (feed_id,),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def feed_row(conn: psycopg.Connection, feed_id: uuid.UUID) -> dict[str, Any]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(
+            "SELECT * FROM prediction_data_feeds WHERE id = %s", (feed_id,)
+        ).fetchone()
+    assert row is not None
+    return row

@@ -1,0 +1,119 @@
+"""`feeds parse`, uploads and webhook deliveries: refused whole with line and column, or landed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from predict_pipeline.ingestion.pushed import PushRefused, hour_window, land_upload
+from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.ingestion.webhook_server import make_server, serve_in_background
+from tests.conftest import FIXTURES
+from tests.ingestion.conftest import KEY, feed_run, make_feed
+
+NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
+CLI = [sys.executable, "-m", "predict_pipeline.cli"]
+
+
+def test_feeds_parse_prints_json_lines_of_a_recorded_payload():
+    path = FIXTURES / "payloads" / "kalshi_markets_finalized_cents.json"
+    result = subprocess.run(
+        [*CLI, "feeds", "parse", "kalshi", str(path), "--fetched-at", "2026-11-22T15:00:00+00:00"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 26
+    first = records[0]
+    assert first["source_event_id"] == "KXELONTWEETS-25MAR28-849"
+    assert first["fetched_at"] == "2026-11-22T15:00:00+00:00"
+    assert first["market"]["resolution"] == "NO"
+    assert first["market"]["close_time"] == "2025-03-28T16:00:00+00:00"
+
+
+def test_feeds_parse_refuses_a_payload_it_cannot_read():
+    path = FIXTURES / "payloads" / "manifold_bets.json"
+    result = subprocess.run(
+        [*CLI, "feeds", "parse", "kalshi", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("predict-pipeline: error: kalshi")
+    assert "Traceback" not in result.stderr
+
+
+GOOD_CSV = (
+    b"source_event_id,signal_type,value,fetched_at,title\r\n"
+    b"poll-42,MARKET_PRICE,0.61,2026-11-22T15:10:00Z,Will it rain?\r\n"
+    b'poll-43,MARKET_PRICE,0.35,2026-11-22T15:11:00Z,"Will it snow, then?"\r\n'
+)
+
+
+def test_upload_lands_a_good_file(conn, landing):
+    feed = load_feed(conn, make_feed(conn, "upload", {}))
+    report = land_upload(conn, landing, feed, GOOD_CSV, "polls.csv", now=lambda: NOW)
+    assert report.records == 2
+    [page] = landing.read_window("upload", str(feed.id), hour_window(NOW))
+    assert page.body_text == GOOD_CSV.decode()
+    assert page.request["context"]["filename"] == "polls.csv"
+    run = feed_run(conn, feed.id)
+    assert run["status"] == "SUCCESS" and run["signals_fetched"] == 2
+
+
+def test_malformed_upload_is_refused_with_line_and_column_and_nothing_lands(conn, landing):
+    feed = load_feed(conn, make_feed(conn, "upload", {}))
+    bad = GOOD_CSV + b"poll-44,MARKET_PRICE,zero point five,2026-11-22T15:12:00Z,x\r\n"
+    with pytest.raises(PushRefused) as refused:
+        land_upload(conn, landing, feed, bad, "polls.csv", now=lambda: NOW)
+    assert "line 4" in str(refused.value) and "column 3" in str(refused.value)
+    assert landing.files("upload", str(feed.id), hour_window(NOW)) == []
+    run = feed_run(conn, feed.id)
+    assert run["status"] == "FAILED" and "line 4" in run["error_message"]
+
+
+def _sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def test_webhook_delivery_over_http_is_verified_and_landed(conn, db_url, landing):
+    secret = b"whsec-test"
+    feed_id = make_feed(conn, "webhook", {}, credentials={"webhook_secret": secret.decode()})
+    server = make_server(db_url, landing, lambda: KEY, port=0)
+    serve_in_background(server)
+    url = f"http://127.0.0.1:{server.server_address[1]}/webhooks/{feed_id}"
+    body = json.dumps(
+        [{"source_event_id": "wh-1", "value": 0.7, "fetched_at": "2026-11-22T15:00:00Z"}]
+    ).encode()
+    try:
+        good = httpx.post(url, content=body, headers={"X-Predict-Signature": _sign(secret, body)})
+        forged = httpx.post(url, content=body, headers={"X-Predict-Signature": _sign(b"x", body)})
+        broken_body = b'[{"source_event_id": "wh-2", "value": }]'
+        broken = httpx.post(
+            url,
+            content=broken_body,
+            headers={"X-Predict-Signature": _sign(secret, broken_body)},
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert good.status_code == 202 and good.json()["records"] == 1
+    assert forged.status_code == 401 and secret.decode() not in forged.text
+    assert broken.status_code == 400 and "line 1" in broken.json()["error"]
+    statuses = sorted(
+        s
+        for (s,) in conn.execute(
+            "SELECT status FROM prediction_feed_runs WHERE feed_id = %s", (feed_id,)
+        )
+    )
+    assert statuses == ["FAILED", "FAILED", "SUCCESS"]
+    landed = [
+        p for f in landing.fs.find(landing.root) if f.endswith(".jsonl.gz") for p in landing.read(f)
+    ]
+    assert [json.loads(p.body_text)[0]["source_event_id"] for p in landed] == ["wh-1"]
