@@ -16,9 +16,13 @@ import pytest
 from psycopg import sql
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.db.connection import connect
+from predict_pipeline.db.connection import PIPELINE_ROLE, connect
 from predict_pipeline.db.embedded import start_embedded_server, with_database
 from predict_pipeline.db.migrations import upgrade
+from predict_pipeline.http import HttpClient
+from predict_pipeline.ingestion.landing import LandingZone
+from tests.support.feeds import USER_ID
+from tests.support.http_server import ScriptedServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_STATE_DIR = Path(os.environ.get("PREDICT_TEST_STATE_DIR", PROJECT_ROOT / "var" / "test"))
@@ -104,3 +108,47 @@ def dagster_instance(db_url):
     overrides = {"storage": {"postgres": {"postgres_url": dagster_storage_url(db_url)}}}
     with dg.instance_for_test(overrides=overrides) as instance:
         yield instance
+
+
+# ---------------------------------------------------------------------------------------
+# Feeds, a scripted HTTP server and a landing zone (stages 1 and 2)
+
+
+@pytest.fixture
+def conn(db_url) -> Iterator[psycopg.Connection]:
+    """The pipeline's own connection (autocommit, as fetch_window expects)."""
+    with connect(db_url, role=PIPELINE_ROLE, autocommit=True) as pipeline:
+        pipeline.execute(
+            "INSERT INTO auth.users (id, email) VALUES (%s, 'feeds@example.com')", (USER_ID,)
+        )
+        yield pipeline
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    scripted = ScriptedServer()
+    yield scripted
+    scripted.close()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def client(sleeps) -> Iterator[HttpClient]:
+    """Fast retries (recorded sleeps), short read timeout, loopback allowed for the server."""
+    with HttpClient(
+        timeout=(1.0, 0.5),
+        max_retries=2,
+        allow_private_hosts=("127.0.0.1",),
+        sleep=sleeps.append,
+        rng=lambda: 0.5,
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def landing(tmp_path) -> LandingZone:
+    return LandingZone(str(tmp_path / "landing"))

@@ -22,7 +22,7 @@ from predict_pipeline.defs.resources import (
 )
 from predict_pipeline.demo import REPLAY_DIR
 from predict_pipeline.secrets import generate_key
-from tests.ingestion.conftest import feed_row, make_feed
+from tests.support.feeds import feed_row, make_feed
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.ingestion.runner import fetch_window
-from tests.ingestion.conftest import KEY, custom_config, feed_row, feed_run, make_feed
+from tests.support.feeds import KEY, custom_config, feed_row, feed_run, make_feed
 from tests.support.http_server import Reply
 
 WINDOW = FetchWindow(datetime(2026, 11, 22, 15, tzinfo=UTC), datetime(2026, 11, 22, 16, tzinfo=UTC))

@@ -16,7 +16,7 @@ from predict_pipeline.ingestion.pushed import PushRefused, hour_window, land_upl
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.ingestion.webhook_server import make_server, serve_in_background
 from tests.conftest import FIXTURES
-from tests.ingestion.conftest import KEY, feed_run, make_feed
+from tests.support.feeds import KEY, feed_run, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
 CLI = [sys.executable, "-m", "predict_pipeline.cli"]

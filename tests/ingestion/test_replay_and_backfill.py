@@ -10,7 +10,7 @@ from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.http import build_http_client
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.runner import fetch_window
-from tests.ingestion.conftest import KEY, feed_run, make_feed
+from tests.support.feeds import KEY, feed_run, make_feed
 
 WINDOW = FetchWindow(datetime(2026, 11, 22, 15, tzinfo=UTC), datetime(2026, 11, 22, 16, tzinfo=UTC))
 

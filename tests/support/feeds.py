@@ -1,64 +1,18 @@
-"""Feeds in a real database, a scripted local HTTP server, and a landing zone in tmp."""
+"""Feeds in a real database for tests: create them, read their runs and health."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.db.connection import PIPELINE_ROLE, connect
-from predict_pipeline.http import HttpClient
-from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.secrets import decode_key, encrypt_json, generate_key
-from tests.support.http_server import ScriptedServer
 
 USER_ID = uuid.UUID("00000000-0000-4000-8000-0000000000a1")
 KEY = decode_key(generate_key())
-
-
-@pytest.fixture
-def conn(db_url) -> Iterator[psycopg.Connection]:
-    """The pipeline's own connection (autocommit, as fetch_window expects)."""
-    with connect(db_url, role=PIPELINE_ROLE, autocommit=True) as pipeline:
-        pipeline.execute(
-            "INSERT INTO auth.users (id, email) VALUES (%s, 'feeds@example.com')", (USER_ID,)
-        )
-        yield pipeline
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    yield scripted
-    scripted.close()
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def client(sleeps) -> Iterator[HttpClient]:
-    """Fast retries (recorded sleeps), short read timeout, loopback allowed for the server."""
-    with HttpClient(
-        timeout=(1.0, 0.5),
-        max_retries=2,
-        allow_private_hosts=("127.0.0.1",),
-        sleep=sleeps.append,
-        rng=lambda: 0.5,
-    ) as http:
-        yield http
-
-
-@pytest.fixture
-def landing(tmp_path) -> LandingZone:
-    return LandingZone(str(tmp_path / "landing"))
 
 
 def make_feed(
