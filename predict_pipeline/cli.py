@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from predict_pipeline.cli_feeds import FeedCommandError
 from predict_pipeline.cli_feeds import add_commands as add_feed_commands
+from predict_pipeline.cli_signals import SignalsCommandError
+from predict_pipeline.cli_signals import add_commands as add_signal_commands
 from predict_pipeline.config import DATABASE_URL_VAR, PROJECT_ROOT, Settings
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_feed_commands(commands)
+    add_signal_commands(commands)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this database")
     dev.add_argument("--host", default="127.0.0.1")
@@ -104,7 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, DatabaseUnavailable, MigrationError, FeedCommandError) as exc:
+    except (
+        CliError,
+        DatabaseUnavailable,
+        MigrationError,
+        FeedCommandError,
+        SignalsCommandError,
+    ) as exc:
         print(f"predict-pipeline: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

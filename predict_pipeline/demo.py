@@ -46,13 +46,74 @@ DEMO_FEEDS: tuple[tuple[str, str, dict[str, Any], dict[str, Any] | None], ...] =
 )
 
 
+# Events the demo tracks (slug, category, title, resolution date): worded as an analyst would,
+# not copied from the markets, so auto-matching has real work; the other markets of the
+# recorded payloads land in the review queue.
+DEMO_EVENTS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "elon-x-posts-850-plus-apr-11",
+        "entertainment",
+        "Will Elon Musk post on X 850 or more times?",
+        "2025-04-11T16:00:00+00:00",
+    ),
+    (
+        "elon-tweets-250-274-apr-4-11",
+        "entertainment",
+        "Will Elon Musk tweet 250-274 times April 4 - 11?",
+        "2025-04-11T12:00:00+00:00",
+    ),
+    (
+        "trump-deportations-under-250k",
+        "geopolitics",
+        "Will Trump deport fewer than 250,000 people?",
+        "2025-12-31T12:00:00+00:00",
+    ),
+    (
+        "humans-extinct-before-2100",
+        "technology",
+        "Will humanity go extinct before 2100?",
+        "2100-01-01T00:00:00+00:00",
+    ),
+    (
+        "us-attacks-cuba-before-china-taiwan",
+        "geopolitics",
+        "Will the United States attack Cuba before China attacks Taiwan?",
+        "2030-12-31T23:59:00+00:00",
+    ),
+    (
+        "gop-house-seats-2026-203-207",
+        "geopolitics",
+        "Republicans win 203 to 207 House seats in the 2026 midterm election?",
+        "2026-11-03T00:00:00+00:00",
+    ),
+)
+
+
+def seed_demo_events(conn: psycopg.Connection) -> list[uuid.UUID]:
+    """Create (or find) the demo events by slug; returns their ids in order."""
+    ids = []
+    for slug, category, title, resolution_date in DEMO_EVENTS:
+        row = conn.execute(
+            """INSERT INTO prediction_events (category_id, title, slug, resolution_date, tags,
+                                              created_by)
+               SELECT c.id, %s, %s, %s, %s, %s FROM prediction_categories c WHERE c.slug = %s
+               ON CONFLICT (slug) DO UPDATE SET title = EXCLUDED.title
+               RETURNING id""",
+            (title, slug, resolution_date, ["demo"], DEMO_USER_ID, category),
+        ).fetchone()
+        assert row is not None
+        ids.append(row[0])
+    return ids
+
+
 def seed_demo(conn: psycopg.Connection, *, encryption_key: bytes) -> list[uuid.UUID]:
-    """Create (or find) the demo user and feeds; returns the demo feed ids in order."""
+    """Create (or find) the demo user, events and feeds; returns the demo feed ids."""
     conn.execute(
         "INSERT INTO auth.users (id, email, name) VALUES (%s, %s, 'Demo user')"
         " ON CONFLICT (id) DO NOTHING",
         (DEMO_USER_ID, DEMO_USER_EMAIL),
     )
+    seed_demo_events(conn)
     feed_ids = []
     for name, source, config, credentials in DEMO_FEEDS:
         row = conn.execute(

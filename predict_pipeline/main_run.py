@@ -48,7 +48,9 @@ def run_main() -> int:
     ok = result.success
     with connect(target.app_url) as conn:
         runs = conn.execute(
-            """SELECT f.name, r.status, r.request_count, r.signals_fetched, r.duration_ms,
+            """SELECT f.name, r.status, r.request_count, r.signals_fetched, r.signals_written,
+                      r.signals_unmatched,
+                      r.signals_fetched - r.signals_valid AS rejected, r.duration_ms,
                       coalesce(r.error_message, '')
                FROM prediction_data_feeds f
                JOIN LATERAL (SELECT * FROM prediction_feed_runs WHERE feed_id = f.id
@@ -61,12 +63,26 @@ def run_main() -> int:
         f"\npredict_pipeline — main job, window {partition} UTC, {where}, "
         f"HTTP {os.environ[HTTP_MODE_VAR]}"
     )
-    print(f"\n{'feed':<40} {'status':<12} {'requests':>8} {'records':>8} {'ms':>6}")
-    for name, status, requests, records, ms, error in runs:
+    print(
+        f"\n{'feed':<38} {'status':<8} {'requests':>8} {'records':>7} {'written':>7}"
+        f" {'review':>6} {'rejected':>8} {'ms':>5}"
+    )
+    for name, status, requests, records, written, unmatched, rejected, ms, error in runs:
         print(
-            f"{name:<40} {status:<12} {requests:>8} {records:>8} {ms or 0:>6}"
-            + (f"  {error[:80]}" if error else "")
+            f"{name[:38]:<38} {status:<8} {requests:>8} {records:>7} {written:>7}"
+            f" {unmatched:>6} {rejected:>8} {ms or 0:>5}" + (f"  {error[:80]}" if error else "")
         )
         ok = ok and status == "SUCCESS"
+    with connect(target.app_url) as conn:
+        signals, events, pending = conn.execute(
+            """SELECT (SELECT count(*) FROM prediction_signals),
+                      (SELECT count(DISTINCT event_id) FROM prediction_signals),
+                      (SELECT count(*) FROM prediction_unmatched_signals
+                       WHERE status = 'PENDING')"""
+        ).fetchone()
+    print(
+        f"\nsignals stored: {signals} on {events} events; review queue: {pending} pending"
+        " (predict-pipeline signals review)"
+    )
     print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1

@@ -29,6 +29,9 @@ class SourceDefinition:
     supports_pull: bool = True
     supports_push: bool = False
     rate_limit_rpd: int | None = None
+    # Prior trust in the source's numbers, written as prediction_signals.reliability: real-money
+    # markets highest, play money and user-supplied data lower.
+    reliability: float = 0.5
 
     @property
     def adapter(self) -> Adapter | None:
@@ -67,6 +70,7 @@ SOURCES: dict[str, SourceDefinition] = {
             "built_in",
             "Polymarket Gamma markets/events and CLOB price history (USDC markets).",
             polymarket,
+            reliability=0.9,
         ),
         SourceDefinition(
             "kalshi",
@@ -76,6 +80,7 @@ SOURCES: dict[str, SourceDefinition] = {
             "Kalshi trade API v2 markets and events; candlesticks from the live and "
             "historical tiers.",
             kalshi,
+            reliability=0.9,
         ),
         SourceDefinition(
             "manifold",
@@ -84,6 +89,7 @@ SOURCES: dict[str, SourceDefinition] = {
             "built_in",
             "Manifold Markets (play money) markets; history rebuilt from bets.",
             manifold,
+            reliability=0.7,
         ),
         SourceDefinition(
             "metaculus",
@@ -93,6 +99,7 @@ SOURCES: dict[str, SourceDefinition] = {
             "Metaculus community predictions (recency-weighted aggregation) and history.",
             metaculus,
             rate_limit_rpd=24_000,
+            reliability=0.85,
         ),
         SourceDefinition(
             "predictit",
@@ -101,6 +108,7 @@ SOURCES: dict[str, SourceDefinition] = {
             "built_in",
             "PredictIt market data snapshot of all markets (no history API).",
             predictit,
+            reliability=0.8,
         ),
         SourceDefinition(
             "custom_api",

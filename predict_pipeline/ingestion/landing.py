@@ -119,6 +119,44 @@ class LandingZone:
         names = [p for p in self.fs.ls(directory, detail=False) if p.endswith(".jsonl.gz")]
         return sorted(p for p in names if not p.endswith(f"{REJECTS_SUFFIX}.jsonl.gz"))
 
+    def window_files(self, window: FetchWindow) -> dict[tuple[str, str], list[str]]:
+        """Every page file of a window, by (source, feed id), in name order."""
+        pattern = f"{self._base}/*/*/{window_key(window)}/*.jsonl.gz"
+        found: dict[tuple[str, str], list[str]] = {}
+        for path in sorted(self.fs.glob(pattern)):
+            if path.endswith(f"{REJECTS_SUFFIX}.jsonl.gz"):
+                continue
+            source, feed_id = path.rsplit("/", 4)[1:3]
+            found.setdefault((source, feed_id), []).append(path)
+        return found
+
+    def write_rejects(self, page_file: str, rows: list[dict[str, Any]]) -> str | None:
+        """Rejected records of a page file, beside it (replaced on every validation)."""
+        path = page_file.removesuffix(".jsonl.gz") + f"{REJECTS_SUFFIX}.jsonl.gz"
+        if not rows:
+            if self.fs.exists(path):
+                self.fs.rm(path)
+            return None
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+            for row in rows:
+                gz.write(
+                    # ASCII escapes: a rejected value may hold lone surrogates that UTF-8 refuses.
+                    json.dumps(row, ensure_ascii=True, default=str, sort_keys=True).encode() + b"\n"
+                )
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        with self.fs.open(temporary, "wb") as handle:
+            handle.write(buffer.getvalue())
+        self.fs.mv(temporary, path)
+        return path
+
+    def read_rejects(self, page_file: str) -> list[dict[str, Any]]:
+        path = page_file.removesuffix(".jsonl.gz") + f"{REJECTS_SUFFIX}.jsonl.gz"
+        if not self.fs.exists(path):
+            return []
+        with self.fs.open(path, "rb") as handle, gzip.GzipFile(fileobj=handle) as gz:
+            return [json.loads(line) for line in gz]
+
     def read(self, path: str) -> Iterator[LandedPage]:
         with self.fs.open(path, "rb") as handle, gzip.GzipFile(fileobj=handle) as gz:
             for line in gz:

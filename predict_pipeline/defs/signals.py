@@ -1,0 +1,123 @@
+"""Dagster layer of stage 2: validated_signals and its checks."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from predict_pipeline.defs.feeds import raw_feed_fetches
+from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
+from predict_pipeline.defs.resources import LandingZoneResource, PostgresResource
+from predict_pipeline.signals.matching import DEFAULT_MATCH_THRESHOLD
+from predict_pipeline.signals.stage import FeedValidationReport, MatchingSettings, validate_window
+
+
+class SignalValidationConfig(dg.Config):
+    match_threshold: float = DEFAULT_MATCH_THRESHOLD  # similarity at which a market auto-matches
+    max_rejected_share: float = 0.2  # the check fails above this share of rejected records
+    clock_skew_minutes: int = 5  # how far in the future fetched_at may be
+
+
+@dg.asset(
+    partitions_def=HOURLY,
+    backfill_policy=BACKFILL_POLICY,
+    deps=[raw_feed_fetches],
+    group_name="signals",
+    kinds={"pandas", "postgres"},
+    owners=["team:data-platform"],
+    description=(
+        "prediction_signals for the hour window: every landed page read again through its "
+        "adapter, validated with pandera (rejected records kept beside their page with named "
+        "reasons), deduplicated by source + source_event_id + signal_type per 5-minute UTC "
+        "bucket, matched to events (manual mapping, confirmed link, similarity) and written "
+        "with COPY; unmatched markets go to prediction_unmatched_signals for review."
+    ),
+    metadata={"dagster/table_name": "public.prediction_signals"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "rejected_share_within_limit",
+            asset="validated_signals",
+            description="Fails when more than max_rejected_share of a window's records are "
+            "rejected by validation.",
+        )
+    ],
+)
+def validated_signals(
+    context: dg.AssetExecutionContext,
+    config: SignalValidationConfig,
+    database: PostgresResource,
+    landing: LandingZoneResource,
+) -> dg.MaterializeResult:
+    time_window = context.partition_time_window
+    now = datetime.now(UTC)
+    matching = MatchingSettings(threshold=config.match_threshold)
+    reports: list[FeedValidationReport] = []
+    zone = landing.zone()
+    with database.connection(autocommit=True) as conn:
+        for window in hourly_windows(time_window.start, time_window.end):
+            reports += validate_window(
+                conn,
+                zone,
+                window,
+                now=now,
+                matching=matching,
+                clock_skew=timedelta(minutes=config.clock_skew_minutes),
+            )
+    failed = [r for r in reports if not r.ok]
+    for report in failed:
+        context.log.error(f"{report.source}/{report.feed_name}: {report.error}")
+    records = sum(r.records for r in reports)
+    rejected = sum(r.rejected for r in reports)
+    share = rejected / records if records else 0.0
+    reasons: dict[str, int] = {}
+    for report in reports:
+        for reason, count in report.rejected_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} feed(s) could not be written (rolled back, runs marked "
+            "FAILED); the others were written. Re-run the partition to retry.",
+            metadata={
+                "failed": dg.MetadataValue.json(
+                    [{"feed": r.feed_name, "error": r.error} for r in failed]
+                )
+            },
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "feeds": len(reports),
+            "records": records,
+            "valid": sum(r.valid for r in reports),
+            "rejected": rejected,
+            "deduplicated": sum(r.deduplicated for r in reports),
+            "matched": sum(r.matched for r in reports),
+            "unmatched": sum(r.unmatched for r in reports),
+            "written": sum(r.written for r in reports),
+            "events_updated": sum(r.events for r in reports),
+            "rejected_reasons": dg.MetadataValue.json(reasons),
+            "by_feed": dg.MetadataValue.md(_feeds_markdown(reports)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="rejected_share_within_limit",
+                passed=share <= config.max_rejected_share,
+                metadata={
+                    "rejected_share": round(share, 4),
+                    "limit": config.max_rejected_share,
+                    "rejected_reasons": dg.MetadataValue.json(reasons),
+                },
+            )
+        ],
+    )
+
+
+def _feeds_markdown(reports: list[FeedValidationReport]) -> str:
+    lines = [
+        "| feed | records | valid | rejected | duplicates | matched | unmatched | written |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in reports:
+        lines.append(
+            f"| {r.source}/{r.feed_name} | {r.records} | {r.valid} | {r.rejected} | "
+            f"{r.deduplicated} | {r.matched} | {r.unmatched} | {r.written} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Stage 2: validated, deduplicated signals matched to events."""

@@ -1,0 +1,108 @@
+"""Normalised records as one pandas frame per block: the shape every step of stage 2 takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import chain, repeat
+
+import pandas as pd
+
+from predict_pipeline.feeds.records import NormalisedRecord
+
+# VOLUME values are stored in thousands of the source's unit: prediction_signals.value is
+# DECIMAL(10,4) (at most 999,999.9999) and big markets trade millions (0.1-unit resolution
+# kept; adapters keep the source's exact figure in raw_data).
+VOLUME_SCALE = 1000.0
+
+SIGNAL_COLUMNS = [
+    "feed_id",
+    "feed_run_id",
+    "landing_file",
+    "page_index",
+    "record_index",
+    "source",
+    "source_event_id",
+    "signal_type",
+    "value",
+    "fetched_at",
+    "source_url",
+    "narrative",
+    "raw_data",
+    "weight",
+    "reliability",
+    "title",
+    "record",  # the NormalisedRecord itself: market facts for the review queue
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """One page's records and where they came from."""
+
+    records: list[NormalisedRecord]
+    feed_run_id: str | None = None
+    landing_file: str | None = None
+    page_index: int = 0
+
+
+def batches_frame(
+    batches: list[RecordBatch], *, feed_id: str, weight: float, reliability: float | None
+) -> pd.DataFrame:
+    """The records of some pages as one frame with their provenance; VOLUME scaled."""
+    records = [r for b in batches for r in b.records]
+
+    def per_record(values: list) -> list:
+        return list(
+            chain.from_iterable(
+                repeat(v, len(b.records)) for v, b in zip(values, batches, strict=True)
+            )
+        )
+
+    raw = [r.raw_data for r in records]
+    frame = pd.DataFrame(
+        {
+            "feed_id": feed_id,
+            "feed_run_id": per_record([b.feed_run_id for b in batches]),
+            "landing_file": per_record([b.landing_file for b in batches]),
+            "page_index": per_record([b.page_index for b in batches]),
+            "record_index": list(chain.from_iterable(range(len(b.records)) for b in batches)),
+            "source": [r.source for r in records],
+            "source_event_id": [r.source_event_id for r in records],
+            "signal_type": [r.signal_type for r in records],
+            "value": [r.value for r in records],
+            "fetched_at": [r.fetched_at for r in records],
+            "source_url": [r.source_url for r in records],
+            "narrative": [r.narrative for r in records],
+            "raw_data": raw,
+            # A pushed record may carry its own weight; pulled records take the feed's.
+            "weight": [w if isinstance(w := d.get("weight"), int | float) else weight for d in raw]
+            if any("weight" in d for d in raw if isinstance(d, dict))
+            else weight,
+            "reliability": reliability,
+            "title": [r.market.title for r in records],
+            "record": records,
+        },
+        columns=SIGNAL_COLUMNS,
+    )
+    return _typed(frame)
+
+
+def empty_frame() -> pd.DataFrame:
+    return _typed(pd.DataFrame({c: [] for c in SIGNAL_COLUMNS}, columns=SIGNAL_COLUMNS))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
+    frame["weight"] = frame["weight"].astype("float64")
+    frame["reliability"] = pd.to_numeric(frame["reliability"], errors="coerce").astype("float64")
+    volume = (frame["signal_type"] == "VOLUME").to_numpy()
+    frame.loc[volume, "value"] = frame.loc[volume, "value"] / VOLUME_SCALE
+    stamps = frame["fetched_at"]
+    if stamps.dtype == object and all(
+        isinstance(v, datetime) and v.tzinfo is not None for v in stamps
+    ):
+        frame["fetched_at"] = pd.to_datetime(stamps, utc=True)
+    # Otherwise left as objects: validation rejects the rows that are not aware datetimes
+    # (converting would silently read naive times as UTC).
+    return frame

@@ -1,0 +1,597 @@
+"""Stage 2 for one window: landing pages -> validated, deduplicated signals matched to events.
+
+Per feed, in one transaction: validate (pandera), drop duplicates within the batch and
+against the stored keys, match markets to events, COPY the matched rows into
+prediction_signals, queue the unmatched ones for review, and account for everything in the
+feed runs, the feed and the user's usage. A crash leaves nothing of that feed half-written.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.push import UploadError, parse_upload
+from predict_pipeline.feeds.records import NormalisedRecord, PayloadError
+from predict_pipeline.feeds.registry import source_definition
+from predict_pipeline.ingestion.landing import LandedPage, LandingZone
+from predict_pipeline.ingestion.store import Feed, load_feed
+from predict_pipeline.signals import store
+from predict_pipeline.signals.frames import RecordBatch, batches_frame, empty_frame
+from predict_pipeline.signals.matching import (
+    DEFAULT_MATCH_THRESHOLD,
+    EventRef,
+    MarketRef,
+    MatchDecision,
+    Matcher,
+    SimilarityMatcher,
+)
+from predict_pipeline.signals.validation import (
+    DEFAULT_CLOCK_SKEW,
+    rejection_summary,
+    validate_signals,
+)
+
+DEDUP_KEY = ["source", "source_event_id", "signal_type", "bucket"]
+MAX_ATTEMPTS_KEPT = 3
+
+
+@dataclass(slots=True)
+class FeedValidationReport:
+    feed_id: str
+    feed_name: str
+    source: str
+    pages: int = 0
+    records: int = 0
+    valid: int = 0
+    rejected: int = 0
+    deduplicated: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    discarded: int = 0
+    written: int = 0
+    events: int = 0
+    page_errors: list[str] = field(default_factory=list)
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchingSettings:
+    threshold: float = DEFAULT_MATCH_THRESHOLD
+    matcher: Matcher = field(default_factory=SimilarityMatcher)
+
+
+class _EventsOnce:
+    """Open events are loaded once per window, and only if some feed needs similarity."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self._conn = conn
+        self._events: list[EventRef] | None = None
+
+    def __call__(self) -> list[EventRef]:
+        if self._events is None:
+            self._events = store.load_open_events(self._conn)
+        return self._events
+
+
+def validate_window(
+    conn: psycopg.Connection,
+    landing: LandingZone,
+    window: FetchWindow,
+    *,
+    now: datetime,
+    matching: MatchingSettings | None = None,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    feed_ids: list[uuid.UUID] | None = None,
+    fail_between_copy_and_queue: Callable[[], None] | None = None,
+) -> list[FeedValidationReport]:
+    """Process every feed with pages in the window; `conn` must be in autocommit mode."""
+    matching = matching or MatchingSettings()
+    events = _EventsOnce(conn)
+    reports = []
+    for (source, feed_key), paths in sorted(landing.window_files(window).items()):
+        feed_id = uuid.UUID(feed_key)
+        if feed_ids is not None and feed_id not in feed_ids:
+            continue
+        feed = load_feed(conn, feed_id)
+        if feed is None:
+            continue  # the feed was deleted; its landed pages stay for audit
+        report = FeedValidationReport(str(feed.id), feed.name, source)
+        try:
+            with conn.transaction():
+                _validate_feed(
+                    conn,
+                    landing,
+                    feed,
+                    paths,
+                    report,
+                    window=window,
+                    now=now,
+                    matching=matching,
+                    events=events,
+                    clock_skew=clock_skew,
+                    fail_between_copy_and_queue=fail_between_copy_and_queue,
+                )
+        except (psycopg.Error, OSError, RuntimeError) as exc:
+            report.error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+            _record_failure(conn, feed, paths, report.error)
+        reports.append(report)
+    return reports
+
+
+def _validate_feed(
+    conn: psycopg.Connection,
+    landing: LandingZone,
+    feed: Feed,
+    paths: list[str],
+    report: FeedValidationReport,
+    *,
+    window: FetchWindow,
+    now: datetime,
+    matching: MatchingSettings,
+    events: Callable[[], list[EventRef]],
+    clock_skew: timedelta,
+    fail_between_copy_and_queue: Callable[[], None] | None,
+) -> None:
+    batches = []
+    for path in paths:
+        run_id: Any = None
+        for page_index, page in enumerate(landing.read(path)):
+            report.pages += 1
+            if page.error:
+                continue  # accounted for by the fetch that landed it
+            try:
+                records = _parse_page(feed, page, window)
+            except (PayloadError, UploadError, ValueError, KeyError, TypeError) as exc:
+                report.page_errors.append(f"{path}#{page_index}: {exc}"[:500])
+                continue
+            run_id = page.feed_run_id or run_id or store.feed_run_for_file(conn, feed.id, path)
+            batches.append(RecordBatch(records, str(run_id) if run_id else None, path, page_index))
+    rejected = ingest_batches(
+        conn,
+        feed,
+        batches,
+        report,
+        now=now,
+        matching=matching,
+        events=events,
+        clock_skew=clock_skew,
+        fail_between_copy_and_queue=fail_between_copy_and_queue,
+        timings={},
+    )
+    _write_rejects(landing, paths, rejected)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the pipeline saw, per feed run, while the COPY was under way."""
+
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    unmatched: list[pd.DataFrame] = field(default_factory=list)
+    per_run: dict[Any, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, column: pd.Series, name: str) -> None:
+        for run_id, count in column.value_counts(dropna=False).items():
+            key = None if pd.isna(run_id) else run_id
+            counts = self.per_run.setdefault(key, dict.fromkeys(_COUNTS, 0))
+            counts[name] += int(count)
+
+
+_COUNTS = ("valid", "deduplicated", "matched", "unmatched", "written", "events")
+
+
+def ingest_batches(
+    conn: psycopg.Connection,
+    feed: Feed,
+    batches: list[RecordBatch],
+    report: FeedValidationReport,
+    *,
+    now: datetime,
+    matching: MatchingSettings,
+    events: Callable[[], list[EventRef]],
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    fail_between_copy_and_queue: Callable[[], None] | None = None,
+    timings: dict[str, float],
+) -> pd.DataFrame:
+    """Validate, deduplicate, match and write one feed's records; returns the rejected rows.
+
+    The caller owns the transaction. Lookups (stored dedup keys, event links, similarity)
+    are made first from a scan of the records; then blocks of records are validated,
+    deduplicated and matched while a COPY streams the previous blocks to the server, so the
+    client's work overlaps the server's instead of adding to it.
+    """
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
+
+    definition = source_definition(feed.source)
+    weight = float(feed.default_weight if feed.default_weight is not None else 1.0)
+    markets, sources, earliest, latest = _scan(batches)
+    report.records = sum(len(b.records) for b in batches)
+    lap("scan")
+    stored = store.stored_keys(conn, sources, earliest, latest)
+    links, discarded, decisions = _resolve_events(conn, feed, markets, matching, events)
+    lap("lookups")
+
+    tally = _Tally()
+    seen: set[tuple[Any, ...]] = set()
+
+    def blocks() -> Iterator[pd.DataFrame]:
+        for chunk in _chunks(batches, BLOCK_RECORDS):
+            started = time.perf_counter()
+            frame = batches_frame(
+                chunk, feed_id=str(feed.id), weight=weight, reliability=definition.reliability
+            )
+            result = validate_signals(
+                frame, now=now, pull_source=definition.supports_pull, clock_skew=clock_skew
+            )
+            tally.rejected.append(result.rejected)
+            valid = store.with_buckets(result.valid)
+            tally.add(valid["feed_run_id"], "valid")
+            duplicate = _duplicates(valid, seen, stored)
+            tally.add(valid.loc[duplicate, "feed_run_id"], "deduplicated")
+            fresh = valid[~duplicate]
+            event_ids = fresh["source_event_id"].map(links)
+            is_matched = event_ids.notna().to_numpy()
+            matched = fresh[is_matched].assign(event_id=event_ids[is_matched])
+            unmatched = fresh[~is_matched & ~fresh["source_event_id"].isin(discarded)]
+            tally.unmatched.append(unmatched)
+            tally.add(matched["feed_run_id"], "matched")
+            tally.add(unmatched["feed_run_id"], "unmatched")
+            report.valid += len(valid)
+            report.deduplicated += int(duplicate.sum())
+            report.matched += len(matched)
+            report.unmatched += len(unmatched)
+            report.discarded += len(fresh) - len(matched) - len(unmatched)
+            timings["blocks_client"] = (
+                timings.get("blocks_client", 0.0) + time.perf_counter() - started
+            )
+            yield matched
+
+    written_blocks = store.copy_signal_blocks(conn, blocks())
+    lap("pipeline")
+    if fail_between_copy_and_queue is not None:
+        fail_between_copy_and_queue()  # tests inject a crash here: nothing may remain
+    unmatched_all = pd.concat(tally.unmatched or [empty_frame()], ignore_index=True)
+    store.queue_unmatched(conn, _queue_rows(unmatched_all, decisions))
+    events_by_run: dict[Any, set[Any]] = {}
+    all_events: set[Any] = set()
+    for block, written in written_blocks:
+        rows = block[written.to_numpy()]
+        report.written += len(rows)
+        tally.add(rows["feed_run_id"], "written")
+        all_events.update(rows["event_id"])
+        for run_id, event_id in zip(rows["feed_run_id"], rows["event_id"], strict=True):
+            events_by_run.setdefault(None if pd.isna(run_id) else run_id, set()).add(event_id)
+    report.events = len(all_events)
+    # Validation's own empty result has the rejected shape (reasons, detail) when nothing came.
+    rejected = pd.concat(
+        tally.rejected or [validate_signals(empty_frame(), now=now).rejected],
+        ignore_index=True,
+    )
+    report.rejected = len(rejected)
+    report.rejected_reasons = _reason_counts(rejected)
+    _account(conn, feed, tally, events_by_run, rejected, report, now)
+    lap("queue_and_account")
+    return rejected
+
+
+BLOCK_RECORDS = 20_000
+
+
+def _scan(
+    batches: list[RecordBatch],
+) -> tuple[dict[str, NormalisedRecord], set[str], datetime | None, datetime | None]:
+    """First record of each market, the sources, and the time range, from the raw records."""
+    markets: dict[str, NormalisedRecord] = {}
+    sources: set[str] = set()
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    for batch in batches:
+        for record in batch.records:
+            sid = record.source_event_id
+            if sid is not None and sid not in markets:
+                markets[sid] = record
+                sources.add(record.source)
+            moment = record.fetched_at
+            if isinstance(moment, datetime) and moment.tzinfo is not None:
+                if earliest is None or moment < earliest:
+                    earliest = moment
+                if latest is None or moment > latest:
+                    latest = moment
+    return markets, sources, earliest, latest
+
+
+def _chunks(batches: list[RecordBatch], size: int) -> Iterator[list[RecordBatch]]:
+    """Pages grouped into blocks of about `size` records (a big page is split)."""
+    chunk: list[RecordBatch] = []
+    count = 0
+    for batch in batches:
+        for start in range(0, max(len(batch.records), 1), size):
+            part = replace(batch, records=batch.records[start : start + size])
+            chunk.append(part)
+            count += len(part.records)
+            if count >= size:
+                yield chunk
+                chunk, count = [], 0
+    if chunk:
+        yield chunk
+
+
+def _duplicates(
+    valid: pd.DataFrame, seen: set[tuple[Any, ...]], stored: set[tuple[Any, ...]]
+) -> pd.Series:
+    """Rows whose dedup key is stored already or came earlier in this batch (keyed rows only).
+
+    Keys are (source, source_event_id, signal_type, bucket as epoch nanoseconds): plain Python
+    values, so building and hashing them stays cheap."""
+    buckets = valid["bucket"].array.asi8.tolist()
+    flags = []
+    for key in zip(
+        valid["source"].tolist(),
+        valid["source_event_id"].tolist(),
+        valid["signal_type"].tolist(),
+        buckets,
+        strict=True,
+    ):
+        if not isinstance(key[1], str):
+            flags.append(False)  # no source_event_id: the dedup index does not apply
+        elif key in seen or key in stored:
+            flags.append(True)
+        else:
+            seen.add(key)
+            flags.append(False)
+    return pd.Series(flags, index=valid.index, dtype=bool)
+
+
+def _parse_page(feed: Feed, page: LandedPage, window: FetchWindow) -> list[NormalisedRecord]:
+    """Read a landed page again through its adapter (or the push normaliser).
+
+    Backfill pages carry no fetch time (so a re-fetch is byte-identical): their records have
+    their own observation times, and the adapter is given the window to keep to.
+    """
+    fetched_at = datetime.fromisoformat(page.fetched_at) if page.fetched_at else window.end
+    if feed.source in ("upload", "webhook"):
+        assert page.body_text is not None
+        name = page.request.get("context", {}).get("filename", "body.json")
+        return parse_upload(
+            page.body_text.encode("utf-8"),
+            name if feed.source == "upload" else "body.json",
+            feed_config=feed.config,
+            received_at=fetched_at,
+        )
+    adapter = source_definition(feed.source).adapter
+    assert adapter is not None
+    return adapter.parse(
+        page.payload,
+        fetched_at=fetched_at,
+        request=page.page_request(),
+        window=None if page.fetched_at else window,
+    ).records
+
+
+def _resolve_events(
+    conn: psycopg.Connection,
+    feed: Feed,
+    markets: dict[str, NormalisedRecord],
+    matching: MatchingSettings,
+    events: Callable[[], list[EventRef]],
+) -> tuple[dict[str, uuid.UUID], set[str], dict[str, MatchDecision]]:
+    """Event of each market: manual mapping, then a confirmed link, then similarity."""
+    ids = list(markets)
+    manual = _manual_mappings(conn, feed)
+    links: dict[str, uuid.UUID] = {sid: manual[sid] for sid in ids if sid in manual}
+    discarded: set[str] = set()
+    decisions: dict[str, MatchDecision] = {}
+    if feed.event_mapping_mode == "manual":
+        return links, discarded, decisions
+    todo = [sid for sid in ids if sid not in links]
+    for sid, event_id in store.load_links(conn, feed.source, todo).items():
+        if event_id is None:
+            discarded.add(sid)
+        else:
+            links[sid] = event_id
+    todo = [sid for sid in todo if sid not in links and sid not in discarded]
+    if not todo:
+        return links, discarded, decisions
+    refs = [_market_ref(markets[sid]) for sid in todo]
+    accepted = []
+    chosen = matching.matcher.match_many(refs, events(), threshold=matching.threshold)
+    for ref, decision in zip(refs, chosen, strict=True):
+        decisions[ref.source_event_id] = decision
+        if decision.event_id is not None:
+            links[ref.source_event_id] = decision.event_id
+            accepted.append(
+                (
+                    ref.source_event_id,
+                    decision.event_id,
+                    "similarity",
+                    round(decision.confidence, 2),
+                )
+            )
+    store.save_links(conn, feed.source, accepted)
+    return links, discarded, decisions
+
+
+def _market_ref(record: NormalisedRecord) -> MarketRef:
+    m = record.market
+    close = m.close_time if isinstance(m.close_time, datetime) and m.close_time.tzinfo else None
+    return MarketRef(
+        source=record.source,
+        source_event_id=record.source_event_id,
+        title=m.title or record.source_event_id,
+        slug=m.slug,
+        close_time=close,
+        category_hints=tuple(m.category_hints),
+        outcome=m.outcome,
+    )
+
+
+def _manual_mappings(conn: psycopg.Connection, feed: Feed) -> dict[str, uuid.UUID]:
+    """The feed's manual_event_mappings that name events that exist (others are ignored)."""
+    raw = feed.manual_event_mappings or {}
+    wanted: dict[str, uuid.UUID] = {}
+    for sid, value in raw.items():
+        try:
+            wanted[str(sid)] = uuid.UUID(str(value))
+        except ValueError:
+            continue
+    if not wanted:
+        return {}
+    existing = {
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM prediction_events WHERE id = ANY(%s)", (list(wanted.values()),)
+        )
+    }
+    return {sid: eid for sid, eid in wanted.items() if eid in existing}
+
+
+def _queue_rows(unmatched: pd.DataFrame, decisions: dict[str, MatchDecision]) -> list[dict]:
+    """The latest value of each (market, signal type) with the matcher's best attempts."""
+    if unmatched.empty:
+        return []
+    latest = unmatched.sort_values("fetched_at").drop_duplicates(
+        ["source_event_id", "signal_type"], keep="last"
+    )
+    rows = []
+    for row in latest.itertuples(index=False):
+        decision = decisions.get(row.source_event_id)
+        attempts = decision.attempts[:MAX_ATTEMPTS_KEPT] if decision else []
+        best = attempts[0] if attempts else None
+        rows.append(
+            {
+                "feed_run_id": _text(row.feed_run_id),
+                "feed_id": row.feed_id,
+                "source_event_id": row.source_event_id,
+                "signal_type": row.signal_type,
+                "value": None if pd.isna(row.value) else round(float(row.value), 4),
+                "narrative": _text(row.narrative),
+                "raw_data": {
+                    "record": row.raw_data,
+                    "market": _market_json(row.record),
+                    "fetched_at": _iso(row.fetched_at),
+                    "source": row.source,
+                    "source_url": _text(row.source_url),
+                    "landing_file": _text(row.landing_file),
+                },
+                "match_attempts": [
+                    {
+                        "event_id": str(a.event_id),
+                        "score": round(a.score, 4),
+                        "components": a.components,
+                    }
+                    for a in attempts
+                ],
+                "suggested_event_id": best.event_id if best else None,
+                "suggestion_confidence": round(min(max(best.score, 0.0), 1.0), 2) if best else None,
+            }
+        )
+    return rows
+
+
+def _account(
+    conn: psycopg.Connection,
+    feed: Feed,
+    tally: _Tally,
+    events_by_run: dict[Any, set[Any]],
+    rejected: pd.DataFrame,
+    report: FeedValidationReport,
+    now: datetime,
+) -> None:
+    runs = {r for r in tally.per_run if r is not None}
+    runs |= {r for r in rejected["feed_run_id"].dropna().unique()} if len(rejected) else set()
+    for run_id in sorted(runs):
+        counts = dict(tally.per_run.get(run_id, dict.fromkeys(_COUNTS, 0)))
+        counts["events"] = len(events_by_run.get(run_id, ()))
+        run_rejected = rejected[rejected["feed_run_id"] == run_id]
+        store.record_run_counts(
+            conn, run_id, counts, rejection_summary(run_rejected), validated_at=now
+        )
+    store.record_feed_totals(conn, str(feed.id), feed.user_id, report.written, now)
+
+
+def _record_failure(conn: psycopg.Connection, feed: Feed, paths: list[str], error: str) -> None:
+    """The write was rolled back: the runs behind these pages say why, as FAILED."""
+    with conn.transaction():
+        conn.execute(
+            """UPDATE prediction_feed_runs SET status = 'FAILED',
+                 error_message = %s,
+                 error_details = coalesce(error_details, '{}'::jsonb)
+                   || jsonb_build_object('validation_error', %s::text)
+               WHERE feed_id = %s AND error_details->>'landing_file' = ANY(%s)""",
+            (f"writing signals failed, nothing was written: {error}", error, feed.id, paths),
+        )
+
+
+def _write_rejects(landing: LandingZone, paths: list[str], rejected: pd.DataFrame) -> None:
+    for path in paths:
+        mine = rejected[rejected["landing_file"] == path] if len(rejected) else rejected
+        rows = [
+            {
+                "page_index": int(r.page_index),
+                "record_index": int(r.record_index),
+                "source_event_id": r.source_event_id,
+                "signal_type": r.signal_type,
+                "value": None if pd.isna(r.value) else r.value,
+                "fetched_at": str(r.fetched_at),
+                "reasons": list(r.reasons),
+                "detail": r.detail,
+            }
+            for r in mine.itertuples(index=False)
+        ]
+        landing.write_rejects(path, rows)
+
+
+def _reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reasons in rejected.get("reasons", []):
+        for reason in reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def _market_json(record: NormalisedRecord) -> dict[str, Any]:
+    m = record.market
+    return {
+        "title": m.title,
+        "slug": m.slug,
+        "close_time": _iso(m.close_time),
+        "status": m.status,
+        "resolution": m.resolution,
+        "resolution_time": _iso(m.resolution_time),
+        "parent_id": m.parent_id,
+        "outcome": m.outcome,
+        "category_hints": list(m.category_hints),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None or (not isinstance(value, datetime) and pd.isna(value)):
+        return None
+    return pd.Timestamp(value).to_pydatetime()
+
+
+def _iso(value: Any) -> str | None:
+    moment = _time(value)
+    return moment.isoformat() if moment else None

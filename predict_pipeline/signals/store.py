@@ -1,0 +1,349 @@
+"""prediction_signals and the review queue in Postgres: links, dedup keys, COPY, accounting."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import errors
+from psycopg.copy import QueuedLibpqWriter
+from psycopg.types.json import Jsonb
+
+from predict_pipeline.signals.matching import EventRef
+
+BUCKET = pd.Timedelta(minutes=5)
+# Columns written by COPY; id and created_at take the table's defaults.
+COPY_COLUMNS = (
+    "event_id",
+    "feed_id",
+    "source",
+    "source_url",
+    "source_event_id",
+    "signal_type",
+    "value",
+    "raw_data",
+    "narrative",
+    "weight",
+    "reliability",
+    "fetched_at",
+)
+_COPY_SQL = f"COPY prediction_signals ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
+
+
+def with_buckets(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds `bucket`: the 5-minute UTC bucket of idx_signals_dedup (date_bin from 2000-01-01,
+    which is itself a multiple of 5 minutes after the Unix epoch, so floor() agrees)."""
+    frame = frame.copy()
+    frame["bucket"] = frame["fetched_at"].dt.floor(BUCKET)
+    return frame
+
+
+def stored_keys(
+    conn: psycopg.Connection,
+    sources: set[str],
+    earliest: datetime | None,
+    latest: datetime | None,
+) -> set[tuple[str, str, str, int]]:
+    """Dedup keys already stored in the 5-minute buckets from `earliest` to `latest`."""
+    if not sources or earliest is None or latest is None:
+        return set()
+    start = pd.Timestamp(earliest).floor(BUCKET).to_pydatetime()
+    end = pd.Timestamp(latest).floor(BUCKET).to_pydatetime() + timedelta(minutes=5)
+    rows = conn.execute(
+        """SELECT source, source_event_id, signal_type,
+                  date_bin('5 minutes', fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+           FROM prediction_signals
+           WHERE source = ANY(%s) AND source_event_id IS NOT NULL
+             AND fetched_at >= %s AND fetched_at < %s""",
+        (sorted(sources), start, end),
+    ).fetchall()
+    # Same key shape as the stage's dedup: bucket as epoch nanoseconds.
+    return {(s, e, t, pd.Timestamp(b).value) for s, e, t, b in rows}
+
+
+def copy_signal_blocks(
+    conn: psycopg.Connection, blocks: Iterator[pd.DataFrame]
+) -> list[tuple[pd.DataFrame, pd.Series]]:
+    """Stream blocks of matched, deduplicated rows into prediction_signals; returns each block
+    with a boolean Series of the rows written.
+
+    The blocks are produced lazily: a writer thread sends each block while the caller's
+    generator prepares the next, so client and server work overlap. The caller removed
+    duplicates against the stored keys; if a concurrent writer stored the same key meanwhile,
+    the COPY fails on idx_signals_dedup, is rolled back to its savepoint, and the rows go
+    through a staging table with INSERT ... ON CONFLICT DO NOTHING instead.
+    """
+    kept: list[pd.DataFrame] = []
+    switch = sys.getswitchinterval()
+    # The writer thread needs the GIL briefly for every buffer it sends; with the default
+    # 5 ms switch interval it waits behind the block-preparing thread and the server idles.
+    sys.setswitchinterval(0.0001)
+    try:
+        with conn.transaction():
+            cursor = conn.cursor()
+            with cursor.copy(_COPY_SQL, writer=QueuedLibpqWriter(cursor)) as copy:
+                for block in blocks:
+                    kept.append(block)
+                    if len(block):
+                        copy.write(csv_block(block))
+        return [(block, pd.Series(True, index=block.index)) for block in kept]
+    except errors.UniqueViolation:
+        kept.extend(blocks)  # the rest of the rows, if the server stopped the COPY early
+        return _copy_via_staging(conn, kept)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def _copy_via_staging(
+    conn: psycopg.Connection, blocks: list[pd.DataFrame]
+) -> list[tuple[pd.DataFrame, pd.Series]]:
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS signals_staging"
+        " (LIKE prediction_signals INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    conn.execute("TRUNCATE signals_staging")
+    staging_sql = _COPY_SQL.replace("prediction_signals", "signals_staging", 1)
+    with conn.cursor().copy(staging_sql) as copy:
+        for block in blocks:
+            if len(block):
+                copy.write(csv_block(block))
+    cols = ", ".join(COPY_COLUMNS)
+    written = conn.execute(
+        f"INSERT INTO prediction_signals ({cols}) SELECT {cols} FROM signals_staging"  # noqa: S608
+        " ON CONFLICT DO NOTHING RETURNING source, source_event_id, signal_type, fetched_at"
+    ).fetchall()
+    keys = {(s, e, t, pd.Timestamp(f)) for s, e, t, f in written}
+    return [
+        (
+            block,
+            pd.Series(
+                [
+                    key in keys
+                    for key in zip(
+                        block["source"],
+                        block["source_event_id"],
+                        block["signal_type"],
+                        block["fetched_at"],
+                        strict=True,
+                    )
+                ],
+                index=block.index,
+                dtype=bool,
+            ),
+        )
+        for block in blocks
+    ]
+
+
+def csv_block(frame: pd.DataFrame) -> bytes:
+    """COPY csv of the rows (Arrow's C++ writer: formatting must keep pace with the server)."""
+    table = pa.table(
+        {
+            "event_id": pa.array(frame["event_id"].astype(str), pa.string()),
+            "feed_id": pa.array(frame["feed_id"], pa.string()),
+            "source": pa.array(frame["source"], pa.string()),
+            "source_url": pa.array(frame["source_url"], pa.string(), from_pandas=True),
+            "source_event_id": pa.array(frame["source_event_id"], pa.string(), from_pandas=True),
+            "signal_type": pa.array(frame["signal_type"], pa.string()),
+            "value": pa.array(frame["value"].round(4), pa.float64(), from_pandas=True),
+            "raw_data": pa.array([_json(v) for v in frame["raw_data"]], pa.string()),
+            "narrative": pa.array(frame["narrative"], pa.string(), from_pandas=True),
+            "weight": pa.array(frame["weight"].round(2), pa.float64(), from_pandas=True),
+            "reliability": pa.array(frame["reliability"].round(2), pa.float64(), from_pandas=True),
+            "fetched_at": pa.array(frame["fetched_at"]).cast(pa.timestamp("us", "UTC")),
+        }
+    )
+    buffer = io.BytesIO()
+    # Nulls are written as unquoted empty fields, which COPY csv reads as NULL.
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+    return buffer.getvalue()
+
+
+def _json(value: Any) -> str | None:
+    """Compact JSON of a validated raw_data (orjson; the stdlib for what orjson refuses, such
+    as integers beyond 64 bits)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------
+# Matching state
+
+
+def load_links(
+    conn: psycopg.Connection, source: str, source_event_ids: Iterable[str]
+) -> dict[str, uuid.UUID | None]:
+    """Confirmed links of these markets: event id, or None for a discarded market."""
+    rows = conn.execute(
+        "SELECT source_event_id, event_id FROM predict_meta.market_links"
+        " WHERE source = %s AND source_event_id = ANY(%s)",
+        (source, list(source_event_ids)),
+    ).fetchall()
+    return dict(rows)
+
+
+def save_links(
+    conn: psycopg.Connection,
+    source: str,
+    links: list[tuple[str, uuid.UUID | None, str, float | None]],
+    linked_by: uuid.UUID | None = None,
+) -> None:
+    """Remember (source_event_id, event_id, method, confidence); a later link replaces one."""
+    if not links:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO predict_meta.market_links
+                 (source, source_event_id, event_id, method, confidence, linked_by)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (source, source_event_id) DO UPDATE
+                 SET event_id = EXCLUDED.event_id, method = EXCLUDED.method,
+                     confidence = EXCLUDED.confidence, linked_by = EXCLUDED.linked_by,
+                     linked_at = now()""",
+            [(source, sid, eid, method, conf, linked_by) for sid, eid, method, conf in links],
+        )
+
+
+def load_open_events(conn: psycopg.Connection) -> list[EventRef]:
+    rows = conn.execute(
+        """SELECT e.id, e.title, e.slug, e.resolution_date, c.slug, coalesce(e.tags, '{}'),
+                  e.description
+           FROM prediction_events e LEFT JOIN prediction_categories c ON c.id = e.category_id
+           WHERE e.status = 'ACTIVE'"""
+    ).fetchall()
+    return [
+        EventRef(
+            id=r[0],
+            title=r[1],
+            slug=r[2],
+            close_time=r[3],
+            category=r[4],
+            tags=tuple(r[5]),
+            description=r[6],
+        )
+        for r in rows
+    ]
+
+
+def queue_unmatched(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> None:
+    """One pending item per (feed, market, signal type): a new value refreshes it."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO prediction_unmatched_signals
+                 (feed_run_id, feed_id, source_event_id, signal_type, value, narrative, raw_data,
+                  match_attempts, suggested_event_id, suggestion_confidence)
+               VALUES (%(feed_run_id)s, %(feed_id)s, %(source_event_id)s, %(signal_type)s,
+                       %(value)s, %(narrative)s, %(raw_data)s, %(match_attempts)s,
+                       %(suggested_event_id)s, %(suggestion_confidence)s)
+               ON CONFLICT (feed_id, source_event_id, signal_type) WHERE status = 'PENDING'
+               DO UPDATE SET feed_run_id = EXCLUDED.feed_run_id, value = EXCLUDED.value,
+                 narrative = EXCLUDED.narrative, raw_data = EXCLUDED.raw_data,
+                 match_attempts = EXCLUDED.match_attempts,
+                 suggested_event_id = EXCLUDED.suggested_event_id,
+                 suggestion_confidence = EXCLUDED.suggestion_confidence""",
+            [
+                {
+                    **r,
+                    "raw_data": Jsonb(r["raw_data"]),
+                    "match_attempts": Jsonb(r["match_attempts"]),
+                }
+                for r in rows
+            ],
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Accounting
+
+
+def feed_run_for_file(
+    conn: psycopg.Connection, feed_id: str, landing_file: str
+) -> uuid.UUID | None:
+    """The run that wrote a landing file (backfill pages carry no run id, to stay identical)."""
+    row = conn.execute(
+        "SELECT id FROM prediction_feed_runs WHERE feed_id = %s"
+        " AND error_details->>'landing_file' = %s ORDER BY started_at DESC LIMIT 1",
+        (feed_id, landing_file),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def record_run_counts(
+    conn: psycopg.Connection,
+    feed_run_id: uuid.UUID | str,
+    counts: dict[str, int],
+    validation: dict[str, Any],
+    validated_at: datetime,
+) -> None:
+    """First validation of a run sets its counts; a re-run only adds rows it newly wrote."""
+    conn.execute(
+        """UPDATE prediction_feed_runs SET
+             signals_valid = CASE WHEN first THEN %(valid)s ELSE signals_valid END,
+             signals_deduplicated = CASE WHEN first THEN %(deduplicated)s
+                                         ELSE signals_deduplicated END,
+             signals_matched = CASE WHEN first THEN %(matched)s ELSE signals_matched END,
+             signals_unmatched = CASE WHEN first THEN %(unmatched)s ELSE signals_unmatched END,
+             signals_written = CASE WHEN first THEN %(written)s
+                                    ELSE signals_written + %(written)s END,
+             events_updated = CASE WHEN first THEN %(events)s
+                                   ELSE greatest(events_updated, %(events)s) END,
+             error_details = coalesce(error_details, '{}'::jsonb)
+               || jsonb_build_object('validation', %(validation)s::jsonb,
+                                     'validated_at', %(validated_at)s::text)
+           FROM (SELECT (error_details->>'validated_at') IS NULL AS first
+                 FROM prediction_feed_runs WHERE id = %(id)s) AS state
+           WHERE id = %(id)s""",
+        {
+            **counts,
+            "validation": json.dumps(validation),
+            "validated_at": validated_at.isoformat(),
+            "id": feed_run_id,
+        },
+    )
+
+
+def record_feed_totals(
+    conn: psycopg.Connection, feed_id: str, user_id: uuid.UUID, written: int, now: datetime
+) -> None:
+    """The feed's totals, and the user's usage for the calendar month (UTC)."""
+    conn.execute(
+        """UPDATE prediction_data_feeds SET
+             signals_ingested_total = signals_ingested_total + %(written)s,
+             signals_ingested_24h = (SELECT coalesce(sum(signals_written), 0)
+                                     FROM prediction_feed_runs
+                                     WHERE feed_id = %(feed)s
+                                       AND started_at > %(now)s - interval '24 hours'),
+             updated_at = now()
+           WHERE id = %(feed)s""",
+        {"written": written, "feed": feed_id, "now": now},
+    )
+    if written:
+        period_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        period_end = (period_start + timedelta(days=32)).replace(day=1)
+        conn.execute(
+            """INSERT INTO prediction_usage_metrics
+                 (user_id, period_start, period_end, signals_ingested)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (user_id, period_start) DO UPDATE
+                 SET signals_ingested = prediction_usage_metrics.signals_ingested
+                                        + EXCLUDED.signals_ingested,
+                     updated_at = now()""",
+            (user_id, period_start, period_end, written),
+        )

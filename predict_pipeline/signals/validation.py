@@ -1,0 +1,706 @@
+"""The contract a signal row meets before it may become a prediction_signals row.
+
+One pandera schema holds one named check per rule; the check names are the reasons users see.
+The schema validates the *check frame* (`signal_check_frame`): the columns the rules read, on a
+positional index, plus facts derived once — fetched_at read as UTC, raw_data's JSON verdict, and
+the value seen per signal type — so that every rule is a vectorised column check. Validation
+never raises because of the data: every row ends up either valid or rejected with its reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import re
+import reprlib
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.config import ValidationDepth, config_context
+from pandera.errors import SchemaErrors
+
+from predict_pipeline.feeds.records import SIGNAL_TYPES
+
+PROBABILITY_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "MANUAL"})
+VALUE_REQUIRED_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "SENTIMENT", "VOLUME"})
+MAX_NARRATIVE_CHARS = 10_000
+MAX_RAW_DATA_BYTES = 64 * 1024
+MAX_ABS_VALUE = 999_999.9999  # DECIMAL(10,4) of prediction_signals.value
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+WEIGHT_RANGE = (0.0, 5.0)
+RELIABILITY_RANGE = (0.0, 1.0)
+
+# A rejection's detail names the first failed check in this order.
+CHECK_NAMES = (
+    "signal_type_known",
+    "value_present",
+    "value_finite",
+    "value_fits_column",
+    "probability_in_unit_interval",
+    "sentiment_in_range",
+    "volume_non_negative",
+    "fetched_at_timezone_aware",
+    "fetched_at_not_in_future",
+    "source_event_id_present",
+    "weight_in_range",
+    "reliability_in_range",
+    "narrative_size",
+    "raw_data_size",
+    "text_valid_utf8",
+)
+TEXT_COLUMNS = ("source_event_id", "source_url", "narrative", "title")
+CHECKED_COLUMNS = (
+    "signal_type",
+    "value",
+    "fetched_at",
+    *TEXT_COLUMNS,
+    "raw_data",
+    "weight",
+    "reliability",
+)
+_RANK = {name: rank for rank, name in enumerate(CHECK_NAMES)}
+# Where text_valid_utf8 fails on several columns, the detail names the first of these.
+_TEXT_RANK = {column: rank for rank, column in enumerate((*TEXT_COLUMNS, "raw_data_text_fault"))}
+_ALPHABETICAL = {name: rank for rank, name in enumerate(sorted(CHECK_NAMES))}
+_DETAIL_CHARS = 240
+
+# Compact UTF-8 JSON is the size measure; NaN/Infinity are not JSON and PostgreSQL refuses them.
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_JSON_ERRORS = (TypeError, ValueError, RecursionError)
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # a JSON \u0000, not an escaped backslash
+_LATEST_NS = pd.Timestamp.max.tz_localize("UTC").floor("s").to_pydatetime()
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Every input row in exactly one of the two frames, under its original index."""
+
+    valid: pd.DataFrame  # input columns; fetched_at datetime64[ns, UTC], numbers float64
+    rejected: pd.DataFrame  # input columns plus `reasons` (sorted check names) and `detail`
+
+
+def validate_signals(
+    frame: pd.DataFrame,
+    *,
+    now: datetime,
+    pull_source: bool = True,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+) -> ValidationResult:
+    """Split a signal frame into the rows that pass every rule and the rows that do not.
+
+    Raises ValueError only for programmer errors: a missing column or a naive `now`.
+    """
+    schema = signal_schema(now=now, pull_source=pull_source, clock_skew=clock_skew)
+    checks = signal_check_frame(frame)
+    failures = _failures(schema, checks)
+    positions = np.arange(len(frame))
+    rejected_at = failures["position"].unique()
+    valid_at = np.setdiff1d(positions, rejected_at, assume_unique=True)
+
+    valid = frame.take(valid_at)
+    valid["fetched_at"] = checks["fetched_at"].array[valid_at]
+    for column in ("value", "weight", "reliability"):
+        if valid[column].dtype != np.float64:
+            valid[column] = _numbers(frame[column])[0][valid_at]
+
+    rejected = frame.take(rejected_at)
+    latest = _utc_timestamp(now) + clock_skew
+    reasons, details = _explain(failures, frame, checks, latest, clock_skew)
+    rejected["reasons"] = reasons
+    rejected["detail"] = details
+    return ValidationResult(valid=valid, rejected=rejected)
+
+
+def signal_schema(
+    *, now: datetime, pull_source: bool = True, clock_skew: timedelta = DEFAULT_CLOCK_SKEW
+) -> pa.DataFrameSchema:
+    """The rules over a check frame (see `signal_check_frame`), one named check per rule."""
+    latest = _utc_timestamp(now) + clock_skew
+
+    def not_in_future(stamps: pd.Series) -> pd.Series:
+        return stamps.isna() | (stamps <= latest)
+
+    text_check = _check(_text_valid, "text_valid_utf8")
+    event_id_checks = [text_check]
+    if pull_source:  # pushed rows (uploads, webhooks) may lack an id; dedup then skips them
+        event_id_checks.insert(0, _check(_event_id_present, "source_event_id_present"))
+    columns = {
+        "signal_type": _column(_check(_signal_type_known, "signal_type_known")),
+        "value": _column(
+            _check(_value_finite, "value_finite"), _check(_value_fits, "value_fits_column")
+        ),
+        "type_without_value": _column(_check(_value_not_required, "value_present")),
+        "probability": _column(_check(_within(0.0, 1.0), "probability_in_unit_interval")),
+        "sentiment": _column(_check(_within(-1.0, 1.0), "sentiment_in_range")),
+        "volume": _column(_check(_within(0.0, math.inf), "volume_non_negative")),
+        "fetched_at": _column(_check(not_in_future, "fetched_at_not_in_future")),
+        "fetched_at_fault": _column(_check(_no_fault, "fetched_at_timezone_aware")),
+        "source_event_id": _column(*event_id_checks),
+        "source_url": _column(text_check),
+        "narrative": _column(_check(_narrative_size, "narrative_size"), text_check),
+        "title": _column(text_check),
+        "raw_data_fault": _column(_check(_no_fault, "raw_data_size")),
+        "raw_data_text_fault": _column(_check(_no_fault, "text_valid_utf8")),
+        "weight": _column(_check(_weight_in_range, "weight_in_range")),
+        "reliability": _column(_check(_reliability_in_range, "reliability_in_range")),
+    }
+    return pa.DataFrameSchema(columns, strict=True, name="prediction_signals")
+
+
+def signal_check_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the schema validates: the checked columns on a positional index, with
+
+    - fetched_at as datetime64[ns, UTC] (NaT where unusable), `fetched_at_fault` saying why;
+    - raw_data replaced by its JSON verdicts `raw_data_fault` and `raw_data_text_fault`;
+    - the rules that depend on signal_type as columns of their own: `type_without_value`
+      (the type of a row with no value) and the value of PROBABILITY_TYPES rows as
+      `probability`, of SENTIMENT rows as `sentiment`, of VOLUME rows as `volume` (NaN for
+      other rows). Every check is then a column check: pandera reshapes the failures of a
+      dataframe-wide check row by row in Python, which takes seconds for a bad page.
+    """
+    missing = [column for column in CHECKED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise ValueError(f"signal frame lacks column(s) {', '.join(map(repr, missing))}")
+    columns: dict[str, Any] = {
+        column: frame[column].array
+        for column in CHECKED_COLUMNS
+        if column not in ("fetched_at", "raw_data")
+    }
+    number, missing_value, _ = _numbers(frame["value"])
+    kinds = frame["signal_type"]
+    columns["type_without_value"] = np.where(missing_value, kinds.to_numpy(dtype=object), None)
+    for column, types in (
+        ("probability", PROBABILITY_TYPES),
+        ("sentiment", ["SENTIMENT"]),
+        ("volume", ["VOLUME"]),
+    ):
+        columns[column] = np.where(kinds.isin(types).to_numpy(), number, np.nan)
+    columns["fetched_at"], columns["fetched_at_fault"] = _read_fetched_at(frame["fetched_at"])
+    columns["raw_data_fault"], columns["raw_data_text_fault"] = _raw_data_faults(frame["raw_data"])
+    # No copy: the checks only read, and the frame is the caller's to keep.
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
+
+
+def rejection_summary(rejected: pd.DataFrame, limit: int = 5) -> dict[str, Any]:
+    """For a feed run's error_details: rows rejected, counts per reason, a few samples.
+
+    Every value is JSON (no NaN) that PostgreSQL can store (no NUL, no lone surrogate).
+    """
+    counts = Counter(reason for reasons in rejected["reasons"] for reason in reasons)
+    samples = [
+        {
+            "source_event_id": _json_text(row["source_event_id"]),
+            "signal_type": _json_text(row["signal_type"]),
+            "value": _json_number(row["value"]),
+            "reasons": list(row["reasons"]),
+            "detail": row["detail"],
+        }
+        for _, row in rejected.head(limit).iterrows()
+    ]
+    return {
+        "rejected": len(rejected),
+        "reasons": {name: counts[name] for name in sorted(counts, key=_RANK.__getitem__)},
+        "samples": samples,
+    }
+
+
+# --- the schema's pieces ------------------------------------------------------------------
+
+
+def _check(fn: Callable[[Any], pd.Series], name: str) -> pa.Check:
+    # ignore_na=False: every check decides for itself what a missing value means.
+    return pa.Check(fn, name=name, ignore_na=False)
+
+
+def _column(*checks: pa.Check) -> pa.Column:
+    # No dtype and nullable: a wrong type or a null is judged by the named checks alone.
+    return pa.Column(checks=list(checks), nullable=True, required=True)
+
+
+def _signal_type_known(types: pd.Series) -> pd.Series:
+    return types.isin(SIGNAL_TYPES)
+
+
+def _value_finite(values: pd.Series) -> pd.Series:
+    number, _, not_number = _numbers(values)
+    return pd.Series(~not_number & ~np.isinf(number), index=values.index)
+
+
+def _value_fits(values: pd.Series) -> pd.Series:
+    number = _numbers(values)[0]  # ±inf is value_finite's to reject
+    return pd.Series(~(np.isfinite(number) & (np.abs(number) > MAX_ABS_VALUE)), index=values.index)
+
+
+def _value_not_required(types_without_value: pd.Series) -> pd.Series:
+    return ~types_without_value.isin(VALUE_REQUIRED_TYPES)
+
+
+def _within(low: float, high: float) -> Callable[[pd.Series], pd.Series]:
+    """A finite value within [low, high] passes; NaN (another type, no value) and ±inf
+    (value_finite's to reject) pass too."""
+
+    def check(values: pd.Series) -> pd.Series:
+        number = values.to_numpy(dtype=np.float64)
+        return pd.Series(
+            ~(np.isfinite(number) & ((number < low) | (number > high))), index=values.index
+        )
+
+    return check
+
+
+def _weight_in_range(weights: pd.Series) -> pd.Series:
+    number, missing, not_number = _numbers(weights)
+    low, high = WEIGHT_RANGE
+    inside = ~missing & ~not_number & (number >= low) & (number <= high)
+    return pd.Series(inside, index=weights.index)
+
+
+def _reliability_in_range(reliabilities: pd.Series) -> pd.Series:
+    number, missing, not_number = _numbers(reliabilities)
+    low, high = RELIABILITY_RANGE
+    inside = missing | (~not_number & (number >= low) & (number <= high))
+    return pd.Series(inside, index=reliabilities.index)
+
+
+def _event_id_present(ids: pd.Series) -> pd.Series:
+    values = ids.to_numpy(dtype=object)
+    present = ~pd.isna(values)
+    texts = values[present]
+    if pd.api.types.infer_dtype(texts, skipna=False) in ("string", "empty"):
+        blank = texts == ""
+        blank |= np.fromiter(map(str.isspace, texts), dtype=bool, count=len(texts))
+    else:  # non-text counts as present: it is text_valid_utf8's to reject
+        blank = np.array([isinstance(v, str) and not v.strip() for v in texts], dtype=bool)
+    present[present] = ~blank
+    return pd.Series(present, index=ids.index)
+
+
+def _narrative_size(narratives: pd.Series) -> pd.Series:
+    values = narratives.to_numpy(dtype=object)
+    fits = np.ones(len(values), dtype=bool)
+    texts = ~pd.isna(values)
+    if pd.api.types.infer_dtype(values[texts], skipna=False) in ("string", "empty"):
+        lengths = np.fromiter(map(len, values[texts]), dtype=np.int64, count=int(texts.sum()))
+        fits[texts] = lengths <= MAX_NARRATIVE_CHARS
+    else:  # non-text is text_valid_utf8's to reject
+        fits[texts] = [
+            not (isinstance(v, str) and len(v) > MAX_NARRATIVE_CHARS) for v in values[texts]
+        ]
+    return pd.Series(fits, index=narratives.index)
+
+
+def _text_valid(texts: pd.Series) -> pd.Series:
+    faults = _text_faults(texts)
+    clean = np.ones(len(texts), dtype=bool) if faults is None else pd.isna(faults)
+    return pd.Series(clean, index=texts.index)
+
+
+def _no_fault(faults: pd.Series) -> pd.Series:
+    return faults.isna()
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+
+def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values as float64, missing, present but not a number) of a numeric column."""
+    dtype = series.dtype
+    if (
+        pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+    ):
+        number = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return number, np.isnan(number), np.zeros(len(number), dtype=bool)
+    # Objects only reach here when the frame builder passed bad input through.
+    judged = [_number(v) for v in series.to_numpy(dtype=object)]
+    number = np.fromiter((n for n, _ in judged), dtype=np.float64, count=len(judged))
+    not_number = np.fromiter((bad for _, bad in judged), dtype=bool, count=len(judged))
+    return number, np.isnan(number) & ~not_number, not_number
+
+
+def _number(value: Any) -> tuple[float, bool]:
+    """(the value as a float, whether it is something other than a number or a null)."""
+    if _is_null(value):
+        return math.nan, False
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Decimal):
+        return math.nan, True
+    try:
+        return float(value), False
+    except OverflowError:  # an int beyond float range
+        return (math.inf if value > 0 else -math.inf), False
+    except ValueError:  # Decimal("sNaN")
+        return math.nan, True
+
+
+def _is_null(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+# --- fetched_at -----------------------------------------------------------------------------
+
+
+def _utc_timestamp(now: datetime) -> pd.Timestamp:
+    if not isinstance(now, datetime) or now.utcoffset() is None:
+        raise ValueError(f"now must be a timezone-aware datetime, got {now!r}")
+    return pd.Timestamp(now).tz_convert("UTC")
+
+
+def _read_fetched_at(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(fetched_at as datetime64[ns, UTC], NaT where unusable; the fault: None, "missing",
+    "naive", "not_timestamp" or "out_of_range"). Aware times past pandas' range (2262) are
+    clamped to its end, so that they fail as future rather than as unusable."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        try:
+            stamps = series.dt.tz_convert("UTC").dt.as_unit("ns").reset_index(drop=True)
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            return _read_stamp_objects(series.to_numpy(dtype=object))
+        return stamps, np.where(stamps.isna().to_numpy(), "missing", None)
+    if pd.api.types.is_datetime64_dtype(dtype):
+        nat = pd.Series(pd.NaT, index=pd.RangeIndex(len(series)), dtype="datetime64[ns, UTC]")
+        return nat, np.where(series.isna().to_numpy(), "missing", "naive")
+    return _read_stamp_objects(series.to_numpy(dtype=object))
+
+
+def _read_stamp_objects(values: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+    faults = np.full(len(values), None, dtype=object)
+    aware_at: list[int] = []
+    for position, value in enumerate(values):
+        fault = _stamp_fault(value)
+        if fault is None:
+            aware_at.append(position)
+        else:
+            faults[position] = fault
+    utc = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if aware_at:
+        aware = values[aware_at]
+        read = pd.to_datetime(pd.Series(aware, dtype=object), utc=True, errors="coerce")
+        for offset in np.flatnonzero(read.isna().to_numpy()):  # beyond pandas' range
+            if aware[offset] > _LATEST_NS:
+                read.iat[offset] = pd.Timestamp.max.tz_localize("UTC")
+            else:
+                faults[aware_at[offset]] = "out_of_range"
+        utc[aware_at] = read.dt.tz_convert(None).to_numpy()
+    return pd.Series(utc).dt.tz_localize("UTC"), faults
+
+
+def _stamp_fault(value: Any) -> str | None:
+    if _is_null(value):
+        return "missing"
+    if isinstance(value, np.datetime64):
+        return "missing" if np.isnat(value) else "naive"
+    if not isinstance(value, datetime):
+        return "not_timestamp"
+    return None if value.utcoffset() is not None else "naive"
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def _text_faults(series: pd.Series) -> np.ndarray | None:
+    """None when every value is fine, else per value None or why PostgreSQL text cannot hold
+    it: "not_text", "nul", "surrogate"."""
+    values = series.to_numpy(dtype=object)
+    present = ~pd.isna(values)
+    texts = values[present]
+    if pd.api.types.infer_dtype(texts, skipna=False) in ("string", "empty"):
+        joined = "".join(texts)  # one scan of all values; faults are rare
+        if "\x00" not in joined and (joined.isascii() or _encodes(joined)):
+            return None
+    faults = np.full(len(values), None, dtype=object)
+    faults[present] = [_text_fault(v) for v in texts]
+    return faults
+
+
+def _text_fault(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "not_text"
+    if "\x00" in value:
+        return "nul"
+    return None if value.isascii() or _encodes(value) else "surrogate"
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+# --- raw_data -------------------------------------------------------------------------------
+
+
+def _raw_data_faults(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (size fault, text fault). Size faults: "not_object", "unserialisable",
+    "too_large"; text faults: "nul", "surrogate" in any key or string inside.
+
+    Rows are serialised in chunks sized to stay under the limit: a clean chunk clears all its
+    rows in one C call; the rows of a chunk that is not clean are judged one by one.
+    """
+    values = series.to_numpy(dtype=object)
+    size_faults = np.full(len(values), None, dtype=object)
+    text_faults = np.full(len(values), None, dtype=object)
+    is_object = np.fromiter(map(isinstance, values, repeat(dict)), dtype=bool, count=len(values))
+    size_faults[~is_object & ~pd.isna(values)] = "not_object"
+    positions = np.flatnonzero(is_object)
+    objects = values[positions].tolist()
+    start, size = 0, 64
+    while start < len(objects):
+        chunk = objects[start : start + size]
+        clean, nbytes = _probe(chunk)
+        if clean:  # grow, to about half the limit's worth of rows
+            fitting = MAX_RAW_DATA_BYTES // 2 * len(chunk) // max(nbytes, 1)
+            size = max(1, min(2 * size, fitting, 4096))
+        else:
+            for position, raw in zip(positions[start : start + len(chunk)], chunk, strict=True):
+                size_faults[position], text_faults[position], _ = _raw_data_fault(raw)
+            size = max(1, size // 2)
+        start += len(chunk)
+    return size_faults, text_faults
+
+
+def _probe(chunk: list[Any]) -> tuple[bool, int]:
+    """(whether the chunk serialises cleanly within the limit, its size in bytes)."""
+    try:
+        text = _JSON.encode(chunk)
+    except _JSON_ERRORS:
+        return False, 0
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        return False, 0
+    if text.isascii():
+        return len(text) <= MAX_RAW_DATA_BYTES, len(text)
+    try:
+        nbytes = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False, 0
+    return nbytes <= MAX_RAW_DATA_BYTES, nbytes
+
+
+def _raw_data_fault(raw: dict[str, Any]) -> tuple[str | None, str | None, str]:
+    """(size fault, text fault, a few words on the size fault) of one raw_data object."""
+    try:
+        text = _JSON.encode(raw)
+    except _JSON_ERRORS as error:
+        return "unserialisable", _lenient_text_fault(raw), f"{type(error).__name__}: {error}"
+    text_fault = "nul" if "\\u0000" in text and _NUL_ESCAPE.search(text) else None
+    if _encodes(text):
+        nbytes = len(text.encode("utf-8"))
+    else:
+        text_fault = text_fault or "surrogate"
+        nbytes = len(text.encode("utf-8", "surrogatepass"))
+    size_fault = "too_large" if nbytes > MAX_RAW_DATA_BYTES else None
+    return size_fault, text_fault, f"{nbytes} bytes as JSON"
+
+
+def _lenient_text_fault(raw: dict[str, Any]) -> str | None:
+    """The text fault of an unserialisable object, reading the strings inside sets too."""
+    lenient = json.JSONEncoder(
+        ensure_ascii=False,
+        skipkeys=True,
+        default=lambda o: list(o) if isinstance(o, set | frozenset) else None,
+    )
+    try:
+        text = lenient.encode(raw)
+    except _JSON_ERRORS:  # circular or too deep: the size fault already rejects the row
+        return None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        return "nul"
+    return None if _encodes(text) else "surrogate"
+
+
+# --- failures and their explanation ---------------------------------------------------------
+
+
+def _failures(schema: pa.DataFrameSchema, checks: pd.DataFrame) -> pd.DataFrame:
+    """One row per (position, failed check, column), ordered by position, then check name."""
+    # Validation is the point here, whatever pandera's global switches say.
+    with (
+        config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA),
+        warnings.catch_warnings(),
+    ):
+        # pandera concatenates all-null failure cases (a missing id), which pandas deprecates.
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            schema.validate(checks, lazy=True, inplace=True)
+        except SchemaErrors as errors:
+            cases = errors.failure_cases
+        else:
+            cases = pd.DataFrame({"index": [], "check": [], "column": []}, dtype=object)
+    unexplained = cases["index"].isna() | ~cases["check"].isin(CHECK_NAMES)
+    if unexplained.any():  # a check crashed or a schema-level error: a bug, not bad data
+        first = cases[unexplained].iloc[0]
+        raise RuntimeError(
+            f"signal validation failed as a whole: {first['check']} on {first['column']}: "
+            f"{first['failure_case']}"
+        )
+    position = cases["index"].to_numpy(dtype=np.int64)
+    check = cases["check"].to_numpy(dtype=object)
+    by_name = pd.Series(check).map(_ALPHABETICAL).to_numpy(dtype=np.int64)
+    order = np.lexsort((by_name, position))
+    return pd.DataFrame(
+        {
+            "position": position[order],
+            "check": check[order],
+            "column": cases["column"].to_numpy(dtype=object)[order],
+        }
+    )
+
+
+def _explain(
+    failures: pd.DataFrame,
+    frame: pd.DataFrame,
+    checks: pd.DataFrame,
+    latest: pd.Timestamp,
+    clock_skew: timedelta,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per rejected row (in position order): its sorted reasons and a sentence on the first."""
+    position = failures["position"].to_numpy()
+    check = failures["check"].to_numpy()
+    column = failures["column"].to_numpy()
+    new_row = _first_of_runs(position)
+    new_reason = new_row | _first_of_runs(check)  # text_valid_utf8 may fail on many columns
+    starts = np.flatnonzero(new_row)
+    names = check[new_reason].tolist()
+    bounds = np.append(np.flatnonzero(new_row[new_reason]), len(names)).tolist()
+    reasons = np.empty(len(starts), dtype=object)
+    for slot in range(len(starts)):  # one by one: lists of equal length would make a 2-D array
+        reasons[slot] = names[bounds[slot] : bounds[slot + 1]]
+
+    # The failure a detail names: the first in CHECK_NAMES order, then in _TEXT_RANK order.
+    rank = pd.Series(check).map(_RANK).to_numpy(dtype=np.int64)
+    column_rank = pd.Series(column).map(_TEXT_RANK).fillna(0).to_numpy(dtype=np.int64)
+    order = np.lexsort((column_rank, rank, position))
+    firsts = order[_first_of_runs(position[order])]
+    first_position, first_check, first_column = position[firsts], check[firsts], column[firsts]
+    details = np.empty(len(starts), dtype=object)
+    groups = pd.DataFrame({"check": first_check, "column": first_column}).groupby(
+        ["check", "column"], sort=False
+    )
+    # Values are fetched per (check, column) group, only for the rows that need them.
+    for (name, source), slots in groups.indices.items():
+        at = first_position[slots]
+        shown = {"signal_type", "value"} | ({source} & set(CHECKED_COLUMNS))
+        shown |= {"fetched_at_fault": {"fetched_at"}, "raw_data_fault": {"raw_data"}}.get(
+            source, set()
+        )
+        values = {key: frame[key].take(at).to_numpy(dtype=object) for key in shown}
+        if source not in frame.columns:
+            values[source] = checks[source].take(at).to_numpy(dtype=object)
+        suffix = f" (now + {clock_skew} is {latest.isoformat()})" if source == "fetched_at" else ""
+        keys = list(values)
+        for slot, row in zip(slots, zip(*values.values(), strict=True), strict=True):
+            sentence = _describe(name, source, dict(zip(keys, row, strict=True)))
+            details[slot] = _shorten(f"{name}: {sentence}{suffix}")
+    return reasons, details
+
+
+def _first_of_runs(values: np.ndarray) -> np.ndarray:
+    """True where a value differs from the one before it (and at the start)."""
+    first = np.ones(len(values), dtype=bool)
+    first[1:] = values[1:] != values[:-1]
+    return first
+
+
+def _describe(check: str, column: str, row: dict[str, Any]) -> str:
+    kind, value = row["signal_type"], row["value"]
+    if check == "signal_type_known":
+        return f"signal_type {_show(kind)} is not one of {', '.join(SIGNAL_TYPES)}"
+    if check == "value_present":
+        return f"value is missing, which a {kind} signal needs"
+    if check == "value_finite":
+        return f"value {_show(value)} is not a finite number"
+    if check == "value_fits_column":
+        return f"value {_show(value)} is beyond ±{MAX_ABS_VALUE} (DECIMAL(10,4))"
+    if check == "probability_in_unit_interval":
+        return f"{kind} value {_show(value)} is not a probability in [0, 1]"
+    if check == "sentiment_in_range":
+        return f"SENTIMENT value {_show(value)} is outside [-1, 1]"
+    if check == "volume_non_negative":
+        return f"VOLUME value {_show(value)} is negative"
+    if check == "fetched_at_timezone_aware":
+        fault = row[column]
+        if fault == "missing":
+            return "fetched_at is missing"
+        problem = {
+            "naive": "has no timezone",
+            "not_timestamp": "is not a timestamp",
+            "out_of_range": "is before 1677, beyond what a timestamp column holds",
+        }[fault]
+        return f"fetched_at {_show(row['fetched_at'])} {problem}"
+    if check == "fetched_at_not_in_future":
+        return f"fetched_at {_show(row['fetched_at'])} is in the future"
+    if check == "source_event_id_present":
+        shown = _show(row["source_event_id"])
+        return f"source_event_id is missing ({shown}); a pull source must give one"
+    if check == "weight_in_range":
+        return f"weight {_show(row['weight'])} is not within [0, 5]"
+    if check == "reliability_in_range":
+        return f"reliability {_show(row['reliability'])} is not within [0, 1]"
+    if check == "narrative_size":
+        return f"narrative has {len(row['narrative'])} characters, over {MAX_NARRATIVE_CHARS}"
+    if check == "raw_data_size":
+        raw = row["raw_data"]
+        if row[column] == "not_object":
+            return f"raw_data is a {type(raw).__name__}, not a JSON object"
+        size_fault, _, words = _raw_data_fault(raw)
+        if size_fault == "unserialisable":
+            return f"raw_data is not JSON-serialisable ({words})"
+        return f"raw_data is {words}, over {MAX_RAW_DATA_BYTES}"
+    # text_valid_utf8
+    if column == "raw_data_text_fault":
+        problem = "a NUL character" if row[column] == "nul" else "a lone surrogate (not UTF-8)"
+        return f"raw_data holds a string with {problem}"
+    problem = {
+        "not_text": "is not text",
+        "nul": "contains a NUL character",
+        "surrogate": "contains a lone surrogate (not UTF-8)",
+    }[_text_fault(row[column])]
+    return f"{column} {_show(row[column])} {problem}"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60
+_SHORT.maxother = 60
+_SHORT.maxlevel = 2
+
+
+def _show(value: Any) -> str:
+    """A short, printable rendering: repr escapes NUL and lone surrogates."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _SHORT.repr(value)
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"
+
+
+def _json_text(value: Any) -> str | None:
+    if _is_null(value):
+        return None
+    if isinstance(value, str) and _text_fault(value) is None and len(value) <= 200:
+        return value
+    return _show(value)
+
+
+def _json_number(value: Any) -> float | str | None:
+    number, not_number = _number(value)
+    if not_number:
+        return _show(value)
+    if math.isnan(number):
+        return None
+    return number if math.isfinite(number) else repr(number)
