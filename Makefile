@@ -32,7 +32,7 @@ test: lint
 	$(VENV)/bin/pytest
 
 bench: install
-	@set -e; for f in bench/*.py; do $(VENV)/bin/python $$f; done
+	@set -e; for f in bench/[!_]*.py; do $(VENV)/bin/python $$f; done
 
 # Stops the embedded server and removes local state (embedded database, landing zone).
 clean-state: install

@@ -74,15 +74,29 @@ def run_main() -> int:
         )
         ok = ok and status == "SUCCESS"
     with connect(target.app_url) as conn:
-        signals, events, pending = conn.execute(
+        signals, events, pending, snapshots, explanations = conn.execute(
             """SELECT (SELECT count(*) FROM prediction_signals),
                       (SELECT count(DISTINCT event_id) FROM prediction_signals),
                       (SELECT count(*) FROM prediction_unmatched_signals
-                       WHERE status = 'PENDING')"""
+                       WHERE status = 'PENDING'),
+                      (SELECT count(*) FROM prediction_snapshots),
+                      (SELECT count(*) FROM prediction_explanations)"""
         ).fetchone()
+        state = conn.execute(
+            """SELECT title, current_probability, previous_probability, divergence, confidence
+               FROM prediction_events WHERE current_probability IS NOT NULL ORDER BY title"""
+        ).fetchall()
     print(
         f"\nsignals stored: {signals} on {events} events; review queue: {pending} pending"
         " (predict-pipeline signals review)"
     )
+    print(f"snapshots: {snapshots}; explanations: {explanations}")
+    print(f"\n{'event':<60} {'prob':>6} {'prev':>6} {'divergence':<10} confidence")
+    for title, prob, prev, divergence, confidence in state:
+        shown_prev = "" if prev is None else f"{prev:.4f}"
+        print(
+            f"{title[:60]:<60} {prob:>6.4f} {shown_prev:>6} {divergence or '':<10} "
+            f"{confidence or ''}"
+        )
     print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1

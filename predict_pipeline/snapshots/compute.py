@@ -1,0 +1,299 @@
+"""Stage 3: per-event snapshots of each hourly interval, computed set-based in PostgreSQL.
+
+For every ACTIVE event with signals in an interval, or with an earlier state to carry forward,
+one `prediction_snapshots` row at the interval's end (`snapshot_at` = interval end, UTC):
+
+**Pooled probability.** MARKET_PRICE, EXPERT and MANUAL signals are pooled in log-odds space:
+
+    w_i   = weight_i × reliability_i × 0.5 ^ ((snapshot_at − fetched_at_i) / half_life)
+    p_i'  = clip(p_i, ε, 1 − ε)                                    (ε = 0.001)
+    L     = Σ w_i · ln(p_i' / (1 − p_i')) / Σ w_i
+    p     = 1 / (1 + e^(−α·L))                                     (α = extremizing factor, 1 = off)
+
+Each source is pooled the same way first (its own L_s and weight W_s = Σ w_i of the source);
+L = Σ W_s·L_s / Σ W_s is the same number, and the per-source probabilities give divergence and
+each market's edge. An event with no probability signal in the interval carries its last
+probability forward (counted as carried forward in the materialisation's metadata), never a
+fabricated value; an event with no state at all gets no row.
+
+**Sentiment** = Σ w_i·v_i / Σ w_i over SENTIMENT, SOCIAL and NEWS signals with a value, in
+[−1, 1]. **Volume** = the interval's VOLUME values summed, back in source units (× 1000: signals
+hold thousands), as an integer. **signal_count** = every signal of the interval.
+
+**Volatility** = min(1, σ / 1.0) where σ is the sample standard deviation of the interval-to-
+interval changes of L over the trailing 24 intervals (stored snapshots before the batch
+included); one log-odds unit of typical hourly change is the top of the scale, a flat series
+is 0, fewer than two changes is 0.
+
+**Divergence** from the spread between sources' pooled probabilities (max − min, rounded to 6
+decimals so the edges are exact): NONE < 0.05 ≤ LOW < 0.10 ≤ MEDIUM < 0.20 ≤ HIGH < 0.35 ≤
+EXTREME; a single source is NONE.
+
+**Confidence**: VERY_HIGH with ≥ 3 sources, ≥ 20 signals and volatility < 0.10; HIGH with ≥ 2
+sources, ≥ 10 signals and volatility < 0.25; MEDIUM with ≥ 3 signals and volatility < 0.50;
+LOW otherwise (a carried-forward state is LOW).
+
+**Edge** of a market = its latest price in the interval − the pooled probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+INTERVAL = timedelta(hours=1)
+CLIP_EPSILON = 0.001
+VOLATILITY_WINDOW = 24
+VOLATILITY_SCALE = 1.0
+DIVERGENCE_EDGES = ((0.35, "EXTREME"), (0.20, "HIGH"), (0.10, "MEDIUM"), (0.05, "LOW"))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolingSettings:
+    half_life_minutes: float = 60.0
+    extremize: float = 1.0  # 1 = off; > 1 pushes the pooled probability away from 0.5
+    # How far back an earlier state may be carried forward into an interval with no signal.
+    carry_forward_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotBatch:
+    snapshots: int
+    events: int
+    carried_forward: int
+    intervals: int
+
+
+# The batch's results, before they are written: one row per event and interval.
+_COMPUTE_SQL = """
+CREATE TEMP TABLE snapshot_batch ON COMMIT DROP AS
+WITH intervals AS (
+  SELECT generate_series(%(first_end)s::timestamptz, %(last_end)s::timestamptz,
+                         interval '1 hour') AS snapshot_at
+),
+weighted AS (
+  SELECT x.*,
+         coalesce(x.weight, 1) * coalesce(x.reliability, 1)
+           * exp(-0.6931471805599453 * date_part('epoch', x.snapshot_at - x.fetched_at)
+                 / (60.0 * %(half_life)s)) AS w
+  FROM (SELECT s.event_id, s.source, s.signal_type, s.value::float8 AS v,
+               s.weight::float8 AS weight, s.reliability::float8 AS reliability, s.fetched_at,
+               date_bin('1 hour', s.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+                 + interval '1 hour' AS snapshot_at
+        FROM prediction_signals s
+        WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s) x
+),
+by_source AS (
+  -- One pass over the signals: each source's pooling terms, sentiment terms, volume, count.
+  SELECT event_id, snapshot_at, source,
+         sum(w * ln(pc / (1 - pc))) FILTER (WHERE pc IS NOT NULL AND w > 0) AS prob_num,
+         sum(w) FILTER (WHERE pc IS NOT NULL AND w > 0) AS prob_w,
+         sum(w * v) FILTER (WHERE signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS')
+                             AND v IS NOT NULL) AS sent_num,
+         sum(w) FILTER (WHERE signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS')
+                         AND v IS NOT NULL) AS sent_w,
+         sum(v) FILTER (WHERE signal_type = 'VOLUME') AS volume,
+         count(*) AS n
+  FROM (SELECT *, CASE WHEN signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL')
+                       THEN least(greatest(v, %(eps)s), 1 - %(eps)s) END AS pc
+        FROM weighted) p
+  GROUP BY 1, 2, 3
+),
+per_event AS (
+  SELECT b.event_id, b.snapshot_at,
+         sum(b.prob_num) / nullif(sum(b.prob_w), 0) AS logit,
+         count(*) FILTER (WHERE b.prob_w > 0) AS n_sources,
+         round((max(1 / (1 + exp(-b.prob_num / b.prob_w))) FILTER (WHERE b.prob_w > 0)
+                - min(1 / (1 + exp(-b.prob_num / b.prob_w))) FILTER (WHERE b.prob_w > 0)
+               )::numeric, 6) AS spread,
+         sum(b.n) AS signal_count,
+         sum(b.sent_num) / nullif(sum(b.sent_w), 0) AS sentiment,
+         round(sum(b.volume) * 1000) AS volume
+  FROM by_source b JOIN prediction_events e ON e.id = b.event_id AND e.status = 'ACTIVE'
+  GROUP BY 1, 2
+),
+prior AS (
+  -- Stored states before the batch: what is carried forward, and volatility's history.
+  -- Stored probabilities are extremized: dividing by alpha gives back the pooled log-odds.
+  SELECT p.event_id, p.snapshot_at, ln(pp / (1 - pp)) / %(alpha)s AS logit, p.sentiment,
+         p.divergence
+  FROM (SELECT event_id, snapshot_at, probability::float8, sentiment_score::float8 AS sentiment,
+               divergence,
+               row_number() OVER (PARTITION BY event_id ORDER BY snapshot_at DESC) AS back
+        FROM prediction_snapshots
+        WHERE snapshot_at <= %(start)s AND snapshot_at > %(start)s - %(carry)s
+          AND probability IS NOT NULL) p
+  CROSS JOIN LATERAL (SELECT least(greatest(p.probability, %(eps)s), 1 - %(eps)s) AS pp) c
+  WHERE p.back <= %(window)s
+),
+candidates AS (
+  SELECT event_id FROM per_event
+  UNION
+  SELECT p.event_id FROM prior p JOIN prediction_events e ON e.id = p.event_id
+  WHERE e.status = 'ACTIVE'
+),
+grid AS (
+  SELECT c.event_id, i.snapshot_at, false AS stored, pe.logit, pe.n_sources,
+         CASE WHEN pe.spread IS NULL OR pe.n_sources < 2 THEN 'NONE'
+              WHEN pe.spread >= 0.35 THEN 'EXTREME' WHEN pe.spread >= 0.20 THEN 'HIGH'
+              WHEN pe.spread >= 0.10 THEN 'MEDIUM' WHEN pe.spread >= 0.05 THEN 'LOW'
+              ELSE 'NONE' END AS divergence,
+         pe.signal_count, pe.sentiment, pe.volume
+  FROM candidates c CROSS JOIN intervals i
+  LEFT JOIN per_event pe ON pe.event_id = c.event_id AND pe.snapshot_at = i.snapshot_at
+  UNION ALL
+  SELECT p.event_id, p.snapshot_at, true, p.logit, NULL, p.divergence, NULL, p.sentiment, NULL
+  FROM prior p JOIN candidates c USING (event_id)
+),
+filled AS (
+  SELECT *, count(logit) OVER (PARTITION BY event_id ORDER BY snapshot_at) AS run
+  FROM grid
+),
+carried AS (
+  SELECT *, logit IS NULL AS carried_forward,
+         coalesce(logit, first_value(logit) OVER (PARTITION BY event_id, run
+                                                  ORDER BY snapshot_at)) AS state_logit
+  FROM filled
+),
+moves AS (
+  SELECT *, state_logit - lag(state_logit) OVER series AS change,
+         lag(state_logit) OVER series AS prev_logit,
+         lag(sentiment) OVER series AS prev_sentiment,
+         lag(divergence) OVER series AS prev_divergence
+  FROM carried
+  WINDOW series AS (PARTITION BY event_id ORDER BY snapshot_at)
+),
+volatile AS (
+  SELECT *, coalesce(stddev_samp(change) OVER (PARTITION BY event_id ORDER BY snapshot_at
+                                             ROWS BETWEEN %(window_rows)s PRECEDING
+                                             AND CURRENT ROW), 0) AS sigma
+  FROM moves
+)
+SELECT v.event_id, v.snapshot_at,
+       CASE WHEN v.state_logit IS NULL THEN NULL
+            ELSE round((1 / (1 + exp(-%(alpha)s * v.state_logit)))::numeric, 4) END
+         AS probability,
+       -- greatest/least skip NULLs: an interval without sentiment must stay NULL, not 1.
+       CASE WHEN v.sentiment IS NOT NULL
+            THEN round(greatest(-1, least(1, v.sentiment))::numeric, 4) END AS sentiment_score,
+       coalesce(v.volume, 0)::integer AS volume,
+       round(least(1, v.sigma / %(vol_scale)s)::numeric, 4) AS volatility,
+       v.divergence,
+       coalesce(v.signal_count, 0)::integer AS signal_count,
+       coalesce(v.n_sources, 0)::integer AS n_sources,
+       v.carried_forward,
+       CASE WHEN v.carried_forward THEN 'LOW'
+            WHEN v.n_sources >= 3 AND v.signal_count >= 20 AND v.sigma / %(vol_scale)s < 0.10
+              THEN 'VERY_HIGH'
+            WHEN v.n_sources >= 2 AND v.signal_count >= 10 AND v.sigma / %(vol_scale)s < 0.25
+              THEN 'HIGH'
+            WHEN v.signal_count >= 3 AND v.sigma / %(vol_scale)s < 0.50 THEN 'MEDIUM'
+            ELSE 'LOW' END AS confidence,
+       round((1 / (1 + exp(-%(alpha)s * v.prev_logit)))::numeric, 4) AS prev_probability,
+       round(v.prev_sentiment::numeric, 4) AS prev_sentiment,
+       v.prev_divergence
+FROM volatile v
+WHERE NOT v.stored AND v.state_logit IS NOT NULL
+"""
+
+_WRITE_SQL = """
+INSERT INTO prediction_snapshots
+  (event_id, probability, sentiment_score, trust_score, volatility, volume, divergence,
+   signal_count, snapshot_at)
+SELECT b.event_id, b.probability, b.sentiment_score, e.trust_score, b.volatility, b.volume,
+       b.divergence, b.signal_count, b.snapshot_at
+FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
+"""
+
+# current_* of each event become its newest snapshot's values and previous_* the snapshot
+# before it (read from the table, so re-running an interval does not shift them again); an
+# event whose newest snapshot is later than this batch (a backfill of old windows) is left.
+_EVENT_STATE_SQL = """
+WITH newest AS (
+  SELECT DISTINCT ON (b.event_id) b.*
+  FROM snapshot_batch b ORDER BY b.event_id, b.snapshot_at DESC
+),
+current_state AS (
+  SELECT n.event_id, n.probability, n.sentiment_score, n.volatility, n.divergence,
+         n.confidence, prev.probability AS prev_probability,
+         prev.sentiment_score AS prev_sentiment, prev.trust_score AS prev_trust,
+         prev.divergence AS prev_divergence
+  FROM newest n
+  LEFT JOIN LATERAL (
+    SELECT probability, sentiment_score, trust_score, divergence FROM prediction_snapshots s
+    WHERE s.event_id = n.event_id AND s.snapshot_at < n.snapshot_at
+    ORDER BY s.snapshot_at DESC LIMIT 1
+  ) prev ON true
+  WHERE NOT EXISTS (SELECT 1 FROM prediction_snapshots later
+                    WHERE later.event_id = n.event_id AND later.snapshot_at > n.snapshot_at)
+)
+UPDATE prediction_events e SET
+  previous_probability = c.prev_probability,
+  previous_sentiment = c.prev_sentiment,
+  previous_trust_score = c.prev_trust,
+  previous_divergence = c.prev_divergence,
+  current_probability = c.probability,
+  sentiment_score = c.sentiment_score,
+  volatility = c.volatility,
+  divergence = c.divergence,
+  confidence = c.confidence,
+  updated_at = now()
+FROM current_state c
+WHERE e.id = c.event_id AND e.status = 'ACTIVE'
+"""
+
+
+def compute_snapshots(
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    settings: PoolingSettings | None = None,
+) -> SnapshotBatch:
+    """Replace the snapshots of the hourly intervals in [start, end) and update event state.
+
+    Runs inside the caller's transaction: partitions are made sure of first, the intervals'
+    rows are deleted and written again, so a re-run gives the same rows, not twice the rows.
+    """
+    settings = settings or PoolingSettings()
+    if start >= end or (end - start) % INTERVAL:
+        raise ValueError(f"[{start}, {end}) is not a whole number of hourly intervals")
+    first_end, last_end = start + INTERVAL, end
+    conn.execute(
+        "SELECT predict_ensure_snapshot_partitions(%s, %s)", (first_end, last_end)
+    ).fetchall()
+    conn.execute(
+        "DELETE FROM prediction_snapshots WHERE snapshot_at >= %s AND snapshot_at <= %s",
+        (first_end, last_end),
+    )
+    params: dict[str, Any] = {
+        "start": start,
+        "end": end,
+        "first_end": first_end,
+        "last_end": last_end,
+        "half_life": settings.half_life_minutes,
+        "eps": CLIP_EPSILON,
+        "alpha": settings.extremize,
+        "carry": timedelta(days=settings.carry_forward_days),
+        "window": VOLATILITY_WINDOW,
+        "window_rows": VOLATILITY_WINDOW - 1,
+        "vol_scale": VOLATILITY_SCALE,
+    }
+    conn.execute("DROP TABLE IF EXISTS snapshot_batch")
+    # Room to hash-aggregate a day of signals in memory instead of sorting them to disk.
+    conn.execute("SET LOCAL work_mem = '256MB'")
+    conn.execute(_COMPUTE_SQL, params)
+    written = conn.execute(_WRITE_SQL).rowcount
+    conn.execute(_EVENT_STATE_SQL)
+    events, carried = conn.execute(
+        "SELECT count(DISTINCT event_id), count(*) FILTER (WHERE carried_forward)"
+        " FROM snapshot_batch"
+    ).fetchone()
+    return SnapshotBatch(
+        snapshots=written,
+        events=events,
+        carried_forward=carried,
+        intervals=int((end - start) / INTERVAL),
+    )

@@ -1,0 +1,190 @@
+"""Snapshots computed in PostgreSQL against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
+
+T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)  # interval [10:00, 11:00), snapshot_at 11:00
+END = T0 + timedelta(hours=1)
+LAST = END - timedelta(microseconds=1)  # the interval's last instant: decay 0 for all purposes
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+@pytest.fixture
+def event(conn) -> uuid.UUID:
+    return _event(conn, "e")
+
+
+def _event(conn: psycopg.Connection, slug: str, status: str = "ACTIVE") -> uuid.UUID:
+    return conn.execute(
+        "INSERT INTO prediction_events (title, slug, status) VALUES (%s, %s, %s) RETURNING id",
+        (f"Event {slug}", slug, status),
+    ).fetchone()[0]
+
+
+def _signal(conn, event, source, value, at, kind="MARKET_PRICE", weight=1.0, reliability=1.0):
+    conn.execute(
+        "INSERT INTO prediction_signals (event_id, source, source_event_id, signal_type, value,"
+        " weight, reliability, fetched_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (event, source, f"{source}-{uuid.uuid4().hex[:6]}", kind, value, weight, reliability, at),
+    )
+
+
+def _snap(conn, event, at=END) -> dict:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(
+            "SELECT probability::float8, sentiment_score::float8, volume, volatility::float8,"
+            " divergence, signal_count FROM prediction_snapshots"
+            " WHERE event_id = %s AND snapshot_at = %s",
+            (event, at),
+        ).fetchone()
+
+
+def _run(conn, start=T0, end=END, **settings):
+    with conn.transaction():
+        return compute_snapshots(conn, start, end, PoolingSettings(**settings))
+
+
+def test_two_sources_equal_weight_pool_to_the_log_odds_mean(conn, event):
+    _signal(conn, event, "kalshi", 0.6, LAST)
+    _signal(conn, event, "polymarket", 0.8, LAST)
+    _run(conn)
+    expected = sigmoid((logit(0.6) + logit(0.8)) / 2)
+    assert _snap(conn, event)["probability"] == round(expected, 4)
+
+
+def test_weights_and_recency_change_the_pool_as_the_formula_says(conn, event):
+    _signal(conn, event, "kalshi", 0.6, END - timedelta(minutes=60), weight=2.0)
+    _signal(conn, event, "polymarket", 0.8, END - timedelta(minutes=30), reliability=0.5)
+    _run(conn, half_life_minutes=30)
+    w1 = 2.0 * 1.0 * 0.5 ** (60 / 30)
+    w2 = 1.0 * 0.5 * 0.5 ** (30 / 30)
+    expected = sigmoid((w1 * logit(0.6) + w2 * logit(0.8)) / (w1 + w2))
+    assert _snap(conn, event)["probability"] == round(expected, 4)
+
+
+def test_single_source_passes_through_and_extremizing_pushes_it_out(conn, event):
+    _signal(conn, event, "kalshi", 0.7, T0 + timedelta(minutes=5))
+    _run(conn)
+    assert _snap(conn, event)["probability"] == 0.7
+    _run(conn, extremize=2.0)
+    assert _snap(conn, event)["probability"] == round(sigmoid(2 * logit(0.7)), 4)
+
+
+def test_sentiment_volume_and_counts(conn, event):
+    at = END - timedelta(minutes=1)
+    _signal(conn, event, "kalshi", 0.5, at)
+    _signal(conn, event, "news", 0.5, at, kind="NEWS", weight=3.0)
+    _signal(conn, event, "x", -0.5, at, kind="SOCIAL", weight=1.0)
+    _signal(conn, event, "kalshi", 1.5, at, kind="VOLUME")  # thousands: 1,500 units
+    _signal(conn, event, "polymarket", 0.25, at, kind="VOLUME")
+    _run(conn)
+    snap = _snap(conn, event)
+    assert snap["sentiment_score"] == round((3 * 0.5 - 0.5) / 4, 4)
+    assert snap["volume"] == 1750
+    assert snap["signal_count"] == 5
+
+
+@pytest.mark.parametrize(
+    ("second", "level"),
+    [
+        (0.549, "NONE"),
+        (0.55, "LOW"),
+        (0.599, "LOW"),
+        (0.6, "MEDIUM"),
+        (0.699, "MEDIUM"),
+        (0.7, "HIGH"),
+        (0.849, "HIGH"),
+        (0.85, "EXTREME"),
+    ],
+)
+def test_divergence_thresholds_at_their_edges(conn, event, second, level):
+    _signal(conn, event, "kalshi", 0.5, LAST)
+    _signal(conn, event, "polymarket", second, LAST)
+    _run(conn)
+    assert _snap(conn, event)["divergence"] == level
+
+
+def test_single_source_has_no_divergence(conn, event):
+    _signal(conn, event, "kalshi", 0.1, LAST)
+    _signal(conn, event, "kalshi", 0.9, LAST)
+    _run(conn)
+    assert _snap(conn, event)["divergence"] == "NONE"
+
+
+def test_flat_series_has_zero_volatility_and_a_moving_one_does_not(conn, event):
+    moving = _event(conn, "moving")
+    for hour in range(6):
+        at = T0 + timedelta(hours=hour, minutes=59)
+        _signal(conn, event, "kalshi", 0.4, at)
+        _signal(conn, moving, "kalshi", 0.3 + 0.1 * (hour % 2), at)
+    _run(conn, end=T0 + timedelta(hours=6))
+    last = T0 + timedelta(hours=6)
+    assert _snap(conn, event, last)["volatility"] == 0
+    changes = [logit(0.4) - logit(0.3)] * 5
+    signs = [1, -1, 1, -1, 1]
+    diffs = [c * s for c, s in zip(changes, signs, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    sigma = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    assert _snap(conn, moving, last)["volatility"] == pytest.approx(min(1, sigma), abs=6e-5)
+
+
+def test_no_new_signal_carries_the_last_probability_forward(conn, event):
+    _signal(conn, event, "kalshi", 0.42, T0 + timedelta(minutes=59))
+    _run(conn)
+    batch = _run(conn, start=END, end=END + timedelta(hours=2))
+    assert batch.carried_forward == 2
+    assert _snap(conn, event, END + timedelta(hours=2))["probability"] == 0.42
+    assert _snap(conn, event, END + timedelta(hours=2))["signal_count"] == 0
+
+
+def test_current_and_previous_state_after_two_intervals(conn, event):
+    resolved = _event(conn, "done", status="RESOLVED_YES")
+    _signal(conn, event, "kalshi", 0.3, T0 + timedelta(minutes=59))
+    _signal(conn, resolved, "kalshi", 0.9, T0 + timedelta(minutes=59))
+    _run(conn)
+    _signal(conn, event, "kalshi", 0.5, END + timedelta(minutes=59))
+    _signal(conn, event, "news", 0.4, END + timedelta(minutes=59), kind="NEWS")
+    _run(conn, start=END, end=END + timedelta(hours=1))
+    state = conn.execute(
+        "SELECT current_probability::float8, previous_probability::float8,"
+        " sentiment_score::float8, previous_sentiment, confidence"
+        " FROM prediction_events WHERE id = %s",
+        (event,),
+    ).fetchone()
+    assert state == (0.5, 0.3, 0.4, None, "LOW")
+    untouched = conn.execute(
+        "SELECT current_probability, previous_probability FROM prediction_events WHERE id = %s",
+        (resolved,),
+    ).fetchone()
+    assert untouched == (None, None)
+    assert _snap(conn, resolved) is None
+
+
+def test_rematerialising_an_interval_replaces_its_rows(conn, event):
+    _signal(conn, event, "kalshi", 0.3, T0 + timedelta(minutes=59))
+    first = _run(conn)
+    again = _run(conn)
+    assert first.snapshots == again.snapshots == 1
+    count = conn.execute("SELECT count(*) FROM prediction_snapshots").fetchone()[0]
+    assert count == 1
+    state = conn.execute(
+        "SELECT current_probability::float8, previous_probability FROM prediction_events"
+        " WHERE id = %s",
+        (event,),
+    ).fetchone()
+    assert state == (0.3, None)  # the re-run did not shift previous_* again
