@@ -1,0 +1,1 @@
+"""Stage 5: resolutions and calibration tables."""
