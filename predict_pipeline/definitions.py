@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from predict_pipeline.defs import feeds, signals, snapshots
+from predict_pipeline.defs import calibration, feeds, signals, snapshots
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -13,7 +13,13 @@ from predict_pipeline.defs.resources import (
 )
 
 defs = dg.Definitions(
-    assets=[feeds.raw_feed_fetches, signals.validated_signals, snapshots.event_snapshots],
+    assets=[
+        feeds.raw_feed_fetches,
+        signals.validated_signals,
+        snapshots.event_snapshots,
+        calibration.event_resolutions,
+        calibration.calibration_scores,
+    ],
     jobs=[feeds.fetch_feeds_job],
     sensors=[feeds.due_feeds_sensor],
     resources={

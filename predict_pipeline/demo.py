@@ -62,6 +62,19 @@ DEMO_EVENTS: tuple[tuple[str, str, str, str], ...] = (
         "Will Elon Musk tweet 250-274 times April 4 - 11?",
         "2025-04-11T12:00:00+00:00",
     ),
+    # Two brackets of the week that settled on 2025-03-28 (resolved from the settled markets).
+    (
+        "elon-x-posts-450-499-mar-28",
+        "entertainment",
+        "Will Elon Musk post on X between 450 and 499 times?",
+        "2025-03-28T16:00:00+00:00",
+    ),
+    (
+        "elon-x-posts-400-449-mar-28",
+        "entertainment",
+        "Will Elon Musk post on X between 400 and 449 times?",
+        "2025-03-28T16:00:00+00:00",
+    ),
     (
         "trump-deportations-under-250k",
         "geopolitics",

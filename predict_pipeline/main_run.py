@@ -37,15 +37,30 @@ def run_main() -> int:
         ops={"raw_feed_fetches": FeedFetchConfig(feed_ids=[str(f) for f in feed_ids], mode="poll")}
     )
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(
-            list(defs.assets or []),
+        assets = list(defs.assets or [])
+        windowed = [a for a in assets if a.partitions_def is not None]
+        whole = [a for a in assets if a.partitions_def is None]
+        # The hour's window through every partitioned stage, then the unpartitioned tables
+        # (resolutions, calibration) over everything that is now known.
+        ok = dg.materialize(
+            windowed,
             instance=instance,
             resources=defs.resources,
             partition_key=partition,
             run_config=run_config,
             raise_on_error=False,
+        ).success
+        ok = (
+            ok
+            and dg.materialize(
+                whole,
+                instance=instance,
+                resources=defs.resources,
+                selection=whole,
+                run_config=dg.RunConfig(loggers=run_config.loggers),
+                raise_on_error=False,
+            ).success
         )
-    ok = result.success
     with connect(target.app_url) as conn:
         runs = conn.execute(
             """SELECT f.name, r.status, r.request_count, r.signals_fetched, r.signals_written,
@@ -91,6 +106,21 @@ def run_main() -> int:
         " (predict-pipeline signals review)"
     )
     print(f"snapshots: {snapshots}; explanations: {explanations}")
+    with connect(target.app_url) as conn:
+        resolved = conn.execute(
+            "SELECT e.title, r.outcome, r.final_probability FROM prediction_resolutions r"
+            " JOIN prediction_events e ON e.id = r.event_id ORDER BY e.title"
+        ).fetchall()
+        brier = conn.execute(
+            "SELECT time_window, resolved_predictions, brier_score FROM"
+            " prediction_calibration_scores WHERE category_id IS NULL ORDER BY time_window"
+        ).fetchall()
+    for title, outcome, final in resolved:
+        print(f"resolved: {title[:60]} -> {outcome} (final probability {final})")
+    print(
+        "calibration (global): "
+        + ", ".join(f"{w} {n} scored, Brier {b if b is not None else '-'}" for w, n, b in brier)
+    )
     print(f"\n{'event':<60} {'prob':>6} {'prev':>6} {'divergence':<10} confidence")
     for title, prob, prev, divergence, confidence in state:
         shown_prev = "" if prev is None else f"{prev:.4f}"

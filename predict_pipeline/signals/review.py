@@ -89,6 +89,12 @@ def resolve_item(
         )
         method = {"DISCARDED": "discarded", "NEW_EVENT_CREATED": "created"}.get(status, "review")
         save_links(conn, source, [(item["source_event_id"], target, method, None)], resolved_by)
+        # A settled market matched by review can now resolve its event.
+        conn.execute(
+            "UPDATE predict_meta.market_settlements SET event_id = %s"
+            " WHERE source = %s AND source_event_id = %s",
+            (target, source, item["source_event_id"]),
+        )
         record_audit(
             conn,
             action=f"unmatched_signal.{status.lower()}",

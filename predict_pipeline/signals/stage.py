@@ -222,7 +222,7 @@ def ingest_batches(
 
     definition = source_definition(feed.source)
     weight = float(feed.default_weight if feed.default_weight is not None else 1.0)
-    markets, sources, earliest, latest = _scan(batches)
+    markets, sources, earliest, latest, settled = _scan(batches)
     report.records = sum(len(b.records) for b in batches)
     lap("scan")
     stored = store.stored_keys(conn, sources, earliest, latest)
@@ -268,6 +268,7 @@ def ingest_batches(
     lap("pipeline")
     if fail_between_copy_and_queue is not None:
         fail_between_copy_and_queue()  # tests inject a crash here: nothing may remain
+    store.save_settlements(conn, feed.source, settled, links, now)
     unmatched_all = pd.concat(tally.unmatched or [empty_frame()], ignore_index=True)
     store.queue_unmatched(conn, _queue_rows(unmatched_all, decisions))
     events_by_run: dict[Any, set[Any]] = {}
@@ -297,9 +298,17 @@ BLOCK_RECORDS = 20_000
 
 def _scan(
     batches: list[RecordBatch],
-) -> tuple[dict[str, NormalisedRecord], set[str], datetime | None, datetime | None]:
-    """First record of each market, the sources, and the time range, from the raw records."""
+) -> tuple[
+    dict[str, NormalisedRecord],
+    set[str],
+    datetime | None,
+    datetime | None,
+    dict[str, NormalisedRecord],
+]:
+    """First record of each market, the sources, the time range, and the latest price record
+    of each market that reports its own resolution, from the raw records."""
     markets: dict[str, NormalisedRecord] = {}
+    settled: dict[str, NormalisedRecord] = {}
     sources: set[str] = set()
     earliest: datetime | None = None
     latest: datetime | None = None
@@ -309,13 +318,19 @@ def _scan(
             if sid is not None and sid not in markets:
                 markets[sid] = record
                 sources.add(record.source)
+            if (
+                sid is not None
+                and record.market.resolution is not None
+                and (sid not in settled or record.signal_type == "MARKET_PRICE")
+            ):
+                settled[sid] = record
             moment = record.fetched_at
             if isinstance(moment, datetime) and moment.tzinfo is not None:
                 if earliest is None or moment < earliest:
                     earliest = moment
                 if latest is None or moment > latest:
                     latest = moment
-    return markets, sources, earliest, latest
+    return markets, sources, earliest, latest, settled
 
 
 def _chunks(batches: list[RecordBatch], size: int) -> Iterator[list[RecordBatch]]:

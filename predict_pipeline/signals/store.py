@@ -219,6 +219,46 @@ def save_links(
         )
 
 
+def save_settlements(
+    conn: psycopg.Connection,
+    source: str,
+    settled: dict[str, Any],
+    links: dict[str, uuid.UUID],
+    now: datetime,
+) -> None:
+    """Remember what settled markets say about their outcome (the latest report wins)."""
+    if not settled:
+        return
+    rows = []
+    for sid, record in settled.items():
+        price = record.value if record.signal_type == "MARKET_PRICE" else None
+        rows.append(
+            (
+                source,
+                sid,
+                links.get(sid),
+                record.market.resolution,
+                record.market.resolution_time or record.market.close_time,
+                None if price is None or not 0 <= price <= 1 else round(price, 4),
+                record.source_url,
+                now,
+            )
+        )
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO predict_meta.market_settlements
+                 (source, source_event_id, event_id, resolution, resolved_at, last_price,
+                  source_url, observed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (source, source_event_id) DO UPDATE SET
+                 event_id = coalesce(EXCLUDED.event_id, market_settlements.event_id),
+                 resolution = EXCLUDED.resolution, resolved_at = EXCLUDED.resolved_at,
+                 last_price = coalesce(EXCLUDED.last_price, market_settlements.last_price),
+                 source_url = EXCLUDED.source_url, observed_at = EXCLUDED.observed_at""",
+            rows,
+        )
+
+
 def load_open_events(conn: psycopg.Connection) -> list[EventRef]:
     rows = conn.execute(
         """SELECT e.id, e.title, e.slug, e.resolution_date, c.slug, coalesce(e.tags, '{}'),

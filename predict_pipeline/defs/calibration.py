@@ -1,0 +1,84 @@
+"""Dagster layer of stage 5: event_resolutions and calibration_scores."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from predict_pipeline.calibration.diagram import diagram_markdown, reliability_diagram_png
+from predict_pipeline.calibration.metrics import calibration_rows
+from predict_pipeline.calibration.resolutions import resolve_from_markets, resolved_events
+from predict_pipeline.calibration.store import active_categories, save_calibration
+from predict_pipeline.defs.resources import PostgresResource
+from predict_pipeline.defs.snapshots import event_snapshots
+
+
+class ResolutionConfig(dg.Config):
+    dispute_window_hours: int = 48
+
+
+@dg.asset(
+    deps=[event_snapshots],
+    group_name="calibration",
+    kinds={"postgres"},
+    owners=["team:data-platform"],
+    description=(
+        "prediction_resolutions from settled markets: an ACTIVE event whose linked markets "
+        "all settled the same way is resolved (method market_settled, final_probability = "
+        "the pooled probability at close, a 48 h dispute window); disagreeing markets leave "
+        "it open with an audit entry. Dispute windows that closed with no open dispute become "
+        "final."
+    ),
+    metadata={"dagster/table_name": "public.prediction_resolutions"},
+)
+def event_resolutions(config: ResolutionConfig, database: PostgresResource) -> dg.MaterializeResult:
+    with database.connection() as conn:
+        report = resolve_from_markets(
+            conn,
+            now=datetime.now(UTC),
+            dispute_window=timedelta(hours=config.dispute_window_hours),
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "resolved": len(report.resolved),
+            "conflicts": len(report.conflicts),
+            "finalised": report.finalised,
+            "resolved_events": dg.MetadataValue.json(
+                [{"event": t, "outcome": o} for t, o in report.resolved]
+            ),
+            "left_open_because_markets_disagree": dg.MetadataValue.json(report.conflicts),
+        }
+    )
+
+
+@dg.asset(
+    deps=[event_resolutions],
+    group_name="calibration",
+    kinds={"pandas", "postgres"},
+    owners=["team:data-platform"],
+    description=(
+        "prediction_calibration_scores per category and globally for 7D, 30D, 90D and "
+        "ALL_TIME: Brier, log score, accuracy at 50/70/90 %, a ten-bin calibration curve and "
+        "horizon Brier scores, over events resolved YES or NO. The materialisation shows the "
+        "reliability diagram; the global Brier per window is plotted over time."
+    ),
+    metadata={"dagster/table_name": "public.prediction_calibration_scores"},
+)
+def calibration_scores(database: PostgresResource) -> dg.MaterializeResult:
+    now = datetime.now(UTC)
+    with database.connection() as conn:
+        events = resolved_events(conn)
+        rows = calibration_rows(events, now=now, categories=active_categories(conn))
+        written = save_calibration(conn, rows, now)
+    png = reliability_diagram_png(rows, title=f"Reliability, computed {now:%Y-%m-%d %H:%M} UTC")
+    global_rows = {r.time_window: r for r in rows if r.category_id is None}
+    metadata: dict = {
+        "rows": written,
+        "resolved_events": len(events),
+        "reliability_diagram": dg.MetadataValue.md(diagram_markdown(png)),
+    }
+    for window, row in global_rows.items():
+        metadata[f"brier_{window.lower()}"] = (
+            float(row.brier_score) if row.brier_score is not None else float("nan")
+        )
+        metadata[f"scored_{window.lower()}"] = row.resolved_predictions
+    return dg.MaterializeResult(metadata=metadata)
