@@ -7,17 +7,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from predict_pipeline.cli_feeds import FeedCommandError
+from predict_pipeline.cli_events import add_commands as add_event_commands
 from predict_pipeline.cli_feeds import add_commands as add_feed_commands
-from predict_pipeline.cli_signals import SignalsCommandError
 from predict_pipeline.cli_signals import add_commands as add_signal_commands
 from predict_pipeline.config import DATABASE_URL_VAR, PROJECT_ROOT, Settings
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
-
-
-class CliError(RuntimeError):
-    """An error the user can act on: printed as one line, exit status 2."""
+from predict_pipeline.errors import CommandError
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -95,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_feed_commands(commands)
     add_signal_commands(commands)
+    add_event_commands(commands)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this database")
     dev.add_argument("--host", default="127.0.0.1")
@@ -107,13 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (
-        CliError,
-        DatabaseUnavailable,
-        MigrationError,
-        FeedCommandError,
-        SignalsCommandError,
-    ) as exc:
+    except (CommandError, DatabaseUnavailable, MigrationError) as exc:
         print(f"predict-pipeline: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from predict_pipeline.config import Settings
+from predict_pipeline.errors import CommandError
 from predict_pipeline.feeds.push import UploadError, parse_upload
 from predict_pipeline.feeds.records import NormalisedRecord, PayloadError
 from predict_pipeline.feeds.registry import SOURCES, source_definition
 
 
-class FeedCommandError(RuntimeError):
+class FeedCommandError(CommandError):
     pass
 
 

@@ -6,6 +6,8 @@ import argparse
 import uuid
 from datetime import UTC, datetime
 
+from predict_pipeline.errors import CommandError
+
 
 def _uuid(text: str) -> uuid.UUID:
     try:
@@ -71,7 +73,7 @@ def _resolve(args: argparse.Namespace) -> int:
     return 0
 
 
-class SignalsCommandError(RuntimeError):
+class SignalsCommandError(CommandError):
     pass
 
 
