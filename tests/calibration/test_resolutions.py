@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.calibration.resolutions import finalise_resolutions, resolve_from_markets
@@ -172,3 +173,59 @@ def test_calibration_asset_writes_every_row_and_the_diagram(conn, db_url, dagste
         resources={"database": PostgresResource(url=db_url)},
     )
     assert conn.execute("SELECT count(*) FROM prediction_calibration_scores").fetchone() == (28,)
+
+
+@pytest.mark.parametrize(
+    ("source", "payload"),
+    [
+        ("kalshi", "kalshi_markets_finalized_cents.json"),
+        ("polymarket", "polymarket_clob_markets_page.json"),
+        ("manifold", "manifold_markets.json"),
+        ("manifold", "manifold_market_by_id.json"),
+    ],
+)
+def test_auto_resolution_from_each_recorded_settled_payload(conn, source, payload):
+    import json
+
+    from predict_pipeline.feeds.registry import source_definition
+    from predict_pipeline.ingestion.store import load_feed
+    from predict_pipeline.signals.frames import RecordBatch
+    from predict_pipeline.signals.stage import (
+        FeedValidationReport,
+        MatchingSettings,
+        ingest_batches,
+    )
+    from tests.conftest import FIXTURES
+
+    body = json.loads((FIXTURES / "payloads" / payload).read_bytes())
+    records = source_definition(source).adapter.parse(body, fetched_at=NOW).records
+    settled = next(r for r in records if r.market.resolution is not None)
+    event = _event(conn, f"settled-{source}-{payload[:12]}")
+    feed = make_feed(
+        conn,
+        source,
+        {},
+        manual_event_mappings=Jsonb({settled.source_event_id: str(event)}),
+        event_mapping_mode="manual",
+    )
+    report = FeedValidationReport(str(feed), "f", source)
+    with conn.transaction():
+        ingest_batches(
+            conn,
+            load_feed(conn, feed),
+            [RecordBatch(records)],
+            report,
+            now=NOW,
+            matching=MatchingSettings(),
+            events=lambda: [],
+            timings={},
+        )
+        result = resolve_from_markets(conn, now=NOW)
+    assert result.resolved == [
+        (f"Event settled-{source}-{payload[:12]}", settled.market.resolution)
+    ]
+    outcome, method = conn.execute(
+        "SELECT outcome, resolution_method FROM prediction_resolutions WHERE event_id = %s",
+        (event,),
+    ).fetchone()
+    assert (outcome, method) == (settled.market.resolution, "market_settled")
