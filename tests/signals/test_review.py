@@ -50,6 +50,7 @@ def queued(conn, landing) -> uuid.UUID:
             "value": 250,
             "fetched_at": "2026-11-22T15:10:00Z",
             "title": "Will the ghost town reopen?",
+            "category": "Entertainment",  # a market's facts are the same on all its records
         },
     ]
     body = "\n".join(json.dumps(r) for r in rows).encode()
