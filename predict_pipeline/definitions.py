@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from predict_pipeline.defs import calibration, feeds, signals, snapshots
+from predict_pipeline.defs import calibration, feeds, signals, snapshots, trust
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -17,6 +17,7 @@ defs = dg.Definitions(
         feeds.raw_feed_fetches,
         signals.validated_signals,
         snapshots.event_snapshots,
+        trust.trust_scores,
         calibration.event_resolutions,
         calibration.calibration_scores,
     ],

@@ -98,8 +98,10 @@ def run_main() -> int:
                       (SELECT count(*) FROM prediction_explanations)"""
         ).fetchone()
         state = conn.execute(
-            """SELECT title, current_probability, previous_probability, divergence, confidence
-               FROM prediction_events WHERE current_probability IS NOT NULL ORDER BY title"""
+            """SELECT title, current_probability, previous_probability, divergence, confidence,
+                      trust_score,
+                      (SELECT count(*) FROM prediction_trust_flags f WHERE f.event_id = e.id)
+               FROM prediction_events e WHERE current_probability IS NOT NULL ORDER BY title"""
         ).fetchall()
     print(
         f"\nsignals stored: {signals} on {events} events; review queue: {pending} pending"
@@ -121,12 +123,16 @@ def run_main() -> int:
         "calibration (global): "
         + ", ".join(f"{w} {n} scored, Brier {b if b is not None else '-'}" for w, n, b in brier)
     )
-    print(f"\n{'event':<60} {'prob':>6} {'prev':>6} {'divergence':<10} confidence")
-    for title, prob, prev, divergence, confidence in state:
+    print(
+        f"\n{'event':<56} {'prob':>6} {'prev':>6} {'divergence':<10} {'confidence':<10}"
+        f" {'trust':>6} flags"
+    )
+    for title, prob, prev, divergence, confidence, trust, flags in state:
         shown_prev = "" if prev is None else f"{prev:.4f}"
+        shown_trust = "" if trust is None else f"{trust:.4f}"
         print(
-            f"{title[:60]:<60} {prob:>6.4f} {shown_prev:>6} {divergence or '':<10} "
-            f"{confidence or ''}"
+            f"{title[:56]:<56} {prob:>6.4f} {shown_prev:>6} {divergence or '':<10} "
+            f"{confidence or '':<10} {shown_trust:>6} {flags}"
         )
     print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1

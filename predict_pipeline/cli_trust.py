@@ -1,0 +1,68 @@
+"""`predict-pipeline flags review|resolve`: the compliance queue of manipulation flags."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import UTC, datetime
+
+from predict_pipeline.errors import CommandError
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an id: {text}") from None
+
+
+def _review(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.connection import connect
+    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.trust.store import unreviewed_flags
+
+    target = bootstrap()
+    with connect(target.app_url) as conn:
+        flags = unreviewed_flags(conn, limit=args.limit)
+    if not flags:
+        print("no flag awaits review")
+        return 0
+    for flag_id, created, title, flag_type, severity, description in flags:
+        print(f"{flag_id}  {created:%Y-%m-%d %H:%M}  {severity:<8} {flag_type:<20} {title}")
+        print(f"    {description}")
+    print(
+        f"\n{len(flags)} unreviewed; close one with: predict-pipeline flags resolve ID "
+        "--notes TEXT [--by USER_ID]"
+    )
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.connection import connect
+    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.trust.store import review_flag
+
+    target = bootstrap()
+    with connect(target.app_url, autocommit=True) as conn:
+        try:
+            review_flag(
+                conn, args.flag_id, notes=args.notes, reviewer=args.by, now=datetime.now(UTC)
+            )
+        except LookupError as exc:
+            raise CommandError(str(exc.args[0])) from None
+    print(f"flag {args.flag_id} reviewed")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    flags = commands.add_parser("flags", help="manipulation flags").add_subparsers(
+        dest="flags_command", required=True
+    )
+    review = flags.add_parser("review", help="list flags awaiting review")
+    review.add_argument("--limit", type=int, default=50)
+    review.set_defaults(func=_review)
+    resolve = flags.add_parser("resolve", help="record an analyst's review of a flag")
+    resolve.add_argument("flag_id", type=_uuid)
+    resolve.add_argument("--notes", required=True)
+    resolve.add_argument("--by", type=_uuid, help="id of the reviewing user (auth.users)")
+    resolve.set_defaults(func=_resolve)

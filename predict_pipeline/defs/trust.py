@@ -1,0 +1,109 @@
+"""Dagster layer of stage 4: trust_scores and its checks."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
+from predict_pipeline.defs.resources import PostgresResource
+from predict_pipeline.defs.snapshots import event_snapshots
+from predict_pipeline.trust import TrustConfig, compute_trust
+from predict_pipeline.trust.store import load_inputs, save_trust
+
+
+class TrustAssetConfig(dg.Config):
+    trailing_hours: int = 24  # the baseline window before each interval
+    volume_spike_z: float = 3.5
+
+
+@dg.asset(
+    partitions_def=HOURLY,
+    backfill_policy=BACKFILL_POLICY,
+    deps=[event_snapshots],
+    group_name="trust",
+    kinds={"pandas", "postgres"},
+    owners=["team:data-platform"],
+    description=(
+        "prediction_trust_scores per active event and hour (market integrity, sentiment "
+        "authenticity, source diversity, volume and temporal consistency; formulas in "
+        "predict_pipeline/trust/components.py) and prediction_trust_flags with their evidence "
+        "(one detector per flag type, predict_pipeline/trust/detectors.py). Re-running an "
+        "interval replaces its scores and never duplicates or overwrites a reviewed flag."
+    ),
+    metadata={"dagster/table_name": "public.prediction_trust_scores"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_active_event_scored",
+            asset="trust_scores",
+            description="Every active event with signals in the interval has a trust score.",
+        ),
+        dg.AssetCheckSpec(
+            "components_within_unit_interval",
+            asset="trust_scores",
+            description="No component or overall score outside [0, 1].",
+        ),
+    ],
+)
+def trust_scores(
+    context: dg.AssetExecutionContext, config: TrustAssetConfig, database: PostgresResource
+) -> dg.MaterializeResult:
+    trust_config = TrustConfig(
+        trailing_window=timedelta(hours=config.trailing_hours),
+        volume_spike_z=config.volume_spike_z,
+        snapshot_stamp="end",  # prediction_snapshots are stamped at their interval's end
+    )
+    window = context.partition_time_window
+    totals = {"scores": 0, "flags_new": 0, "flags_updated": 0, "flags_kept_reviewed": 0}
+    flag_types: dict[str, int] = {}
+    missing: list[str] = []
+    out_of_range = 0
+    with database.connection() as conn:
+        for interval in hourly_windows(window.start, window.end):
+            signals, snapshots, events = load_inputs(
+                conn, interval.start, interval.end, trust_config
+            )
+            result = compute_trust(
+                signals,
+                snapshots,
+                events,
+                interval_start=interval.start,
+                interval_end=interval.end,
+                config=trust_config,
+            )
+            written = save_trust(conn, result, interval.end)
+            for key in totals:
+                totals[key] += getattr(written, key)
+            for flag in result.flags:
+                flag_types[flag.flag_type] = flag_types.get(flag.flag_type, 0) + 1
+            missing += conn.execute(
+                """SELECT DISTINCT s.event_id::text FROM prediction_signals s
+                   JOIN prediction_events e ON e.id = s.event_id AND e.status = 'ACTIVE'
+                   WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s
+                     AND NOT EXISTS (SELECT 1 FROM prediction_trust_scores t
+                                     WHERE t.event_id = s.event_id AND t.computed_at = %(end)s)""",
+                {"start": interval.start, "end": interval.end},
+            ).fetchall()
+            out_of_range += conn.execute(
+                """SELECT count(*) FROM prediction_trust_scores WHERE computed_at = %s AND NOT (
+                     overall_score BETWEEN 0 AND 1 AND market_integrity BETWEEN 0 AND 1
+                     AND sentiment_authenticity BETWEEN 0 AND 1
+                     AND source_diversity BETWEEN 0 AND 1
+                     AND volume_consistency BETWEEN 0 AND 1
+                     AND temporal_consistency BETWEEN 0 AND 1)""",
+                (interval.end,),
+            ).fetchone()[0]
+    return dg.MaterializeResult(
+        metadata={**totals, "flags_by_type": dg.MetadataValue.json(flag_types)},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_active_event_scored",
+                passed=not missing,
+                metadata={"unscored_events": dg.MetadataValue.json([m[0] for m in missing][:50])},
+            ),
+            dg.AssetCheckResult(
+                check_name="components_within_unit_interval",
+                passed=out_of_range == 0,
+                metadata={"rows_out_of_range": out_of_range},
+            ),
+        ],
+    )
