@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from predict_pipeline.defs import calibration, feeds, signals, snapshots, trust
+from predict_pipeline.defs import calibration, feeds, rules, signals, snapshots, trust
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -21,8 +21,8 @@ defs = dg.Definitions(
         calibration.event_resolutions,
         calibration.calibration_scores,
     ],
-    jobs=[feeds.fetch_feeds_job],
-    sensors=[feeds.due_feeds_sensor],
+    jobs=[feeds.fetch_feeds_job, rules.rule_actions_job],
+    sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor],
     resources={
         "database": PostgresResource(),
         "http": HttpClientResource(),

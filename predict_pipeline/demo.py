@@ -119,6 +119,29 @@ def seed_demo_events(conn: psycopg.Connection) -> list[uuid.UUID]:
     return ids
 
 
+DEMO_RULE_NAME = "Explain every resolved event"
+
+
+def seed_demo_rule(conn: psycopg.Connection) -> None:
+    """A rule that fires when a demo event resolves and writes an explanation (no network)."""
+    exists = conn.execute(
+        "SELECT 1 FROM prediction_rules WHERE user_id = %s AND name = %s",
+        (DEMO_USER_ID, DEMO_RULE_NAME),
+    ).fetchone()
+    if not exists:
+        conn.execute(
+            """INSERT INTO prediction_rules (user_id, name, description, scope_type, scope_tag,
+                 trigger_type, trigger_params, actions, cooldown_minutes)
+               VALUES (%s, %s, 'demo', 'tag', 'demo', 'EVENT_RESOLVED', %s, %s, 0)""",
+            (
+                DEMO_USER_ID,
+                DEMO_RULE_NAME,
+                Jsonb({"outcomes": ["YES", "NO"]}),
+                Jsonb([{"type": "explain"}]),
+            ),
+        )
+
+
 def seed_demo(conn: psycopg.Connection, *, encryption_key: bytes) -> list[uuid.UUID]:
     """Create (or find) the demo user, events and feeds; returns the demo feed ids."""
     conn.execute(
@@ -127,6 +150,7 @@ def seed_demo(conn: psycopg.Connection, *, encryption_key: bytes) -> list[uuid.U
         (DEMO_USER_ID, DEMO_USER_EMAIL),
     )
     seed_demo_events(conn)
+    seed_demo_rule(conn)
     feed_ids = []
     for name, source, config, credentials in DEMO_FEEDS:
         row = conn.execute(

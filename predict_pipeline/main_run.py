@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -19,9 +19,40 @@ from predict_pipeline.runtime import bootstrap
 from predict_pipeline.secrets import load_key_from_env
 
 
+def _evaluate_rules(app_url: str, *, since: datetime) -> tuple[list[tuple[str, str]], int]:
+    """One tick of the rule sensor, and the fired executions run inline (as the job would)."""
+    from predict_pipeline.rules.actions import http_client_factory, smtp_factory
+    from predict_pipeline.rules.engine import evaluate_tick
+    from predict_pipeline.rules.execute import run_execution
+
+    now = datetime.now(UTC)
+    with connect(app_url) as conn, conn.transaction():
+        report = evaluate_tick(conn, since=since, until=now)
+    fired = []
+    with connect(app_url) as conn:
+        for execution in report.fired:
+            with conn.transaction():
+                status = run_execution(
+                    conn,
+                    execution,
+                    encryption_key=load_key_from_env(),
+                    http_client_factory=http_client_factory(),
+                    smtp_factory=smtp_factory(),
+                    now=now,
+                )
+            name = conn.execute(
+                "SELECT r.name FROM prediction_rule_executions x"
+                " JOIN prediction_rules r ON r.id = x.rule_id WHERE x.id = %s",
+                (execution,),
+            ).fetchone()[0]
+            fired.append((name, status))
+    return fired, report.evaluated
+
+
 def run_main() -> int:
     """Migrate, seed the demo, materialise the pipeline for the current window, summarise."""
     started = time.perf_counter()
+    run_started = datetime.now(UTC)
     if not os.environ.get(HTTP_MODE_VAR):
         os.environ[HTTP_MODE_VAR] = "replay"
         os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
@@ -61,6 +92,7 @@ def run_main() -> int:
                 raise_on_error=False,
             ).success
         )
+    fired, evaluated = _evaluate_rules(target.app_url, since=run_started - timedelta(hours=1))
     with connect(target.app_url) as conn:
         runs = conn.execute(
             """SELECT f.name, r.status, r.request_count, r.signals_fetched, r.signals_written,
@@ -108,6 +140,10 @@ def run_main() -> int:
         " (predict-pipeline signals review)"
     )
     print(f"snapshots: {snapshots}; explanations: {explanations}")
+    print(
+        f"rules: {evaluated} rule/event pairs evaluated, {len(fired)} fired: "
+        + (", ".join(f"{name} ({status})" for name, status in fired) or "none")
+    )
     with connect(target.app_url) as conn:
         resolved = conn.execute(
             "SELECT e.title, r.outcome, r.final_probability FROM prediction_resolutions r"
