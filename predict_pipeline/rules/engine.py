@@ -63,6 +63,29 @@ JOIN prediction_rules r ON r.enabled
              WHERE x.campaign_id = r.scope_id AND x.event_id = e.id)))
 LEFT JOIN prediction_campaign_events ce
   ON r.scope_type = 'campaign' AND ce.campaign_id = r.scope_id AND ce.event_id = e.id
+-- A set-based first cut of each trigger's condition, so only plausible firings reach the
+-- reference evaluation; rules whose params are malformed pass through to be reported.
+WHERE CASE r.trigger_type
+  WHEN 'PROBABILITY_CROSSES_ABOVE' THEN
+    jsonb_typeof(r.trigger_params->'threshold') IS DISTINCT FROM 'number'
+    OR (e.previous_probability < (r.trigger_params->>'threshold')::numeric
+        AND (r.trigger_params->>'threshold')::numeric <= e.current_probability)
+  WHEN 'PROBABILITY_CROSSES_BELOW' THEN
+    jsonb_typeof(r.trigger_params->'threshold') IS DISTINCT FROM 'number'
+    OR (e.previous_probability > (r.trigger_params->>'threshold')::numeric
+        AND (r.trigger_params->>'threshold')::numeric >= e.current_probability)
+  WHEN 'TRUST_BELOW' THEN
+    jsonb_typeof(r.trigger_params->'threshold') IS DISTINCT FROM 'number'
+    OR (e.previous_trust_score >= (r.trigger_params->>'threshold')::numeric
+        AND e.trust_score < (r.trigger_params->>'threshold')::numeric)
+  WHEN 'EVENT_RESOLVED' THEN e.status <> 'ACTIVE'
+  WHEN 'DIVERGENCE_AT_LEAST' THEN e.divergence IS DISTINCT FROM e.previous_divergence
+  WHEN 'SENTIMENT_SHIFT' THEN e.sentiment_score IS DISTINCT FROM e.previous_sentiment
+  WHEN 'FLAG_RAISED' THEN EXISTS (
+    SELECT 1 FROM prediction_trust_flags f WHERE f.event_id = e.id
+      AND f.created_at > %(since)s AND f.created_at <= %(until)s)
+  WHEN 'CAMPAIGN_THRESHOLD' THEN ce.event_id IS NOT NULL
+  ELSE true END
 """
 
 _STATUS_OUTCOME = {
@@ -86,12 +109,25 @@ def evaluate_tick(conn: psycopg.Connection, *, since: datetime, until: datetime)
     """Evaluate every rule in scope of the events changed in (since, until]; the caller owns
     the transaction."""
     report = TickReport()
+    _validate_changed_rules(conn, since, report)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             _CANDIDATES_SQL, {"since": since, "until": until, "limit": MAX_EVENTS_PER_TICK}
         ).fetchall()
-    if not rows:
-        return report
+    if rows:
+        _evaluate_rows(conn, rows, since, until, report)
+    for rule_id, reason in report.invalid_rules.items():
+        _log_invalid(conn, rule_id, reason, until)
+    return report
+
+
+def _evaluate_rows(
+    conn: psycopg.Connection,
+    rows: list[dict[str, Any]],
+    since: datetime,
+    until: datetime,
+    report: TickReport,
+) -> None:
     event_ids = list({r["event_id"] for r in rows})
     flags = _new_flags(conn, event_ids, since, until)
     windows = _windows(rows)
@@ -132,9 +168,19 @@ def evaluate_tick(conn: psycopg.Connection, *, since: datetime, until: datetime)
         if firing is None:
             continue
         _log_firing(conn, row, firing, until, report)
-    for rule_id, reason in report.invalid_rules.items():
-        _log_invalid(conn, rule_id, reason, until)
-    return report
+
+
+def _validate_changed_rules(conn: psycopg.Connection, since: datetime, report: TickReport) -> None:
+    """Rules created or edited since the last tick are checked whether or not anything fired,
+    so a broken rule is reported even while its events are quiet."""
+    for rule_id, trigger_type, params in conn.execute(
+        "SELECT id, trigger_type, trigger_params FROM prediction_rules"
+        " WHERE enabled AND updated_at > %s",
+        (since,),
+    ):
+        trigger = validate_rule(trigger_type, params)
+        if isinstance(trigger, RuleError):
+            report.invalid_rules[str(rule_id)] = trigger.reason
 
 
 def _windows(rows: list[dict[str, Any]]) -> dict[str, set[int]]:
