@@ -343,14 +343,14 @@ def test_row_order_and_later_data_do_not_change_an_interval(planted):
     markets, injection = planted
     first = _run(markets.signals, markets.snapshots, markets.events, injection)
     shuffled = markets.signals.sample(frac=1.0, random_state=7).reset_index(drop=True)
-    later = shuffled[shuffled["fetched_at"] < injection.interval_end]
+    until_end = shuffled[shuffled["fetched_at"] < injection.interval_end]
     again = _run(
         shuffled,
         markets.snapshots.sample(frac=1.0, random_state=3),
         markets.events.iloc[::-1],
         injection,
     )
-    cut = _run(later, markets.snapshots, markets.events, injection)
+    cut = _run(until_end, markets.snapshots, markets.events, injection)
     pd.testing.assert_frame_equal(first.scores, again.scores)
     pd.testing.assert_frame_equal(first.scores, cut.scores)
     assert first.flags == again.flags == cut.flags
