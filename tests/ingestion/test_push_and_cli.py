@@ -117,3 +117,41 @@ def test_webhook_delivery_over_http_is_verified_and_landed(conn, db_url, landing
         p for f in landing.fs.find(landing.root) if f.endswith(".jsonl.gz") for p in landing.read(f)
     ]
     assert [json.loads(p.body_text)[0]["source_event_id"] for p in landed] == ["wh-1"]
+
+
+def test_feeds_add_validates_config_and_encrypts_credentials(conn, db_url, tmp_path):
+    import os
+
+    from predict_pipeline.secrets import generate_key
+
+    env = {**os.environ, "PREDICT_DATABASE_URL": db_url, "PREDICT_ENCRYPTION_KEY": generate_key()}
+    creds = tmp_path / "creds.json"
+    creds.write_text('{"token": "metaculus-secret-token"}')
+
+    def add(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *CLI,
+                "feeds",
+                "add",
+                "metaculus",
+                "CP of post 578",
+                "--user-email",
+                "feeds@example.com",
+                *extra,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    bad = add("--config", '{"post_ids": ["not a number"]}')
+    assert bad.returncode == 2 and "invalid config: post_ids/0" in bad.stderr
+    good = add("--config", '{"post_ids": [578]}', "--credentials-file", str(creds))
+    assert good.returncode == 0, good.stderr
+    config, stored = conn.execute(
+        "SELECT config, credentials_encrypted FROM prediction_data_feeds"
+    ).fetchone()
+    assert config == {"post_ids": [578]}
+    assert stored["alg"] == "AES-256-GCM" and "metaculus-secret-token" not in json.dumps(stored)
