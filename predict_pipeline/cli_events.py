@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from predict_pipeline.errors import CommandError
+from predict_pipeline.errors import CommandError, uuid_argument
 
 
 class EventsCommandError(CommandError):
     pass
-
-
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an id: {text}") from None
 
 
 def _with_connection(step: Callable[..., Any], **kwargs: Any) -> Any:
@@ -93,32 +85,32 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         dest="events_command", required=True
     )
     resolve = events.add_parser("resolve", help="resolve an event by hand")
-    resolve.add_argument("event_id", type=_uuid)
+    resolve.add_argument("event_id", type=uuid_argument)
     resolve.add_argument("--outcome", required=True, choices=outcomes)
     resolve.add_argument("--evidence", action="append", default=[], metavar="URL")
     resolve.add_argument("--details", help="what the resolution rests on")
-    resolve.add_argument("--by", type=_uuid, help="id of the resolving user (auth.users)")
+    resolve.add_argument("--by", type=uuid_argument, help="id of the resolving user (auth.users)")
     resolve.set_defaults(func=_resolve)
 
     disputes = commands.add_parser("disputes", help="dispute a resolution").add_subparsers(
         dest="disputes_command", required=True
     )
     opened = disputes.add_parser("open", help="dispute an event's resolution")
-    opened.add_argument("event_id", type=_uuid)
-    opened.add_argument("--by", type=_uuid, required=True)
+    opened.add_argument("event_id", type=uuid_argument)
+    opened.add_argument("--by", type=uuid_argument, required=True)
     opened.add_argument("--reason", required=True)
     opened.add_argument("--evidence", action="append", default=[], metavar="URL")
     opened.set_defaults(func=_open)
 
     review = disputes.add_parser("review", help="take an open dispute under review")
-    review.add_argument("dispute_id", type=_uuid)
-    review.add_argument("--by", type=_uuid, required=True)
+    review.add_argument("dispute_id", type=uuid_argument)
+    review.add_argument("--by", type=uuid_argument, required=True)
     review.set_defaults(func=_review)
 
     close = disputes.add_parser("close", help="decide a dispute")
-    close.add_argument("dispute_id", type=_uuid)
+    close.add_argument("dispute_id", type=uuid_argument)
     close.add_argument("--decision", required=True, choices=["upheld", "dismissed", "overturned"])
     close.add_argument("--outcome", choices=outcomes, help="the new outcome (overturned only)")
-    close.add_argument("--by", type=_uuid, required=True)
+    close.add_argument("--by", type=uuid_argument, required=True)
     close.add_argument("--notes", required=True)
     close.set_defaults(func=_close)

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from datetime import UTC, datetime
 
-from predict_pipeline.errors import CommandError
-
-
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an id: {text}") from None
+from predict_pipeline.errors import CommandError, uuid_argument
 
 
 def _review(args: argparse.Namespace) -> int:
@@ -83,14 +75,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     review = signals.add_parser("review", help="list pending unmatched signals")
     review.add_argument("--limit", type=int, default=50)
-    review.add_argument("--feed", type=_uuid, help="only this feed's items")
+    review.add_argument("--feed", type=uuid_argument, help="only this feed's items")
     review.set_defaults(func=_review)
 
     resolve = signals.add_parser("resolve", help="resolve one pending item (and its market's)")
-    resolve.add_argument("item_id", type=_uuid)
+    resolve.add_argument("item_id", type=uuid_argument)
     choice = resolve.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--event", type=_uuid, help="match the market to this event")
+    choice.add_argument("--event", type=uuid_argument, help="match the market to this event")
     choice.add_argument("--new-event", action="store_true", help="create an event from it")
     choice.add_argument("--discard", action="store_true", help="discard the market")
-    resolve.add_argument("--by", type=_uuid, help="id of the reviewing user (auth.users)")
+    resolve.add_argument("--by", type=uuid_argument, help="id of the reviewing user (auth.users)")
     resolve.set_defaults(func=_resolve)

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from datetime import UTC, datetime
 
-from predict_pipeline.errors import CommandError
-
-
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an id: {text}") from None
+from predict_pipeline.errors import CommandError, uuid_argument
 
 
 def _review(args: argparse.Namespace) -> int:
@@ -62,7 +54,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     review.add_argument("--limit", type=int, default=50)
     review.set_defaults(func=_review)
     resolve = flags.add_parser("resolve", help="record an analyst's review of a flag")
-    resolve.add_argument("flag_id", type=_uuid)
+    resolve.add_argument("flag_id", type=uuid_argument)
     resolve.add_argument("--notes", required=True)
-    resolve.add_argument("--by", type=_uuid, help="id of the reviewing user (auth.users)")
+    resolve.add_argument("--by", type=uuid_argument, help="id of the reviewing user (auth.users)")
     resolve.set_defaults(func=_resolve)

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from predict_pipeline.trust import FLAG_TYPES, TrustConfig, compute_trust
+from predict_pipeline.trust.components import SIGNAL_INPUT_COLUMNS
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 MARKET_SOURCES = ("polymarket", "kalshi", "manifold", "predictit")
@@ -350,21 +351,7 @@ def _finish(frame: pd.DataFrame) -> pd.DataFrame:
     if "t" in frame.columns:
         frame["fetched_at"] = pd.to_datetime(frame.pop("t"), unit="ns", utc=True)
     frame = frame.sort_values(["fetched_at", "id"], kind="stable").reset_index(drop=True)
-    return frame[
-        [
-            "id",
-            "event_id",
-            "source",
-            "source_event_id",
-            "signal_type",
-            "value",
-            "weight",
-            "reliability",
-            "fetched_at",
-            "narrative",
-            "raw_data",
-        ]
-    ]
+    return frame[list(SIGNAL_INPUT_COLUMNS)]
 
 
 def _events_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
