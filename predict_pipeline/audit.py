@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -47,3 +48,27 @@ def record_audit(
     ).fetchone()
     assert row is not None
     return row[0]
+
+
+def record_audits(
+    conn: psycopg.Connection,
+    *,
+    action: str,
+    resource_type: str,
+    entries: list[tuple[uuid.UUID | str | None, dict[str, Any]]],
+    severity: str = "INFO",
+    actor_type: str = "service",
+) -> None:
+    """Many entries of one action in one statement: (resource_id, details) each."""
+    if not entries:
+        return
+    batch = orjson.dumps(
+        [{"resource_id": rid, "details": details} for rid, details in entries], default=str
+    ).decode()
+    conn.execute(
+        """INSERT INTO prediction_audit_log
+             (actor_type, action, resource_type, resource_id, details, service, severity)
+           SELECT %s, %s, %s, x.resource_id, x.details, %s, %s
+           FROM jsonb_to_recordset(%s::jsonb) AS x(resource_id uuid, details jsonb)""",
+        (actor_type, action, resource_type, SERVICE, severity, batch),
+    )

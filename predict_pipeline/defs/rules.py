@@ -66,24 +66,12 @@ def rule_trigger_sensor(context: dg.SensorEvaluationContext, database: PostgresR
     with database.connection() as conn:
         report = evaluate_tick(conn, since=since, until=until)
         refresh_rules_active(conn, until)
-        keys = (
-            dict(
-                conn.execute(
-                    "SELECT id, rule_id::text || ':' || event_id::text || ':' ||"
-                    " (trigger_snapshot->>'state_key') FROM prediction_rule_executions"
-                    " WHERE id = ANY(%s)",
-                    (report.fired,),
-                ).fetchall()
-            )
-            if report.fired
-            else {}
-        )
     for rule_id, reason in report.invalid_rules.items():
         context.log.warning(f"rule {rule_id} skipped: {reason}")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=keys[execution_id],
+                run_key=report.run_keys[execution_id],
                 run_config=dg.RunConfig(
                     ops={"run_rule_actions": RuleExecutionConfig(execution_id=str(execution_id))}
                 ),
@@ -91,5 +79,5 @@ def rule_trigger_sensor(context: dg.SensorEvaluationContext, database: PostgresR
             )
             for execution_id in report.fired
         ],
-        cursor=until.isoformat(),
+        cursor=(report.covered_until or until).isoformat(),
     )

@@ -1,12 +1,21 @@
 """The rule sensor's tick: which rules fire on the events that changed, throttled and logged.
 
-One query joins the events whose state changed since the cursor (new snapshots, trust scores,
-resolutions — all of which touch `prediction_events.updated_at` — and new flags) to the
-enabled, unexpired rules whose scope covers them; the reference semantics of every trigger
-(`triggers.evaluate`) decide the firings. Each firing is throttled under a row lock on its rule
-(so two concurrent ticks cannot both pass a cooldown) and written as one
-`prediction_rule_executions` row: PENDING when it fires (the actions job runs it) or its
-SKIPPED_* status. A firing already logged (same rule, event and state) is not logged twice.
+The tick is set-based from end to end, so 10,000 rules over 10,000 changed events stay far
+inside a sensor's time budget:
+
+1. The changed events: state written since the cursor (new snapshots, trust scores and
+   resolutions all touch `prediction_events.updated_at`) or a new trust flag.
+2. One query joins them to the enabled, unexpired rules in scope (a hash join per scope type:
+   event, category, tag, campaign, all) and applies every trigger's condition in SQL, with the
+   probability `window_minutes` ago and the trailing median volume looked up once per event and
+   window. The conditions mirror `triggers.evaluate` (exact numeric arithmetic, as there), which
+   then confirms each candidate and builds its firing; the two are held equal by a test.
+3. Firings are throttled under row locks on their rules (two concurrent ticks cannot both pass a
+   cooldown), inserted as `prediction_rule_executions` rows in one statement against a unique
+   (rule, event, state) index — PENDING when they fire (the actions job runs them) or their
+   SKIPPED_* status — and audited in one statement.
+4. The feed runs whose signals changed these events are credited with the pairs evaluated and
+   the firings (`triggers_evaluated` / `triggers_fired`).
 """
 
 from __future__ import annotations
@@ -17,75 +26,293 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.audit import record_audit
+from predict_pipeline.audit import record_audits
+from predict_pipeline.feeds.records import RESOLUTIONS
 from predict_pipeline.rules import RuleError
 from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
 from predict_pipeline.rules.triggers import (
+    DIVERGENCE_LEVELS,
+    SEVERITIES,
+    TRIGGER_TYPES,
     CampaignLink,
     EventState,
+    Firing,
     NewFlag,
+    ValidatedTrigger,
     evaluate,
     validate_rule,
 )
 
-# A tick looks at this many changed events at most; the cursor carries on from there.
+# A tick looks at this many changed events at most; the cursor carries on from the last change
+# it covered.
 MAX_EVENTS_PER_TICK = 50_000
 
-_CANDIDATES_SQL = """
-WITH changed AS (
-  SELECT id AS event_id FROM prediction_events
+_CHANGED_SQL = """
+SELECT event_id, max(changed_at) AS changed_at FROM (
+  SELECT id AS event_id, updated_at AS changed_at FROM prediction_events
   WHERE updated_at > %(since)s AND updated_at <= %(until)s
-  UNION
-  SELECT event_id FROM prediction_trust_flags
-  WHERE created_at > %(since)s AND created_at <= %(until)s
-  LIMIT %(limit)s
+  UNION ALL
+  SELECT event_id, created_at FROM prediction_trust_flags
+  WHERE created_at > %(since)s AND created_at <= %(until)s) changes
+GROUP BY event_id ORDER BY changed_at, event_id LIMIT %(limit)s
+"""
+
+
+def _num(key: str) -> str:
+    """A numeric param, NULL unless it is a JSON number (a cast of anything else would raise)."""
+    return (
+        f"CASE WHEN jsonb_typeof(r.trigger_params->'{key}') = 'number'"
+        f" THEN (r.trigger_params->>'{key}')::numeric END"
+    )
+
+
+def _whole(key: str, low: int, high: int) -> str:
+    """An integer param within [low, high], NULL otherwise (as its schema requires)."""
+    value = f"({_num(key)})"
+    return (
+        f"CASE WHEN {value} BETWEEN {low} AND {high} AND {value} = trunc({value})"
+        f" THEN {value}::int END"
+    )
+
+
+def _texts(key: str) -> str:
+    return (
+        f"CASE WHEN jsonb_typeof(r.trigger_params->'{key}') = 'array'"
+        f" THEN ARRAY(SELECT jsonb_array_elements_text(r.trigger_params->'{key}')) END"
+    )
+
+
+# The rules that can fire, with their params read once (rules whose params do not parse this
+# way do not fire; their faults are reported from the reference validation), and the changed
+# events once per scope key that reaches them: ('all', ''), ('event', id), ('category', id),
+# ('tag', tag) and ('campaign', id) with the campaign link. A rule meets its events by one
+# hash join on (scope_type, scope_key).
+_LIVE_SQL = f"""
+CREATE TEMP TABLE tick_live AS
+  SELECT r.id AS rule_id, r.scope_type, r.trigger_type,
+         CASE r.scope_type WHEN 'all' THEN '' WHEN 'tag' THEN r.scope_tag
+                           ELSE r.scope_id::text END AS scope_key,
+         {_num("threshold")} AS threshold,
+         {_num("min_change")} AS min_change,
+         {_whole("window_minutes", 1, 10080)} AS window_minutes,
+         r.trigger_params->>'direction' AS direction,
+         array_position(%(levels)s::text[], r.trigger_params->>'level') AS level_rank,
+         {_texts("flag_types")} AS flag_types,
+         array_position(%(severities)s::text[],
+                        coalesce(r.trigger_params->>'min_severity', 'INFO')) AS severity_rank,
+         {_num("min_ratio")} AS min_ratio,
+         {_whole("window_hours", 1, 720)} AS window_hours,
+         coalesce({_texts("outcomes")}, %(outcomes)s::text[]) AS outcomes
+  FROM prediction_rules r
+  WHERE r.enabled AND (r.expires_at IS NULL OR r.expires_at > %(until)s)
+    AND jsonb_typeof(r.trigger_params) = 'object'
+"""  # noqa: S608 (module constants only)
+
+_KEYS_SQL = """
+CREATE TEMP TABLE tick_keys AS
+WITH ev AS MATERIALIZED (
+  SELECT e.id, e.category_id, e.tags, e.current_probability, e.previous_probability,
+         e.sentiment_score, e.previous_sentiment, e.trust_score, e.previous_trust_score,
+         array_position(%(levels)s::text[], e.divergence) AS divergence_rank,
+         array_position(%(levels)s::text[], e.previous_divergence) AS previous_divergence_rank,
+         CASE e.status WHEN 'RESOLVED_YES' THEN 'YES' WHEN 'RESOLVED_NO' THEN 'NO'
+                       WHEN 'RESOLVED_AMBIGUOUS' THEN 'AMBIGUOUS'
+                       WHEN 'CANCELLED' THEN 'CANCELLED' END AS resolution,
+         EXISTS (SELECT 1 FROM prediction_trust_flags f WHERE f.event_id = e.id
+                 AND f.created_at > %(since)s AND f.created_at <= %(until)s) AS flagged
+  FROM prediction_events e WHERE e.id = ANY(%(events)b::uuid[])
 )
-SELECT r.id AS rule_id, r.name AS rule_name, r.user_id, r.trigger_type, r.trigger_params,
-       r.cooldown_minutes, r.max_fires_per_day, r.active_hours,
-       e.id AS event_id, e.title, e.updated_at, e.current_probability, e.previous_probability,
-       e.sentiment_score, e.previous_sentiment, e.trust_score, e.previous_trust_score,
-       e.divergence, e.previous_divergence, e.status,
-       ce.campaign_id, ce.relationship, ce.probability_threshold
-FROM changed c
-JOIN prediction_events e ON e.id = c.event_id
-JOIN prediction_rules r ON r.enabled
-  AND (r.expires_at IS NULL OR r.expires_at > %(until)s)
-  AND (r.scope_type = 'all'
-       OR (r.scope_type = 'event' AND r.scope_id = e.id)
-       OR (r.scope_type = 'category' AND r.scope_id = e.category_id)
-       OR (r.scope_type = 'tag' AND r.scope_tag = ANY(e.tags))
-       OR (r.scope_type = 'campaign' AND EXISTS (
-             SELECT 1 FROM prediction_campaign_events x
-             WHERE x.campaign_id = r.scope_id AND x.event_id = e.id)))
-LEFT JOIN prediction_campaign_events ce
-  ON r.scope_type = 'campaign' AND ce.campaign_id = r.scope_id AND ce.event_id = e.id
--- A set-based first cut of each trigger's condition, so only plausible firings reach the
--- reference evaluation; rules whose params are malformed pass through to be reported.
-WHERE CASE r.trigger_type
-  WHEN 'PROBABILITY_CROSSES_ABOVE' THEN
-    jsonb_typeof(r.trigger_params->'threshold') IS DISTINCT FROM 'number'
-    OR (e.previous_probability < (r.trigger_params->>'threshold')::numeric
-        AND (r.trigger_params->>'threshold')::numeric <= e.current_probability)
-  WHEN 'PROBABILITY_CROSSES_BELOW' THEN
-    jsonb_typeof(r.trigger_params->'threshold') IS DISTINCT FROM 'number'
-    OR (e.previous_probability > (r.trigger_params->>'threshold')::numeric
-        AND (r.trigger_params->>'threshold')::numeric >= e.current_probability)
-  WHEN 'TRUST_BELOW' THEN
-    jsonb_typeof(r.trigger_params->'threshold') IS DISTINCT FROM 'number'
-    OR (e.previous_trust_score >= (r.trigger_params->>'threshold')::numeric
-        AND e.trust_score < (r.trigger_params->>'threshold')::numeric)
-  WHEN 'EVENT_RESOLVED' THEN e.status <> 'ACTIVE'
-  WHEN 'DIVERGENCE_AT_LEAST' THEN e.divergence IS DISTINCT FROM e.previous_divergence
-  WHEN 'SENTIMENT_SHIFT' THEN e.sentiment_score IS DISTINCT FROM e.previous_sentiment
-  WHEN 'FLAG_RAISED' THEN EXISTS (
-    SELECT 1 FROM prediction_trust_flags f WHERE f.event_id = e.id
-      AND f.created_at > %(since)s AND f.created_at <= %(until)s)
-  WHEN 'CAMPAIGN_THRESHOLD' THEN ce.event_id IS NOT NULL
-  ELSE true END
+  SELECT k.scope_type, k.scope_key, k.campaign_id, k.relationship, k.link_threshold,
+         e.id, e.current_probability, e.previous_probability, e.sentiment_score,
+         e.previous_sentiment, e.trust_score, e.previous_trust_score, e.divergence_rank,
+         e.previous_divergence_rank, e.resolution, e.flagged
+  FROM ev e CROSS JOIN LATERAL (
+    SELECT 'all' AS scope_type, '' AS scope_key, NULL::uuid AS campaign_id,
+           NULL::text AS relationship, NULL::numeric AS link_threshold
+    UNION ALL SELECT 'event', e.id::text, NULL, NULL, NULL
+    UNION ALL SELECT 'category', e.category_id::text, NULL, NULL, NULL
+              WHERE e.category_id IS NOT NULL
+    UNION ALL SELECT DISTINCT 'tag', t.tag, NULL::uuid, NULL::text, NULL::numeric
+              FROM unnest(e.tags) AS t(tag) WHERE t.tag IS NOT NULL
+    UNION ALL SELECT 'campaign', ce.campaign_id::text, ce.campaign_id, ce.relationship,
+                     ce.probability_threshold
+              FROM prediction_campaign_events ce WHERE ce.event_id = e.id) k
+"""
+
+_DIRECTION = "coalesce(l.direction, 'any')"
+_CAMPAIGN_DIRECTION = (
+    "coalesce(l.direction, CASE k.relationship WHEN 'depends_on' THEN 'down'"
+    " WHEN 'contraindicates' THEN 'up' ELSE 'any' END)"
+)
+
+# Each trigger type's condition on a rule `l` and an event key `k` (with the look-back of
+# its window, for shift and spike), mirroring `triggers.evaluate`; NULL (a missing input)
+# never fires. Each starts with what it implies of the event alone (a crossing above needs a
+# rise; a shift of at least min_change > 0 needs a change), which is applied before the join.
+_CONDITIONS = {
+    "PROBABILITY_CROSSES_ABOVE": (
+        "k.previous_probability < k.current_probability"
+        " AND k.previous_probability < l.threshold AND l.threshold <= k.current_probability"
+    ),
+    "PROBABILITY_CROSSES_BELOW": (
+        "k.previous_probability > k.current_probability"
+        " AND k.previous_probability > l.threshold AND l.threshold >= k.current_probability"
+    ),
+    "PROBABILITY_SHIFT": (
+        "k.current_probability <> k.probability_ago"
+        f" AND (({_DIRECTION} IN ('up', 'any')"
+        " AND k.current_probability - k.probability_ago >= l.min_change)"
+        f" OR ({_DIRECTION} IN ('down', 'any')"
+        " AND k.probability_ago - k.current_probability >= l.min_change))"
+    ),
+    "SENTIMENT_SHIFT": (
+        "k.sentiment_score <> k.previous_sentiment"
+        f" AND (({_DIRECTION} IN ('up', 'any')"
+        " AND k.sentiment_score - k.previous_sentiment >= l.min_change)"
+        f" OR ({_DIRECTION} IN ('down', 'any')"
+        " AND k.previous_sentiment - k.sentiment_score >= l.min_change))"
+    ),
+    "TRUST_BELOW": (
+        "k.previous_trust_score > k.trust_score"
+        " AND k.previous_trust_score >= l.threshold AND l.threshold > k.trust_score"
+    ),
+    "DIVERGENCE_AT_LEAST": (
+        "k.previous_divergence_rank < k.divergence_rank"
+        " AND k.previous_divergence_rank < l.level_rank AND l.level_rank <= k.divergence_rank"
+    ),
+    "FLAG_RAISED": (
+        "k.flagged AND EXISTS (SELECT 1 FROM new_flags f WHERE f.event_id = k.id"
+        " AND f.flag_type = ANY(l.flag_types) AND f.rank >= l.severity_rank)"
+    ),
+    "VOLUME_SPIKE": "k.spike_median > 0 AND k.spike_volume >= l.min_ratio * k.spike_median",
+    "EVENT_RESOLVED": "k.resolution IS NOT NULL AND k.resolution = ANY(l.outcomes)",
+    "CAMPAIGN_THRESHOLD": (
+        "k.scope_type = 'campaign' AND k.previous_probability <> k.current_probability"
+        f" AND (({_CAMPAIGN_DIRECTION} IN ('up', 'any')"
+        " AND k.previous_probability < k.link_threshold"
+        " AND k.link_threshold <= k.current_probability)"
+        f" OR ({_CAMPAIGN_DIRECTION} IN ('down', 'any')"
+        " AND k.previous_probability > k.link_threshold"
+        " AND k.link_threshold >= k.current_probability))"
+    ),
+}
+# The look-back table each windowed type joins, on its window column.
+_LOOKBACKS = {
+    "PROBABILITY_SHIFT": ("ev_keys_ago", "window_minutes"),
+    "VOLUME_SPIKE": ("ev_keys_spike", "window_hours"),
+}
+_LOOKBACK_VALUES = {
+    "PROBABILITY_SHIFT": "k.probability_ago, NULL::numeric, NULL::numeric",
+    "VOLUME_SPIKE": "NULL::numeric, k.spike_volume, k.spike_median",
+}
+
+
+def _branch(trigger_type: str) -> str:
+    """The firings of one trigger type: its rules joined to the event keys in their scope (with
+    the look-back of their window, for shift and spike) by one hash join, the condition applied
+    inside the join."""
+    keys, window = _LOOKBACKS.get(trigger_type, ("tick_keys", None))
+    on = f" AND k.{window} = l.{window}" if window else ""
+    return (
+        f"SELECT l.rule_id, k.id, k.campaign_id, k.relationship, k.link_threshold,"  # noqa: S608
+        f" {_LOOKBACK_VALUES.get(trigger_type, 'NULL::numeric, NULL::numeric, NULL::numeric')}"
+        f" FROM tick_live l JOIN {keys} k"
+        f" ON k.scope_type = l.scope_type AND k.scope_key = l.scope_key{on}"
+        f" WHERE l.trigger_type = '{trigger_type}' AND ({_CONDITIONS[trigger_type]})"
+    )
+
+
+_CANDIDATES_SQL = f"""
+WITH ago AS MATERIALIZED (
+  -- The probability at or before `until - window` (the newest snapshot then), per changed
+  -- event and window that some PROBABILITY_SHIFT rule in scope asks for.
+  SELECT p.event_id, p.window_minutes,
+         (SELECT s.probability FROM prediction_snapshots s
+          WHERE s.event_id = p.event_id
+            AND s.snapshot_at <= %(until)s - make_interval(mins => p.window_minutes)
+          ORDER BY s.snapshot_at DESC LIMIT 1) AS probability_ago
+  FROM (SELECT DISTINCT k.id AS event_id, l.window_minutes
+        FROM (SELECT DISTINCT scope_type, scope_key, window_minutes FROM tick_live
+              WHERE trigger_type = 'PROBABILITY_SHIFT' AND window_minutes IS NOT NULL) l
+        JOIN tick_keys k ON k.scope_type = l.scope_type AND k.scope_key = l.scope_key) p
+),
+spike AS MATERIALIZED (
+  -- The latest interval's volume (within the window and an hour) and the median interval
+  -- volume of the trailing window before it, per changed event and window of some
+  -- VOLUME_SPIKE rule in scope.
+  SELECT p.event_id, p.window_hours, latest.volume AS spike_volume,
+         (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.volume)
+          FROM prediction_snapshots s
+          WHERE s.event_id = p.event_id AND s.snapshot_at < latest.snapshot_at
+            AND s.snapshot_at > latest.snapshot_at - make_interval(hours => p.window_hours)
+         )::numeric AS spike_median
+  FROM (SELECT DISTINCT k.id AS event_id, l.window_hours
+        FROM (SELECT DISTINCT scope_type, scope_key, window_hours FROM tick_live
+              WHERE trigger_type = 'VOLUME_SPIKE' AND window_hours IS NOT NULL) l
+        JOIN tick_keys k ON k.scope_type = l.scope_type AND k.scope_key = l.scope_key) p
+  CROSS JOIN LATERAL (
+    SELECT s.snapshot_at, s.volume FROM prediction_snapshots s
+    WHERE s.event_id = p.event_id AND s.snapshot_at <= %(until)s
+      AND s.snapshot_at > %(until)s - make_interval(hours => p.window_hours + 1)
+    ORDER BY s.snapshot_at DESC LIMIT 1) latest
+),
+ev_keys_ago AS MATERIALIZED (
+  SELECT k.*, a.window_minutes, a.probability_ago FROM tick_keys k JOIN ago a ON a.event_id = k.id
+),
+ev_keys_spike AS MATERIALIZED (
+  SELECT k.*, a.window_hours, a.spike_volume, a.spike_median
+  FROM tick_keys k JOIN spike a ON a.event_id = k.id
+),
+new_flags AS MATERIALIZED (
+  SELECT f.event_id, f.flag_type, array_position(%(severities)s::text[], f.severity) AS rank
+  FROM prediction_trust_flags f
+  WHERE f.created_at > %(since)s AND f.created_at <= %(until)s
+    AND f.event_id = ANY(%(events)b::uuid[])
+)
+{" UNION ALL ".join(_branch(t) for t in _CONDITIONS)}
+UNION ALL
+-- An unknown trigger type reaches the reference validation, which reports it.
+SELECT l.rule_id, k.id, k.campaign_id, k.relationship, k.link_threshold, NULL, NULL, NULL
+FROM tick_live l JOIN tick_keys k ON k.scope_type = l.scope_type AND k.scope_key = l.scope_key
+WHERE l.trigger_type <> ALL(%(types)s::text[])
+"""  # noqa: S608 (module constants only)
+
+_CANDIDATE_COLUMNS = (
+    "rule_id",
+    "event_id",
+    "campaign_id",
+    "relationship",
+    "probability_threshold",
+    "probability_ago",
+    "spike_volume",
+    "spike_median",
+)
+
+# Rules in scope of each changed event: what the tick evaluated, credited to feed runs.
+_IN_SCOPE_COUNTS_SQL = """
+SELECT k.id, sum(n.rules)::int AS rules
+FROM tick_keys k
+JOIN (SELECT scope_type, scope_key, count(*) AS rules FROM tick_live GROUP BY 1, 2) n
+  ON n.scope_type = k.scope_type AND n.scope_key = k.scope_key
+GROUP BY k.id
+"""
+
+_RULES_SQL = """
+SELECT id AS rule_id, name AS rule_name, user_id, trigger_type, trigger_params,
+       cooldown_minutes, max_fires_per_day, active_hours
+FROM prediction_rules WHERE id = ANY(%s::uuid[])
+"""
+
+_EVENTS_SQL = """
+SELECT id AS event_id, title, updated_at, current_probability, previous_probability,
+       sentiment_score, previous_sentiment, trust_score, previous_trust_score,
+       divergence, previous_divergence, status
+FROM prediction_events WHERE id = ANY(%s::uuid[])
 """
 
 _STATUS_OUTCOME = {
@@ -98,76 +325,144 @@ _STATUS_OUTCOME = {
 
 @dataclass(slots=True)
 class TickReport:
-    evaluated: int = 0  # (rule, event) pairs evaluated
+    evaluated: int = 0  # (rule, event) pairs in scope, each evaluated
     fired: list[uuid.UUID] = field(default_factory=list)  # PENDING executions to run
+    run_keys: dict[uuid.UUID, str] = field(default_factory=dict)  # rule:event:state per firing
     skipped: dict[str, int] = field(default_factory=dict)
     invalid_rules: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
+    changed_events: int = 0
+    # Where the next tick starts: `until`, or the last change covered when the tick was capped.
+    covered_until: datetime | None = None
 
 
-def evaluate_tick(conn: psycopg.Connection, *, since: datetime, until: datetime) -> TickReport:
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    rule: dict[str, Any]
+    trigger: ValidatedTrigger
+    firing: Firing
+
+
+def evaluate_tick(
+    conn: psycopg.Connection,
+    *,
+    since: datetime,
+    until: datetime,
+    max_events: int = MAX_EVENTS_PER_TICK,
+) -> TickReport:
     """Evaluate every rule in scope of the events changed in (since, until]; the caller owns
     the transaction."""
-    report = TickReport()
+    report = TickReport(covered_until=until)
     _validate_changed_rules(conn, since, report)
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            _CANDIDATES_SQL, {"since": since, "until": until, "limit": MAX_EVENTS_PER_TICK}
-        ).fetchall()
-    if rows:
-        _evaluate_rows(conn, rows, since, until, report)
+    changed = conn.execute(
+        _CHANGED_SQL, {"since": since, "until": until, "limit": max_events}
+    ).fetchall()
+    if len(changed) == max_events:
+        # Capped: events changed at the last time seen may lie beyond the cap, so the next
+        # tick starts just before that time and sees them all.
+        last = changed[-1][1]
+        changed = [row for row in changed if row[1] < last] or changed
+        report.covered_until = changed[-1][1]
+    events = [event_id for event_id, _ in changed]
+    report.changed_events = len(events)
+    if events:
+        params = _params(since, until, events)
+        # The rules and event keys once, in temporary tables both queries below read.
+        conn.execute("DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys")
+        conn.execute(_LIVE_SQL, params)
+        conn.execute(_KEYS_SQL, params)
+        conn.execute("ANALYZE pg_temp.tick_live, pg_temp.tick_keys")
+        counts = dict(conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall())
+        report.evaluated = sum(counts.values())
+        rows = [
+            dict(zip(_CANDIDATE_COLUMNS, row, strict=True))
+            for row in conn.execute(_CANDIDATES_SQL, params)
+        ]
+        fired_events = _log_firings(conn, _confirm(conn, rows, since, until, report), until, report)
+        _credit_feed_runs(conn, events, counts, fired_events, until)
+        conn.execute("DROP TABLE pg_temp.tick_live, pg_temp.tick_keys")
     for rule_id, reason in report.invalid_rules.items():
         _log_invalid(conn, rule_id, reason, until)
     return report
 
 
-def _evaluate_rows(
+def _params(since: datetime, until: datetime, events: list[Any]) -> dict[str, Any]:
+    return {
+        "since": since,
+        "until": until,
+        "events": events,
+        "levels": list(DIVERGENCE_LEVELS),
+        "severities": list(SEVERITIES),
+        "outcomes": list(RESOLUTIONS),
+        "types": list(TRIGGER_TYPES),
+    }
+
+
+def _confirm(
     conn: psycopg.Connection,
     rows: list[dict[str, Any]],
     since: datetime,
     until: datetime,
     report: TickReport,
-) -> None:
-    event_ids = list({r["event_id"] for r in rows})
-    flags = _new_flags(conn, event_ids, since, until)
-    windows = _windows(rows)
-    history = _probabilities_ago(conn, event_ids, windows["minutes"], until)
-    volumes = _volumes(conn, event_ids, windows["hours"], until)
+) -> list[_Candidate]:
+    """The reference evaluation of each candidate the SQL found; builds the firings."""
+    if not rows:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        rules = {
+            r["rule_id"]: r for r in cur.execute(_RULES_SQL, (list({r["rule_id"] for r in rows}),))
+        }
+        events = {
+            e["event_id"]: e
+            for e in cur.execute(_EVENTS_SQL, (list({r["event_id"] for r in rows}),))
+        }
+    flag_events = [
+        r["event_id"] for r in rows if rules[r["rule_id"]]["trigger_type"] == "FLAG_RAISED"
+    ]
+    flags = _new_flags(conn, flag_events, since, until) if flag_events else {}
+    triggers: dict[Any, ValidatedTrigger | RuleError] = {}
+    confirmed = []
     for row in rows:
-        trigger = validate_rule(row["trigger_type"], row["trigger_params"])
+        rule = rules[row["rule_id"]]
+        if rule["rule_id"] not in triggers:
+            triggers[rule["rule_id"]] = validate_rule(rule["trigger_type"], rule["trigger_params"])
+        trigger = triggers[rule["rule_id"]]
         if isinstance(trigger, RuleError):
-            report.invalid_rules[str(row["rule_id"])] = trigger.reason
+            report.invalid_rules[str(rule["rule_id"])] = trigger.reason
             continue
+        event = events[row["event_id"]]
+        params = trigger.params
         state = EventState(
-            event_id=str(row["event_id"]),
-            as_of=row["updated_at"],
-            title=row["title"],
-            current_probability=row["current_probability"],
-            previous_probability=row["previous_probability"],
-            probabilities_ago=history.get(row["event_id"], {}),
-            sentiment_score=row["sentiment_score"],
-            previous_sentiment=row["previous_sentiment"],
-            trust_score=row["trust_score"],
-            previous_trust_score=row["previous_trust_score"],
-            divergence=row["divergence"],
-            previous_divergence=row["previous_divergence"],
-            volume=volumes.get(row["event_id"], {}).get("latest"),
-            median_volumes={
-                h: v for h, v in volumes.get(row["event_id"], {}).items() if h != "latest"
-            },
+            event_id=str(event["event_id"]),
+            as_of=event["updated_at"],
+            title=event["title"],
+            current_probability=event["current_probability"],
+            previous_probability=event["previous_probability"],
+            probabilities_ago={params.get("window_minutes"): row["probability_ago"]}
+            if row["probability_ago"] is not None
+            else {},
+            sentiment_score=event["sentiment_score"],
+            previous_sentiment=event["previous_sentiment"],
+            trust_score=event["trust_score"],
+            previous_trust_score=event["previous_trust_score"],
+            divergence=event["divergence"],
+            previous_divergence=event["previous_divergence"],
+            volume=row["spike_volume"],
+            median_volumes={params.get("window_hours"): row["spike_median"]}
+            if row["spike_median"] is not None
+            else {},
             new_flags=tuple(flags.get(row["event_id"], ())),
-            resolution=_STATUS_OUTCOME.get(row["status"]),
+            resolution=_STATUS_OUTCOME.get(event["status"]),
             campaign_link=CampaignLink(
                 str(row["campaign_id"]), row["relationship"], row["probability_threshold"]
             )
             if row["campaign_id"]
             else None,
         )
-        report.evaluated += 1
         firing = evaluate(trigger, state)
-        if firing is None:
-            continue
-        _log_firing(conn, row, firing, until, report)
+        if firing is not None:
+            confirmed.append(_Candidate(rule, trigger, firing))
+    return confirmed
 
 
 def _validate_changed_rules(conn: psycopg.Connection, since: datetime, report: TickReport) -> None:
@@ -183,135 +478,193 @@ def _validate_changed_rules(conn: psycopg.Connection, since: datetime, report: T
             report.invalid_rules[str(rule_id)] = trigger.reason
 
 
-def _windows(rows: list[dict[str, Any]]) -> dict[str, set[int]]:
-    minutes: set[int] = set()
-    hours: set[int] = set()
-    for row in rows:
-        params = row["trigger_params"] if isinstance(row["trigger_params"], dict) else {}
-        if row["trigger_type"] == "PROBABILITY_SHIFT" and isinstance(
-            params.get("window_minutes"), int
-        ):
-            minutes.add(params["window_minutes"])
-        if row["trigger_type"] == "VOLUME_SPIKE" and isinstance(params.get("window_hours"), int):
-            hours.add(params["window_hours"])
-    return {"minutes": minutes, "hours": hours}
-
-
 def _new_flags(conn, event_ids, since, until) -> dict[Any, list[NewFlag]]:
     found: dict[Any, list[NewFlag]] = defaultdict(list)
     for event_id, flag_id, flag_type, severity in conn.execute(
         "SELECT event_id, id, flag_type, severity FROM prediction_trust_flags"
         " WHERE event_id = ANY(%s) AND created_at > %s AND created_at <= %s",
-        (event_ids, since, until),
+        (list(set(event_ids)), since, until),
     ):
         found[event_id].append(NewFlag(str(flag_id), flag_type, severity))
     return found
 
 
-def _probabilities_ago(conn, event_ids, windows: set[int], until) -> dict[Any, dict[int, Any]]:
-    """Per event and window, the probability at or before `until - window` (one query a window)."""
-    found: dict[Any, dict[int, Any]] = defaultdict(dict)
-    for minutes in sorted(windows):
-        for event_id, probability in conn.execute(
-            "SELECT DISTINCT ON (event_id) event_id, probability FROM prediction_snapshots"
-            " WHERE event_id = ANY(%s) AND snapshot_at <= %s"
-            " ORDER BY event_id, snapshot_at DESC",
-            (event_ids, until - timedelta(minutes=minutes)),
-        ):
-            found[event_id][minutes] = probability
-    return found
-
-
-def _volumes(conn, event_ids, windows: set[int], until) -> dict[Any, dict[Any, Any]]:
-    """Per event: the latest snapshot's volume, and the median before it per window."""
-    if not windows:
+def _log_firings(
+    conn: psycopg.Connection, candidates: list[_Candidate], now: datetime, report: TickReport
+) -> dict[Any, int]:
+    """Throttle the firings under their rules' row locks and write them in one statement;
+    returns the firings (not the skips) per event."""
+    if not candidates:
         return {}
-    found: dict[Any, dict[Any, Any]] = defaultdict(dict)
-    longest = max(windows)
-    rows = conn.execute(
-        "SELECT event_id, snapshot_at, volume FROM prediction_snapshots"
-        " WHERE event_id = ANY(%s) AND snapshot_at > %s AND snapshot_at <= %s"
-        " ORDER BY event_id, snapshot_at",
-        (event_ids, until - timedelta(hours=longest + 1), until),
-    ).fetchall()
-    series: dict[Any, list[tuple[datetime, int]]] = defaultdict(list)
-    for event_id, at, volume in rows:
-        series[event_id].append((at, volume))
-    for event_id, points in series.items():
-        latest_at, latest = points[-1]
-        found[event_id]["latest"] = latest
-        for hours in windows:
-            before = sorted(v for at, v in points[:-1] if at > latest_at - timedelta(hours=hours))
-            if before:
-                middle = len(before) // 2
-                found[event_id][hours] = (
-                    before[middle] if len(before) % 2 else (before[middle - 1] + before[middle]) / 2
-                )
-    return found
-
-
-def _log_firing(conn, row: dict[str, Any], firing, now: datetime, report: TickReport) -> None:
-    """Throttle under the rule's row lock and write the execution; a known state is skipped."""
-    rule = conn.execute(
-        "SELECT last_fired_at FROM prediction_rules WHERE id = %s FOR UPDATE", (row["rule_id"],)
-    ).fetchone()
-    if conn.execute(
-        "SELECT 1 FROM prediction_rule_executions WHERE rule_id = %s AND event_id = %s"
-        " AND trigger_snapshot->>'state_key' = %s",
-        (row["rule_id"], row["event_id"], firing.state_key),
-    ).fetchone():
-        report.duplicates += 1
-        return
-    throttle = validate_throttle(
-        cooldown_minutes=row["cooldown_minutes"],
-        max_fires_per_day=row["max_fires_per_day"],
-        active_hours=row["active_hours"],
+    rule_ids = sorted({c.rule["rule_id"] for c in candidates})
+    last_fired = dict(
+        conn.execute(
+            "SELECT id, last_fired_at FROM prediction_rules WHERE id = ANY(%s::uuid[])"
+            " ORDER BY id FOR UPDATE",
+            (rule_ids,),
+        ).fetchall()
     )
-    if isinstance(throttle, RuleError):
-        report.invalid_rules[str(row["rule_id"])] = throttle.reason
-        return
-    fired_today = conn.execute(
-        "SELECT count(*) FROM prediction_rule_executions WHERE rule_id = %s"
-        " AND started_at >= %s AND status NOT LIKE 'SKIPPED%%'",
-        (row["rule_id"], utc_day_start(now)),
-    ).fetchone()[0]
-    decision = decide(throttle, now=now, last_fired_at=rule[0], fires_today=fired_today)
-    snapshot = {**firing.trigger_snapshot, "state_key": firing.state_key}
-    status = "PENDING" if decision == "FIRE" else decision
-    execution_id = conn.execute(
-        "INSERT INTO prediction_rule_executions (rule_id, event_id, trigger_snapshot, status,"
-        " started_at, completed_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (
-            row["rule_id"],
-            row["event_id"],
-            Jsonb(snapshot),
-            status,
-            now,
-            None if decision == "FIRE" else now,
-        ),
-    ).fetchone()[0]
-    if decision != "FIRE":
-        report.skipped[decision] = report.skipped.get(decision, 0) + 1
-        return
+    fires_today: dict[Any, int] = defaultdict(int)
+    fires_today.update(
+        conn.execute(
+            "SELECT rule_id, count(*) FROM prediction_rule_executions"
+            " WHERE rule_id = ANY(%s::uuid[]) AND started_at >= %s"
+            " AND status NOT LIKE 'SKIPPED%%' GROUP BY rule_id",
+            (rule_ids, utc_day_start(now)),
+        ).fetchall()
+    )
+    keys = [
+        (c.rule["rule_id"], uuid.UUID(c.firing.event_id), c.firing.state_key) for c in candidates
+    ]
+    logged = set(
+        conn.execute(
+            "SELECT rule_id, event_id, trigger_snapshot->>'state_key'"
+            " FROM prediction_rule_executions"
+            " WHERE (rule_id, event_id, trigger_snapshot->>'state_key') IN"
+            " (SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[]))"
+            " AND event_id IS NOT NULL AND trigger_snapshot ? 'state_key'",
+            tuple(map(list, zip(*keys, strict=True))),
+        ).fetchall()
+    )
+    rows: list[tuple[Any, ...]] = []
+    throttles: dict[Any, Any] = {}
+    # Firings of one rule are decided in event order, each seeing the ones before it.
+    order = sorted(range(len(candidates)), key=lambda i: (str(keys[i][0]), str(keys[i][1])))
+    for i in order:
+        candidate, key = candidates[i], keys[i]
+        if key in logged:
+            report.duplicates += 1
+            continue
+        logged.add(key)
+        rule = candidate.rule
+        rule_id = rule["rule_id"]
+        if rule_id not in throttles:
+            throttles[rule_id] = validate_throttle(
+                cooldown_minutes=rule["cooldown_minutes"],
+                max_fires_per_day=rule["max_fires_per_day"],
+                active_hours=rule["active_hours"],
+            )
+        throttle = throttles[rule_id]
+        if isinstance(throttle, RuleError):
+            report.invalid_rules[str(rule_id)] = throttle.reason
+            continue
+        decision = decide(
+            throttle,
+            now=now,
+            last_fired_at=last_fired.get(rule_id),
+            fires_today=fires_today[rule_id],
+        )
+        if decision == "FIRE":
+            last_fired[rule_id] = now
+            fires_today[rule_id] += 1
+        else:
+            report.skipped[decision] = report.skipped.get(decision, 0) + 1
+        snapshot = {**candidate.firing.trigger_snapshot, "state_key": candidate.firing.state_key}
+        rows.append(
+            (
+                uuid.uuid4(),
+                rule_id,
+                key[1],
+                snapshot,
+                decision,
+                rule["trigger_type"],
+                key[2],
+            )
+        )
+    if not rows:
+        return {}
+    # One JSON document rather than arrays of JSON text: quoting array elements costs more
+    # than the insert itself.
+    batch = orjson.dumps(
+        [
+            {"id": r[0], "rule_id": r[1], "event_id": r[2], "snapshot": r[3], "decision": r[4]}
+            for r in rows
+        ],
+        default=str,
+    ).decode()
+    inserted = {
+        row[0]
+        for row in conn.execute(
+            "INSERT INTO prediction_rule_executions"
+            " (id, rule_id, event_id, trigger_snapshot, status, started_at, completed_at)"
+            " SELECT x.id, x.rule_id, x.event_id, x.snapshot,"
+            "  CASE WHEN x.decision = 'FIRE' THEN 'PENDING' ELSE x.decision END, %s,"
+            "  CASE WHEN x.decision = 'FIRE' THEN NULL ELSE %s::timestamptz END"
+            " FROM jsonb_to_recordset(%s::jsonb)"
+            "  AS x(id uuid, rule_id uuid, event_id uuid, snapshot jsonb, decision text)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (now, now, batch),
+        )
+    }
+    fired = [row for row in rows if row[4] == "FIRE" and row[0] in inserted]
+    report.duplicates += len(rows) - len(inserted)
+    if not fired:
+        return {}
+    per_rule: dict[Any, int] = defaultdict(int)
+    per_event: dict[Any, int] = defaultdict(int)
+    for row in fired:
+        per_rule[row[1]] += 1
+        per_event[row[2]] += 1
+        report.fired.append(row[0])
+        report.run_keys[row[0]] = f"{row[1]}:{row[2]}:{row[6]}"
+    # Firing bookkeeping, not an edit of the rule: updated_at stays the rule's own.
     conn.execute(
-        "UPDATE prediction_rules SET last_fired_at = %s, fire_count = coalesce(fire_count, 0) + 1,"
-        " updated_at = now() WHERE id = %s",
-        (now, row["rule_id"]),
+        "UPDATE prediction_rules r SET last_fired_at = %s,"
+        " fire_count = coalesce(r.fire_count, 0) + u.n"
+        " FROM unnest(%s::uuid[], %s::int[]) AS u(id, n) WHERE r.id = u.id",
+        (now, list(per_rule), list(per_rule.values())),
     )
-    record_audit(
+    record_audits(
         conn,
         action="rule.fired",
         resource_type="prediction_rules",
-        resource_id=row["rule_id"],
         actor_type="system",
-        details={
-            "execution_id": str(execution_id),
-            "event_id": str(row["event_id"]),
-            "trigger_type": row["trigger_type"],
-            "state_key": firing.state_key,
+        entries=[
+            (
+                row[1],
+                {
+                    "execution_id": str(row[0]),
+                    "event_id": str(row[2]),
+                    "trigger_type": row[5],
+                    "state_key": row[6],
+                },
+            )
+            for row in fired
+        ],
+    )
+    return per_event
+
+
+def _credit_feed_runs(
+    conn: psycopg.Connection,
+    events: list[Any],
+    counts: dict[Any, int],
+    fired: dict[Any, int],
+    now: datetime,
+) -> None:
+    """The feed runs whose signals changed these events, not yet credited, get this tick's
+    evaluations and firings of those events."""
+    conn.execute(
+        """WITH hit AS (
+             UPDATE predict_meta.feed_run_events f SET evaluated_at = %(now)s
+             WHERE f.event_id = ANY(%(events)b::uuid[]) AND f.evaluated_at IS NULL
+             RETURNING f.feed_run_id, f.event_id)
+           UPDATE prediction_feed_runs r
+           SET triggers_evaluated = coalesce(r.triggers_evaluated, 0) + x.evaluated,
+               triggers_fired = coalesce(r.triggers_fired, 0) + x.fired
+           FROM (SELECT h.feed_run_id, sum(c.evaluated) AS evaluated, sum(c.fired) AS fired
+                 FROM hit h
+                 JOIN unnest(%(events)b::uuid[], %(evaluated)s::int[], %(fired)s::int[])
+                   AS c(event_id, evaluated, fired) ON c.event_id = h.event_id
+                 GROUP BY h.feed_run_id) x
+           WHERE r.id = x.feed_run_id""",
+        {
+            "now": now,
+            "events": events,
+            "evaluated": [counts.get(e, 0) for e in events],
+            "fired": [fired.get(e, 0) for e in events],
         },
     )
-    report.fired.append(execution_id)
 
 
 def _log_invalid(conn, rule_id: str, reason: str, now: datetime) -> None:

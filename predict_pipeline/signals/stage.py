@@ -539,6 +539,7 @@ def _account(
         store.record_run_counts(
             conn, run_id, counts, rejection_summary(run_rejected), validated_at=now
         )
+    store.record_run_events(conn, events_by_run)
     store.record_feed_totals(conn, str(feed.id), feed.user_id, report.written, now)
 
 

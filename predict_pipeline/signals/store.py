@@ -325,6 +325,20 @@ def feed_run_for_file(
     return row[0] if row else None
 
 
+def record_run_events(conn: psycopg.Connection, events_by_run: dict[Any, set[Any]]) -> None:
+    """Which events each feed run wrote signals for: the rule tick that evaluates them credits
+    the run with its triggers evaluated and fired."""
+    pairs = [(run, event) for run, events in events_by_run.items() if run for event in events]
+    if not pairs:
+        return
+    runs, events = zip(*pairs, strict=True)
+    conn.execute(
+        "INSERT INTO predict_meta.feed_run_events (feed_run_id, event_id)"
+        " SELECT * FROM unnest(%s::uuid[], %s::uuid[]) ON CONFLICT DO NOTHING",
+        (list(runs), list(events)),
+    )
+
+
 def record_run_counts(
     conn: psycopg.Connection,
     feed_run_id: uuid.UUID | str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,24 +14,26 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from predict_pipeline.db.connection import connect
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.rules import rule_trigger_sensor
 from predict_pipeline.rules.actions import http_client_factory, smtp_factory
 from predict_pipeline.rules.engine import evaluate_tick
 from predict_pipeline.rules.execute import connection_aad, run_execution
 from predict_pipeline.secrets import encrypt_json
-from tests.support.feeds import KEY, USER_ID
+from predict_pipeline.signals.store import record_run_events
+from tests.support.feeds import KEY, USER_ID, make_feed
 from tests.support.http_server import Reply
 
 T0 = datetime(2026, 11, 22, 12, tzinfo=UTC)
 SECRET = "whsec-rule-test-0123456789"
 
 
-def _event(conn: psycopg.Connection) -> uuid.UUID:
+def _event(conn: psycopg.Connection, slug: str = "bill") -> uuid.UUID:
     return conn.execute(
         "INSERT INTO prediction_events (title, slug, current_probability, updated_at)"
-        " VALUES ('Will the bill pass?', 'bill', 0.5, %s) RETURNING id",
-        (T0,),
+        " VALUES ('Will the bill pass?', %s, 0.5, %s) RETURNING id",
+        (slug, T0),
     ).fetchone()[0]
 
 
@@ -71,9 +74,9 @@ def _rule(conn, url: str, **columns) -> uuid.UUID:
     ).fetchone()[0]
 
 
-def _tick(conn, since, until):
+def _tick(conn, since, until, **options):
     with conn.transaction():
-        return evaluate_tick(conn, since=since, until=until)
+        return evaluate_tick(conn, since=since, until=until, **options)
 
 
 def test_crossing_fires_once_then_again_after_going_back_below(conn, server):
@@ -161,7 +164,7 @@ def test_sensor_requests_one_run_per_firing_and_advances_its_cursor(
     conn, db_url, server, dagster_instance, repeat
 ):
     event = _event(conn)
-    _rule(conn, server.url("/hook"))
+    rule = _rule(conn, server.url("/hook"))
     now = datetime.now(UTC)
     _move(conn, event, 0.5, 0.65, now - timedelta(seconds=5))
     cursor = (now - timedelta(minutes=1)).isoformat()
@@ -170,12 +173,11 @@ def test_sensor_requests_one_run_per_firing_and_advances_its_cursor(
         dg.build_sensor_context(instance=dagster_instance, cursor=cursor, resources=resources)
     )
     [request] = result.run_requests
-    assert (
-        request.run_key.endswith(
-            ":PROBABILITY_CROSSES_ABOVE:0.5000->0.6500@" + (request.run_key.split("@")[-1])
-        )
-        or request.run_key.count(":") >= 2
-    )
+    [(state_key,)] = conn.execute(
+        "SELECT trigger_snapshot->>'state_key' FROM prediction_rule_executions"
+    ).fetchall()
+    assert state_key.startswith("PROBABILITY_CROSSES_ABOVE:0.5->0.65@")
+    assert request.run_key == f"{rule}:{event}:{state_key}"
     assert datetime.fromisoformat(result.cursor) >= now
     for _ in range(repeat - 1):  # the same window evaluated again: no second firing
         again = rule_trigger_sensor(
@@ -185,3 +187,94 @@ def test_sensor_requests_one_run_per_firing_and_advances_its_cursor(
     assert conn.execute("SELECT count(*) FROM prediction_rule_executions").fetchone() == (1,)
     usage = conn.execute("SELECT rules_active FROM prediction_usage_metrics").fetchone()
     assert usage == (1,)
+
+
+def test_daily_cap_skips_with_skipped_limit(conn, server):
+    event = _event(conn)
+    _rule(conn, server.url("/hook"), max_fires_per_day=1)
+    for minute, (before, after) in enumerate([(0.5, 0.65), (0.65, 0.55), (0.55, 0.66)]):
+        _move(conn, event, before, after, T0 + timedelta(minutes=2 * minute + 1))
+        _tick(conn, T0 + timedelta(minutes=2 * minute), T0 + timedelta(minutes=2 * minute + 2))
+    statuses = [
+        s for (s,) in conn.execute("SELECT status FROM prediction_rule_executions ORDER BY id")
+    ]
+    assert sorted(statuses) == ["PENDING", "SKIPPED_LIMIT"]
+
+
+def test_active_hours_in_a_non_utc_zone_across_midnight_skip_with_skipped_hours(conn, server):
+    # 22:00-06:00 in Tokyo (UTC+9) is 13:00-21:00 UTC: T0 (12:00 UTC, 21:00 Tokyo) is outside.
+    hours = {"timezone": "Asia/Tokyo", "start": "22:00", "end": "06:00"}
+    event = _event(conn)
+    _rule(conn, server.url("/hook"), active_hours=Jsonb(hours))
+    _move(conn, event, 0.5, 0.65, T0 - timedelta(minutes=1))
+    report = _tick(conn, T0 - timedelta(minutes=2), T0)
+    assert report.fired == [] and report.skipped == {"SKIPPED_HOURS": 1}
+    _move(conn, event, 0.65, 0.55, T0 + timedelta(minutes=70))
+    _move(conn, event, 0.55, 0.66, T0 + timedelta(minutes=71))  # 22:11 in Tokyo: inside
+    assert len(_tick(conn, T0 + timedelta(minutes=69), T0 + timedelta(minutes=72)).fired) == 1
+
+
+def test_two_concurrent_ticks_over_one_state_log_one_firing(conn, db_url, server):
+    event = _event(conn)
+    _rule(conn, server.url("/hook"))
+    _move(conn, event, 0.5, 0.65, T0 + timedelta(minutes=1))
+    barrier = threading.Barrier(2)
+    reports = []
+
+    def tick() -> None:
+        with connect(db_url) as other:
+            barrier.wait()
+            with other.transaction():
+                reports.append(evaluate_tick(other, since=T0, until=T0 + timedelta(minutes=2)))
+
+    threads = [threading.Thread(target=tick) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(len(r.fired) for r in reports) == [0, 1]
+    assert sorted(r.duplicates for r in reports) == [0, 1]
+    assert conn.execute("SELECT count(*) FROM prediction_rule_executions").fetchone() == (1,)
+    assert conn.execute("SELECT fire_count FROM prediction_rules").fetchone() == (1,)
+
+
+def test_a_capped_tick_leaves_the_rest_to_the_next_one(conn, server):
+    _rule(conn, server.url("/hook"))
+    events = [_event(conn, slug=f"bill-{i}") for i in range(5)]
+    for i, event in enumerate(events):
+        _move(conn, event, 0.5, 0.65, T0 + timedelta(minutes=1, seconds=i // 2))
+    until, since, seen = T0 + timedelta(minutes=2), T0, []
+    while since < until:
+        report = _tick(conn, since, until, max_events=3)
+        assert report.changed_events <= 3
+        seen.append(report.changed_events)
+        since = report.covered_until
+    # Changes at one time are never split: 2 (at +0 s), 2 (at +1 s), then the last one.
+    assert seen == [2, 2, 1]
+    fired = [e for (e,) in conn.execute("SELECT event_id FROM prediction_rule_executions")]
+    assert sorted(fired) == sorted(events)
+
+
+def test_the_tick_credits_the_feed_runs_whose_signals_changed_its_events(conn, server):
+    events = [_event(conn, slug=f"bill-{i}") for i in range(3)]
+    _rule(conn, server.url("/hook"))  # scope all: one rule in scope of each event
+    feed = make_feed(conn, "manifold", {})
+    run = conn.execute(
+        "INSERT INTO prediction_feed_runs (feed_id, status) VALUES (%s, 'SUCCESS') RETURNING id",
+        (feed,),
+    ).fetchone()[0]
+    record_run_events(conn, {run: set(events[:2]), None: {events[2]}})
+    _move(conn, events[0], 0.5, 0.65, T0 + timedelta(minutes=1))  # crosses: fires
+    _move(conn, events[1], 0.5, 0.55, T0 + timedelta(minutes=1))  # changed, no crossing
+    _move(conn, events[2], 0.5, 0.65, T0 + timedelta(minutes=1))  # another feed's event
+    _tick(conn, T0, T0 + timedelta(minutes=2))
+    counts = conn.execute(
+        "SELECT triggers_evaluated, triggers_fired FROM prediction_feed_runs WHERE id = %s",
+        (run,),
+    ).fetchone()
+    assert counts == (2, 1)
+    _tick(conn, T0, T0 + timedelta(minutes=2))  # credited once, not on every tick
+    assert conn.execute(
+        "SELECT triggers_evaluated, triggers_fired FROM prediction_feed_runs WHERE id = %s",
+        (run,),
+    ).fetchone() == (2, 1)
