@@ -17,8 +17,12 @@ probability forward (counted as carried forward in the materialisation's metadat
 fabricated value; an event with no state at all gets no row.
 
 **Sentiment** = Σ w_i·v_i / Σ w_i over SENTIMENT, SOCIAL and NEWS signals with a value, in
-[−1, 1]. **Volume** = the interval's VOLUME values summed, back in source units (× 1000: signals
-hold thousands), as an integer. **signal_count** = every signal of the interval.
+[−1, 1]. **Volume** = the interval's traded volume, back in source units (× 1000: signals
+hold thousands), as an integer: VOLUME values that are flows are summed; a market's lifetime
+total (`raw_data.volume_scope` "lifetime_…", a level that grows with every poll) contributes
+its increase — its last total in the interval minus its last total before (within a day),
+or minus its first total in the interval when none is known; never negative.
+**signal_count** = every signal of the interval.
 
 **Volatility** = min(1, σ / 1.0) where σ is the sample standard deviation of the interval-to-
 interval changes of L over the trailing 24 intervals (stored snapshots before the batch
@@ -79,7 +83,9 @@ weighted AS (
          coalesce(x.weight, 1) * coalesce(x.reliability, 1)
            * exp(-0.6931471805599453 * date_part('epoch', x.snapshot_at - x.fetched_at)
                  / (60.0 * %(half_life)s)) AS w
-  FROM (SELECT s.event_id, s.source, s.signal_type, s.value::float8 AS v,
+  FROM (SELECT s.event_id, s.source, s.source_event_id, s.signal_type, s.value::float8 AS v,
+               s.signal_type = 'VOLUME'
+                 AND coalesce(s.raw_data->>'volume_scope', '') LIKE 'lifetime%%' AS lifetime,
                s.weight::float8 AS weight, s.reliability::float8 AS reliability, s.fetched_at,
                date_bin('1 hour', s.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
                  + interval '1 hour' AS snapshot_at
@@ -95,12 +101,37 @@ by_source AS (
                              AND v IS NOT NULL) AS sent_num,
          sum(w) FILTER (WHERE signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS')
                          AND v IS NOT NULL) AS sent_w,
-         sum(v) FILTER (WHERE signal_type = 'VOLUME') AS volume,
+         sum(v) FILTER (WHERE signal_type = 'VOLUME' AND NOT lifetime) AS volume,
          count(*) AS n
   FROM (SELECT *, CASE WHEN signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL')
                        THEN least(greatest(v, %(eps)s), 1 - %(eps)s) END AS pc
         FROM weighted) p
   GROUP BY 1, 2, 3
+),
+lifetime_base AS (
+  -- Each lifetime-total market's last total before the batch: the base of its first increase.
+  SELECT DISTINCT ON (s.source, s.source_event_id) s.source, s.source_event_id,
+         s.value::float8 AS v
+  FROM prediction_signals s
+  WHERE s.signal_type = 'VOLUME' AND s.value IS NOT NULL
+    AND s.fetched_at >= %(start)s - interval '1 day' AND s.fetched_at < %(start)s
+    AND s.raw_data->>'volume_scope' LIKE 'lifetime%%'
+    AND EXISTS (SELECT 1 FROM weighted w WHERE w.lifetime)
+  ORDER BY s.source, s.source_event_id, s.fetched_at DESC
+),
+lifetime_flow AS (
+  SELECT event_id, snapshot_at, sum(flow) AS volume FROM (
+    SELECT i.event_id, i.snapshot_at,
+           greatest(0, i.last_v - coalesce(lag(i.last_v) OVER (
+                 PARTITION BY i.source, i.source_event_id ORDER BY i.snapshot_at),
+               b.v, i.first_v)) AS flow
+    FROM (SELECT event_id, source, source_event_id, snapshot_at,
+                 (array_agg(v ORDER BY fetched_at DESC))[1] AS last_v,
+                 (array_agg(v ORDER BY fetched_at))[1] AS first_v
+          FROM weighted WHERE lifetime AND v IS NOT NULL
+          GROUP BY 1, 2, 3, 4) i
+    LEFT JOIN lifetime_base b USING (source, source_event_id)) f
+  GROUP BY 1, 2
 ),
 per_event AS (
   SELECT b.event_id, b.snapshot_at,
@@ -111,7 +142,7 @@ per_event AS (
                )::numeric, 6) AS spread,
          sum(b.n) AS signal_count,
          sum(b.sent_num) / nullif(sum(b.sent_w), 0) AS sentiment,
-         round(sum(b.volume) * 1000) AS volume
+         sum(b.volume) AS volume
   FROM by_source b JOIN prediction_events e ON e.id = b.event_id AND e.status = 'ACTIVE'
   GROUP BY 1, 2
 ),
@@ -141,9 +172,11 @@ grid AS (
               WHEN pe.spread >= 0.35 THEN 'EXTREME' WHEN pe.spread >= 0.20 THEN 'HIGH'
               WHEN pe.spread >= 0.10 THEN 'MEDIUM' WHEN pe.spread >= 0.05 THEN 'LOW'
               ELSE 'NONE' END AS divergence,
-         pe.signal_count, pe.sentiment, pe.volume
+         pe.signal_count, pe.sentiment,
+         round((coalesce(pe.volume, 0) + coalesce(lf.volume, 0)) * 1000) AS volume
   FROM candidates c CROSS JOIN intervals i
   LEFT JOIN per_event pe ON pe.event_id = c.event_id AND pe.snapshot_at = i.snapshot_at
+  LEFT JOIN lifetime_flow lf ON lf.event_id = c.event_id AND lf.snapshot_at = i.snapshot_at
   UNION ALL
   SELECT p.event_id, p.snapshot_at, true, p.logit, NULL, p.divergence, NULL, p.sentiment, NULL
   FROM prior p JOIN candidates c USING (event_id)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
 
@@ -36,11 +37,23 @@ def _event(conn: psycopg.Connection, slug: str, status: str = "ACTIVE") -> uuid.
     ).fetchone()[0]
 
 
-def _signal(conn, event, source, value, at, kind="MARKET_PRICE", weight=1.0, reliability=1.0):
+def _signal(
+    conn, event, source, value, at, kind="MARKET_PRICE", weight=1.0, reliability=1.0, **extra
+):
     conn.execute(
         "INSERT INTO prediction_signals (event_id, source, source_event_id, signal_type, value,"
-        " weight, reliability, fetched_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (event, source, f"{source}-{uuid.uuid4().hex[:6]}", kind, value, weight, reliability, at),
+        " weight, reliability, fetched_at, raw_data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            event,
+            source,
+            extra.get("market", f"{source}-{uuid.uuid4().hex[:6]}"),
+            kind,
+            value,
+            weight,
+            reliability,
+            at,
+            Jsonb(extra["raw"]) if "raw" in extra else None,
+        ),
     )
 
 
@@ -97,6 +110,27 @@ def test_sentiment_volume_and_counts(conn, event):
     assert snap["sentiment_score"] == round((3 * 0.5 - 0.5) / 4, 4)
     assert snap["volume"] == 1750
     assert snap["signal_count"] == 5
+
+
+def test_lifetime_volume_totals_count_by_their_increase(conn, event):
+    lifetime = {"market": "KX-1", "raw": {"volume_scope": "lifetime_contracts"}}
+    _signal(conn, event, "kalshi", 0.5, T0 + timedelta(minutes=5))  # a state to snapshot
+    _signal(conn, event, "kalshi", 9.0, T0 - timedelta(minutes=10), kind="VOLUME", **lifetime)
+    for minute, total in [(5, 10.0), (20, 11.0), (50, 13.0)]:  # polls of a growing total
+        _signal(
+            conn, event, "kalshi", total, T0 + timedelta(minutes=minute), kind="VOLUME", **lifetime
+        )
+    _signal(conn, event, "kalshi", 15.5, END + timedelta(minutes=30), kind="VOLUME", **lifetime)
+    _signal(conn, event, "polymarket", 0.25, T0 + timedelta(minutes=30), kind="VOLUME")  # a flow
+    # A second market whose total was never seen before the batch: its increase in the interval.
+    other = {"market": "KX-2", "raw": {"volume_scope": "lifetime_contracts"}}
+    _signal(conn, event, "kalshi", 2.0, T0 + timedelta(minutes=1), kind="VOLUME", **other)
+    _signal(conn, event, "kalshi", 2.5, T0 + timedelta(minutes=59), kind="VOLUME", **other)
+    _run(conn, end=END + timedelta(hours=1))
+    assert _snap(conn, event)["volume"] == (13.0 - 9.0 + 0.25 + 0.5) * 1000
+    assert _snap(conn, event, END + timedelta(hours=1))["volume"] == (15.5 - 13.0) * 1000
+    _run(conn, start=END, end=END + timedelta(hours=1))  # the second hour alone: same flow
+    assert _snap(conn, event, END + timedelta(hours=1))["volume"] == (15.5 - 13.0) * 1000
 
 
 @pytest.mark.parametrize(
