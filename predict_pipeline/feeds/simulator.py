@@ -224,6 +224,20 @@ def catalogue(config: dict[str, Any], start: datetime, end: datetime) -> list[Si
     return [e for e in events if e.open_time < end and e.close_time > start]
 
 
+def injected_anomalies(
+    config: dict[str, Any], start: datetime, end: datetime
+) -> list[tuple[SimEvent, str, datetime]]:
+    """(event, kind, clock hour) of every anomaly placed in [start, end): what to look for."""
+    settings = _settings(config)
+    found = []
+    for event in catalogue(settings, start, end):
+        for kind, hour in _path(settings, event).anomalies.items():
+            moment = datetime.fromtimestamp(hour, UTC)
+            if start <= moment < end:
+                found.append((event, kind, moment))
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class _Path:
     """An event's whole life on the 5-minute grid (index 0 = the step at or after opening)."""
