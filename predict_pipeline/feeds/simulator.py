@@ -50,6 +50,7 @@ events of `catalogue()` and links their markets; a user's own feed can also revi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -183,7 +184,32 @@ def _rng(settings: dict[str, Any], slot: int, stream: int) -> np.random.Generato
     return np.random.default_rng([settings["seed"], slot & 0xFFFFFFFF, stream])
 
 
+def _key(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True)
+
+
+# Consecutive windows and pages share most events: each event and its path are made once per
+# process (a path is ~30 kB; the cache holds a few windows' worth).
+@functools.lru_cache(maxsize=4096)
+def _cached_event(key: str, slot: int) -> SimEvent:
+    return _make_event(json.loads(key), slot)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_path(key: str, slot: int) -> _Path:
+    settings = json.loads(key)
+    return _make_path(settings, _cached_event(key, slot))
+
+
 def _event(settings: dict[str, Any], slot: int) -> SimEvent:
+    return _cached_event(_key(settings), slot)
+
+
+def _path(settings: dict[str, Any], event: SimEvent) -> _Path:
+    return _cached_path(_key(settings), event.slot)
+
+
+def _make_event(settings: dict[str, Any], slot: int) -> SimEvent:
     rng = _rng(settings, slot, 0)
     x0 = float(rng.normal(0, 1.2))
     spacing = _spacing_s(settings)
@@ -255,7 +281,7 @@ class _Path:
     anomalies: dict[str, int]  # kind -> clock-hour epoch seconds
 
 
-def _path(settings: dict[str, Any], event: SimEvent) -> _Path:
+def _make_path(settings: dict[str, Any], event: SimEvent) -> _Path:
     rng = _rng(settings, event.slot, 1)
     t0 = math.ceil((event.open_time - EPOCH).total_seconds() / _STEP_S) * _STEP_S
     t0 += int(EPOCH.timestamp())
