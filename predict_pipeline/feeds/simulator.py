@@ -28,10 +28,11 @@ The world (all times UTC, on a 5-minute grid anchored at 2024-01-01):
   (`simulator-microblog`, `-forum`, `-video`; 5,000 accounts named in raw_data, random
   narratives) and NEWS (`simulator-news`, with a headline) before each jump.
 - **Injected anomalies**, each in about a quarter of events (`anomalies: false` turns them off),
-  placed in a clock hour at least 8 hours after opening so the trust detectors have their
-  baseline, and listed in the page body (`anomalies`) so they can be checked:
-  `volume_burst` (12x the hour's volume while the price is frozen: wash-trading-like volume
-  without price impact, trips VOLUME_SPIKE and WASH_TRADING), `spike_revert` (gamma prices
+  placed in a clock hour at least 8 hours after opening (the trust detectors' baseline)
+  and 5 before close, and listed in the page body (`anomalies`) so they can be checked:
+  `volume_burst` (12x the hour's volume, the price frozen from the hour before to its end:
+  wash-trading-like volume without price impact, trips VOLUME_SPIKE and WASH_TRADING),
+  `spike_revert` (gamma prices
   0.3 away from the others from :05 of the hour to :05 of the next, then reverts: a
   SOURCE_MANIPULATION outlier), `divergence` (beta drifts 0.3 away over an hour, stays 3
   hours, comes back: SOURCE_MANIPULATION and HIGH divergence) and `coordinated_posts` (six
@@ -291,7 +292,7 @@ def _make_path(settings: dict[str, Any], event: SimEvent) -> _Path:
     target = _DRIFT_TARGET if event.outcome == "YES" else -_DRIFT_TARGET
     increments = rng.normal(0, 0.12 / math.sqrt(12), n) + (target - x0) / n
     increments[0] = 0.0
-    # Anomalies: one clock hour each, at least 8 hours in and 4 hours before close.
+    # Anomalies: one clock hour each, at least 8 hours in and 5 hours before close.
     anomalies: dict[str, int] = {}
     first_hour = math.ceil((t0 + 8 * 3600) / 3600) * 3600
     last_hour = math.floor((event.close_time.timestamp() - 5 * 3600) / 3600) * 3600
@@ -403,7 +404,7 @@ def _event_body(path: _Path, start: int, end: int) -> dict[str, Any] | None:
     posts = []
     for step, offset, platform, account, noise, words in path.posts:
         t = path.t0 + step * _STEP_S + offset
-        if start <= t < end and step < n:
+        if start <= t < end:
             value = round(max(-1.0, min(1.0, math.tanh(path.x[step] / 2) + noise)), 3)
             posts.append([t, platform, account, value, words])
     hour = path.anomalies.get("coordinated_posts")
