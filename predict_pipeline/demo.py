@@ -1,18 +1,23 @@
-"""Demo data for `make run`: a demo user and one feed per recorded API payload (replay mode).
+"""Demo data for `make run`: a demo user, one feed per recorded API payload (replay mode), a
+market-simulator feed with the events it simulates, and a few rules.
 
 Idempotent: running it again finds what it created. Everything here is ordinary data that a
-user could have created; nothing in the pipeline treats it specially.
+user could have created; nothing in the pipeline treats it specially. The simulator
+(`predict_pipeline/feeds/simulator.py`) is a sandbox beside the real payloads, never in
+their place.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.config import PROJECT_ROOT
+from predict_pipeline.feeds import simulator
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.secrets import encrypt_json
 
@@ -120,72 +125,181 @@ def seed_demo_events(conn: psycopg.Connection) -> list[uuid.UUID]:
 
 
 DEMO_RULE_NAME = "Explain every resolved event"
+# Flag types the automatic detectors raise (OTHER is left for reviewers).
+_DETECTED_FLAGS = [
+    "VOLUME_SPIKE",
+    "WASH_TRADING",
+    "INSIDER_TIMING",
+    "COORDINATED_ACTION",
+    "BOT_SENTIMENT",
+    "NARRATIVE_PLANT",
+    "SOURCE_MANIPULATION",
+]
+# (name, scope tag, trigger type, trigger params): each writes an explanation (no network).
+DEMO_RULES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    (DEMO_RULE_NAME, "demo", "EVENT_RESOLVED", {"outcomes": ["YES", "NO"]}),
+    (
+        "Explain flagged simulated events",
+        "simulator",
+        "FLAG_RAISED",
+        {"flag_types": _DETECTED_FLAGS, "min_severity": "WARNING"},
+    ),
+    ("Simulated event crosses 50 %", "simulator", "PROBABILITY_CROSSES_ABOVE", {"threshold": 0.5}),
+    (
+        "Simulated event moves 10 points in 3 hours",
+        "simulator",
+        "PROBABILITY_SHIFT",
+        {"min_change": 0.1, "window_minutes": 180, "direction": "any"},
+    ),
+)
 
 
-def seed_demo_rule(conn: psycopg.Connection) -> None:
-    """A rule that fires when a demo event resolves and writes an explanation (no network)."""
-    exists = conn.execute(
-        "SELECT 1 FROM prediction_rules WHERE user_id = %s AND name = %s",
-        (DEMO_USER_ID, DEMO_RULE_NAME),
-    ).fetchone()
-    if not exists:
+def seed_demo_rules(conn: psycopg.Connection) -> None:
+    """The demo's rules, created once; no cooldown, so every event's firing is seen."""
+    for name, tag, trigger_type, params in DEMO_RULES:
         conn.execute(
             """INSERT INTO prediction_rules (user_id, name, description, scope_type, scope_tag,
-                 trigger_type, trigger_params, actions, cooldown_minutes)
-               VALUES (%s, %s, 'demo', 'tag', 'demo', 'EVENT_RESOLVED', %s, %s, 0)""",
+                 trigger_type, trigger_params, actions, cooldown_minutes, max_fires_per_day)
+               SELECT %s, %s, 'demo', 'tag', %s, %s, %s, %s, 0, 1000
+               WHERE NOT EXISTS (SELECT 1 FROM prediction_rules
+                                 WHERE user_id = %s AND name = %s)""",
             (
                 DEMO_USER_ID,
-                DEMO_RULE_NAME,
-                Jsonb({"outcomes": ["YES", "NO"]}),
+                name,
+                tag,
+                trigger_type,
+                Jsonb(params),
                 Jsonb([{"type": "explain"}]),
+                DEMO_USER_ID,
+                name,
             ),
         )
 
 
-def seed_demo(conn: psycopg.Connection, *, encryption_key: bytes) -> list[uuid.UUID]:
-    """Create (or find) the demo user, events and feeds; returns the demo feed ids."""
+# The sandbox feed: hours of simulated history before the current hour that `make run` backfills
+# (the trust detectors' baselines need at least 6), and its config (the source's defaults).
+DEMO_HISTORY_HOURS = 12
+SIMULATOR_FEED_NAME = "Market simulator (sandbox)"
+SIMULATOR_CONFIG: dict[str, Any] = {"seed": 7}
+
+
+def seed_simulator(
+    conn: psycopg.Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    config: dict[str, Any] | None = None,
+    name: str = SIMULATOR_FEED_NAME,
+) -> tuple[uuid.UUID, int]:
+    """The simulator feed, and an event with confirmed market links for every simulated
+    event open in [start, end), as a user who reviewed them would have; (feed id, events)."""
+    config = SIMULATOR_CONFIG if config is None else config
+    feed_id = _seed_feed(conn, name, "simulator", config, None, encryption_key=None)
+    events = simulator.catalogue(config, start, end)
+    if not events:
+        return feed_id, 0
+    conn.execute(
+        """INSERT INTO prediction_events (category_id, title, slug, description, resolution_date,
+                                          tags, created_by)
+           SELECT c.id, x.title, x.slug, 'Simulated by the market simulator (sandbox).',
+                  x.closes, ARRAY['demo', 'simulator'], %s
+           FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
+                AS x(title, slug, category, closes)
+           JOIN prediction_categories c ON c.slug = x.category
+           ON CONFLICT (slug) DO NOTHING""",
+        (
+            DEMO_USER_ID,
+            [e.title for e in events],
+            [e.slug for e in events],
+            [e.category for e in events],
+            [e.close_time for e in events],
+        ),
+    )
+    sids = [(sid, e.slug) for e in events for sid in e.source_event_ids]
+    conn.execute(
+        """INSERT INTO predict_meta.market_links
+             (source, source_event_id, event_id, method, confidence, linked_by)
+           SELECT 'simulator', x.sid, e.id, 'manual', 1.0, %s
+           FROM unnest(%s::text[], %s::text[]) AS x(sid, slug)
+           JOIN prediction_events e ON e.slug = x.slug
+           ON CONFLICT (source, source_event_id) DO NOTHING""",
+        (DEMO_USER_ID, [sid for sid, _ in sids], [slug for _, slug in sids]),
+    )
+    return feed_id, len(events)
+
+
+def _seed_feed(
+    conn: psycopg.Connection,
+    name: str,
+    source: str,
+    config: dict[str, Any],
+    credentials: dict[str, Any] | None,
+    *,
+    encryption_key: bytes | None,
+) -> uuid.UUID:
+    row = conn.execute(
+        "SELECT id FROM prediction_data_feeds WHERE user_id = %s AND name = %s",
+        (DEMO_USER_ID, name),
+    ).fetchone()
+    if row is not None:
+        # The demo's config wins, and a demo feed that a previous failure auto-disabled
+        # is given another chance.
+        conn.execute(
+            "UPDATE prediction_data_feeds SET config = %s, enabled = true,"
+            " auto_disabled_at = NULL, updated_at = now() WHERE id = %s",
+            (Jsonb(config), row[0]),
+        )
+        return row[0]
+    feed_id = uuid.uuid4()
+    encrypted = None
+    if credentials:
+        assert encryption_key is not None, "credentials need the encryption key"
+        encrypted = encrypt_json(credentials, key=encryption_key, aad=credentials_aad(feed_id))
+    conn.execute(
+        """INSERT INTO prediction_data_feeds
+             (id, source_id, user_id, name, config, credentials_encrypted)
+           SELECT %s, s.id, %s, %s, %s, %s FROM prediction_data_sources s
+           WHERE s.source_id = %s""",
+        (
+            feed_id,
+            DEMO_USER_ID,
+            name,
+            Jsonb(config),
+            Jsonb(encrypted) if encrypted else None,
+            source,
+        ),
+    )
+    return feed_id
+
+
+def seed_demo(
+    conn: psycopg.Connection,
+    *,
+    encryption_key: bytes,
+    now: datetime | None = None,
+    history_hours: int = DEMO_HISTORY_HOURS,
+    simulator_config: dict[str, Any] | None = None,
+) -> list[uuid.UUID]:
+    """Create (or find) the demo user, events, rules and feeds; returns the demo feed ids (the
+    replay feeds, then the simulator's, whose events are those open from `history_hours`
+    before the current hour to the end of the next)."""
+    now = now or datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
     conn.execute(
         "INSERT INTO auth.users (id, email, name) VALUES (%s, %s, 'Demo user')"
         " ON CONFLICT (id) DO NOTHING",
         (DEMO_USER_ID, DEMO_USER_EMAIL),
     )
     seed_demo_events(conn)
-    seed_demo_rule(conn)
-    feed_ids = []
-    for name, source, config, credentials in DEMO_FEEDS:
-        row = conn.execute(
-            "SELECT id FROM prediction_data_feeds WHERE user_id = %s AND name = %s",
-            (DEMO_USER_ID, name),
-        ).fetchone()
-        if row is None:
-            feed_id = uuid.uuid4()
-            encrypted = (
-                encrypt_json(credentials, key=encryption_key, aad=credentials_aad(feed_id))
-                if credentials
-                else None
-            )
-            conn.execute(
-                """INSERT INTO prediction_data_feeds
-                     (id, source_id, user_id, name, config, credentials_encrypted)
-                   SELECT %s, s.id, %s, %s, %s, %s FROM prediction_data_sources s
-                   WHERE s.source_id = %s""",
-                (
-                    feed_id,
-                    DEMO_USER_ID,
-                    name,
-                    Jsonb(config),
-                    Jsonb(encrypted) if encrypted else None,
-                    source,
-                ),
-            )
-        else:
-            feed_id = row[0]
-            # The demo's config wins, and a demo feed that a previous failure auto-disabled
-            # is given another chance.
-            conn.execute(
-                "UPDATE prediction_data_feeds SET config = %s, enabled = true,"
-                " auto_disabled_at = NULL, updated_at = now() WHERE id = %s",
-                (Jsonb(config), feed_id),
-            )
-        feed_ids.append(feed_id)
-    return feed_ids
+    seed_demo_rules(conn)
+    feed_ids = [
+        _seed_feed(conn, name, source, config, credentials, encryption_key=encryption_key)
+        for name, source, config, credentials in DEMO_FEEDS
+    ]
+    simulated, _ = seed_simulator(
+        conn,
+        start=hour - timedelta(hours=history_hours),
+        end=hour + timedelta(hours=2),
+        config=simulator_config,
+    )
+    return [*feed_ids, simulated]

@@ -1,22 +1,41 @@
 """`predict-pipeline run`: the main job on whatever database is configured (embedded default).
 
-Offline by default: unless PREDICT_HTTP_MODE says otherwise, feeds are served from the
-recorded real API payloads of demo/replay (replay mode) through the real adapters.
+Offline by default: unless PREDICT_HTTP_MODE says otherwise, the real adapters read the
+recorded real API payloads of demo/replay (replay mode). Beside them, the market simulator
+(a sandbox source, `predict_pipeline/feeds/simulator.py`) backfills the last
+`DEMO_HISTORY_HOURS` hours so the trust detectors have baselines and events resolve.
+
+The demo window is those hours and the current one. Each hourly partition goes through
+raw_feed_fetches -> validated_signals -> event_snapshots -> trust_scores (the past hours in one
+ranged run, the simulator's history; then the current hour, every demo feed polled), then
+event_resolutions and calibration_scores over everything known, then one tick of the rule
+sensor with its actions run inline, and a summary.
+
+Safe to run again: a partition whose last materialisation of trust_scores came after its end
+(or, for the current hour, any) is complete and not redone, and a feed already fetched for a
+window is not fetched again, so a second run in the same hour writes nothing new; a later run
+completes what is missing (the new hours, and the hour that was current before).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
 from predict_pipeline.config import HTTP_MODE_VAR, REPLAY_DIR_VAR
 from predict_pipeline.db.connection import connect
-from predict_pipeline.demo import REPLAY_DIR, seed_demo
+from predict_pipeline.demo import DEMO_HISTORY_HOURS, REPLAY_DIR, seed_demo
 from predict_pipeline.runtime import bootstrap
 from predict_pipeline.secrets import load_key_from_env
+
+TOP_EVENTS = 12
+_LAST_STAGE = dg.AssetKey("trust_scores")
 
 
 def _evaluate_rules(app_url: str, *, since: datetime) -> tuple[list[tuple[str, str]], int]:
@@ -49,126 +68,281 @@ def _evaluate_rules(app_url: str, *, since: datetime) -> tuple[list[tuple[str, s
     return fired, report.evaluated
 
 
-def run_main() -> int:
-    """Migrate, seed the demo, materialise the pipeline for the current window, summarise."""
+def _complete_partitions(
+    instance: dg.DagsterInstance, keys: Sequence[str], *, now: datetime
+) -> set[str]:
+    """Partitions whose last stage was materialised after the hour ended (or, for the hour
+    still running, at all): what a re-run need not do again."""
+    from predict_pipeline.defs.partitions import HOURLY
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=_LAST_STAGE, asset_partitions=list(keys)),
+        limit=10 * len(keys) + 10,
+    ).records
+    latest: dict[str, float] = {}
+    for record in records:
+        key = record.partition_key
+        if key is not None:
+            latest[key] = max(latest.get(key, 0.0), record.timestamp)
+    complete = set()
+    for key, stamp in latest.items():
+        end = HOURLY.time_window_for_partition_key(key).end
+        if end > now or stamp >= end.timestamp():
+            complete.add(key)
+    return complete
+
+
+def _fetched(app_url: str, feed_ids: list[uuid.UUID], mode: str, windows: list[Any]) -> set:
+    """(feed id, window start) pairs already fetched successfully in this mode."""
+    with connect(app_url) as conn:
+        rows = conn.execute(
+            """SELECT feed_id, error_details->'window'->>0 FROM prediction_feed_runs
+               WHERE feed_id = ANY(%s) AND status IN ('SUCCESS', 'PARTIAL')
+                 AND error_details->>'mode' = %s""",
+            (feed_ids, mode),
+        ).fetchall()
+    starts = {w.start.isoformat(): w.start for w in windows}
+    return {(f, starts[s]) for f, s in rows if s in starts}
+
+
+def _fetch_config(config_class: Any, feed_ids: list[uuid.UUID], mode: str) -> dg.RunConfig:
+    ids = [str(f) for f in feed_ids]
+    return dg.RunConfig(ops={"raw_feed_fetches": config_class(feed_ids=ids, mode=mode)})
+
+
+def _materialise(
+    assets: list[Any],
+    selection: list[Any],
+    *,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+    run_config: dg.RunConfig,
+    partition_key: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> bool:
+    result = dg.materialize(
+        assets,
+        instance=instance,
+        resources=resources,
+        selection=selection,
+        partition_key=partition_key,
+        run_config=run_config,
+        tags=tags,
+        raise_on_error=False,
+    )
+    return result.success
+
+
+def run_main(
+    *,
+    now: datetime | None = None,
+    history_hours: int = DEMO_HISTORY_HOURS,
+    simulator_config: dict[str, Any] | None = None,
+    top: int = TOP_EVENTS,
+) -> int:
+    """Migrate, seed the demo, materialise the pipeline for the demo window, summarise.
+
+    `now` fixes the demo window (tests pin it so two runs cover the same hours).
+    """
     started = time.perf_counter()
     run_started = datetime.now(UTC)
+    now = now or run_started
     if not os.environ.get(HTTP_MODE_VAR):
         os.environ[HTTP_MODE_VAR] = "replay"
         os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
     target = bootstrap()
     from predict_pipeline.definitions import defs  # after bootstrap: the env names the database
-    from predict_pipeline.defs.feeds import FeedFetchConfig
-    from predict_pipeline.defs.partitions import HOURLY
+    from predict_pipeline.defs.feeds import FeedFetchConfig, raw_feed_fetches
+    from predict_pipeline.defs.partitions import HOURLY, hourly_windows
 
     with connect(target.app_url) as conn, conn.transaction():
-        feed_ids = seed_demo(conn, encryption_key=load_key_from_env())
-    partition = HOURLY.get_partition_key_for_timestamp(datetime.now(UTC).timestamp())
-    run_config = dg.RunConfig(
-        ops={"raw_feed_fetches": FeedFetchConfig(feed_ids=[str(f) for f in feed_ids], mode="poll")}
-    )
+        feed_ids = seed_demo(
+            conn,
+            encryption_key=load_key_from_env(),
+            now=now,
+            history_hours=history_hours,
+            simulator_config=simulator_config,
+        )
+    simulated = feed_ids[-1]
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    current = HOURLY.get_partition_key_for_timestamp(now.timestamp())
+    past = [
+        HOURLY.get_partition_key_for_timestamp((hour - timedelta(hours=h)).timestamp())
+        for h in range(history_hours, 0, -1)
+    ]
+    assets = list(defs.assets or [])
+    windowed = [a for a in assets if a.partitions_def is not None]
+    whole = [a for a in assets if a.partitions_def is None]
+    downstream = [a for a in windowed if a is not raw_feed_fetches]
+    stages: list[tuple[str, bool]] = []
     with dg.DagsterInstance.get() as instance:
-        assets = list(defs.assets or [])
-        windowed = [a for a in assets if a.partitions_def is not None]
-        whole = [a for a in assets if a.partitions_def is None]
-        # The hour's window through every partitioned stage, then the unpartitioned tables
-        # (resolutions, calibration) over everything that is now known.
-        ok = dg.materialize(
-            windowed,
-            instance=instance,
-            resources=defs.resources,
-            partition_key=partition,
-            run_config=run_config,
-            raise_on_error=False,
-        ).success
-        ok = (
-            ok
-            and dg.materialize(
-                whole,
-                instance=instance,
-                resources=defs.resources,
-                selection=whole,
-                run_config=dg.RunConfig(loggers=run_config.loggers),
-                raise_on_error=False,
-            ).success
+        complete = _complete_partitions(instance, [*past, current], now=now)
+        todo = [key for key in past if key not in complete]
+        if todo:
+            # The simulator's history, one ranged run (as a backfill of the range would be).
+            first = HOURLY.time_window_for_partition_key(todo[0]).start
+            last = HOURLY.time_window_for_partition_key(todo[-1]).end
+            windows = hourly_windows(first, last)
+            fetched = _fetched(target.app_url, [simulated], "backfill", windows)
+            fetch = any((simulated, w.start) not in fetched for w in windows)
+            stages.append(
+                (
+                    f"history {todo[0]} .. {todo[-1]} ({len(windows)} h)",
+                    _materialise(
+                        windowed,
+                        windowed if fetch else downstream,
+                        instance=instance,
+                        resources=defs.resources,
+                        run_config=_fetch_config(FeedFetchConfig, [simulated], "backfill")
+                        if fetch
+                        else dg.RunConfig(),
+                        tags={
+                            "dagster/asset_partition_range_start": todo[0],
+                            "dagster/asset_partition_range_end": todo[-1],
+                        },
+                    ),
+                )
+            )
+        if current not in complete:
+            window = hourly_windows(hour, hour + timedelta(hours=1))
+            fetched = _fetched(target.app_url, feed_ids, "poll", window)
+            due = [f for f in feed_ids if (f, hour) not in fetched]
+            stages.append(
+                (
+                    f"current hour {current} (poll)",
+                    _materialise(
+                        windowed,
+                        windowed if due else downstream,
+                        instance=instance,
+                        resources=defs.resources,
+                        partition_key=current,
+                        run_config=_fetch_config(FeedFetchConfig, due, "poll")
+                        if due
+                        else dg.RunConfig(),
+                    ),
+                )
+            )
+        # Resolutions and calibration over everything that is now known.
+        stages.append(
+            (
+                "resolutions and calibration",
+                _materialise(
+                    whole,
+                    whole,
+                    instance=instance,
+                    resources=defs.resources,
+                    run_config=dg.RunConfig(),
+                ),
+            )
         )
     fired, evaluated = _evaluate_rules(target.app_url, since=run_started - timedelta(hours=1))
-    with connect(target.app_url) as conn:
-        runs = conn.execute(
-            """SELECT f.name, r.status, r.request_count, r.signals_fetched, r.signals_written,
-                      r.signals_unmatched,
-                      r.signals_fetched - r.signals_valid AS rejected, r.duration_ms,
-                      coalesce(r.error_message, '')
-               FROM prediction_data_feeds f
-               JOIN LATERAL (SELECT * FROM prediction_feed_runs WHERE feed_id = f.id
-                             ORDER BY started_at DESC LIMIT 1) r ON true
-               WHERE f.id = ANY(%s) ORDER BY f.name""",
-            ([*feed_ids],),
-        ).fetchall()
     where = "embedded PostgreSQL" if target.embedded else "configured PostgreSQL"
     print(
-        f"\npredict_pipeline — main job, window {partition} UTC, {where}, "
-        f"HTTP {os.environ[HTTP_MODE_VAR]}"
+        f"\npredict_pipeline — main job, demo window {past[0] if past else current} .. "
+        f"{current} UTC, {where}, HTTP {os.environ[HTTP_MODE_VAR]}"
     )
-    print(
-        f"\n{'feed':<38} {'status':<8} {'requests':>8} {'records':>7} {'written':>7}"
-        f" {'review':>6} {'rejected':>8} {'ms':>5}"
-    )
-    for name, status, requests, records, written, unmatched, rejected, ms, error in runs:
-        print(
-            f"{name[:38]:<38} {status:<8} {requests:>8} {records:>7} {written:>7}"
-            f" {unmatched:>6} {rejected:>8} {ms or 0:>5}" + (f"  {error[:80]}" if error else "")
-        )
-        ok = ok and status == "SUCCESS"
-    with connect(target.app_url) as conn:
-        signals, events, pending, snapshots, explanations = conn.execute(
+    ok = print_summary(target.app_url, feed_ids, stages, fired, evaluated, top=top)
+    print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
+    return 0 if ok else 1
+
+
+def print_summary(
+    app_url: str,
+    feed_ids: list[uuid.UUID],
+    stages: list[tuple[str, bool]],
+    fired: list[tuple[str, str]],
+    evaluated: int,
+    *,
+    top: int,
+) -> bool:
+    """The summary tables, read back from the database; False if any stage or feed failed."""
+    ok = all(success for _, success in stages)
+    print(f"\n{'stage':<58} result")
+    for label, success in stages:
+        print(f"{label[:58]:<58} {'ok' if success else 'FAILED'}")
+    if not stages:
+        print("(nothing to do)")
+    with connect(app_url) as conn:
+        feeds = conn.execute(
+            """SELECT f.name, s.source_id, last.status, count(r.id), sum(r.signals_fetched),
+                      sum(r.signals_written), sum(r.signals_unmatched),
+                      sum(r.signals_fetched - r.signals_valid), coalesce(last.error_message, '')
+               FROM prediction_data_feeds f
+               JOIN prediction_data_sources s ON s.id = f.source_id
+               JOIN prediction_feed_runs r ON r.feed_id = f.id
+               JOIN LATERAL (SELECT status, error_message FROM prediction_feed_runs
+                             WHERE feed_id = f.id ORDER BY started_at DESC LIMIT 1) last ON true
+               WHERE f.id = ANY(%s)
+               GROUP BY f.name, s.source_id, last.status, last.error_message
+               ORDER BY f.name""",
+            (feed_ids,),
+        ).fetchall()
+        signals, on_events, pending, snapshots = conn.execute(
             """SELECT (SELECT count(*) FROM prediction_signals),
                       (SELECT count(DISTINCT event_id) FROM prediction_signals),
                       (SELECT count(*) FROM prediction_unmatched_signals
                        WHERE status = 'PENDING'),
-                      (SELECT count(*) FROM prediction_snapshots),
-                      (SELECT count(*) FROM prediction_explanations)"""
+                      (SELECT count(*) FROM prediction_snapshots)"""
         ).fetchone()
-        state = conn.execute(
-            """SELECT title, current_probability, previous_probability, divergence, confidence,
-                      trust_score,
-                      (SELECT count(*) FROM prediction_trust_flags f WHERE f.event_id = e.id)
-               FROM prediction_events e WHERE current_probability IS NOT NULL ORDER BY title"""
+        active, resolved = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'ACTIVE'),"
+            " count(*) FILTER (WHERE status LIKE 'RESOLVED%%') FROM prediction_events"
+        ).fetchone()
+        flags = conn.execute(
+            "SELECT flag_type, count(*) FROM prediction_trust_flags GROUP BY flag_type"
+            " ORDER BY flag_type"
         ).fetchall()
-    print(
-        f"\nsignals stored: {signals} on {events} events; review queue: {pending} pending"
-        " (predict-pipeline signals review)"
-    )
-    print(f"snapshots: {snapshots}; explanations: {explanations}")
-    print(
-        f"rules: {evaluated} rule/event pairs evaluated, {len(fired)} fired: "
-        + (", ".join(f"{name} ({status})" for name, status in fired) or "none")
-    )
-    with connect(target.app_url) as conn:
-        resolved = conn.execute(
-            "SELECT e.title, r.outcome, r.final_probability FROM prediction_resolutions r"
-            " JOIN prediction_events e ON e.id = r.event_id ORDER BY e.title"
+        events = conn.execute(
+            """SELECT e.title, e.status, e.current_probability, e.trust_score,
+                      (SELECT count(*) FROM prediction_trust_flags f WHERE f.event_id = e.id) n
+               FROM prediction_events e WHERE e.current_probability IS NOT NULL
+               ORDER BY n DESC, e.trust_score NULLS LAST, e.title LIMIT %s""",
+            (top,),
         ).fetchall()
         brier = conn.execute(
             "SELECT time_window, resolved_predictions, brier_score FROM"
             " prediction_calibration_scores WHERE category_id IS NULL ORDER BY time_window"
         ).fetchall()
-    for title, outcome, final in resolved:
-        print(f"resolved: {title[:60]} -> {outcome} (final probability {final})")
+        executions = conn.execute(
+            "SELECT count(*) FROM prediction_rule_executions WHERE status NOT LIKE 'SKIPPED%%'"
+        ).fetchone()[0]
     print(
-        "calibration (global): "
-        + ", ".join(f"{w} {n} scored, Brier {b if b is not None else '-'}" for w, n, b in brier)
+        f"\n{'feed':<38} {'source':<10} {'status':<8} {'runs':>4} {'records':>7} "
+        f"{'written':>7} {'review':>6} {'rejected':>8}"
     )
-    print(
-        f"\n{'event':<56} {'prob':>6} {'prev':>6} {'divergence':<10} {'confidence':<10}"
-        f" {'trust':>6} flags"
-    )
-    for title, prob, prev, divergence, confidence, trust, flags in state:
-        shown_prev = "" if prev is None else f"{prev:.4f}"
-        shown_trust = "" if trust is None else f"{trust:.4f}"
+    for name, source, status, runs, records, written, unmatched, rejected, error in feeds:
         print(
-            f"{title[:56]:<56} {prob:>6.4f} {shown_prev:>6} {divergence or '':<10} "
-            f"{confidence or '':<10} {shown_trust:>6} {flags}"
+            f"{name[:38]:<38} {source:<10} {status:<8} {runs:>4} {records:>7} {written:>7}"
+            f" {unmatched:>6} {rejected:>8}" + (f"  {error[:60]}" if error else "")
         )
-    print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
-    return 0 if ok else 1
+        ok = ok and status == "SUCCESS"
+    print(
+        f"\nsignals: {signals} stored on {on_events} events; "
+        f"written {sum(f[5] for f in feeds)}, rejected {sum(f[7] for f in feeds)}, "
+        f"unmatched {sum(f[6] for f in feeds)}; review queue {pending} pending"
+    )
+    print(f"events: {active} active, {resolved} resolved; snapshots: {snapshots}")
+    print(
+        f"flags: {sum(n for _, n in flags)} raised"
+        + (" (" + ", ".join(f"{kind} {n}" for kind, n in flags) + ")" if flags else "")
+    )
+    by_rule: dict[str, int] = {}
+    for name, _status in fired:
+        by_rule[name] = by_rule.get(name, 0) + 1
+    print(
+        f"rules: {evaluated} rule/event pairs evaluated, {len(fired)} fired in this run "
+        f"({executions} executions in all)"
+        + ("" if not by_rule else ": " + ", ".join(f"{n} x {k}" for k, n in by_rule.items()))
+    )
+    print(
+        "calibration (global Brier): "
+        + (
+            ", ".join(f"{w} {b if b is not None else '-'} ({n} resolved)" for w, n, b in brier)
+            or "none yet"
+        )
+    )
+    print(f"\n{'event (most flagged first)':<64} {'status':<12} {'prob':>6} {'trust':>6} flags")
+    for title, status, prob, trust, count in events:
+        shown_trust = "" if trust is None else f"{trust:.4f}"
+        print(f"{title[:64]:<64} {status:<12} {prob:>6.4f} {shown_trust:>6} {count:>5}")
+    return ok

@@ -27,12 +27,14 @@ def test_seeded_sources_match_the_registry(admin_conn):
         "custom_api",
         "webhook",
         "upload",
+        "simulator",
     }
     for source_id, definition in SOURCES.items():
         assert rows[source_id] == definition.seed_row(), source_id
     assert rows["kalshi"]["category"] == "prediction_market"
     assert rows["predictit"]["supports_backfill"] is False
     assert rows["webhook"]["supports_push"] is True and rows["webhook"]["supports_pull"] is False
+    assert rows["simulator"]["supports_backfill"] is True and rows["simulator"]["is_system"]
 
 
 def test_every_default_config_is_valid_against_its_schema():

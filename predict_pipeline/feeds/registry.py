@@ -14,6 +14,7 @@ from predict_pipeline.feeds import (
     polymarket,
     predictit,
     push,
+    simulator,
 )
 from predict_pipeline.feeds.base import Adapter
 
@@ -109,6 +110,17 @@ SOURCES: dict[str, SourceDefinition] = {
             "PredictIt market data snapshot of all markets (no history API).",
             predictit,
             reliability=0.8,
+        ),
+        SourceDefinition(
+            "simulator",
+            "Market simulator",
+            "alternative",
+            "built_in",
+            "A deterministic, seeded sandbox of simulated markets (three venues, volume, "
+            "sentiment, posts, news, injected anomalies and settlements); no network.",
+            simulator,
+            # Synthetic numbers: a middling prior, below the real-money markets.
+            reliability=0.6,
         ),
         SourceDefinition(
             "custom_api",
