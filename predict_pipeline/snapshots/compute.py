@@ -108,29 +108,24 @@ by_source AS (
         FROM weighted) p
   GROUP BY 1, 2, 3
 ),
-lifetime_base AS (
-  -- Each lifetime-total market's last total before the batch: the base of its first increase.
-  SELECT DISTINCT ON (s.source, s.source_event_id) s.source, s.source_event_id,
-         s.value::float8 AS v
-  FROM prediction_signals s
-  WHERE s.signal_type = 'VOLUME' AND s.value IS NOT NULL
-    AND s.fetched_at >= %(start)s - interval '1 day' AND s.fetched_at < %(start)s
-    AND s.raw_data->>'volume_scope' LIKE 'lifetime%%'
-    AND EXISTS (SELECT 1 FROM weighted w WHERE w.lifetime)
-  ORDER BY s.source, s.source_event_id, s.fetched_at DESC
-),
 lifetime_flow AS (
+  -- Lifetime-total markets (a partial index finds them): per interval, the last total minus
+  -- the one before (the day before the batch gives the base), else the interval's first.
   SELECT event_id, snapshot_at, sum(flow) AS volume FROM (
-    SELECT i.event_id, i.snapshot_at,
-           greatest(0, i.last_v - coalesce(lag(i.last_v) OVER (
-                 PARTITION BY i.source, i.source_event_id ORDER BY i.snapshot_at),
-               b.v, i.first_v)) AS flow
-    FROM (SELECT event_id, source, source_event_id, snapshot_at,
-                 (array_agg(v ORDER BY fetched_at DESC))[1] AS last_v,
-                 (array_agg(v ORDER BY fetched_at))[1] AS first_v
-          FROM weighted WHERE lifetime AND v IS NOT NULL
-          GROUP BY 1, 2, 3, 4) i
-    LEFT JOIN lifetime_base b USING (source, source_event_id)) f
+    SELECT event_id, snapshot_at,
+           greatest(0, last_v - coalesce(lag(last_v) OVER (
+             PARTITION BY source, source_event_id ORDER BY snapshot_at), first_v)) AS flow
+    FROM (SELECT s.event_id, s.source, s.source_event_id,
+                 date_bin('1 hour', s.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+                   + interval '1 hour' AS snapshot_at,
+                 (array_agg(s.value::float8 ORDER BY s.fetched_at DESC))[1] AS last_v,
+                 (array_agg(s.value::float8 ORDER BY s.fetched_at))[1] AS first_v
+          FROM prediction_signals s
+          WHERE s.signal_type = 'VOLUME' AND s.raw_data->>'volume_scope' LIKE 'lifetime%%'
+            AND s.value IS NOT NULL
+            AND s.fetched_at >= %(start)s - interval '1 day' AND s.fetched_at < %(end)s
+          GROUP BY 1, 2, 3, 4) i) f
+  WHERE snapshot_at > %(start)s
   GROUP BY 1, 2
 ),
 per_event AS (

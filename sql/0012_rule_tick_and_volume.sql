@@ -1,4 +1,4 @@
--- 0012: what the set-based rule tick needs beyond the spec's tables.
+-- 0012: indexes and bookkeeping of the set-based rule tick, and of lifetime volume totals.
 
 -- One execution per rule, event and observed state: the tick inserts with ON CONFLICT DO
 -- NOTHING against this, so two ticks over the same state can never both log a firing.
@@ -24,3 +24,7 @@ CREATE INDEX idx_feed_run_events_pending ON predict_meta.feed_run_events(event_i
   WHERE evaluated_at IS NULL;
 GRANT SELECT, INSERT, UPDATE, DELETE ON predict_meta.feed_run_events
   TO predict_pipeline, predict_maintenance;
+
+-- Snapshots difference lifetime volume totals (a level, not a flow); this finds those few.
+CREATE INDEX idx_signals_lifetime_volume ON prediction_signals (fetched_at)
+  WHERE signal_type = 'VOLUME' AND raw_data->>'volume_scope' LIKE 'lifetime%';
