@@ -143,7 +143,7 @@ def refresh_feed_history(
                 ("rejected", rejected),
             ):
                 totals[name] += value
-            tags = {"predict/feed": feed.name[:60]}
+            tags = {"predict/feed_id": str(feed_id)}  # tag values allow no spaces
             yield dg.AssetMaterialization(
                 asset_key="raw_feed_fetches",
                 partition=key,

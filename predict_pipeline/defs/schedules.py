@@ -18,7 +18,6 @@ from predict_pipeline.defs.trust import trust_scores
 hourly_stages_job = dg.define_asset_job(
     "hourly_stages_job",
     selection=dg.AssetSelection.assets(validated_signals, event_snapshots, trust_scores),
-    partitions_def=HOURLY,
     description="validated_signals → event_snapshots → trust_scores for one hour window.",
 )
 
