@@ -11,7 +11,13 @@ from predict_pipeline.cli_events import add_commands as add_event_commands
 from predict_pipeline.cli_feeds import add_commands as add_feed_commands
 from predict_pipeline.cli_signals import add_commands as add_signal_commands
 from predict_pipeline.cli_trust import add_commands as add_trust_commands
-from predict_pipeline.config import DATABASE_URL_VAR, PROJECT_ROOT, Settings
+from predict_pipeline.config import (
+    DATABASE_URL_VAR,
+    HTTP_MODE_VAR,
+    PROJECT_ROOT,
+    REPLAY_DIR_VAR,
+    Settings,
+)
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
 from predict_pipeline.errors import CommandError
@@ -57,9 +63,34 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    from predict_pipeline.demo import REPLAY_DIR
     from predict_pipeline.runtime import bootstrap
 
+    # As `run`: recorded payloads unless told otherwise, so the demo feeds the sensor polls
+    # keep working offline instead of failing until they are auto-disabled.
+    if not os.environ.get(HTTP_MODE_VAR):
+        os.environ[HTTP_MODE_VAR] = "replay"
+        os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
+    target = resolve_database(Settings.from_env())
+    with connect(target.app_url, role=None, autocommit=True) as conn:
+        migrated = conn.execute("SELECT to_regclass('public.prediction_data_feeds')").fetchone()
+        has_feeds = (
+            migrated[0] is not None
+            and conn.execute("SELECT EXISTS (SELECT 1 FROM prediction_data_feeds)").fetchone()[0]
+        )
+    if not has_feeds:
+        # A fresh database: the UI opens on the demo's materialised graph, not an empty one.
+        print("predict-pipeline dev: no feeds yet, running the main job first (make run)")
+        from predict_pipeline.main_run import run_main
+
+        if run_main() != 0:
+            print("predict-pipeline dev: the main job failed; the UI shows which step and why")
     bootstrap()
+    print(
+        f"predict-pipeline dev: Dagster UI and daemon at http://{args.host}:{args.port} "
+        f"(HTTP mode {os.environ[HTTP_MODE_VAR]}; Ctrl-C stops both)",
+        flush=True,
+    )
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     argv = ["dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
