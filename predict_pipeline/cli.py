@@ -97,6 +97,41 @@ def _dev(args: argparse.Namespace) -> int:
     os.execv(dagster, argv)  # replaces this process: Ctrl-C goes straight to Dagster
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    """The UI's refresh_feed_history_job, run here: recorded in the instance like any run."""
+    from predict_pipeline.runtime import bootstrap
+
+    bootstrap()
+    import dagster as dg
+
+    from predict_pipeline.definitions import defs
+    from predict_pipeline.defs.history import FeedHistoryConfig
+
+    job = defs.get_job_def("refresh_feed_history_job")
+    config = FeedHistoryConfig(feed_id=args.feed_id, start=args.start, end=args.end)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            run_config=dg.RunConfig(ops={"refresh_feed_history": config}),
+            instance=instance,
+            raise_on_error=False,
+        )
+    if not result.success:
+        failures = [
+            event.step_failure_data.error.message.strip()
+            for event in result.all_events
+            if event.is_step_failure and event.step_failure_data.error is not None
+        ]
+        reason = failures[0].splitlines()[-1] if failures else "see the run in the UI"
+        raise CommandError(f"history refresh failed (run {result.run_id}): {reason}")
+    totals = result.output_for_node("refresh_feed_history")
+    print(
+        f"refreshed {totals['windows']} hour windows: {totals['pages']} pages, "
+        f"{totals['records']} records, {totals['written']} signals written, "
+        f"{totals['rejected']} rejected (run {result.run_id})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="predict-pipeline",
@@ -125,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_signal_commands(commands)
     add_event_commands(commands)
     add_trust_commands(commands)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="refresh one feed's history hour by hour (the UI's refresh_feed_history_job)",
+    )
+    backfill.add_argument("feed_id", help="the feed's id (predict-pipeline feeds list)")
+    backfill.add_argument("--start", required=True, help="UTC, ISO 8601: 2025-04-01T06:00")
+    backfill.add_argument("--end", required=True, help="UTC, exclusive, capped at this hour")
+    backfill.set_defaults(func=_backfill)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this database")
     dev.add_argument("--host", default="127.0.0.1")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import dagster as dg
 import pytest
 from psycopg.types.json import Jsonb
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.defs.history import (
     FeedHistoryConfig,
     history_windows,
@@ -157,3 +161,54 @@ def test_history_period_is_whole_hours_and_never_the_open_hour():
         history_windows("2023-06-01", "2024-02-01", now=NOW)
     with pytest.raises(ValueError, match="not an ISO 8601"):
         history_windows("yesterday", "2024-02-01", now=NOW)
+
+
+def test_cli_backfill_runs_the_job_on_the_instance_and_reports(conn, db_url, replay_dir, tmp_path):
+    event = conn.execute(
+        "INSERT INTO prediction_events (title, slug) VALUES ('Metaculus 578', 'm-578') RETURNING id"
+    ).fetchone()[0]
+    feed = make_feed(
+        conn,
+        "metaculus",
+        {"post_ids": [578]},
+        credentials={"token": "t"},
+        manual_event_mappings=Jsonb({"578": str(event)}),
+    )
+    start = HISTORY_START.replace(minute=0)
+    env = {
+        **os.environ,
+        "PREDICT_DATABASE_URL": db_url,
+        "PREDICT_ENCRYPTION_KEY": base64.b64encode(KEY).decode(),
+        "PREDICT_HTTP_MODE": "replay",
+        "PREDICT_REPLAY_DIR": str(replay_dir),
+        "PREDICT_STATE_DIR": str(tmp_path / "state"),
+        "DAGSTER_HOME": str(PROJECT_ROOT),
+    }
+    command = [
+        str(Path(sys.executable).parent / "predict-pipeline"),
+        "backfill",
+        str(feed),
+        "--start",
+        start.isoformat(),
+        "--end",
+        (start + timedelta(hours=3)).isoformat(),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refreshed 3 hour windows: 3 pages, 3 records, 3 signals")
+    assert conn.execute(
+        "SELECT count(*) FROM prediction_signals WHERE feed_id = %s", (feed,)
+    ).fetchone() == (3,)
+    # Dagster's run storage is this database: the run is in the UI's history.
+    assert conn.execute(
+        "SELECT status FROM runs WHERE pipeline_name = 'refresh_feed_history_job'"
+    ).fetchall() == [("SUCCESS",)]
+    refused = subprocess.run(
+        [*command[:3], "--start", "2026-01-01", "--end", "2025-01-01"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 2
+    assert "no complete hour between 2026-01-01 00:00 and 2025-01-01 00:00" in refused.stderr
