@@ -33,20 +33,13 @@ def table_definition_metadata(table: str) -> dict[str, str]:
     return {"dagster/table_name": table_name(table)}
 
 
+# One read per process and database: migrations run before runs, never during one.
+_SCHEMAS: dict[tuple[str, int, str, str], dg.TableSchema] = {}
+
+
 def column_schema(conn: psycopg.Connection, table: str) -> dg.TableSchema:
     """The live table's columns, read once per process and database."""
-    info = conn.info
-    return _cached_column_schema(conn, (info.host, info.port, info.dbname), table)
-
-
-# One read per process and database: migrations run before runs, never during one.
-_SCHEMAS: dict[tuple[tuple[str, int, str], str], dg.TableSchema] = {}
-
-
-def _cached_column_schema(
-    conn: psycopg.Connection, database: tuple[str, int, str], table: str
-) -> dg.TableSchema:
-    key = (database, table)
+    key = (conn.info.host, conn.info.port, conn.info.dbname, table)
     if key not in _SCHEMAS:
         _SCHEMAS[key] = read_column_schema(conn, table)
     return _SCHEMAS[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+from psycopg import sql
 
 from predict_pipeline.db.connection import connect
 from predict_pipeline.definitions import defs
@@ -54,7 +55,8 @@ def test_materialisations_carry_the_live_schema_and_row_count(pipeline):
             schema = metadata["dagster/column_schema"].schema
             shown = [(c.name, c.type, c.constraints.nullable) for c in schema.columns]
             assert shown == _live_columns(conn, table), asset
-            rows = conn.execute(f"SELECT count(*) FROM public.{table}").fetchone()[0]  # noqa: S608
+            count = sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(table))
+            rows = conn.execute(count).fetchone()[0]
             assert metadata["dagster/row_count"].value == rows, asset
             assert rows > 0, f"the demo wrote nothing into {table}"
         signals = _materialisation(pipeline.instance, "validated_signals")
