@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from predict_pipeline.defs import calibration, feeds, rules, signals, snapshots, trust
+from predict_pipeline.defs import (
+    calibration,
+    feeds,
+    history,
+    rules,
+    schedules,
+    signals,
+    snapshots,
+    trust,
+)
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -21,7 +30,14 @@ defs = dg.Definitions(
         calibration.event_resolutions,
         calibration.calibration_scores,
     ],
-    jobs=[feeds.fetch_feeds_job, rules.rule_actions_job],
+    jobs=[
+        feeds.fetch_feeds_job,
+        history.refresh_feed_history_job,
+        schedules.hourly_stages_job,
+        schedules.calibration_job,
+        rules.rule_actions_job,
+    ],
+    schedules=[schedules.hourly_stages_schedule, schedules.calibration_schedule],
     sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor],
     resources={
         "database": PostgresResource(),

@@ -8,8 +8,16 @@ from predict_pipeline.calibration.diagram import diagram_markdown, reliability_d
 from predict_pipeline.calibration.metrics import calibration_rows
 from predict_pipeline.calibration.resolutions import resolve_from_markets, resolved_events
 from predict_pipeline.calibration.store import active_categories, save_calibration
+from predict_pipeline.defs.catalog import (
+    preview_table,
+    table_definition_metadata,
+    with_table_metadata,
+)
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.snapshots import event_snapshots
+
+RESOLUTIONS_TABLE = "prediction_resolutions"
+CALIBRATION_TABLE = "prediction_calibration_scores"
 
 
 class ResolutionConfig(dg.Config):
@@ -28,7 +36,7 @@ class ResolutionConfig(dg.Config):
         "it open with an audit entry. Dispute windows that closed with no open dispute become "
         "final."
     ),
-    metadata={"dagster/table_name": "public.prediction_resolutions"},
+    metadata=table_definition_metadata(RESOLUTIONS_TABLE),
 )
 def event_resolutions(config: ResolutionConfig, database: PostgresResource) -> dg.MaterializeResult:
     with database.connection() as conn:
@@ -37,17 +45,20 @@ def event_resolutions(config: ResolutionConfig, database: PostgresResource) -> d
             now=datetime.now(UTC),
             dispute_window=timedelta(hours=config.dispute_window_hours),
         )
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         metadata={
             "resolved": len(report.resolved),
             "conflicts": len(report.conflicts),
             "finalised": report.finalised,
-            "resolved_events": dg.MetadataValue.json(
-                [{"event": t, "outcome": o} for t, o in report.resolved]
+            "resolved_events": preview_table(
+                {"event": "string", "outcome": "string"},
+                [{"event": t, "outcome": o} for t, o in report.resolved],
+                limit=100,
             ),
             "left_open_because_markets_disagree": dg.MetadataValue.json(report.conflicts),
         }
     )
+    return with_table_metadata(result, database, RESOLUTIONS_TABLE)
 
 
 @dg.asset(
@@ -61,7 +72,7 @@ def event_resolutions(config: ResolutionConfig, database: PostgresResource) -> d
         "horizon Brier scores, over events resolved YES or NO. The materialisation shows the "
         "reliability diagram; the global Brier per window is plotted over time."
     ),
-    metadata={"dagster/table_name": "public.prediction_calibration_scores"},
+    metadata=table_definition_metadata(CALIBRATION_TABLE),
 )
 def calibration_scores(database: PostgresResource) -> dg.MaterializeResult:
     now = datetime.now(UTC)
@@ -74,11 +85,35 @@ def calibration_scores(database: PostgresResource) -> dg.MaterializeResult:
     metadata: dict = {
         "rows": written,
         "resolved_events": len(events),
+        # Markdown with a data: URI is what the UI renders as an image ([Show Markdown]).
         "reliability_diagram": dg.MetadataValue.md(diagram_markdown(png)),
+        "global_scores": preview_table(
+            {
+                "window": "string",
+                "resolved": "int",
+                "brier": "float",
+                "log_score": "float",
+                "accuracy_50": "float",
+                "accuracy_70": "float",
+                "accuracy_90": "float",
+            },
+            [
+                {
+                    "window": r.time_window,
+                    "resolved": r.resolved_predictions,
+                    "brier": r.brier_score,
+                    "log_score": r.log_score,
+                    "accuracy_50": r.accuracy_at_50,
+                    "accuracy_70": r.accuracy_at_70,
+                    "accuracy_90": r.accuracy_at_90,
+                }
+                for r in global_rows.values()
+            ],
+        ),
     }
     for window, row in global_rows.items():
         metadata[f"brier_{window.lower()}"] = (
             float(row.brier_score) if row.brier_score is not None else float("nan")
         )
         metadata[f"scored_{window.lower()}"] = row.resolved_predictions
-    return dg.MaterializeResult(metadata=metadata)
+    return with_table_metadata(dg.MaterializeResult(metadata=metadata), database, CALIBRATION_TABLE)

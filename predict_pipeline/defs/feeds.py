@@ -6,6 +6,11 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from predict_pipeline.config import Settings
+from predict_pipeline.defs.catalog import (
+    preview_table,
+    table_definition_metadata,
+    with_table_metadata,
+)
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import (
     HttpClientResource,
@@ -17,6 +22,7 @@ from predict_pipeline.ingestion.runner import FeedFetchReport, RateLimiters, fet
 from predict_pipeline.ingestion.store import advance_next_run, load_feeds
 
 SOURCE_TAG = "predict/source"
+FEED_RUNS_TABLE = "prediction_feed_runs"
 
 
 class FeedFetchConfig(dg.Config):
@@ -38,6 +44,7 @@ class FeedFetchConfig(dg.Config):
         "Each fetch writes one prediction_feed_runs row and keeps the feed's health current. "
         "Past windows fetch the source's history (backfill); the current window polls."
     ),
+    metadata=table_definition_metadata(FEED_RUNS_TABLE),
     check_specs=[
         dg.AssetCheckSpec(
             "every_feed_fetched",
@@ -86,7 +93,7 @@ def raw_feed_fetches(
             + (f" — {report.error}" if report.error else "")
         )
     failed = [r for r in reports if r.status != "SUCCESS"]
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         metadata={
             "windows": len(windows),
             "feeds_fetched": len(reports),
@@ -115,35 +122,32 @@ def raw_feed_fetches(
             )
         ],
     )
+    return with_table_metadata(result, database, FEED_RUNS_TABLE)
 
 
 def _runs_table(reports: list[FeedFetchReport]) -> dg.TableMetadataValue:
-    columns = ["feed", "source", "mode", "status", "pages", "records", "requests", "ms", "error"]
-    return dg.MetadataValue.table(
-        records=[
-            dg.TableRecord(
-                {
-                    "feed": r.feed_name,
-                    "source": r.source,
-                    "mode": r.mode,
-                    "status": r.status,
-                    "pages": r.pages,
-                    "records": r.records,
-                    "requests": r.requests,
-                    "ms": r.duration_ms,
-                    "error": (r.error or "")[:200],
-                }
-            )
+    counts = ("pages", "records", "requests", "ms")
+    columns = {
+        name: "int" if name in counts else "string"
+        for name in ("feed", "source", "mode", "status", *counts, "error")
+    }
+    return preview_table(
+        columns,
+        [
+            {
+                "feed": r.feed_name,
+                "source": r.source,
+                "mode": r.mode,
+                "status": r.status,
+                "pages": r.pages,
+                "records": r.records,
+                "requests": r.requests,
+                "ms": r.duration_ms,
+                "error": r.error or "",
+            }
             for r in reports
         ],
-        schema=dg.TableSchema(
-            columns=[
-                dg.TableColumn(
-                    name, "int" if name in ("pages", "records", "requests", "ms") else "string"
-                )
-                for name in columns
-            ]
-        ),
+        limit=len(reports),
     )
 
 

@@ -3,12 +3,20 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from psycopg.rows import dict_row
 
+from predict_pipeline.defs.catalog import (
+    preview_table,
+    table_definition_metadata,
+    with_table_metadata,
+)
 from predict_pipeline.defs.feeds import raw_feed_fetches
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import LandingZoneResource, PostgresResource
 from predict_pipeline.signals.matching import DEFAULT_MATCH_THRESHOLD
 from predict_pipeline.signals.stage import FeedValidationReport, MatchingSettings, validate_window
+
+SIGNALS_TABLE = "prediction_signals"
 
 
 class SignalValidationConfig(dg.Config):
@@ -31,7 +39,7 @@ class SignalValidationConfig(dg.Config):
         "bucket, matched to events (manual mapping, confirmed link, similarity) and written "
         "with COPY; unmatched markets go to prediction_unmatched_signals for review."
     ),
-    metadata={"dagster/table_name": "public.prediction_signals"},
+    metadata=table_definition_metadata(SIGNALS_TABLE),
     check_specs=[
         dg.AssetCheckSpec(
             "rejected_share_within_limit",
@@ -62,6 +70,14 @@ def validated_signals(
                 matching=matching,
                 clock_skew=timedelta(minutes=config.clock_skew_minutes),
             )
+        with conn.cursor(row_factory=dict_row) as cur:
+            preview = cur.execute(
+                """SELECT e.title AS event, s.source, s.signal_type, s.value, s.fetched_at
+                   FROM prediction_signals s JOIN prediction_events e ON e.id = s.event_id
+                   WHERE s.fetched_at >= %s AND s.fetched_at < %s
+                   ORDER BY s.fetched_at DESC, s.id LIMIT 20""",
+                (time_window.start, time_window.end),
+            ).fetchall()
     failed = [r for r in reports if not r.ok]
     for report in failed:
         context.log.error(f"{report.source}/{report.feed_name}: {report.error}")
@@ -82,7 +98,7 @@ def validated_signals(
                 )
             },
         )
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         metadata={
             "feeds": len(reports),
             "records": records,
@@ -94,7 +110,24 @@ def validated_signals(
             "written": sum(r.written for r in reports),
             "events_updated": sum(r.events for r in reports),
             "rejected_reasons": dg.MetadataValue.json(reasons),
-            "by_feed": dg.MetadataValue.md(_feeds_markdown(reports)),
+            "rejected_by_reason": preview_table(
+                {"reason": "string", "records": "int"},
+                [
+                    {"reason": reason, "records": count}
+                    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])
+                ],
+            ),
+            "by_feed": _feeds_table(reports),
+            "latest_signals": preview_table(
+                {
+                    "event": "string",
+                    "source": "string",
+                    "signal_type": "string",
+                    "value": "float",
+                    "fetched_at": "string",
+                },
+                preview,
+            ),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -108,16 +141,20 @@ def validated_signals(
             )
         ],
     )
+    return with_table_metadata(result, database, SIGNALS_TABLE)
 
 
-def _feeds_markdown(reports: list[FeedValidationReport]) -> str:
-    lines = [
-        "| feed | records | valid | rejected | duplicates | matched | unmatched | written |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in reports:
-        lines.append(
-            f"| {r.source}/{r.feed_name} | {r.records} | {r.valid} | {r.rejected} | "
-            f"{r.deduplicated} | {r.matched} | {r.unmatched} | {r.written} |"
-        )
-    return "\n".join(lines)
+def _feeds_table(reports: list[FeedValidationReport]) -> dg.TableMetadataValue:
+    counts = ("records", "valid", "rejected", "deduplicated", "matched", "unmatched", "written")
+    return preview_table(
+        {"feed": "string", **dict.fromkeys(counts, "int"), "page_errors": "string"},
+        [
+            {
+                "feed": f"{r.source}/{r.feed_name}",
+                **{name: getattr(r, name) for name in counts},
+                "page_errors": "; ".join(r.page_errors),
+            }
+            for r in reports
+        ],
+        limit=len(reports),
+    )

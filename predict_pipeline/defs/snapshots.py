@@ -2,11 +2,18 @@
 
 import dagster as dg
 
+from predict_pipeline.defs.catalog import (
+    preview_table,
+    table_definition_metadata,
+    with_table_metadata,
+)
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.signals import validated_signals
 from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
 from predict_pipeline.snapshots.explain import MoveThresholds, explain_moves
+
+SNAPSHOTS_TABLE = "prediction_snapshots"
 
 
 class SnapshotConfig(dg.Config):
@@ -31,7 +38,7 @@ class SnapshotConfig(dg.Config):
         "PostgreSQL, see predict_pipeline/snapshots/compute.py); events' current_*/previous_* "
         "state; explanations of significant moves. Re-materialising replaces the interval."
     ),
-    metadata={"dagster/table_name": "public.prediction_snapshots"},
+    metadata=table_definition_metadata(SNAPSHOTS_TABLE),
 )
 def event_snapshots(
     context: dg.AssetExecutionContext, config: SnapshotConfig, database: PostgresResource
@@ -58,20 +65,25 @@ def event_snapshots(
                FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
                ORDER BY abs(coalesce(b.probability - b.prev_probability, 0)) DESC LIMIT 10"""
         ).fetchall()
-    return dg.MaterializeResult(
+    columns = ("event", "probability", "previous", "divergence", "confidence", "carried_forward")
+    result = dg.MaterializeResult(
         metadata={
             "intervals": batch.intervals,
             "snapshots": batch.snapshots,
             "events": batch.events,
             "carried_forward": batch.carried_forward,
             "explanations": explained,
-            "largest_moves": dg.MetadataValue.md(
-                "| event | probability | previous | divergence | confidence | carried |\n"
-                "|---|---:|---:|---|---|---|\n"
-                + "\n".join(
-                    f"| {t[:60]} | {p} | {pp} | {d} | {c} | {cf} |"
-                    for t, p, pp, d, c, cf in preview
-                )
+            "largest_moves": preview_table(
+                {
+                    "event": "string",
+                    "probability": "float",
+                    "previous": "float",
+                    "divergence": "string",
+                    "confidence": "string",
+                    "carried_forward": "bool",
+                },
+                [dict(zip(columns, row, strict=True)) for row in preview],
             ),
         }
     )
+    return with_table_metadata(result, database, SNAPSHOTS_TABLE)

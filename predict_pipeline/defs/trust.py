@@ -4,11 +4,18 @@ from datetime import timedelta
 
 import dagster as dg
 
+from predict_pipeline.defs.catalog import (
+    preview_table,
+    table_definition_metadata,
+    with_table_metadata,
+)
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.snapshots import event_snapshots
 from predict_pipeline.trust import TrustConfig, compute_trust
 from predict_pipeline.trust.store import load_inputs, save_trust
+
+TRUST_TABLE = "prediction_trust_scores"
 
 
 class TrustAssetConfig(dg.Config):
@@ -30,7 +37,7 @@ class TrustAssetConfig(dg.Config):
         "(one detector per flag type, predict_pipeline/trust/detectors.py). Re-running an "
         "interval replaces its scores and never duplicates or overwrites a reviewed flag."
     ),
-    metadata={"dagster/table_name": "public.prediction_trust_scores"},
+    metadata=table_definition_metadata(TRUST_TABLE),
     check_specs=[
         dg.AssetCheckSpec(
             "every_active_event_scored",
@@ -55,6 +62,7 @@ def trust_scores(
     window = context.partition_time_window
     totals = {"scores": 0, "flags_new": 0, "flags_updated": 0, "flags_kept_reviewed": 0}
     flag_types: dict[str, int] = {}
+    raised: list[dict] = []
     missing: list[str] = []
     out_of_range = 0
     with database.connection() as conn:
@@ -75,6 +83,14 @@ def trust_scores(
                 totals[key] += getattr(written, key)
             for flag in result.flags:
                 flag_types[flag.flag_type] = flag_types.get(flag.flag_type, 0) + 1
+                raised.append(
+                    {
+                        "event_id": flag.event_id,
+                        "flag_type": flag.flag_type,
+                        "severity": flag.severity,
+                        "description": flag.description,
+                    }
+                )
             missing += conn.execute(
                 """SELECT DISTINCT s.event_id::text FROM prediction_signals s
                    JOIN prediction_events e ON e.id = s.event_id AND e.status = 'ACTIVE'
@@ -92,8 +108,21 @@ def trust_scores(
                      AND temporal_consistency BETWEEN 0 AND 1)""",
                 (interval.end,),
             ).fetchone()[0]
-    return dg.MaterializeResult(
-        metadata={**totals, "flags_by_type": dg.MetadataValue.json(flag_types)},
+    result = dg.MaterializeResult(
+        metadata={
+            **totals,
+            "flags_by_type": dg.MetadataValue.json(flag_types),
+            "flags_raised": preview_table(
+                {
+                    "event_id": "string",
+                    "flag_type": "string",
+                    "severity": "string",
+                    "description": "string",
+                },
+                raised,
+                limit=50,
+            ),
+        },
         check_results=[
             dg.AssetCheckResult(
                 check_name="every_active_event_scored",
@@ -107,3 +136,4 @@ def trust_scores(
             ),
         ],
     )
+    return with_table_metadata(result, database, TRUST_TABLE)

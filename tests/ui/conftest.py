@@ -1,0 +1,59 @@
+"""The whole pipeline materialised for real on the test database, as `make run` does it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from predict_pipeline.db.connection import connect
+from predict_pipeline.definitions import defs
+from predict_pipeline.defs.feeds import FeedFetchConfig
+from predict_pipeline.defs.partitions import HOURLY
+from predict_pipeline.defs.resources import (
+    HttpClientResource,
+    LandingZoneResource,
+    PostgresResource,
+    SecretsResource,
+)
+from predict_pipeline.demo import REPLAY_DIR, seed_demo
+from predict_pipeline.secrets import decode_key, generate_key
+
+
+@dataclass(frozen=True)
+class Materialised:
+    db_url: str
+    instance: dg.DagsterInstance
+    partition: str
+    resources: dict
+
+
+@pytest.fixture
+def pipeline(db_url, dagster_instance, tmp_path, monkeypatch) -> Materialised:
+    """Demo feeds (recorded payloads, replay mode) through every asset of the Definitions."""
+    key = generate_key()
+    monkeypatch.setenv("PREDICT_ENCRYPTION_KEY", key)
+    with connect(db_url) as conn, conn.transaction():
+        feed_ids = seed_demo(conn, encryption_key=decode_key(key))
+    resources = {
+        "database": PostgresResource(url=db_url),
+        "http": HttpClientResource(mode="replay", replay_dir=str(REPLAY_DIR)),
+        "landing": LandingZoneResource(root=str(tmp_path / "landing")),
+        "secrets": SecretsResource(),
+    }
+    partition = HOURLY.get_partition_key_for_timestamp(datetime.now(UTC).timestamp())
+    assets = list(defs.assets or [])
+    windowed = [a for a in assets if a.partitions_def is not None]
+    whole = [a for a in assets if a.partitions_def is None]
+    fetch = FeedFetchConfig(feed_ids=[str(f) for f in feed_ids], mode="poll")
+    assert dg.materialize(
+        windowed,
+        instance=dagster_instance,
+        resources=resources,
+        partition_key=partition,
+        run_config=dg.RunConfig(ops={"raw_feed_fetches": fetch}),
+    ).success
+    assert dg.materialize(whole, instance=dagster_instance, resources=resources).success
+    return Materialised(db_url, dagster_instance, partition, resources)

@@ -1,0 +1,108 @@
+"""Catalog metadata on real materialisations, checked against the live tables in PostgreSQL."""
+
+from __future__ import annotations
+
+import dagster as dg
+from psycopg import sql
+
+from predict_pipeline.db.connection import connect
+from predict_pipeline.definitions import defs
+from predict_pipeline.defs.catalog import column_schema, read_column_schema
+
+TABLES = {
+    "raw_feed_fetches": "prediction_feed_runs",
+    "validated_signals": "prediction_signals",
+    "event_snapshots": "prediction_snapshots",
+    "trust_scores": "prediction_trust_scores",
+    "event_resolutions": "prediction_resolutions",
+    "calibration_scores": "prediction_calibration_scores",
+}
+
+
+def _live_columns(conn, table: str) -> list[tuple[str, str, bool]]:
+    """(name, type, nullable) from pg_attribute: a different route than the code under test."""
+    rows = conn.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+           FROM pg_attribute a
+           WHERE a.attrelid = format('public.%%I', %s::text)::regclass
+             AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum""",
+        (table,),
+    ).fetchall()
+    return [(name, kind.replace("character varying", "varchar"), null) for name, kind, null in rows]
+
+
+def _materialisation(instance: dg.DagsterInstance, asset: str) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    assert event is not None and event.asset_materialization is not None
+    return dict(event.asset_materialization.metadata)
+
+
+def test_every_asset_declares_the_table_it_writes_before_it_runs():
+    declared = {
+        key.to_user_string(): spec.metadata.get("dagster/table_name")
+        for assets_def in defs.assets or []
+        for key, spec in assets_def.specs_by_key.items()
+    }
+    assert declared == {asset: f"public.{table}" for asset, table in TABLES.items()}
+
+
+def test_materialisations_carry_the_live_schema_and_row_count(pipeline):
+    with connect(pipeline.db_url, role=None, autocommit=True) as conn:
+        for asset, table in TABLES.items():
+            metadata = _materialisation(pipeline.instance, asset)
+            assert metadata["dagster/table_name"].value == f"public.{table}"
+            schema = metadata["dagster/column_schema"].schema
+            shown = [(c.name, c.type, c.constraints.nullable) for c in schema.columns]
+            assert shown == _live_columns(conn, table), asset
+            count = sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(table))
+            rows = conn.execute(count).fetchone()[0]
+            assert metadata["dagster/row_count"].value == rows, asset
+            assert rows > 0, f"the demo wrote nothing into {table}"
+        signals = _materialisation(pipeline.instance, "validated_signals")
+        columns = {c.name: c for c in signals["dagster/column_schema"].schema.columns}
+        assert (
+            columns["id"].constraints.other == ["primary key"] and columns["id"].constraints.unique
+        )
+        assert columns["event_id"].constraints.other == ["references prediction_events(id)"]
+        assert columns["value"].type == "numeric(10,4)"
+        assert columns["weight"].description == "default 1.0"
+
+
+def test_previews_match_the_rows_written(pipeline):
+    with connect(pipeline.db_url, role=None, autocommit=True) as conn:
+        written = conn.execute(
+            "SELECT e.title, s.source, s.signal_type, s.value::float8 FROM prediction_signals s"
+            " JOIN prediction_events e ON e.id = s.event_id"
+        ).fetchall()
+        scores = conn.execute(
+            "SELECT time_window, resolved_predictions FROM prediction_calibration_scores"
+            " WHERE category_id IS NULL"
+        ).fetchall()
+        runs = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'SUCCESS') FROM prediction_feed_runs"
+        ).fetchone()
+    signals = _materialisation(pipeline.instance, "validated_signals")
+    preview = [
+        (r.data["event"], r.data["source"], r.data["signal_type"], r.data["value"])
+        for r in signals["latest_signals"].records
+    ]
+    assert sorted(preview) == sorted(written)  # the demo window holds fewer than 20 signals
+    reasons = {r.data["reason"]: r.data["records"] for r in signals["rejected_by_reason"].records}
+    assert reasons == signals["rejected_reasons"].value
+    feeds = _materialisation(pipeline.instance, "raw_feed_fetches")["feed_runs"].records
+    assert (len(feeds), sum(r.data["status"] == "SUCCESS" for r in feeds)) == runs
+    calibration = _materialisation(pipeline.instance, "calibration_scores")
+    table = {(r.data["window"], r.data["resolved"]) for r in calibration["global_scores"].records}
+    assert table == set(scores)
+    assert calibration["reliability_diagram"].value.startswith(
+        "![Reliability diagram](data:image/png;base64,"
+    )
+
+
+def test_column_schema_is_read_once_per_process_and_database(db_url):
+    with connect(db_url, autocommit=True) as conn:
+        first = column_schema(conn, "prediction_events")
+        assert column_schema(conn, "prediction_events") is first
+        assert read_column_schema(conn, "prediction_events") is not first
+        assert read_column_schema(conn, "prediction_events") == first
