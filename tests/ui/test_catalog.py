@@ -8,6 +8,7 @@ from psycopg import sql
 from predict_pipeline.db.connection import connect
 from predict_pipeline.definitions import defs
 from predict_pipeline.defs.catalog import column_schema, read_column_schema
+from predict_pipeline.defs.partitions import HOURLY
 
 TABLES = {
     "raw_feed_fetches": "prediction_feed_runs",
@@ -71,10 +72,15 @@ def test_materialisations_carry_the_live_schema_and_row_count(pipeline):
 
 def test_previews_match_the_rows_written(pipeline):
     with connect(pipeline.db_url, role=None, autocommit=True) as conn:
+        window = HOURLY.time_window_for_partition_key(pipeline.partition)
         written = conn.execute(
             "SELECT e.title, s.source, s.signal_type, s.value::float8 FROM prediction_signals s"
             " JOIN prediction_events e ON e.id = s.event_id"
+            " WHERE s.fetched_at >= %s AND s.fetched_at < %s"
+            " ORDER BY s.fetched_at DESC, s.id LIMIT 20",
+            (window.start, window.end),
         ).fetchall()
+        assert len(written) == 20  # the simulator fills the window: the preview is a top 20
         scores = conn.execute(
             "SELECT time_window, resolved_predictions FROM prediction_calibration_scores"
             " WHERE category_id IS NULL"
@@ -87,7 +93,7 @@ def test_previews_match_the_rows_written(pipeline):
         (r.data["event"], r.data["source"], r.data["signal_type"], r.data["value"])
         for r in signals["latest_signals"].records
     ]
-    assert sorted(preview) == sorted(written)  # the demo window holds fewer than 20 signals
+    assert preview == written
     reasons = {r.data["reason"]: r.data["records"] for r in signals["rejected_by_reason"].records}
     assert reasons == signals["rejected_reasons"].value
     feeds = _materialisation(pipeline.instance, "raw_feed_fetches")["feed_runs"].records
