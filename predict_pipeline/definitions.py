@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from predict_pipeline.defs import calibration, feeds, rules, signals, snapshots, trust
+from predict_pipeline.defs import calibration, feeds, retention, rules, signals, snapshots, trust
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -20,13 +20,21 @@ defs = dg.Definitions(
         trust.trust_scores,
         calibration.event_resolutions,
         calibration.calibration_scores,
+        *retention.RETENTION_ASSETS,
     ],
-    jobs=[feeds.fetch_feeds_job, rules.rule_actions_job],
+    jobs=[
+        feeds.fetch_feeds_job,
+        rules.rule_actions_job,
+        retention.retention_job,
+        retention.calibration_refresh_job,
+    ],
+    schedules=[retention.retention_schedule, retention.calibration_schedule],
     sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor],
     resources={
         "database": PostgresResource(),
         "http": HttpClientResource(),
         "landing": LandingZoneResource(),
         "secrets": SecretsResource(),
+        "retention": retention.RetentionResource(),
     },
 )

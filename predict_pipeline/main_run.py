@@ -70,7 +70,12 @@ def run_main() -> int:
     with dg.DagsterInstance.get() as instance:
         assets = list(defs.assets or [])
         windowed = [a for a in assets if a.partitions_def is not None]
-        whole = [a for a in assets if a.partitions_def is None]
+        # Retention has its own schedule and command (`predict-pipeline retention run`).
+        whole = [
+            a
+            for a in assets
+            if a.partitions_def is None and "retention" not in a.group_names_by_key.values()
+        ]
         # The hour's window through every partitioned stage, then the unpartitioned tables
         # (resolutions, calibration) over everything that is now known.
         ok = dg.materialize(
