@@ -86,9 +86,7 @@ def _months(start: datetime, end: datetime):
 def generate(url: str, events: int, days: int, now: datetime) -> int:
     start = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
     with connect(url, role=None, autocommit=True) as admin:
-        admin.execute(
-            "SELECT predict_ensure_snapshot_partitions(%s, %s)", (start, now)
-        ).fetchall()
+        admin.execute("SELECT predict_ensure_snapshot_partitions(%s, %s)", (start, now)).fetchall()
         for statement in _SEED:
             admin.execute(statement, {"events": events, "start": start, "now": now})
         for lo, hi in _months(start, now):
