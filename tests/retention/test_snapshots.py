@@ -38,7 +38,7 @@ def _rows(conn, event_id):
 def test_downsampling_and_partition_drops(admin_conn, maint, world):
     event, other = world["event"], world["event2"]
     ensure_partitions(admin_conn, months_back(25), NOW)
-    old_hour = days_ago(100).replace(minute=0, second=0, microsecond=0)
+    old_hour = days_ago(91).replace(minute=0, second=0, microsecond=0)
     for minutes, signals, volume, p in ((10, 2, 10, "0.1"), (25, 3, 20, "0.2"), (50, 4, 30, "0.3")):
         snapshot(
             admin_conn,
@@ -50,7 +50,7 @@ def test_downsampling_and_partition_drops(admin_conn, maint, world):
         )
     snapshot(admin_conn, event, old_hour + timedelta(hours=1, minutes=5), signals=7, volume=1)
     lone = snapshot(admin_conn, other, old_hour + timedelta(minutes=40), signals=5, volume=9)
-    recent_hour = days_ago(1).replace(minute=0, second=0, microsecond=0)
+    recent_hour = days_ago(89).replace(minute=0, second=0, microsecond=0)
     for minutes in (15, 30, 45):
         snapshot(admin_conn, event, recent_hour + timedelta(minutes=minutes), signals=1)
     month_25 = months_back(25)
