@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from predict_pipeline.cli_events import add_commands as add_event_commands
 from predict_pipeline.cli_feeds import add_commands as add_feed_commands
+from predict_pipeline.cli_retention import add_commands as add_retention_commands
 from predict_pipeline.cli_signals import add_commands as add_signal_commands
 from predict_pipeline.cli_trust import add_commands as add_trust_commands
 from predict_pipeline.config import (
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_signal_commands(commands)
     add_event_commands(commands)
     add_trust_commands(commands)
+    add_retention_commands(commands)
 
     backfill = commands.add_parser(
         "backfill",

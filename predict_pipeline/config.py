@@ -17,6 +17,7 @@ HTTP_MODE_VAR = "PREDICT_HTTP_MODE"
 REPLAY_DIR_VAR = "PREDICT_REPLAY_DIR"
 ALLOW_PRIVATE_HOSTS_VAR = "PREDICT_ALLOW_PRIVATE_HOSTS"
 DISABLE_AFTER_FAILURES_VAR = "PREDICT_FEED_DISABLE_AFTER_FAILURES"
+ARCHIVE_URL_VAR = "PREDICT_ARCHIVE_URL"
 
 
 def default_state_dir() -> Path:
@@ -36,6 +37,7 @@ class Settings:
     replay_dir: str | None = None
     allow_private_hosts: tuple[str, ...] = ()
     disable_after_failures: int = 5
+    archive_url: str = ""  # cold storage of the audit log: local directory or fsspec URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,4 +54,5 @@ class Settings:
             replay_dir=env.get(REPLAY_DIR_VAR) or None,
             allow_private_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
             disable_after_failures=int(env.get(DISABLE_AFTER_FAILURES_VAR) or 5),
+            archive_url=env.get(ARCHIVE_URL_VAR) or str(state_dir / "archive"),
         )

@@ -8,6 +8,7 @@ from predict_pipeline.defs import (
     calibration,
     feeds,
     history,
+    retention,
     rules,
     schedules,
     signals,
@@ -29,6 +30,7 @@ defs = dg.Definitions(
         trust.trust_scores,
         calibration.event_resolutions,
         calibration.calibration_scores,
+        *retention.RETENTION_ASSETS,
     ],
     jobs=[
         feeds.fetch_feeds_job,
@@ -36,13 +38,21 @@ defs = dg.Definitions(
         schedules.hourly_stages_job,
         schedules.calibration_job,
         rules.rule_actions_job,
+        retention.retention_job,
+        retention.calibration_refresh_job,
     ],
-    schedules=[schedules.hourly_stages_schedule, schedules.calibration_schedule],
+    schedules=[
+        schedules.hourly_stages_schedule,
+        schedules.calibration_schedule,
+        retention.retention_schedule,
+        retention.calibration_after_retention_schedule,
+    ],
     sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor],
     resources={
         "database": PostgresResource(),
         "http": HttpClientResource(),
         "landing": LandingZoneResource(),
         "secrets": SecretsResource(),
+        "retention": retention.RetentionResource(),
     },
 )

@@ -172,7 +172,12 @@ def run_main(
     ]
     assets = list(defs.assets or [])
     windowed = [a for a in assets if a.partitions_def is not None]
-    whole = [a for a in assets if a.partitions_def is None]
+    # Retention has its own schedule and command (`predict-pipeline retention run`).
+    whole = [
+        a
+        for a in assets
+        if a.partitions_def is None and "retention" not in a.group_names_by_key.values()
+    ]
     downstream = [a for a in windowed if a is not raw_feed_fetches]
     stages: list[tuple[str, bool]] = []
     with dg.DagsterInstance.get() as instance:

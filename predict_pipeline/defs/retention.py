@@ -1,0 +1,380 @@
+"""Dagster layer of retention and maintenance: the retention job (one asset per policy, each
+reporting what it removed), its 03:00 UTC schedule, the partitions-ahead check, and the daily
+calibration refresh after it.
+
+Dry run: run config ``{"resources": {"retention": {"config": {"dry_run": true}}}}`` (or
+``predict-pipeline retention run --dry-run``) reports the same numbers and changes nothing.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import psycopg
+
+from predict_pipeline.config import Settings
+from predict_pipeline.db.connection import MAINTENANCE_ROLE, connect
+from predict_pipeline.defs.calibration import calibration_scores, event_resolutions
+from predict_pipeline.defs.resources import PostgresResource
+from predict_pipeline.retention.audit_archive import archive_audit_log
+from predict_pipeline.retention.counters import refresh_counters
+from predict_pipeline.retention.operational import (
+    prune_feed_runs,
+    prune_rule_executions,
+    prune_unmatched_signals,
+)
+from predict_pipeline.retention.partitions import ensure_partitions, partitions_ahead_missing
+from predict_pipeline.retention.policy import RetentionPolicy
+from predict_pipeline.retention.report import StepReport
+from predict_pipeline.retention.snapshots import prune_snapshots
+
+GROUP = "retention"
+_FINISHED = [
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+]
+
+
+class RetentionResource(dg.ConfigurableResource):
+    """The retention policy and mode. Every field can be set per run; periods shorter than
+    the spec's need allow_shorter_than_spec. archive_url defaults to PREDICT_ARCHIVE_URL."""
+
+    dry_run: bool = False
+    archive_url: str | None = None
+    feed_runs_days: int = 90
+    rule_executions_days: int = 90
+    unmatched_signals_days: int = 30
+    snapshot_downsample_days: int = 90
+    snapshot_drop_days: int = 730
+    audit_archive_days: int = 90
+    audit_delete_days: int = 730
+    partition_months_ahead: int = 2
+    dagster_run_days: int = 90
+    batch_size: int = 5000
+    downsample_chunk_hours: int = 24
+    allow_shorter_than_spec: bool = False
+
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy.from_mapping(self.model_dump())
+
+    def resolved_archive_url(self) -> str:
+        return self.archive_url or Settings.from_env().archive_url
+
+
+@contextmanager
+def _maintenance(database: PostgresResource) -> Iterator[psycopg.Connection]:
+    # Retention acts as the maintenance role: the only one allowed to delete audit rows and
+    # drop partitions. Autocommit: each step runs its own bounded transactions.
+    conn = connect(database.resolved_url(), role=MAINTENANCE_ROLE, autocommit=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _metadata(report: StepReport) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"dry_run": report.dry_run, **report.counts}
+    for name, value in report.details.items():
+        metadata[name] = dg.MetadataValue.json(value) if isinstance(value, list | dict) else value
+    return metadata
+
+
+def _run_step(context: dg.AssetExecutionContext, report: StepReport) -> dg.MaterializeResult:
+    context.log.info(("dry run: would do " if report.dry_run else "") + report.summary())
+    return dg.MaterializeResult(metadata=_metadata(report))
+
+
+def _asset(name: str, description: str, **kwargs):
+    return dg.asset(
+        name=name,
+        group_name=GROUP,
+        kinds={"postgres"},
+        owners=["team:data-platform"],
+        description=description,
+        **kwargs,
+    )
+
+
+@_asset(
+    "feed_run_retention",
+    "prediction_feed_runs older than 90 days deleted in bounded batches; their unmatched "
+    "signals keep their rows (feed_run_id set to NULL in the same batch).",
+)
+def feed_run_retention(
+    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
+) -> dg.MaterializeResult:
+    with _maintenance(database) as conn:
+        report = prune_feed_runs(
+            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
+        )
+    return _run_step(context, report)
+
+
+@_asset(
+    "rule_execution_retention",
+    "prediction_rule_executions started more than 90 days ago deleted in bounded batches.",
+)
+def rule_execution_retention(
+    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
+) -> dg.MaterializeResult:
+    with _maintenance(database) as conn:
+        report = prune_rule_executions(
+            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
+        )
+    return _run_step(context, report)
+
+
+@_asset(
+    "unmatched_signal_retention",
+    "prediction_unmatched_signals DISCARDED or MATCHED more than 30 days ago deleted; PENDING "
+    "items are never deleted.",
+)
+def unmatched_signal_retention(
+    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
+) -> dg.MaterializeResult:
+    with _maintenance(database) as conn:
+        report = prune_unmatched_signals(
+            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
+        )
+    return _run_step(context, report)
+
+
+@_asset(
+    "snapshot_retention",
+    "prediction_snapshots: monthly partitions whose range ended more than two years ago "
+    "dropped whole; rows older than 90 days downsampled to one per event and hour (the "
+    "hour's last snapshot, signal_count and volume summed), a day per transaction.",
+)
+def snapshot_retention(
+    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
+) -> dg.MaterializeResult:
+    with _maintenance(database) as conn:
+        report = prune_snapshots(
+            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
+        )
+    return _run_step(context, report)
+
+
+@_asset(
+    "audit_log_archive",
+    "prediction_audit_log older than 90 days archived as Parquet to cold storage "
+    "(PREDICT_ARCHIVE_URL, partitioned by month), each file read back and verified (row "
+    "count, checksum) before it is recorded; rows older than two years deleted by the "
+    "maintenance role, only if found in a verified file.",
+)
+def audit_log_archive(
+    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
+) -> dg.MaterializeResult:
+    with _maintenance(database) as conn:
+        report = archive_audit_log(
+            conn,
+            retention.resolved_archive_url(),
+            retention.policy(),
+            datetime.now(UTC),
+            dry_run=retention.dry_run,
+        )
+    return _run_step(context, report)
+
+
+@_asset(
+    "monthly_partitions",
+    "Monthly partitions created at least two months ahead (prediction_snapshots); the "
+    "partitions_ahead check fails the run when any is missing.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "partitions_ahead",
+            asset="monthly_partitions",
+            blocking=True,
+            description="Every monthly-partitioned table has partitions for this month and "
+            "the next two (a missing one would make writes fail).",
+        )
+    ],
+)
+def monthly_partitions(
+    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
+) -> dg.MaterializeResult:
+    now = datetime.now(UTC)
+    policy = retention.policy()
+    with _maintenance(database) as conn:
+        report = ensure_partitions(
+            conn, now, policy.partition_months_ahead, dry_run=retention.dry_run
+        )
+        missing = partitions_ahead_missing(conn, now, policy.partition_months_ahead)
+    context.log.info(("dry run: would do " if report.dry_run else "") + report.summary())
+    absent = {table: months for table, months in missing.items() if months}
+    return dg.MaterializeResult(
+        metadata=_metadata(report),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="partitions_ahead",
+                passed=not absent,
+                # A dry run creates nothing, so what is missing is reported, not fatal.
+                severity=dg.AssetCheckSeverity.WARN
+                if retention.dry_run
+                else dg.AssetCheckSeverity.ERROR,
+                description=(
+                    "missing partitions: "
+                    + "; ".join(f"{t}: {', '.join(m)}" for t, m in absent.items())
+                    if absent
+                    else f"partitions exist {policy.partition_months_ahead} months ahead"
+                ),
+                metadata={"missing": dg.MetadataValue.json(missing)},
+            )
+        ],
+    )
+
+
+@_asset(
+    "usage_counters",
+    "Counters recomputed from the rows: prediction_data_feeds.signals_ingested_24h, and "
+    "prediction_usage_metrics of the current month (signals ingested, feeds active, rules "
+    "active, events tracked) for every user.",
+)
+def usage_counters(
+    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
+) -> dg.MaterializeResult:
+    with _maintenance(database) as conn:
+        report = refresh_counters(conn, datetime.now(UTC), dry_run=retention.dry_run)
+    return _run_step(context, report)
+
+
+@dataclass(slots=True)
+class _LatestMaterialisations:
+    """Which asset (partition) materialisations are the latest: runs holding one are kept,
+    so purging history never makes an asset or a partition look unmaterialised."""
+
+    instance: dg.DagsterInstance
+    _by_asset: dict[dg.AssetKey, dict[str | None, int]]
+
+    def latest(self, key: dg.AssetKey) -> dict[str | None, int]:
+        if key not in self._by_asset:
+            latest: dict[str | None, int] = dict(
+                self.instance.event_log_storage.get_latest_storage_id_by_partition(
+                    key, dg.DagsterEventType.ASSET_MATERIALIZATION
+                )
+            )
+            record = self.instance.fetch_materializations(key, limit=1).records
+            if record and record[0].partition_key is None:
+                latest[None] = record[0].storage_id
+            self._by_asset[key] = latest
+        return self._by_asset[key]
+
+    def held_by(self, run_id: str) -> bool:
+        records = self.instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        return any(
+            r.asset_key is not None
+            and self.latest(r.asset_key).get(r.partition_key) == r.storage_id
+            for r in records
+        )
+
+
+def purge_dagster_runs(
+    instance: dg.DagsterInstance,
+    *,
+    older_than: datetime,
+    dry_run: bool,
+    page_size: int = 200,
+) -> StepReport:
+    """Delete finished runs created before `older_than`, with their event logs, except runs
+    holding the latest materialisation of an asset or partition."""
+    report = StepReport("dagster_storage", dry_run)
+    latest = _LatestMaterialisations(instance, {})
+    deleted = kept = 0
+    cursor: str | None = None
+    while True:
+        records = instance.get_run_records(
+            dg.RunsFilter(created_before=older_than, statuses=_FINISHED),
+            limit=page_size,
+            ascending=True,
+            cursor=cursor,
+        )
+        for record in records:
+            run_id = record.dagster_run.run_id
+            if latest.held_by(run_id):
+                kept += 1
+                cursor = run_id  # the cursor must name a run that still exists
+                continue
+            if dry_run:
+                cursor = run_id
+            else:
+                instance.delete_run(run_id)
+            deleted += 1
+        if len(records) < page_size:
+            break
+    report.add("dagster_runs_deleted", deleted)
+    report.add("dagster_runs_kept_latest_materialisation", kept)
+    report.details["deleted_before"] = older_than.isoformat()
+    return report
+
+
+@_asset(
+    "dagster_storage_retention",
+    "Dagster's own run and event-log records of finished runs older than dagster_run_days "
+    "(90) deleted through the instance API, except runs holding an asset's (or partition's) "
+    "latest materialisation.",
+)
+def dagster_storage_retention(
+    context: dg.AssetExecutionContext, retention: RetentionResource
+) -> dg.MaterializeResult:
+    policy = retention.policy()
+    report = purge_dagster_runs(
+        context.instance,
+        older_than=datetime.now(UTC) - timedelta(days=policy.dagster_run_days),
+        dry_run=retention.dry_run,
+    )
+    return _run_step(context, report)
+
+
+RETENTION_ASSETS = [
+    feed_run_retention,
+    rule_execution_retention,
+    unmatched_signal_retention,
+    snapshot_retention,
+    audit_log_archive,
+    monthly_partitions,
+    usage_counters,
+    dagster_storage_retention,
+]
+
+retention_job = dg.define_asset_job(
+    "retention_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="The spec's retention policies and maintenance, daily at 03:00 UTC. "
+    "Dry run: resources.retention.config.dry_run = true.",
+    # Steps touch different tables; in one process they share no locks and start fast.
+    executor_def=dg.in_process_executor,
+)
+
+retention_schedule = dg.ScheduleDefinition(
+    name="retention_schedule",
+    job=retention_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+calibration_refresh_job = dg.define_asset_job(
+    "calibration_refresh_job",
+    selection=[event_resolutions, calibration_scores],
+    description="Resolutions from settled markets, then calibration scores.",
+)
+
+# After retention (03:00) has finished with the tables calibration reads.
+calibration_after_retention_schedule = dg.ScheduleDefinition(
+    name="calibration_after_retention_schedule",
+    job=calibration_refresh_job,
+    cron_schedule="30 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+def retention_run_config(*, dry_run: bool, **policy: Any) -> dict[str, Any]:
+    """Run config of retention_job: the mode and any policy field."""
+    return {"resources": {"retention": {"config": {"dry_run": dry_run, **policy}}}}
