@@ -188,10 +188,22 @@ CREATE TABLE prediction_signals (
   CONSTRAINT prediction_signals_reliability_check CHECK (reliability >= 0 AND reliability <= 1)
 ) PARTITION BY RANGE (fetched_at);
 
+-- The grants default privileges gave the new table go first, so that the old table's grants
+-- (including anything revoked from it) are exactly what remains.
 DO $$
 DECLARE
   statement text;
 BEGIN
+  FOR statement IN
+    SELECT format('REVOKE %s ON public.prediction_signals FROM %s', a.privilege_type,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END)
+    FROM pg_class c
+    CROSS JOIN LATERAL aclexplode(c.relacl) a
+    LEFT JOIN pg_roles r ON r.oid = a.grantee
+    WHERE c.oid = 'public.prediction_signals'::regclass AND a.grantee <> c.relowner
+  LOOP
+    EXECUTE statement;
+  END LOOP;
   FOR statement IN SELECT ddl FROM signals_carried ORDER BY step, ddl LOOP
     EXECUTE statement;
   END LOOP;
