@@ -4,7 +4,9 @@ keys, grants and row-level security; writers create the months they need; hot qu
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from predict_pipeline.db.connection import APP_ROLE, connect
+from predict_pipeline.db.connection import APP_ROLE, PIPELINE_ROLE, connect
 from predict_pipeline.db.migrations import discover, upgrade
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
@@ -379,6 +381,30 @@ def test_a_row_for_a_month_without_partition_is_refused_until_one_is_made(conn):
         conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (far, far)).fetchall() == []
     )
     assert conn.execute("SELECT count(*) FROM prediction_signals").fetchone() == (1,)
+
+
+def test_concurrent_callers_wait_for_the_first_and_neither_fails(db_url):
+    """Two workers reaching a new month at once: the second waits for the first's commit,
+    then finds the partition; readers and writers of other months are not held up."""
+    month = datetime(2034, 1, 15, tzinfo=UTC)
+    with (
+        connect(db_url, role=PIPELINE_ROLE, autocommit=True) as first,
+        connect(db_url, role=PIPELINE_ROLE, autocommit=True) as second,
+        connect(db_url, role=PIPELINE_ROLE, autocommit=True) as reader,
+    ):
+        event = reader.execute(
+            "INSERT INTO prediction_events (title, slug) VALUES ('t', 'race') RETURNING id"
+        ).fetchone()[0]
+        reader.execute("SET lock_timeout = '2s'")
+        with ThreadPoolExecutor(1) as pool:
+            with first.transaction():
+                made = store.ensure_partitions(first, [month])
+                waiting = pool.submit(store.ensure_partitions, second, [month])
+                time.sleep(0.3)
+                assert not waiting.done()  # blocked behind the first's lock, not failed
+                reader.execute("SELECT count(*) FROM prediction_signals").fetchone()
+                _signal(reader, event, datetime.now(UTC))  # the current month: not held up
+            assert (made, waiting.result(timeout=10)) == (["prediction_signals_y2034m01"], [])
 
 
 def test_stage_writes_batches_for_past_and_future_months_it_creates(conn, landing):
