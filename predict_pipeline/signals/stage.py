@@ -116,9 +116,7 @@ def validate_window(
             # Committed on its own: a new partition keeps prediction_events and the feeds
             # locked against updates until commit, which must not last the whole write.
             with conn.transaction():
-                store.ensure_partitions(
-                    conn, store.signal_months(_fetched_at(batches), now + clock_skew)
-                )
+                store.ensure_partitions(conn, _record_months(batches, now + clock_skew))
             with conn.transaction():
                 rejected = ingest_batches(
                     conn,
@@ -166,8 +164,32 @@ def _read_batches(
     return batches
 
 
-def _fetched_at(batches: list[RecordBatch]) -> Iterator[Any]:
-    return (record.fetched_at for batch in batches for record in batch.records)
+def _record_months(
+    batches: list[RecordBatch],
+    limit: datetime,
+    span: tuple[datetime | None, datetime | None] | None = None,
+) -> set[datetime]:
+    """UTC months of the records' moments up to `limit` (validation rejects later ones). When
+    the first and last moment lie in one month or two adjacent ones, they say which without a
+    second look at every record."""
+    moments = None
+    if span is None:
+        moments = [record.fetched_at for batch in batches for record in batch.records]
+        try:
+            span = (min(moments), max(moments)) if moments else None
+        except TypeError:  # naive or missing moments among them: look at each one
+            span = None
+    first, last = span or (None, None)
+    if isinstance(first, datetime) and isinstance(last, datetime):
+        try:
+            months = store.signal_months((first, last), limit) if last <= limit else set()
+        except TypeError:
+            months = set()
+        if months and max(months) - min(months) <= timedelta(days=31):
+            return months
+    if moments is None:
+        moments = [record.fetched_at for batch in batches for record in batch.records]
+    return store.signal_months(moments, limit)
 
 
 @dataclass(slots=True)
@@ -221,7 +243,7 @@ def ingest_batches(
     report.records = sum(len(b.records) for b in batches)
     lap("scan")
     # First of all that touches prediction_signals: every row written has its partition.
-    store.ensure_partitions(conn, store.signal_months(_fetched_at(batches), now + clock_skew))
+    store.ensure_partitions(conn, _record_months(batches, now + clock_skew, (earliest, latest)))
     stored = store.stored_keys(conn, sources, earliest, latest)
     links, discarded, decisions = _resolve_events(conn, feed, markets, matching, events)
     lap("lookups")

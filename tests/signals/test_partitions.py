@@ -563,6 +563,29 @@ def test_signal_months_are_utc_months_of_aware_moments_up_to_the_limit():
     assert months == {datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)}
 
 
+@pytest.mark.parametrize(
+    ("moments", "expected"),
+    [
+        (["2026-11-01T00:00:00+00:00", "2026-11-30T23:59:59+00:00"], ["2026-11"]),
+        (["2026-11-30T23:00:00+00:00", "2026-12-01T01:00:00-03:00"], ["2026-11", "2026-12"]),
+        (["2026-01-05T00:00:00+00:00", "2026-03-05T00:00:00+00:00"], ["2026-01", "2026-03"]),
+        (["2026-11-02T00:00:00+00:00", "2026-11-03T00:00:00", None], ["2026-11"]),
+        (["2026-11-02T00:00:00+00:00", "2027-02-01T00:00:00+00:00"], ["2026-11"]),
+    ],
+    ids=["one_month", "adjacent_in_utc", "gap_not_filled", "naive_and_missing", "future"],
+)
+def test_stage_makes_exactly_the_months_its_rows_need(moments, expected):
+    from types import SimpleNamespace
+
+    from predict_pipeline.signals.frames import RecordBatch
+    from predict_pipeline.signals.stage import _record_months
+
+    records = [SimpleNamespace(fetched_at=m and datetime.fromisoformat(m)) for m in moments]
+    batches = [RecordBatch(records[:1]), RecordBatch(records[1:])]
+    limit = datetime(2026, 12, 31, tzinfo=UTC)
+    assert sorted(f"{m:%Y-%m}" for m in _record_months(batches, limit)) == expected
+
+
 # ---------------------------------------------------------------------------------------
 # Hot queries prune to the months they ask for
 
