@@ -30,6 +30,8 @@ INSERT INTO prediction_events (id, title, slug)
 SELECT md5('event' || e)::uuid, 'Bench event ' || e, 'bench-event-' || e
 FROM generate_series(0, %(events)s::int - 1) e;
 
+SELECT predict_ensure_signal_partitions(%(start)s, %(start)s + interval '1 day');
+
 -- k -> event k %% E, hour (k / E) %% H, kind k / (E * H): three market sources, volume, sentiment.
 INSERT INTO prediction_signals
   (event_id, source, source_event_id, signal_type, value, weight, reliability, fetched_at)

@@ -45,6 +45,7 @@ def test_embedded_default_starts_its_own_server_with_the_schema(tmp_path):
             tables = conn.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public', 'auth')"
                 " AND tablename NOT LIKE 'prediction_snapshots_y%'"
+                " AND tablename NOT LIKE 'prediction_signals_y%'"
             ).fetchone()[0]
             version = conn.execute("SHOW server_version_num").fetchone()[0]
         assert tables == 28

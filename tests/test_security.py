@@ -26,6 +26,7 @@ def _event(conn: psycopg.Connection, **columns) -> uuid.UUID:
 
 
 def _signal(conn: psycopg.Connection, event_id, fetched_at: datetime) -> None:
+    conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (fetched_at, fetched_at))
     conn.execute(
         "INSERT INTO prediction_signals (event_id, source, source_event_id, signal_type, value,"
         " fetched_at) VALUES (%s, 'kalshi', 'KX-1', 'MARKET_PRICE', 0.5, %s)",
@@ -47,6 +48,9 @@ def test_dedup_refuses_same_bucket_and_accepts_next_bucket(admin_conn, session_z
 
 def test_dedup_ignores_signals_without_source_event_id(admin_conn):
     event_id = _event(admin_conn)
+    admin_conn.execute(
+        "SELECT predict_ensure_signal_partitions(%s, %s)", (BUCKET_START, BUCKET_START)
+    )
     for _ in range(2):
         admin_conn.execute(
             "INSERT INTO prediction_signals (event_id, source, signal_type, value, fetched_at)"

@@ -22,6 +22,7 @@ class MonthlyPartitionedTable:
 # both the creation and the asset check cover it.
 PARTITIONED_TABLES: tuple[MonthlyPartitionedTable, ...] = (
     MonthlyPartitionedTable("prediction_snapshots", "predict_ensure_snapshot_partitions"),
+    MonthlyPartitionedTable("prediction_signals", "predict_ensure_signal_partitions"),
 )
 
 

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 from predict_pipeline.audit import record_audit
 from predict_pipeline.feeds.registry import source_definition
-from predict_pipeline.signals.store import save_links
+from predict_pipeline.signals.store import ensure_partitions, save_links
 
 
 class ReviewError(ValueError):
@@ -141,6 +141,15 @@ def _write_signals(
     """The queued values become signals of the event (a duplicate key is skipped)."""
     source = item["raw_data"].get("source") or item["feed_source"]
     reliability = source_definition(item["feed_source"]).reliability
+    months = conn.execute(
+        """SELECT DISTINCT date_trunc('month', (raw_data->>'fetched_at')::timestamptz
+                                      AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+           FROM prediction_unmatched_signals
+           WHERE id = ANY(%s) AND signal_type IS NOT NULL
+             AND raw_data->>'fetched_at' IS NOT NULL""",
+        (ids,),
+    ).fetchall()
+    ensure_partitions(conn, [month for (month,) in months])
     cursor = conn.execute(
         """INSERT INTO prediction_signals
              (event_id, feed_id, source, source_url, source_event_id, signal_type, value,

@@ -4,6 +4,7 @@ Per feed, in one transaction: validate (pandera), drop duplicates within the bat
 against the stored keys, match markets to events, COPY the matched rows into
 prediction_signals, queue the unmatched ones for review, and account for everything in the
 feed runs, the feed and the user's usage. A crash leaves nothing of that feed half-written.
+Before it, a short transaction of its own creates the monthly partitions the rows need.
 """
 
 from __future__ import annotations
@@ -111,20 +112,25 @@ def validate_window(
             continue  # the feed was deleted; its landed pages stay for audit
         report = FeedValidationReport(str(feed.id), feed.name, source)
         try:
+            batches = _read_batches(conn, landing, feed, paths, report, window)
+            # Committed on its own: a new partition keeps prediction_events and the feeds
+            # locked against updates until commit, which must not last the whole write.
             with conn.transaction():
-                _validate_feed(
+                store.ensure_partitions(conn, _record_months(batches, now + clock_skew))
+            with conn.transaction():
+                rejected = ingest_batches(
                     conn,
-                    landing,
                     feed,
-                    paths,
+                    batches,
                     report,
-                    window=window,
                     now=now,
                     matching=matching,
                     events=events,
                     clock_skew=clock_skew,
                     fail_between_copy_and_queue=fail_between_copy_and_queue,
+                    timings={},
                 )
+                _write_rejects(landing, paths, rejected)
         except (psycopg.Error, OSError, RuntimeError) as exc:
             report.error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
             _record_failure(conn, feed, paths, report.error)
@@ -132,20 +138,15 @@ def validate_window(
     return reports
 
 
-def _validate_feed(
+def _read_batches(
     conn: psycopg.Connection,
     landing: LandingZone,
     feed: Feed,
     paths: list[str],
     report: FeedValidationReport,
-    *,
     window: FetchWindow,
-    now: datetime,
-    matching: MatchingSettings,
-    events: Callable[[], list[EventRef]],
-    clock_skew: timedelta,
-    fail_between_copy_and_queue: Callable[[], None] | None,
-) -> None:
+) -> list[RecordBatch]:
+    """The feed's landed pages read again into records (a page that fails is reported)."""
     batches = []
     for path in paths:
         run_id: Any = None
@@ -160,19 +161,35 @@ def _validate_feed(
                 continue
             run_id = page.feed_run_id or run_id or store.feed_run_for_file(conn, feed.id, path)
             batches.append(RecordBatch(records, str(run_id) if run_id else None, path, page_index))
-    rejected = ingest_batches(
-        conn,
-        feed,
-        batches,
-        report,
-        now=now,
-        matching=matching,
-        events=events,
-        clock_skew=clock_skew,
-        fail_between_copy_and_queue=fail_between_copy_and_queue,
-        timings={},
-    )
-    _write_rejects(landing, paths, rejected)
+    return batches
+
+
+def _record_months(
+    batches: list[RecordBatch],
+    limit: datetime,
+    span: tuple[datetime | None, datetime | None] | None = None,
+) -> set[datetime]:
+    """UTC months of the records' moments up to `limit` (validation rejects later ones). When
+    the first and last moment lie in one month or two adjacent ones, they say which without a
+    second look at every record."""
+    moments = None
+    if span is None:
+        moments = [record.fetched_at for batch in batches for record in batch.records]
+        try:
+            span = (min(moments), max(moments)) if moments else None
+        except TypeError:  # naive or missing moments among them: look at each one
+            span = None
+    first, last = span or (None, None)
+    if isinstance(first, datetime) and isinstance(last, datetime):
+        try:
+            months = store.signal_months((first, last), limit) if last <= limit else set()
+        except TypeError:
+            months = set()
+        if months and max(months) - min(months) <= timedelta(days=31):
+            return months
+    if moments is None:
+        moments = [record.fetched_at for batch in batches for record in batch.records]
+    return store.signal_months(moments, limit)
 
 
 @dataclass(slots=True)
@@ -225,6 +242,8 @@ def ingest_batches(
     markets, sources, earliest, latest, settled = _scan(batches)
     report.records = sum(len(b.records) for b in batches)
     lap("scan")
+    # First of all that touches prediction_signals: every row written has its partition.
+    store.ensure_partitions(conn, _record_months(batches, now + clock_skew, (earliest, latest)))
     stored = store.stored_keys(conn, sources, earliest, latest)
     links, discarded, decisions = _resolve_events(conn, feed, markets, matching, events)
     lap("lookups")

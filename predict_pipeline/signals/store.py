@@ -8,7 +8,7 @@ import math
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -42,7 +42,7 @@ _COPY_SQL = f"COPY prediction_signals ({', '.join(COPY_COLUMNS)}) FROM STDIN WIT
 
 
 def with_buckets(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds `bucket`: the 5-minute UTC bucket of idx_signals_dedup (date_bin from 2000-01-01,
+    """Adds `bucket`: the 5-minute UTC bucket of the dedup index (date_bin from 2000-01-01,
     which is itself a multiple of 5 minutes after the Unix epoch, so floor() agrees)."""
     frame = frame.copy()
     frame["bucket"] = frame["fetched_at"].dt.floor(BUCKET)
@@ -72,6 +72,37 @@ def stored_keys(
     return {(s, e, t, pd.Timestamp(b).value) for s, e, t, b in rows}
 
 
+def ensure_partitions(conn: psycopg.Connection, months: Iterable[datetime]) -> list[str]:
+    """Creates the monthly partitions of prediction_signals that these UTC month starts lack
+    (predict_ensure_signal_partitions, one statement); returns the names created.
+
+    Creating one attaches the table's foreign keys, which locks prediction_events and
+    prediction_data_feeds against updates until the transaction ends: where the caller can,
+    it commits this on its own before a long write.
+    """
+    starts = sorted(set(months))
+    if not starts:
+        return []
+    rows = conn.execute(
+        "SELECT p FROM unnest(%s::timestamptz[]) AS m,"
+        " LATERAL predict_ensure_signal_partitions(m, m) AS p",
+        (starts,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def signal_months(moments: Iterable[Any], latest: datetime) -> set[datetime]:
+    """UTC month starts of the aware moments up to `latest` (validation rejects later ones, and
+    naive or missing ones, so no partition is made for them)."""
+    months: set[tuple[int, int]] = set()
+    for moment in moments:
+        if isinstance(moment, datetime) and moment.utcoffset() is not None and moment <= latest:
+            if moment.tzinfo is not UTC:
+                moment = moment.astimezone(UTC)
+            months.add((moment.year, moment.month))
+    return {datetime(year, month, 1, tzinfo=UTC) for year, month in months}
+
+
 def copy_signal_blocks(
     conn: psycopg.Connection, blocks: Iterator[pd.DataFrame]
 ) -> list[tuple[pd.DataFrame, pd.Series]]:
@@ -81,9 +112,10 @@ def copy_signal_blocks(
     The blocks are produced lazily: a writer thread sends each block while the caller's
     generator prepares the next, so client and server work overlap. The caller removed
     duplicates against the stored keys; if a concurrent writer stored the same key meanwhile,
-    the COPY fails on idx_signals_dedup, is rolled back to its savepoint, and the rows go
-    through a staging table with INSERT ... ON CONFLICT DO NOTHING instead.
-    """
+    the COPY fails on the month's dedup index (idx_signals_dedup_yYYYYmMM), is rolled back to
+    its savepoint, and the rows go through a staging table with INSERT ... ON CONFLICT DO
+    NOTHING instead (no conflict target: every unique index of the partition is an arbiter).
+    The partitions of the rows' months must exist (`ensure_partitions`)."""
     kept: list[pd.DataFrame] = []
     switch = sys.getswitchinterval()
     # The writer thread needs the GIL briefly for every buffer it sends; with the default

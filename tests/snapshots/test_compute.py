@@ -40,6 +40,7 @@ def _event(conn: psycopg.Connection, slug: str, status: str = "ACTIVE") -> uuid.
 def _signal(
     conn, event, source, value, at, kind="MARKET_PRICE", weight=1.0, reliability=1.0, **extra
 ):
+    conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (at, at))
     conn.execute(
         "INSERT INTO prediction_signals (event_id, source, source_event_id, signal_type, value,"
         " weight, reliability, fetched_at, raw_data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",

@@ -27,6 +27,9 @@ def spiking(conn: psycopg.Connection) -> uuid.UUID:
     conn.execute(
         "SELECT predict_ensure_snapshot_partitions(%s, %s)", (START - timedelta(days=1), END)
     )
+    conn.execute(
+        "SELECT predict_ensure_signal_partitions(%s, %s)", (START - timedelta(days=1), END)
+    )
     for hour in range(-24, 1):
         at = START + timedelta(hours=hour)
         volume = 60_000 if hour == 0 else 1_000 + 37 * (hour % 5)
