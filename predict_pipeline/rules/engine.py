@@ -371,7 +371,6 @@ def evaluate_tick(
         conn.execute("DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys")
         conn.execute(_LIVE_SQL, params)
         conn.execute(_KEYS_SQL, params)
-        conn.execute("ANALYZE pg_temp.tick_live, pg_temp.tick_keys")
         counts = dict(conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall())
         report.evaluated = sum(counts.values())
         rows = [
