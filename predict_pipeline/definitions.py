@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from predict_pipeline.defs import calibration, feeds, rules, signals, snapshots, trust
+from predict_pipeline.defs.executors import predict_executor
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -23,6 +24,8 @@ defs = dg.Definitions(
     ],
     jobs=[feeds.fetch_feeds_job, rules.rule_actions_job],
     sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor],
+    # Multiprocess, or Celery workers, as PREDICT_EXECUTOR says when a run starts.
+    executor=predict_executor,
     resources={
         "database": PostgresResource(),
         "http": HttpClientResource(),
