@@ -17,6 +17,7 @@ from predict_pipeline.ingestion.runner import FeedFetchReport, RateLimiters, fet
 from predict_pipeline.ingestion.store import advance_next_run, load_feeds
 
 SOURCE_TAG = "predict/source"
+FETCH_POOL = "feed_fetches"  # `dagster instance concurrency set feed_fetches 1` in production
 
 
 class FeedFetchConfig(dg.Config):
@@ -29,6 +30,9 @@ class FeedFetchConfig(dg.Config):
 @dg.asset(
     partitions_def=HOURLY,
     backfill_policy=BACKFILL_POLICY,
+    # A backfill's runs each fetch every source with a per-process token bucket: the pool
+    # bounds how many fetch steps (hence buckets) spend a source's quota at once.
+    pool=FETCH_POOL,
     group_name="ingestion",
     kinds={"python", "postgres"},
     owners=["team:data-platform"],

@@ -141,7 +141,8 @@ def seed_history_feed(
             "INSERT INTO auth.users (id, email) VALUES (%s, 'history@example.com')", (user,)
         )
         conn.execute(
-            "UPDATE prediction_data_sources SET rate_limit_rpm = NULL WHERE source_id = 'custom_api'"
+            "UPDATE prediction_data_sources SET rate_limit_rpm = NULL"
+            " WHERE source_id = 'custom_api'"
         )
         conn.execute(
             """INSERT INTO prediction_data_feeds (id, source_id, user_id, name, config)
