@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
+from multiprocessing import get_context
 
 import yaml
 from _db import fresh_database
@@ -269,7 +270,8 @@ def backfill(label: str, ingest: float, celery: bool) -> None:
         try:
             with PeakRss() as rss:
                 started = time.perf_counter()
-                with ProcessPoolExecutor(CONCURRENT_RUNS) as pool:
+                # spawn: a forked orchestrator would share the parent's broker and server sockets.
+                with ProcessPoolExecutor(CONCURRENT_RUNS, mp_context=get_context("spawn")) as pool:
                     futures = [
                         pool.submit(
                             _run_batch,
