@@ -5,10 +5,11 @@ prediction_snapshots; once on the multiprocess executor and once on two Celery w
 
 The ratio is against the ingest write path's rate measured in this same run (bench/ingest.py's
 200,000 records). Peak RSS is the largest peak of any process of the run (orchestrators, step
-processes, Celery workers and their pool), read from /proc while it runs and from
-getrusage at the end. Two runs go at a time, as Dagster's run queue would launch them.
+processes, Celery workers and their pool), read from /proc while it runs. Two runs go at
+a time, as Dagster's run queue would launch them.
 
-PREDICT_BENCH_BACKFILL_HOURS / _MARKETS scale it down for a quick check (default 8760 / 1000).
+PREDICT_BENCH_BACKFILL_HOURS / _MARKETS scale it down for a quick check (default 8760 / 1000:
+the full year takes hours on a 2-core machine, see the README).
 Needs Redis on 127.0.0.1:6379 for the Celery part (PREDICT_BENCH_CELERY_BROKER to change).
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -50,7 +50,9 @@ ASSETS = ["raw_feed_fetches", "validated_signals", "event_snapshots"]
 
 
 class PeakRss:
-    """The largest VmHWM (a process's own peak RSS) seen among this process's descendants."""
+    """The largest peak RSS among the run's processes, read from /proc while it runs: each
+    descendant's VmHWM (its own lifetime peak) and this process's current VmRSS (its lifetime
+    peak would count the ingest baseline's records, which are not part of the backfill)."""
 
     def __init__(self) -> None:
         self.peak_kib = 0
@@ -64,18 +66,17 @@ class PeakRss:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-            self.peak_kib = max(self.peak_kib, resource.getrusage(who).ru_maxrss)
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.25):
+        while not self._stop.wait(0.2):
             for pid in _descendants(os.getpid()):
+                field = "VmRSS:" if pid == os.getpid() else "VmHWM:"
                 try:
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
                 for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field):
                         self.peak_kib = max(self.peak_kib, int(line.split()[1]))
 
 

@@ -38,6 +38,11 @@ def _executor(config: dict) -> dg.Executor:
 def test_every_job_of_the_definitions_uses_the_configurable_executor():
     jobs = [defs.resolve_job_def("fetch_feeds_job"), defs.resolve_implicit_global_asset_job_def()]
     assert {job.executor_def.name for job in jobs} == {"predict_executor"}
+    # Fetch steps of concurrent backfill runs share one pool, so its limit bounds the quota
+    # spent on a source; the later stages are not limited by it.
+    pools = {node.name: node.definition.pool for node in jobs[1].graph.nodes}
+    assert pools["raw_feed_fetches"] == "feed_fetches"
+    assert pools["validated_signals"] is None and pools["event_snapshots"] is None
 
 
 def test_multiprocess_is_the_default(monkeypatch):
