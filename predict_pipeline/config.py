@@ -18,6 +18,10 @@ REPLAY_DIR_VAR = "PREDICT_REPLAY_DIR"
 ALLOW_PRIVATE_HOSTS_VAR = "PREDICT_ALLOW_PRIVATE_HOSTS"
 DISABLE_AFTER_FAILURES_VAR = "PREDICT_FEED_DISABLE_AFTER_FAILURES"
 ARCHIVE_URL_VAR = "PREDICT_ARCHIVE_URL"
+EXECUTOR_VAR = "PREDICT_EXECUTOR"  # multiprocess | celery (predict_pipeline/defs/executors.py)
+CELERY_BROKER_VAR = "PREDICT_CELERY_BROKER_URL"
+CELERY_BACKEND_VAR = "PREDICT_CELERY_BACKEND_URL"
+CELERY_QUEUE_VAR = "PREDICT_CELERY_QUEUE"
 
 
 def default_state_dir() -> Path:
@@ -38,6 +42,10 @@ class Settings:
     allow_private_hosts: tuple[str, ...] = ()
     disable_after_failures: int = 5
     archive_url: str = ""  # cold storage of the audit log: local directory or fsspec URL
+    executor: str = "multiprocess"
+    celery_broker_url: str | None = None  # None: dagster-celery's default (local RabbitMQ)
+    celery_backend_url: str | None = None  # None: dagster-celery's default (rpc://)
+    celery_queue: str | None = None  # None: dagster-celery's queue, "dagster"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,4 +63,8 @@ class Settings:
             allow_private_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
             disable_after_failures=int(env.get(DISABLE_AFTER_FAILURES_VAR) or 5),
             archive_url=env.get(ARCHIVE_URL_VAR) or str(state_dir / "archive"),
+            executor=env.get(EXECUTOR_VAR) or "multiprocess",
+            celery_broker_url=env.get(CELERY_BROKER_VAR) or None,
+            celery_backend_url=env.get(CELERY_BACKEND_VAR) or None,
+            celery_queue=env.get(CELERY_QUEUE_VAR) or None,
         )

@@ -15,6 +15,7 @@ from predict_pipeline.defs import (
     snapshots,
     trust,
 )
+from predict_pipeline.defs.executors import predict_executor
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -48,6 +49,8 @@ defs = dg.Definitions(
         retention.calibration_after_retention_schedule,
     ],
     sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor],
+    # Multiprocess, or Celery workers, as PREDICT_EXECUTOR says when a run starts.
+    executor=predict_executor,
     resources={
         "database": PostgresResource(),
         "http": HttpClientResource(),

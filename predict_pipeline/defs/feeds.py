@@ -23,6 +23,7 @@ from predict_pipeline.ingestion.store import advance_next_run, load_feeds
 
 SOURCE_TAG = "predict/source"
 FEED_RUNS_TABLE = "prediction_feed_runs"
+FETCH_POOL = "feed_fetches"  # `dagster instance concurrency set feed_fetches 1` in production
 
 
 class FeedFetchConfig(dg.Config):
@@ -35,6 +36,9 @@ class FeedFetchConfig(dg.Config):
 @dg.asset(
     partitions_def=HOURLY,
     backfill_policy=BACKFILL_POLICY,
+    # A backfill's runs each fetch every source with a per-process token bucket: the pool
+    # bounds how many fetch steps (hence buckets) spend a source's quota at once.
+    pool=FETCH_POOL,
     group_name="ingestion",
     kinds={"python", "postgres"},
     owners=["team:data-platform"],

@@ -1,5 +1,7 @@
 """Dagster layer of stage 3: event_snapshots (snapshots, event state, explanations)."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from predict_pipeline.defs.catalog import (
@@ -47,6 +49,14 @@ def event_snapshots(
     settings = PoolingSettings(
         half_life_minutes=config.half_life_minutes, extremize=config.extremize
     )
+    with database.connection() as conn:
+        # Concurrent backfill runs reaching a new month would race to create its partition
+        # (DuplicateTable): the first creates it under a lock, committed before the compute.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('predict_snapshot_partitions'))")
+        conn.execute(
+            "SELECT predict_ensure_snapshot_partitions(%s, %s)",
+            (window.start + timedelta(hours=1), window.end),
+        ).fetchall()
     with database.connection() as conn:
         batch = compute_snapshots(conn, window.start, window.end, settings)
         explained = explain_moves(
