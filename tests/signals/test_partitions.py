@@ -230,9 +230,9 @@ def test_conversion_keeps_rows_dedup_foreign_keys_grants_and_visibility(legacy, 
     behaviour = _behaviour(url, legacy)
 
     with connect(url, role=None, autocommit=True) as conn:
-        assert [m.version for m in upgrade(conn)] == [
-            m.version for m in discover() if m.version >= PARTITIONING
-        ]
+        # The conversion alone: later migrations may change the table on purpose.
+        converted = upgrade(conn, [m for m in discover() if m.version <= PARTITIONING])
+        assert [m.version for m in converted] == [PARTITIONING]
         assert conn.execute(
             "SELECT relkind FROM pg_class WHERE oid = 'prediction_signals'::regclass"
         ).fetchone() == ("p",)

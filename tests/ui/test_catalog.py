@@ -64,9 +64,10 @@ def test_materialisations_carry_the_live_schema_and_row_count(pipeline):
             assert rows > 0, f"the demo wrote nothing into {table}"
         signals = _materialisation(pipeline.instance, "validated_signals")
         columns = {c.name: c for c in signals["dagster/column_schema"].schema.columns}
-        assert (
-            columns["id"].constraints.other == ["primary key"] and columns["id"].constraints.unique
-        )
+        # Partitioned by month, the key is (id, fetched_at): neither column is unique alone.
+        assert columns["id"].constraints.other == ["primary key"]
+        assert columns["fetched_at"].constraints.other == ["primary key"]
+        assert not columns["id"].constraints.unique
         assert columns["event_id"].constraints.other == ["references prediction_events(id)"]
         assert columns["value"].type == "numeric(10,4)"
         assert columns["weight"].description == "default 1.0"
