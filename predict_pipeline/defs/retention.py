@@ -6,7 +6,7 @@ Dry run: run config ``{"resources": {"retention": {"config": {"dry_run": true}}}
 ``predict-pipeline retention run --dry-run``) reports the same numbers and changes nothing.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,64 +99,46 @@ def _asset(name: str, description: str, **kwargs):
     )
 
 
-@_asset(
+def _policy_step(name: str, description: str, prune: Callable[..., StepReport]):
+    """An asset running one retention policy step (`prune(conn, policy, now, dry_run=...)`)."""
+
+    @_asset(name, description)
+    def step(
+        context: dg.AssetExecutionContext,
+        database: PostgresResource,
+        retention: RetentionResource,
+    ) -> dg.MaterializeResult:
+        with _maintenance(database) as conn:
+            report = prune(conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run)
+        return _run_step(context, report)
+
+    return step
+
+
+feed_run_retention = _policy_step(
     "feed_run_retention",
     "prediction_feed_runs older than 90 days deleted in bounded batches; their unmatched "
     "signals keep their rows (feed_run_id set to NULL in the same batch).",
+    prune_feed_runs,
 )
-def feed_run_retention(
-    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
-) -> dg.MaterializeResult:
-    with _maintenance(database) as conn:
-        report = prune_feed_runs(
-            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
-        )
-    return _run_step(context, report)
-
-
-@_asset(
+rule_execution_retention = _policy_step(
     "rule_execution_retention",
     "prediction_rule_executions started more than 90 days ago deleted in bounded batches.",
+    prune_rule_executions,
 )
-def rule_execution_retention(
-    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
-) -> dg.MaterializeResult:
-    with _maintenance(database) as conn:
-        report = prune_rule_executions(
-            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
-        )
-    return _run_step(context, report)
-
-
-@_asset(
+unmatched_signal_retention = _policy_step(
     "unmatched_signal_retention",
     "prediction_unmatched_signals DISCARDED or MATCHED more than 30 days ago deleted; PENDING "
     "items are never deleted.",
+    prune_unmatched_signals,
 )
-def unmatched_signal_retention(
-    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
-) -> dg.MaterializeResult:
-    with _maintenance(database) as conn:
-        report = prune_unmatched_signals(
-            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
-        )
-    return _run_step(context, report)
-
-
-@_asset(
+snapshot_retention = _policy_step(
     "snapshot_retention",
     "prediction_snapshots: monthly partitions whose range ended more than two years ago "
     "dropped whole; rows older than 90 days downsampled to one per event and hour (the "
     "hour's last snapshot, signal_count and volume summed), a day per transaction.",
+    prune_snapshots,
 )
-def snapshot_retention(
-    context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
-) -> dg.MaterializeResult:
-    with _maintenance(database) as conn:
-        report = prune_snapshots(
-            conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run
-        )
-    return _run_step(context, report)
 
 
 @_asset(
