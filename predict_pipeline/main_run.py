@@ -93,16 +93,23 @@ def _complete_partitions(
 
 
 def _fetched(app_url: str, feed_ids: list[uuid.UUID], mode: str, windows: list[Any]) -> set:
-    """(feed id, window start) pairs already fetched successfully in this mode."""
+    """(feed id, window start) pairs of the hour windows that successful fetches in this mode
+    already covered (a backfill fetches a day's hours in one run)."""
     with connect(app_url) as conn:
         rows = conn.execute(
-            """SELECT feed_id, error_details->'window'->>0 FROM prediction_feed_runs
+            """SELECT feed_id, (error_details->'window'->>0)::timestamptz,
+                      (error_details->'window'->>1)::timestamptz
+               FROM prediction_feed_runs
                WHERE feed_id = ANY(%s) AND status IN ('SUCCESS', 'PARTIAL')
                  AND error_details->>'mode' = %s""",
             (feed_ids, mode),
         ).fetchall()
-    starts = {w.start.isoformat(): w.start for w in windows}
-    return {(f, starts[s]) for f, s in rows if s in starts}
+    return {
+        (feed, w.start)
+        for feed, start, end in rows
+        for w in windows
+        if start <= w.start and w.end <= end
+    }
 
 
 def _fetch_config(config_class: Any, feed_ids: list[uuid.UUID], mode: str) -> dg.RunConfig:

@@ -4,13 +4,15 @@ second run changes no table's row count and fires no rule twice."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.db.connection import connect
+from predict_pipeline.defs.partitions import hourly_windows
 from predict_pipeline.demo import REPLAY_DIR
+from predict_pipeline.feeds.base import history_chunks
 from predict_pipeline.main_run import run_main
 from predict_pipeline.secrets import generate_key
 
@@ -122,8 +124,10 @@ def test_main_run_summary_matches_the_database_and_a_second_run_changes_nothing(
         _source, status, shown_runs, _records, shown_written, *_ = table[name[:38]]
         assert succeeded and status == "SUCCESS"
         assert (int(shown_runs), int(shown_written)) == (runs, written)
-    # The simulator backfilled every history hour and polled the current one.
-    assert table["Market simulator (sandbox)"][2] == str(HISTORY_HOURS + 1)
+    # The simulator backfilled the history hours a day at a time, and polled the current one.
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    history = hourly_windows(hour - timedelta(hours=HISTORY_HOURS), hour)
+    assert table["Market simulator (sandbox)"][2] == str(len(history_chunks(history)) + 1)
     total = _number(r"(\d+) fired in this run \((\d+) executions in all\)", out)
     assert int(total[0]) == int(total[1]) == sum(fired.values())
     for name, count in fired.items():

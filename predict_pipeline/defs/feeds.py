@@ -18,7 +18,12 @@ from predict_pipeline.defs.resources import (
     PostgresResource,
     SecretsResource,
 )
-from predict_pipeline.ingestion.runner import FeedFetchReport, RateLimiters, fetch_window
+from predict_pipeline.ingestion.runner import (
+    FeedFetchReport,
+    RateLimiters,
+    fetch_window,
+    fetch_windows,
+)
 from predict_pipeline.ingestion.store import advance_next_run, load_feeds
 
 SOURCE_TAG = "predict/source"
@@ -70,8 +75,10 @@ def raw_feed_fetches(
         raise dg.Failure(f"mode must be auto, poll or backfill, not {config.mode!r}")
     feed_ids = [uuid.UUID(f) for f in config.feed_ids] or None
     time_window = context.partition_time_window
-    windows = hourly_windows(time_window.start, time_window.end)
+    hours = hourly_windows(time_window.start, time_window.end)
     mode = None if config.mode == "auto" else config.mode
+    # History comes a day per request sequence and feed run; the current hour is polled.
+    windows = fetch_windows(hours, mode, datetime.now(UTC))  # type: ignore[arg-type]
     http_mode = http.settings()[0]
     limiters = RateLimiters(enabled=http_mode == "live")  # a replay does not spend quota
     reports: list[FeedFetchReport] = []
@@ -99,7 +106,8 @@ def raw_feed_fetches(
     failed = [r for r in reports if r.status != "SUCCESS"]
     result = dg.MaterializeResult(
         metadata={
-            "windows": len(windows),
+            "windows": len(hours),
+            "fetch_windows": len(windows),
             "feeds_fetched": len(reports),
             "feeds_failed": len(failed),
             "pages": sum(r.pages for r in reports),

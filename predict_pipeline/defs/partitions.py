@@ -18,8 +18,9 @@ PARTITIONS_START = "2024-01-01-00:00"
 
 HOURLY = dg.HourlyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=1)
 
-# A ranged backfill runs a day of windows per run: retryable alone, bounded in memory.
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=24)
+# A ranged backfill runs a week of windows per run (each stage works a day at a time, so
+# memory is bounded by the day): retryable alone, and the run start-up is spread thin.
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=168)
 
 
 def hourly_windows(start: datetime, end: datetime) -> list[FetchWindow]:

@@ -13,6 +13,7 @@ from predict_pipeline.defs.catalog import (
 from predict_pipeline.defs.feeds import raw_feed_fetches
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import LandingZoneResource, PostgresResource
+from predict_pipeline.feeds.base import history_chunks
 from predict_pipeline.signals.matching import DEFAULT_MATCH_THRESHOLD
 from predict_pipeline.signals.stage import FeedValidationReport, MatchingSettings, validate_window
 
@@ -61,7 +62,8 @@ def validated_signals(
     reports: list[FeedValidationReport] = []
     zone = landing.zone()
     with database.connection(autocommit=True) as conn:
-        for window in hourly_windows(time_window.start, time_window.end):
+        # A day at a time: the day's landed files (hourly polls and day-long backfills) at once.
+        for window in history_chunks(hourly_windows(time_window.start, time_window.end)):
             reports += validate_window(
                 conn,
                 zone,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from predict_pipeline.feeds.records import PageRequest, ParsedPage
@@ -17,6 +18,29 @@ class FetchWindow:
 
     start: datetime
     end: datetime
+
+
+def history_chunks(windows: Sequence[FetchWindow]) -> list[FetchWindow]:
+    """Contiguous windows merged into chunks of at most one UTC day, never across midnight.
+
+    A backfill fetches and validates a chunk at a time: one request sequence, one feed run and
+    one landed file per feed and day instead of per hour, with memory bounded by the day.
+    """
+    chunks: list[FetchWindow] = []
+    for window in windows:
+        last = chunks[-1] if chunks else None
+        if (
+            last is not None
+            and last.end == window.start
+            and last.start.astimezone(UTC).date() == (window.end - _TICK).astimezone(UTC).date()
+        ):
+            chunks[-1] = FetchWindow(last.start, window.end)
+        else:
+            chunks.append(window)
+    return chunks
+
+
+_TICK = timedelta(microseconds=1)
 
 
 class Adapter(Protocol):

@@ -1,9 +1,11 @@
 """The landing zone: raw pages as fetched, per feed and partition window, as gzip JSON Lines.
 
-Layout: ``{root}/{source}/{feed_id}/{window_start:%Y-%m-%dT%H%MZ}/{name}.jsonl.gz``. A polled
-feed writes one file per fetch (``poll-<fetch time>-<run>``), so a window keeps every poll;
-a backfill writes ``backfill.jsonl.gz``, replaced whole and byte-identical for the same
-history (no fetch times inside, gzip mtime 0). ``root`` is a local directory or any fsspec
+Layout: ``{root}/{source}/{feed_id}/{window_start:%Y-%m-%dT%H%MZ}/{name}.jsonl.gz``, or
+``.../{window_start}_{window_end}/...`` for a window longer than an hour (a backfill fetches
+up to a day at a time, see `history_chunks`). A polled feed writes one file per fetch
+(``poll-<fetch time>-<run>``), so a window keeps every poll; a backfill writes
+``backfill.jsonl.gz``, replaced whole and byte-identical for the same history (no fetch
+times inside, gzip mtime 0). ``root`` is a local directory or any fsspec
 URL (``s3://bucket/prefix`` with the matching fsspec package installed).
 """
 
@@ -15,7 +17,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fsspec
@@ -74,8 +76,28 @@ class LandingFile:
     bytes_written: int
 
 
+_KEY_FORMAT = "%Y-%m-%dT%H%MZ"
+_HOUR = timedelta(hours=1)
+
+
 def window_key(window: FetchWindow) -> str:
-    return f"{window.start:%Y-%m-%dT%H%MZ}"
+    start = f"{window.start.astimezone(UTC):{_KEY_FORMAT}}"
+    if window.end - window.start <= _HOUR:
+        return start
+    return f"{start}_{window.end.astimezone(UTC):{_KEY_FORMAT}}"
+
+
+def key_window(key: str) -> FetchWindow:
+    """The window a directory name stands for (the inverse of `window_key`)."""
+    first, _, last = key.partition("_")
+    start = datetime.strptime(first, _KEY_FORMAT).replace(tzinfo=UTC)
+    end = datetime.strptime(last, _KEY_FORMAT).replace(tzinfo=UTC) if last else start + _HOUR
+    return FetchWindow(start, end)
+
+
+def file_window(path: str) -> FetchWindow:
+    """The fetch window of a landed page file, from its directory."""
+    return key_window(path.rsplit("/", 2)[1])
 
 
 class LandingZone:
@@ -84,6 +106,9 @@ class LandingZone:
         self.fs, self._base = fsspec.core.url_to_fs(self.root)
 
     def _dir(self, source: str, feed_id: str, window: FetchWindow) -> str:
+        last_day = (window.end - timedelta(microseconds=1)).astimezone(UTC).date()
+        if window.end - window.start > _HOUR and window.start.astimezone(UTC).date() != last_day:
+            raise ValueError(f"a landed window may not cross a UTC midnight: {window}")
         return f"{self._base}/{source}/{feed_id}/{window_key(window)}"
 
     def write(
@@ -120,11 +145,23 @@ class LandingZone:
         return sorted(p for p in names if not p.endswith(f"{REJECTS_SUFFIX}.jsonl.gz"))
 
     def window_files(self, window: FetchWindow) -> dict[tuple[str, str], list[str]]:
-        """Every page file of a window, by (source, feed id), in name order."""
-        pattern = f"{self._base}/*/*/{window_key(window)}/*.jsonl.gz"
+        """Every page file whose fetch window overlaps `window`, by (source, feed id), in path
+        order: the hour windows inside it and any longer (backfill) window across it. Windows
+        never cross a UTC midnight, so one listing per day of `window` finds them all."""
+        paths: set[str] = set()
+        day = window.start.astimezone(UTC).date()
+        while day <= (window.end - timedelta(microseconds=1)).astimezone(UTC).date():
+            paths.update(self.fs.glob(f"{self._base}/*/*/{day:%Y-%m-%d}T*/*.jsonl.gz"))
+            day += timedelta(days=1)
         found: dict[tuple[str, str], list[str]] = {}
-        for path in sorted(self.fs.glob(pattern)):
+        for path in sorted(paths):
             if path.endswith(f"{REJECTS_SUFFIX}.jsonl.gz"):
+                continue
+            try:
+                landed = file_window(path)
+            except ValueError:
+                continue  # not a window directory of ours
+            if landed.end <= window.start or landed.start >= window.end:
                 continue
             source, feed_id = path.rsplit("/", 4)[1:3]
             found.setdefault((source, feed_id), []).append(path)

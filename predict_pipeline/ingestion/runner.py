@@ -6,14 +6,14 @@ One feed's failure is that feed's FAILED (or TIMEOUT, ...) run and never stops t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
+from predict_pipeline.feeds.base import FetchMode, FetchWindow, history_chunks
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.http import HttpClient, TokenBucket
 from predict_pipeline.ingestion.fetcher import FetchOutcome, fetch_feed
@@ -58,6 +58,17 @@ class FeedFetchReport:
 def window_mode(window: FetchWindow, now: datetime) -> FetchMode:
     """A window that is over is history (backfill); the current one is polled."""
     return "backfill" if window.end <= now else "poll"
+
+
+def fetch_windows(
+    hours: Sequence[FetchWindow], mode: FetchMode | None, now: datetime
+) -> list[FetchWindow]:
+    """The windows to fetch for these hour windows: history (every hour when `mode` is
+    backfill, hours that are over when it is None) in day chunks, polled hours one by one."""
+    if mode == "poll":
+        return list(hours)
+    history = [w for w in hours if mode == "backfill" or window_mode(w, now) == "backfill"]
+    return history_chunks(history) + [w for w in hours if w not in history]
 
 
 def credentials_aad(feed_id: uuid.UUID | str) -> str:

@@ -23,7 +23,7 @@ from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.push import UploadError, parse_upload
 from predict_pipeline.feeds.records import NormalisedRecord, PayloadError
 from predict_pipeline.feeds.registry import source_definition
-from predict_pipeline.ingestion.landing import LandedPage, LandingZone
+from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
 from predict_pipeline.signals import store
 from predict_pipeline.signals.frames import RecordBatch, batches_frame, empty_frame
@@ -112,7 +112,7 @@ def validate_window(
             continue  # the feed was deleted; its landed pages stay for audit
         report = FeedValidationReport(str(feed.id), feed.name, source)
         try:
-            batches = _read_batches(conn, landing, feed, paths, report, window)
+            batches, partial = _read_batches(conn, landing, feed, paths, report, window)
             # Committed on its own: a new partition keeps prediction_events and the feeds
             # locked against updates until commit, which must not last the whole write.
             with conn.transaction():
@@ -130,7 +130,8 @@ def validate_window(
                     fail_between_copy_and_queue=fail_between_copy_and_queue,
                     timings={},
                 )
-                _write_rejects(landing, paths, rejected)
+                # A file read in part keeps the rejects its whole validation wrote.
+                _write_rejects(landing, [p for p in paths if p not in partial], rejected)
         except (psycopg.Error, OSError, RuntimeError) as exc:
             report.error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
             _record_failure(conn, feed, paths, report.error)
@@ -145,23 +146,42 @@ def _read_batches(
     paths: list[str],
     report: FeedValidationReport,
     window: FetchWindow,
-) -> list[RecordBatch]:
-    """The feed's landed pages read again into records (a page that fails is reported)."""
-    batches = []
+) -> tuple[list[RecordBatch], set[str]]:
+    """The feed's landed pages read again into records (a page that fails is reported), and
+    the files read only in part: a backfill file of a longer window than `window` gives only
+    the records observed inside `window`."""
+    batches, partial = [], set()
     for path in paths:
+        landed = file_window(path)
+        inside = window.start <= landed.start and landed.end <= window.end
+        if not inside:
+            partial.add(path)
+        # The adapter keeps to the part of the file's window that is being validated.
+        span = FetchWindow(max(window.start, landed.start), min(window.end, landed.end))
         run_id: Any = None
         for page_index, page in enumerate(landing.read(path)):
             report.pages += 1
             if page.error:
                 continue  # accounted for by the fetch that landed it
             try:
-                records = _parse_page(feed, page, window)
+                records = _parse_page(feed, page, span)
             except (PayloadError, UploadError, ValueError, KeyError, TypeError) as exc:
                 report.page_errors.append(f"{path}#{page_index}: {exc}"[:500])
                 continue
+            if not inside:
+                records = [r for r in records if _observed_in(r, span)]
             run_id = page.feed_run_id or run_id or store.feed_run_for_file(conn, feed.id, path)
             batches.append(RecordBatch(records, str(run_id) if run_id else None, path, page_index))
-    return batches
+    return batches, partial
+
+
+def _observed_in(record: NormalisedRecord, window: FetchWindow) -> bool:
+    moment = record.fetched_at
+    return (
+        isinstance(moment, datetime)
+        and moment.tzinfo is not None
+        and window.start <= moment < window.end
+    )
 
 
 def _record_months(
