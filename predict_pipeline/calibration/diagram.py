@@ -11,9 +11,6 @@ import base64
 import io
 from collections.abc import Iterable
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from predict_pipeline.calibration.metrics import BIN_COUNT, TIME_WINDOWS, CalibrationRow
 
 WIDTH_PX, HEIGHT_PX = 800, 600
@@ -24,6 +21,10 @@ WINDOW_COLOURS = {"7D": "#1f77b4", "30D": "#ff7f0e", "90D": "#2ca02c", "ALL_TIME
 
 def reliability_diagram_png(rows: Iterable[CalibrationRow], *, title: str) -> bytes:
     """An 800×600 PNG of the global row of each window (windows without one are left out)."""
+    # Imported here: matplotlib costs every process that loads the definitions ~1.5 s otherwise.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     by_window = _global_rows(rows)
     # A bare Figure on the Agg canvas: no pyplot global state, no display needed.
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)

@@ -13,7 +13,7 @@ from dagster_celery.executor import CeleryExecutor
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.definitions import defs
-from predict_pipeline.defs.executors import celery_worker_config, predict_executor
+from predict_pipeline.defs.executors import PRELOAD_MODULES, celery_worker_config, predict_executor
 
 BROKER = "redis://127.0.0.1:6379/7"
 
@@ -86,3 +86,20 @@ def test_an_unknown_engine_is_refused_naming_the_variable(monkeypatch):
     monkeypatch.setenv("PREDICT_EXECUTOR", "celery")
     with pytest.raises(dg.DagsterInvalidConfigError, match="Celery executor config"):
         _executor({"celery": {"broker": 5}})
+
+
+def test_steps_fork_from_a_server_that_preloaded_the_definitions(monkeypatch):
+    monkeypatch.delenv("PREDICT_EXECUTOR", raising=False)
+    default = _executor({})
+    assert isinstance(default, MultiprocessExecutor)
+    assert default._start_method == "forkserver"  # no public accessors
+    assert default._explicit_forkserver_preload == PRELOAD_MODULES
+    forkserver = _executor({"multiprocess": {"start_method": {"forkserver": {}}}})
+    assert forkserver._explicit_forkserver_preload == PRELOAD_MODULES
+    # A start method or a preload of the run config's own is kept.
+    spawn = _executor({"multiprocess": {"start_method": {"spawn": {}}}})
+    assert spawn._start_method == "spawn"
+    own = _executor(
+        {"multiprocess": {"start_method": {"forkserver": {"preload_modules": ["dagster"]}}}}
+    )
+    assert own._explicit_forkserver_preload == ["dagster"]
