@@ -38,7 +38,9 @@ import yaml
 from _db import fresh_database
 
 from predict_pipeline.config import PROJECT_ROOT, Settings
+from predict_pipeline.dagster_storage import storage_config
 from predict_pipeline.db.connection import connect, dagster_storage_url
+from predict_pipeline.runtime import EVENT_BATCH_SIZE, EVENT_BATCH_VAR
 from tests.scaleout.history_server import HistoryServer, seed_history_feed
 
 HOURS = int(os.environ.get("PREDICT_BENCH_BACKFILL_HOURS") or 8760)
@@ -119,7 +121,7 @@ def _instance_dir(root: Path, url: str) -> Path:
     (root / "dagster.yaml").write_text(
         yaml.safe_dump(
             {
-                "storage": {"postgres": {"postgres_url": dagster_storage_url(url)}},
+                "storage": storage_config(dagster_storage_url(url)),
                 "telemetry": {"enabled": False},
             }
         )
@@ -313,6 +315,7 @@ def backfill(label: str, ingest: float, celery: bool) -> None:
 
 
 def main() -> None:
+    os.environ.setdefault(EVENT_BATCH_VAR, EVENT_BATCH_SIZE)  # as `predict-pipeline` sets it
     ingest = ingest_rate()
     load = os.getloadavg()[0]
     backfill("backfill", ingest, celery=False)

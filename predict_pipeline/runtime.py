@@ -11,6 +11,9 @@ from predict_pipeline.db.migrations import upgrade
 from predict_pipeline.secrets import ENCRYPTION_KEY_ENV, generate_key
 
 DAGSTER_URL_VAR = "PREDICT_DAGSTER_PG_URL"
+# Dagster's opt-in: a ranged run's per-partition materializations are written in batches of
+# this many events (one INSERT) instead of one by one; runs and steps inherit it.
+EVENT_BATCH_VAR, EVENT_BATCH_SIZE = "DAGSTER_EVENT_BATCH_SIZE", "1000"
 
 
 def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> DatabaseTarget:
@@ -24,6 +27,7 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Data
     os.environ[DATABASE_URL_VAR] = target.app_url
     os.environ[DAGSTER_URL_VAR] = target.dagster_url
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
+    os.environ.setdefault(EVENT_BATCH_VAR, EVENT_BATCH_SIZE)
     artifacts = Path(settings.state_dir) / "dagster"
     os.environ.setdefault("PREDICT_DAGSTER_ARTIFACTS_DIR", str(artifacts / "storage"))
     os.environ.setdefault("PREDICT_DAGSTER_COMPUTE_LOGS_DIR", str(artifacts / "compute_logs"))

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
+from predict_pipeline.dagster_storage import storage_config
 from predict_pipeline.db.connection import dagster_storage_url
 from predict_pipeline.definitions import defs
 
@@ -62,7 +63,7 @@ def webserver(pipeline, tmp_path) -> Iterator[str]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     instance = {
-        "storage": {"postgres": {"postgres_url": dagster_storage_url(pipeline.db_url)}},
+        "storage": storage_config(dagster_storage_url(pipeline.db_url)),
         "telemetry": {"enabled": False},
     }
     (home / "dagster.yaml").write_text(json.dumps(instance))  # JSON is YAML

@@ -1,0 +1,59 @@
+"""Dagster's storage keeps its Postgres connections: a ranged run's per-partition events do
+not each open one (dagster-postgres's default outside the webserver)."""
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+from sqlalchemy import event
+
+from predict_pipeline.config import PROJECT_ROOT
+from predict_pipeline.dagster_storage import POOL_SIZE, PooledPostgresStorage
+from predict_pipeline.db.connection import dagster_storage_url
+
+HOURS = dg.HourlyPartitionsDefinition(start_date="2025-01-01-00:00")
+
+
+@dg.asset(partitions_def=HOURS, backfill_policy=dg.BackfillPolicy.single_run())
+def hourly(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"hours": len(context.partition_keys)})
+
+
+def test_a_ranged_run_stores_every_partition_on_a_few_kept_connections(dagster_instance):
+    storages = [
+        dagster_instance.run_storage,
+        dagster_instance.event_log_storage,
+        dagster_instance.schedule_storage,
+    ]
+    opened = []
+    for storage in storages:
+        event.listen(storage._engine, "connect", lambda *_: opened.append(1))
+    job = dg.Definitions(assets=[hourly]).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dagster_instance,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2025-01-01-00:00",
+            ASSET_PARTITION_RANGE_END_TAG: "2025-01-01-23:00",
+        },
+    )
+    assert result.success
+    stored = dagster_instance.get_materialized_partitions(dg.AssetKey("hourly"))
+    assert stored == set(
+        HOURS.get_partition_keys_in_range(
+            dg.PartitionKeyRange("2025-01-01-00:00", "2025-01-01-23:00")
+        )
+    )
+    # Unpooled, each of the run's ~100 events opened at least one connection.
+    assert 0 < len(opened) <= POOL_SIZE * len(storages)
+
+
+def test_the_project_instance_uses_the_pooled_storage(db_url, monkeypatch, tmp_path):
+    # What `predict-pipeline` exports before Dagster reads the project's dagster.yaml.
+    monkeypatch.setenv("PREDICT_DAGSTER_PG_URL", dagster_storage_url(db_url))
+    monkeypatch.setenv("PREDICT_DAGSTER_ARTIFACTS_DIR", str(tmp_path / "storage"))
+    monkeypatch.setenv("PREDICT_DAGSTER_COMPUTE_LOGS_DIR", str(tmp_path / "compute_logs"))
+    with dg.DagsterInstance.from_config(str(PROJECT_ROOT)) as instance:
+        assert instance.get_ref().storage_data.class_name == PooledPostgresStorage.__name__
+        assert type(instance.event_log_storage._engine.pool).__name__ == "QueuePool"
+        assert instance.get_runs() == []
