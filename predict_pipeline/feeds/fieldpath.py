@@ -75,6 +75,8 @@ class FieldPath:
     steps: tuple[Step, ...]
 
     def select(self, doc: Any) -> list[Any]:
+        if len(self.steps) == 1:  # the common `field` mapping: one key, no list to build
+            return self.steps[0].apply(doc)
         nodes = [doc]
         for step in self.steps:
             nodes = [match for node in nodes for match in step.apply(node)]

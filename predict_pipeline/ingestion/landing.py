@@ -16,7 +16,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -208,10 +208,15 @@ class LandingZone:
             return handle.read()
 
 
+_PAGE_FIELDS = tuple(f.name for f in fields(LandedPage))
+
+
 def poll_file_name(fetched_at: datetime, feed_run_id: str) -> str:
     return f"poll-{fetched_at:%Y%m%dT%H%M%S%fZ}-{feed_run_id[:8]}"
 
 
 def _encode(page: LandedPage) -> bytes:
-    text = json.dumps(asdict(page), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    # Shallow: dataclasses.asdict would deep-copy every payload before encoding it.
+    row = {name: getattr(page, name) for name in _PAGE_FIELDS}
+    text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return text.encode("utf-8") + b"\n"
