@@ -8,8 +8,8 @@ The ratio is against the ingest write path's rate measured in this same run (ben
 processes, Celery workers and their pool), read from /proc while it runs. Two runs go at
 a time, as Dagster's run queue would launch them.
 
-PREDICT_BENCH_BACKFILL_HOURS / _MARKETS scale it down for a quick check (default 8760 / 1000:
-the full year takes hours on a 2-core machine, see the README).
+PREDICT_BENCH_BACKFILL_HOURS / _MARKETS scale it down for a quick check (default 8760 / 1000),
+and PREDICT_BENCH_BACKFILL_EXECUTORS picks the executors (default "multiprocess,celery").
 Needs Redis on 127.0.0.1:6379 for the Celery part (PREDICT_BENCH_CELERY_BROKER to change).
 """
 
@@ -318,8 +318,11 @@ def main() -> None:
     os.environ.setdefault(EVENT_BATCH_VAR, EVENT_BATCH_SIZE)  # as `predict-pipeline` sets it
     ingest = ingest_rate()
     load = os.getloadavg()[0]
-    backfill("backfill", ingest, celery=False)
-    backfill("backfill (2 celery workers)", ingest, celery=True)
+    executors = os.environ.get("PREDICT_BENCH_BACKFILL_EXECUTORS") or "multiprocess,celery"
+    if "multiprocess" in executors:
+        backfill("backfill", ingest, celery=False)
+    if "celery" in executors:
+        backfill("backfill (2 celery workers)", ingest, celery=True)
     print(
         f"  ingest write path: {ingest:,.0f} records/s; {HOURS:,} hours x {MARKETS:,} markets;"
         f" load average {load:.1f} at start ({os.cpu_count()} CPUs)"
