@@ -122,7 +122,8 @@ class LandingZone:
         """Write one file atomically (temporary name, then rename): readers never see half."""
         buffer = io.BytesIO()
         count = 0
-        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+        # Level 6 (zlib's default): a third of level 9's time for 4 % more bytes.
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz:
             for page in pages:
                 gz.write(_encode(page))
                 count += 1
