@@ -3,6 +3,7 @@ window, and validating one hour of a day that was fetched whole (real server, re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,9 @@ from predict_pipeline.feeds.base import FetchWindow, history_chunks
 from predict_pipeline.ingestion.landing import file_window, key_window, window_key
 from predict_pipeline.ingestion.runner import RateLimiters, fetch_window, fetch_windows
 from predict_pipeline.signals.stage import validate_window
-from tests.scaleout.history_server import HistoryServer, seed_history_feed
+from tests.scaleout.history_server import HistoryServer, feed_config, seed_history_feed
+from tests.support.feeds import make_feed
+from tests.support.http_server import Reply
 
 ORIGIN = datetime(2025, 3, 1, tzinfo=UTC)
 DAY = FetchWindow(ORIGIN, ORIGIN + timedelta(days=1))
@@ -113,3 +116,32 @@ def test_one_hour_of_a_day_fetched_whole_validates_only_that_hour(
     [again] = validate_window(conn, landing, DAY, now=now)
     assert again.written == 0 and again.deduplicated == 24 * MARKETS
     assert len(_signals(db_url)) == 24 * MARKETS
+
+
+def test_a_partial_read_of_a_day_file_leaves_its_rejects_as_the_whole_day_wrote_them(
+    conn, client, landing, server
+):
+    def item(market: str, price: float, hour: int) -> dict:
+        at = ORIGIN + timedelta(hours=hour, minutes=10)
+        return {"id": market, "p": price, "t": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "title": market}
+
+    # One price out of range at 02:10, good ones at 02:10 and 05:10, as the API answered.
+    body = {"items": [item("good", 0.4, 2), item("bad", 1.7, 2), item("good", 0.5, 5)]}
+    server.add("/hist", Reply(200, json.dumps(body).encode()))
+    feed = make_feed(conn, "custom_api", feed_config(server.url("/hist")))
+    [report] = fetch_window(
+        conn, client, landing, DAY, mode="backfill", feed_ids=[feed], rate_limiters=RateLimiters()
+    )
+    assert report.status == "SUCCESS" and report.records == 3
+    [day_file] = landing.files("custom_api", str(feed), DAY)
+    now = ORIGIN + timedelta(days=2)
+
+    [whole] = validate_window(conn, landing, DAY, now=now)
+    assert whole.rejected == 1
+    rejects = landing.read_rejects(day_file)
+    assert [r["source_event_id"] for r in rejects] == ["bad"]
+    for hour in (5, 2):  # without the bad record, and with it: the file is left alone
+        window = FetchWindow(ORIGIN + timedelta(hours=hour), ORIGIN + timedelta(hours=hour + 1))
+        [part] = validate_window(conn, landing, window, now=now)
+        assert part.records == (2 if hour == 2 else 1)
+        assert landing.read_rejects(day_file) == rejects
