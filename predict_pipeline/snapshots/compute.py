@@ -115,9 +115,13 @@ _OTHER_SUMS = """
        count(*) AS n"""
 
 
-def _source_pool(num: str, weight: str) -> str:
-    """A source's pooled probability from its sums; NULL for a source without weight."""
-    return f"CASE WHEN {weight} > 0 THEN 1 / (1 + exp(-{num} / {weight})) END"
+def _source_logit(num: str, weight: str) -> str:
+    """A source's pooled log-odds from its sums; NULL for a source without weight."""
+    return f"CASE WHEN {weight} > 0 THEN {num} / {weight} END"
+
+
+def _sigmoid(logit: str) -> str:
+    return f"1 / (1 + exp(-{logit}))"
 
 
 def _per_event_sql(slots: int) -> str:
@@ -125,6 +129,8 @@ def _per_event_sql(slots: int) -> str:
 
     With slots, each source's sums (Σ w·logit, Σ w) are filtered sums of the one aggregate, and
     the event's are their sum; without, a per-source aggregate comes first, as the formulas say.
+    The sigmoid never decreases, so the spread is σ(max L_s) − σ(min L_s): two exp, not one
+    per source and side.
     """
     terms = _SIGNAL_TERMS.replace("{slot}", _SLOT if slots else "NULL::int")
     terms = f"{terms} UNION ALL {terms} AND false"
@@ -135,20 +141,20 @@ def _per_event_sql(slots: int) -> str:
             f" sum(t.w) FILTER (WHERE t.slot = {k}) AS w_{k},"
             for k in ks
         )
-        pools = ", ".join(_source_pool(f"a.num_{k}", f"a.w_{k}") for k in ks)
+        logits = ", ".join(_source_logit(f"a.num_{k}", f"a.w_{k}") for k in ks)
         aggregated = f"""(SELECT t.event_id, t.snapshot_at,{sums}{_OTHER_SUMS}
         FROM ({terms}) t GROUP BY 1, 2) a"""  # noqa: S608 (module constants and slot numbers)
         prob_num = " + ".join(f"coalesce(a.num_{k}, 0)" for k in ks)
         prob_w = " + ".join(f"coalesce(a.w_{k}, 0)" for k in ks)
         columns = f"""({prob_num}) / nullif({prob_w}, 0) AS logit,
          {" + ".join(f"((a.w_{k} > 0) IS TRUE)::int" for k in ks)} AS n_sources,
-         greatest({pools}) - least({pools}) AS spread"""
+         {_sigmoid(f"greatest({logits})")} - {_sigmoid(f"least({logits})")} AS spread"""
     else:
-        pool = _source_pool("b.prob_num", "b.prob_w")
+        logit = _source_logit("b.prob_num", "b.prob_w")
         aggregated = f"""(SELECT b.event_id, b.snapshot_at,
                sum(b.prob_num) AS prob_num, sum(b.prob_w) AS prob_w,
                count(*) FILTER (WHERE b.prob_w > 0) AS n_sources,
-               max({pool}) - min({pool}) AS spread,
+               {_sigmoid(f"max({logit})")} - {_sigmoid(f"min({logit})")} AS spread,
                sum(b.sent_num) AS sent_num, sum(b.sent_w) AS sent_w, sum(b.volume) AS volume,
                sum(b.n) AS n
         FROM (SELECT t.event_id, t.snapshot_at, t.source,
@@ -316,24 +322,31 @@ FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
 # current_* of each event become its newest snapshot's values and previous_* the snapshot
 # before it (read from the table, so re-running an interval does not shift them again); an
 # event whose newest snapshot is later than this batch (a backfill of old windows) is left.
+# A state, once there, is carried to the batch's last interval: every event of the batch has
+# its newest row there, and the row before it, when the batch has one, is the interval before
+# (just written, with the event's trust score); otherwise the table is asked.
 _EVENT_STATE_SQL = """
 WITH newest AS (
-  SELECT DISTINCT ON (b.event_id) b.*
-  FROM snapshot_batch b ORDER BY b.event_id, b.snapshot_at DESC
+  SELECT b.* FROM snapshot_batch b WHERE b.snapshot_at = %(last_end)s
 ),
 current_state AS (
   SELECT n.event_id, n.probability, n.sentiment_score, n.volatility, n.divergence,
-         n.confidence, prev.probability AS prev_probability,
-         prev.sentiment_score AS prev_sentiment, prev.trust_score AS prev_trust,
-         prev.divergence AS prev_divergence
+         n.confidence, coalesce(before.probability, prev.probability) AS prev_probability,
+         coalesce(before.sentiment_score, prev.sentiment_score) AS prev_sentiment,
+         CASE WHEN before.event_id IS NOT NULL THEN e.trust_score ELSE prev.trust_score END
+           AS prev_trust,
+         coalesce(before.divergence, prev.divergence) AS prev_divergence
   FROM newest n
+  JOIN prediction_events e ON e.id = n.event_id
+  LEFT JOIN snapshot_batch before
+    ON before.event_id = n.event_id AND before.snapshot_at = %(last_end)s - interval '1 hour'
   LEFT JOIN LATERAL (
     SELECT probability, sentiment_score, trust_score, divergence FROM prediction_snapshots s
-    WHERE s.event_id = n.event_id AND s.snapshot_at < n.snapshot_at
+    WHERE before.event_id IS NULL AND s.event_id = n.event_id AND s.snapshot_at < n.snapshot_at
     ORDER BY s.snapshot_at DESC LIMIT 1
   ) prev ON true
   WHERE NOT EXISTS (SELECT 1 FROM prediction_snapshots later
-                    WHERE later.event_id = n.event_id AND later.snapshot_at > n.snapshot_at)
+                    WHERE later.event_id = n.event_id AND later.snapshot_at > %(last_end)s)
 )
 UPDATE prediction_events e SET
   previous_probability = c.prev_probability,
@@ -400,7 +413,7 @@ def compute_snapshots(
     except psycopg.errors.InvalidTextRepresentation:  # a source newer than the list: no slots
         conn.execute(_COMPUTE_SQL.replace("{per_event}", _per_event_sql(0)), params)
     written = conn.execute(_WRITE_SQL).rowcount
-    conn.execute(_EVENT_STATE_SQL)
+    conn.execute(_EVENT_STATE_SQL, {"last_end": last_end})
     events, carried = conn.execute(
         "SELECT count(DISTINCT event_id), count(*) FILTER (WHERE carried_forward)"
         " FROM snapshot_batch"
