@@ -414,9 +414,11 @@ def compute_snapshots(
         conn.execute(_COMPUTE_SQL.replace("{per_event}", _per_event_sql(0)), params)
     written = conn.execute(_WRITE_SQL).rowcount
     conn.execute(_EVENT_STATE_SQL, {"last_end": last_end})
+    # Every event of the batch has a row at its last interval (see _EVENT_STATE_SQL).
     events, carried = conn.execute(
-        "SELECT count(DISTINCT event_id), count(*) FILTER (WHERE carried_forward)"
-        " FROM snapshot_batch"
+        "SELECT count(*) FILTER (WHERE snapshot_at = %s), count(*) FILTER (WHERE carried_forward)"
+        " FROM snapshot_batch",
+        (last_end,),
     ).fetchone()
     return SnapshotBatch(
         snapshots=written,
