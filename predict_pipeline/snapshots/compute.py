@@ -136,19 +136,18 @@ def _per_event_sql(slots: int) -> str:
     terms = f"{terms} UNION ALL {terms} AND false"
     if slots:
         ks = range(1, slots + 1)
-        sums = "".join(
-            f"\n       sum({_LOGIT_TERM}) FILTER (WHERE t.slot = {k}) AS num_{k},"
-            f" sum(t.w) FILTER (WHERE t.slot = {k}) AS w_{k},"
-            for k in ks
-        )
-        logits = ", ".join(_source_logit(f"a.num_{k}", f"a.w_{k}") for k in ks)
-        aggregated = f"""(SELECT t.event_id, t.snapshot_at,{sums}{_OTHER_SUMS}
+        # Repeated aggregate calls are computed once (PostgreSQL shares identical ones).
+        num = {k: f"sum({_LOGIT_TERM}) FILTER (WHERE t.slot = {k})" for k in ks}
+        weight = {k: f"sum(t.w) FILTER (WHERE t.slot = {k})" for k in ks}
+        logits = ", ".join(_source_logit(num[k], weight[k]) for k in ks)
+        aggregated = f"""(SELECT t.event_id, t.snapshot_at,
+               {" + ".join(f"coalesce({num[k]}, 0)" for k in ks)} AS prob_num,
+               {" + ".join(f"coalesce({weight[k]}, 0)" for k in ks)} AS prob_w,
+               {" + ".join(f"(({weight[k]} > 0) IS TRUE)::int" for k in ks)} AS n_sources,
+               {_sigmoid(f"greatest({logits})")} - {_sigmoid(f"least({logits})")} AS spread,{
+            _OTHER_SUMS
+        }
         FROM ({terms}) t GROUP BY 1, 2) a"""  # noqa: S608 (module constants and slot numbers)
-        prob_num = " + ".join(f"coalesce(a.num_{k}, 0)" for k in ks)
-        prob_w = " + ".join(f"coalesce(a.w_{k}, 0)" for k in ks)
-        columns = f"""({prob_num}) / nullif({prob_w}, 0) AS logit,
-         {" + ".join(f"((a.w_{k} > 0) IS TRUE)::int" for k in ks)} AS n_sources,
-         {_sigmoid(f"greatest({logits})")} - {_sigmoid(f"least({logits})")} AS spread"""
     else:
         logit = _source_logit("b.prob_num", "b.prob_w")
         aggregated = f"""(SELECT b.event_id, b.snapshot_at,
@@ -162,14 +161,11 @@ def _per_event_sql(slots: int) -> str:
                      sum(t.w) FILTER (WHERE t.prob) AS prob_w,{_OTHER_SUMS}
               FROM ({terms}) t GROUP BY 1, 2, 3) b
         GROUP BY 1, 2) a"""  # noqa: S608 (module constants only)
-        columns = """a.prob_num / nullif(a.prob_w, 0) AS logit, a.n_sources, a.spread"""
-    return f"""SELECT event_id, snapshot_at, logit, n_sources,
-         CASE WHEN n_sources >= 2 THEN round(spread::numeric, 6) END AS spread,
-         signal_count, sentiment, volume
-  FROM (SELECT a.event_id, a.snapshot_at, {columns},
+    return f"""SELECT a.event_id, a.snapshot_at, a.prob_num / nullif(a.prob_w, 0) AS logit,
+         a.n_sources, CASE WHEN a.n_sources >= 2 THEN round(a.spread::numeric, 6) END AS spread,
          a.n AS signal_count, a.sent_num / nullif(a.sent_w, 0) AS sentiment, a.volume
   FROM {aggregated}
-  JOIN prediction_events e ON e.id = a.event_id AND e.status = 'ACTIVE') pe"""  # noqa: S608
+  JOIN prediction_events e ON e.id = a.event_id AND e.status = 'ACTIVE'"""  # noqa: S608
 
 
 # The batch's results, before they are written: one row per event and interval.
