@@ -247,14 +247,17 @@ filled AS (
   FROM grid
 ),
 carried AS (
+  -- The probability of each row once here; the next row's prev_probability is this value.
   SELECT *, logit IS NULL AS carried_forward,
-         coalesce(logit, first_value(logit) OVER (PARTITION BY event_id, run
-                                                  ORDER BY snapshot_at)) AS state_logit
+         coalesce(logit, first_value(logit) OVER run_rows) AS state_logit,
+         round((1 / (1 + exp(-%(alpha)s * coalesce(logit, first_value(logit) OVER run_rows))))
+               ::numeric, 4) AS probability
   FROM filled
+  WINDOW run_rows AS (PARTITION BY event_id, run ORDER BY snapshot_at)
 ),
 moves AS (
   SELECT *, state_logit - lag(state_logit) OVER series AS change,
-         lag(state_logit) OVER series AS prev_logit,
+         lag(probability) OVER series AS prev_probability,
          lag(sentiment) OVER series AS prev_sentiment,
          lag(divergence) OVER series AS prev_divergence
   FROM carried
@@ -268,10 +271,7 @@ volatile AS (
                                              AND CURRENT ROW), 0) AS sigma
   FROM moves
 )
-SELECT v.event_id, v.snapshot_at,
-       CASE WHEN v.state_logit IS NULL THEN NULL
-            ELSE round((1 / (1 + exp(-%(alpha)s * v.state_logit)))::numeric, 4) END
-         AS probability,
+SELECT v.event_id, v.snapshot_at, v.probability,
        -- greatest/least skip NULLs: an interval without sentiment must stay NULL, not 1.
        CASE WHEN v.sentiment IS NOT NULL
             THEN round(greatest(-1, least(1, v.sentiment))::numeric, 4) END AS sentiment_score,
@@ -288,7 +288,7 @@ SELECT v.event_id, v.snapshot_at,
               THEN 'HIGH'
             WHEN v.signal_count >= 3 AND v.sigma / %(vol_scale)s < 0.50 THEN 'MEDIUM'
             ELSE 'LOW' END AS confidence,
-       round((1 / (1 + exp(-%(alpha)s * v.prev_logit)))::numeric, 4) AS prev_probability,
+       v.prev_probability,
        round(v.prev_sentiment::numeric, 4) AS prev_sentiment,
        v.prev_divergence
 FROM volatile v
