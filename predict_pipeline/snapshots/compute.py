@@ -42,6 +42,7 @@ LOW otherwise (a carried-forward state is LOW).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +72,14 @@ class SnapshotBatch:
     intervals: int
 
 
+# The batch's events are cut into this many ranges of ids, each aggregated whole by its own
+# process (every formula is per event); see compute_snapshots for the planner setting.
+EVENT_RANGES = 2
+# Raised for the compute so that the planner parallelises those ranges whole (a parallel append)
+# rather than splitting each range's scan and merging partial aggregates: with about one signal
+# per group, partial aggregates merge almost as many rows as they read, which costs more than
+# it saves. A small batch stays serial; the results are the same either way.
+_PARALLEL_SETUP_COST = 80000
 # Up to this many distinct sources, each source's pool is a pair of filtered sums in the one
 # (event, interval) aggregate; with more, a per-(event, interval, source) aggregate comes first.
 SOURCE_SLOTS = 12
@@ -97,7 +106,7 @@ SELECT s.event_id, s.source, s.value::float8 AS v,
        s.signal_type = 'VOLUME'
          AND coalesce(s.raw_data->>'volume_scope', '') NOT LIKE 'lifetime%%' AS flow_volume
 FROM prediction_signals s
-WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s
+WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s{event_range}
 """
 _SLOT = """CASE WHEN s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL')
             THEN coalesce(array_position(%(sources)s::text[], s.source),
@@ -124,7 +133,7 @@ def _sigmoid(logit: str) -> str:
     return f"1 / (1 + exp(-{logit}))"
 
 
-def _per_event_sql(slots: int) -> str:
+def _per_event_sql(slots: int, event_range: str = "") -> str:
     """Each (event, interval) of the batch: pooled log-odds, sources, spread, other terms.
 
     With slots, each source's sums (Σ w·logit, Σ w) are filtered sums of the one aggregate, and
@@ -133,6 +142,7 @@ def _per_event_sql(slots: int) -> str:
     per source and side.
     """
     terms = _SIGNAL_TERMS.replace("{slot}", _SLOT if slots else "NULL::int")
+    terms = terms.replace("{event_range}", event_range)
     terms = f"{terms} UNION ALL {terms} AND false"
     if slots:
         ks = range(1, slots + 1)
@@ -166,6 +176,17 @@ def _per_event_sql(slots: int) -> str:
          a.n AS signal_count, a.sent_num / nullif(a.sent_w, 0) AS sentiment, a.volume
   FROM {aggregated}
   JOIN prediction_events e ON e.id = a.event_id AND e.status = 'ACTIVE'"""  # noqa: S608
+
+
+def _per_event_ranges_sql(slots: int, ranges: int) -> tuple[str, dict[str, uuid.UUID]]:
+    """_per_event_sql for each of `ranges` equal ranges of the uuid space, and their bounds."""
+    bounds = {f"event_from_{i}": uuid.UUID(int=(i << 128) // ranges) for i in range(1, ranges)}
+    parts = []
+    for i in range(ranges):
+        lower = f" AND s.event_id >= %(event_from_{i})s" if i else ""
+        upper = f" AND s.event_id < %(event_from_{i + 1})s" if i + 1 < ranges else ""
+        parts.append(_per_event_sql(slots, lower + upper))
+    return "\n  UNION ALL\n".join(parts), bounds
 
 
 # The batch's results, before they are written: one row per event and interval.
@@ -403,11 +424,16 @@ def compute_snapshots(
     conn.execute("DROP TABLE IF EXISTS snapshot_batch")
     # Room to hash-aggregate a day of signals in memory instead of sorting them to disk.
     conn.execute("SET LOCAL work_mem = '256MB'")
+    setup_cost = conn.execute("SELECT current_setting('parallel_setup_cost')").fetchone()[0]
+    conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (str(_PARALLEL_SETUP_COST),))
     try:
         with conn.transaction():
-            conn.execute(_COMPUTE_SQL.replace("{per_event}", _per_event_sql(slots)), params)
+            per_event, bounds = _per_event_ranges_sql(slots, EVENT_RANGES)
+            conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
     except psycopg.errors.InvalidTextRepresentation:  # a source newer than the list: no slots
-        conn.execute(_COMPUTE_SQL.replace("{per_event}", _per_event_sql(0)), params)
+        per_event, bounds = _per_event_ranges_sql(0, EVENT_RANGES)
+        conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
+    conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (setup_cost,))
     written = conn.execute(_WRITE_SQL).rowcount
     conn.execute(_EVENT_STATE_SQL, {"last_end": last_end})
     # Every event of the batch has a row at its last interval (see _EVENT_STATE_SQL).
