@@ -257,7 +257,7 @@ def _batch(conn) -> list[tuple]:
     return conn.execute("SELECT * FROM snapshot_batch ORDER BY event_id, snapshot_at").fetchall()
 
 
-def test_sources_in_slots_and_the_per_source_aggregate_give_the_same_rows(conn, monkeypatch):
+def test_slots_per_source_aggregate_and_event_ranges_give_the_same_rows(conn, monkeypatch):
     import predict_pipeline.snapshots.compute as compute
 
     _mixed_signals(conn)
@@ -272,6 +272,11 @@ def test_sources_in_slots_and_the_per_source_aggregate_give_the_same_rows(conn, 
     assert len(slotted) == 9
     assert slotted == per_source
     assert {row[6] for row in slotted} > {"NONE"}  # divergence seen, not only the default
+    for ranges in (1, 3):  # the events cut into ranges of ids, each aggregated on its own
+        monkeypatch.setattr(compute, "EVENT_RANGES", ranges)
+        with conn.transaction():
+            compute_snapshots(conn, T0, end)
+            assert _batch(conn) == slotted
 
 
 def test_a_source_newer_than_the_slot_list_is_still_pooled(conn, monkeypatch):
