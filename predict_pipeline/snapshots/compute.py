@@ -42,6 +42,7 @@ LOW otherwise (a carried-forward state is LOW).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +72,123 @@ class SnapshotBatch:
     intervals: int
 
 
+# The batch's events are cut into this many ranges of ids, each aggregated whole by its own
+# process (every formula is per event); see compute_snapshots for the planner setting.
+EVENT_RANGES = 2
+# Raised for the compute so that the planner parallelises those ranges whole (a parallel append)
+# rather than splitting each range's scan and merging partial aggregates: with about one signal
+# per group, partial aggregates merge almost as many rows as they read, which costs more than
+# it saves. A small batch stays serial; the results are the same either way.
+_PARALLEL_SETUP_COST = 80000
+# Up to this many distinct sources, each source's pool is a pair of filtered sums in the one
+# (event, interval) aggregate; with more, a per-(event, interval, source) aggregate comes first.
+SOURCE_SLOTS = 12
+
+# One row per signal of the batch with its terms computed once. The UNION ALL with an empty
+# copy keeps the planner from copying these expressions into every aggregate that reads them (a
+# plain subquery is flattened into its parent; OFFSET 0 would keep it, but rules out a parallel
+# scan). A probability signal's slot is its source's place in %(sources)s; a source missing
+# from it (one that appeared after the list was read) fails the cast, and the caller retries.
+_SIGNAL_TERMS = """
+SELECT s.event_id, s.source, s.value::float8 AS v,
+       date_bin('1 hour', s.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+         + interval '1 hour' AS snapshot_at,
+       coalesce(s.weight::float8, 1) * coalesce(s.reliability::float8, 1)
+         * exp(-0.6931471805599453
+               * date_part('epoch', date_bin('1 hour', s.fetched_at,
+                                             TIMESTAMPTZ '2000-01-01 00:00:00+00')
+                                    + interval '1 hour' - s.fetched_at)
+               / (60.0 * %(half_life)s)) AS w,
+       -- (a price without a value clips to ε, as greatest/least skip NULLs: kept as it was)
+       s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AS prob,
+       {slot} AS slot,
+       s.signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS') AND s.value IS NOT NULL AS sentiment,
+       s.signal_type = 'VOLUME'
+         AND coalesce(s.raw_data->>'volume_scope', '') NOT LIKE 'lifetime%%' AS flow_volume
+FROM prediction_signals s
+WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s{event_range}
+"""
+_SLOT = """CASE WHEN s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL')
+            THEN coalesce(array_position(%(sources)s::text[], s.source),
+                          ('source not in the slots: ' || s.source)::int) END"""
+
+# w · logit(clip(p)) of a probability signal `t` (the weight 0 of a signal adds exact zeros).
+_LOGIT_TERM = (
+    "t.w * ln(least(greatest(t.v, %(eps)s), 1 - %(eps)s)"
+    " / (1 - least(greatest(t.v, %(eps)s), 1 - %(eps)s)))"
+)
+_OTHER_SUMS = """
+       sum(t.w * t.v) FILTER (WHERE t.sentiment) AS sent_num,
+       sum(t.w) FILTER (WHERE t.sentiment) AS sent_w,
+       sum(t.v) FILTER (WHERE t.flow_volume) AS volume,
+       count(*) AS n"""
+
+
+def _source_logit(num: str, weight: str) -> str:
+    """A source's pooled log-odds from its sums; NULL for a source without weight."""
+    return f"CASE WHEN {weight} > 0 THEN {num} / {weight} END"
+
+
+def _sigmoid(logit: str) -> str:
+    return f"1 / (1 + exp(-{logit}))"
+
+
+def _per_event_sql(slots: int, event_range: str = "") -> str:
+    """Each (event, interval) of the batch: pooled log-odds, sources, spread, other terms.
+
+    With slots, each source's sums (Σ w·logit, Σ w) are filtered sums of the one aggregate, and
+    the event's are their sum; without, a per-source aggregate comes first, as the formulas say.
+    The sigmoid never decreases, so the spread is σ(max L_s) − σ(min L_s): two exp, not one
+    per source and side.
+    """
+    terms = _SIGNAL_TERMS.replace("{slot}", _SLOT if slots else "NULL::int")
+    terms = terms.replace("{event_range}", event_range)
+    terms = f"{terms} UNION ALL {terms} AND false"
+    if slots:
+        ks = range(1, slots + 1)
+        # Repeated aggregate calls are computed once (PostgreSQL shares identical ones).
+        num = {k: f"sum({_LOGIT_TERM}) FILTER (WHERE t.slot = {k})" for k in ks}
+        weight = {k: f"sum(t.w) FILTER (WHERE t.slot = {k})" for k in ks}
+        logits = ", ".join(_source_logit(num[k], weight[k]) for k in ks)
+        aggregated = f"""(SELECT t.event_id, t.snapshot_at,
+               {" + ".join(f"coalesce({num[k]}, 0)" for k in ks)} AS prob_num,
+               {" + ".join(f"coalesce({weight[k]}, 0)" for k in ks)} AS prob_w,
+               {" + ".join(f"(({weight[k]} > 0) IS TRUE)::int" for k in ks)} AS n_sources,
+               {_sigmoid(f"greatest({logits})")} - {_sigmoid(f"least({logits})")} AS spread,{
+            _OTHER_SUMS
+        }
+        FROM ({terms}) t GROUP BY 1, 2) a"""  # noqa: S608 (module constants and slot numbers)
+    else:
+        logit = _source_logit("b.prob_num", "b.prob_w")
+        aggregated = f"""(SELECT b.event_id, b.snapshot_at,
+               sum(b.prob_num) AS prob_num, sum(b.prob_w) AS prob_w,
+               count(*) FILTER (WHERE b.prob_w > 0) AS n_sources,
+               {_sigmoid(f"max({logit})")} - {_sigmoid(f"min({logit})")} AS spread,
+               sum(b.sent_num) AS sent_num, sum(b.sent_w) AS sent_w, sum(b.volume) AS volume,
+               sum(b.n) AS n
+        FROM (SELECT t.event_id, t.snapshot_at, t.source,
+                     sum({_LOGIT_TERM}) FILTER (WHERE t.prob) AS prob_num,
+                     sum(t.w) FILTER (WHERE t.prob) AS prob_w,{_OTHER_SUMS}
+              FROM ({terms}) t GROUP BY 1, 2, 3) b
+        GROUP BY 1, 2) a"""  # noqa: S608 (module constants only)
+    return f"""SELECT a.event_id, a.snapshot_at, a.prob_num / nullif(a.prob_w, 0) AS logit,
+         a.n_sources, CASE WHEN a.n_sources >= 2 THEN round(a.spread::numeric, 6) END AS spread,
+         a.n AS signal_count, a.sent_num / nullif(a.sent_w, 0) AS sentiment, a.volume
+  FROM {aggregated}
+  JOIN prediction_events e ON e.id = a.event_id AND e.status = 'ACTIVE'"""  # noqa: S608
+
+
+def _per_event_ranges_sql(slots: int, ranges: int) -> tuple[str, dict[str, uuid.UUID]]:
+    """_per_event_sql for each of `ranges` equal ranges of the uuid space, and their bounds."""
+    bounds = {f"event_from_{i}": uuid.UUID(int=(i << 128) // ranges) for i in range(1, ranges)}
+    parts = []
+    for i in range(ranges):
+        lower = f" AND s.event_id >= %(event_from_{i})s" if i else ""
+        upper = f" AND s.event_id < %(event_from_{i + 1})s" if i + 1 < ranges else ""
+        parts.append(_per_event_sql(slots, lower + upper))
+    return "\n  UNION ALL\n".join(parts), bounds
+
+
 # The batch's results, before they are written: one row per event and interval.
 _COMPUTE_SQL = """
 CREATE TEMP TABLE snapshot_batch ON COMMIT DROP AS
@@ -78,35 +196,8 @@ WITH intervals AS (
   SELECT generate_series(%(first_end)s::timestamptz, %(last_end)s::timestamptz,
                          interval '1 hour') AS snapshot_at
 ),
-weighted AS (
-  SELECT x.*,
-         coalesce(x.weight, 1) * coalesce(x.reliability, 1)
-           * exp(-0.6931471805599453 * date_part('epoch', x.snapshot_at - x.fetched_at)
-                 / (60.0 * %(half_life)s)) AS w
-  FROM (SELECT s.event_id, s.source, s.source_event_id, s.signal_type, s.value::float8 AS v,
-               s.signal_type = 'VOLUME'
-                 AND coalesce(s.raw_data->>'volume_scope', '') LIKE 'lifetime%%' AS lifetime,
-               s.weight::float8 AS weight, s.reliability::float8 AS reliability, s.fetched_at,
-               date_bin('1 hour', s.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
-                 + interval '1 hour' AS snapshot_at
-        FROM prediction_signals s
-        WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s) x
-),
-by_source AS (
-  -- One pass over the signals: each source's pooling terms, sentiment terms, volume, count.
-  SELECT event_id, snapshot_at, source,
-         sum(w * ln(pc / (1 - pc))) FILTER (WHERE pc IS NOT NULL AND w > 0) AS prob_num,
-         sum(w) FILTER (WHERE pc IS NOT NULL AND w > 0) AS prob_w,
-         sum(w * v) FILTER (WHERE signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS')
-                             AND v IS NOT NULL) AS sent_num,
-         sum(w) FILTER (WHERE signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS')
-                         AND v IS NOT NULL) AS sent_w,
-         sum(v) FILTER (WHERE signal_type = 'VOLUME' AND NOT lifetime) AS volume,
-         count(*) AS n
-  FROM (SELECT *, CASE WHEN signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL')
-                       THEN least(greatest(v, %(eps)s), 1 - %(eps)s) END AS pc
-        FROM weighted) p
-  GROUP BY 1, 2, 3
+per_event AS (
+{per_event}
 ),
 lifetime_flow AS (
   -- Lifetime-total markets (a partial index finds them): per interval, the last total minus
@@ -128,19 +219,6 @@ lifetime_flow AS (
   WHERE snapshot_at > %(start)s
   GROUP BY 1, 2
 ),
-per_event AS (
-  SELECT b.event_id, b.snapshot_at,
-         sum(b.prob_num) / nullif(sum(b.prob_w), 0) AS logit,
-         count(*) FILTER (WHERE b.prob_w > 0) AS n_sources,
-         round((max(1 / (1 + exp(-b.prob_num / b.prob_w))) FILTER (WHERE b.prob_w > 0)
-                - min(1 / (1 + exp(-b.prob_num / b.prob_w))) FILTER (WHERE b.prob_w > 0)
-               )::numeric, 6) AS spread,
-         sum(b.n) AS signal_count,
-         sum(b.sent_num) / nullif(sum(b.sent_w), 0) AS sentiment,
-         sum(b.volume) AS volume
-  FROM by_source b JOIN prediction_events e ON e.id = b.event_id AND e.status = 'ACTIVE'
-  GROUP BY 1, 2
-),
 prior AS (
   -- Stored states before the batch: what is carried forward, and volatility's history.
   -- Stored probabilities are extremized: dividing by alpha gives back the pooled log-odds.
@@ -156,22 +234,31 @@ prior AS (
   WHERE p.back <= %(window)s
 ),
 candidates AS (
-  SELECT event_id FROM per_event
-  UNION
-  SELECT p.event_id FROM prior p JOIN prediction_events e ON e.id = p.event_id
-  WHERE e.status = 'ACTIVE'
+  -- Events with a state to snapshot, and how many of the batch's intervals have signals.
+  SELECT event_id, sum(n) AS intervals_with_signals FROM (
+    SELECT event_id, 1 AS n FROM per_event
+    UNION ALL
+    SELECT p.event_id, 0 FROM prior p JOIN prediction_events e ON e.id = p.event_id
+    WHERE e.status = 'ACTIVE'
+  ) c GROUP BY 1
 ),
 grid AS (
-  SELECT c.event_id, i.snapshot_at, false AS stored, pe.logit, pe.n_sources,
-         CASE WHEN pe.spread IS NULL OR pe.n_sources < 2 THEN 'NONE'
-              WHEN pe.spread >= 0.35 THEN 'EXTREME' WHEN pe.spread >= 0.20 THEN 'HIGH'
+  -- The intervals with signals; a lifetime total's flow always comes with a signal of its own.
+  SELECT pe.event_id, pe.snapshot_at, false AS stored, pe.logit, pe.n_sources,
+         CASE WHEN pe.spread >= 0.35 THEN 'EXTREME' WHEN pe.spread >= 0.20 THEN 'HIGH'
               WHEN pe.spread >= 0.10 THEN 'MEDIUM' WHEN pe.spread >= 0.05 THEN 'LOW'
               ELSE 'NONE' END AS divergence,
          pe.signal_count, pe.sentiment,
          round((coalesce(pe.volume, 0) + coalesce(lf.volume, 0)) * 1000) AS volume
+  FROM per_event pe
+  LEFT JOIN lifetime_flow lf ON lf.event_id = pe.event_id AND lf.snapshot_at = pe.snapshot_at
+  UNION ALL
+  -- The candidates' intervals without signals: carried forward, or dropped before any state.
+  SELECT c.event_id, i.snapshot_at, false, NULL, NULL, 'NONE', NULL, NULL, 0
   FROM candidates c CROSS JOIN intervals i
-  LEFT JOIN per_event pe ON pe.event_id = c.event_id AND pe.snapshot_at = i.snapshot_at
-  LEFT JOIN lifetime_flow lf ON lf.event_id = c.event_id AND lf.snapshot_at = i.snapshot_at
+  WHERE c.intervals_with_signals < %(intervals)s
+    AND NOT EXISTS (SELECT FROM per_event pe
+                      WHERE pe.event_id = c.event_id AND pe.snapshot_at = i.snapshot_at)
   UNION ALL
   SELECT p.event_id, p.snapshot_at, true, p.logit, NULL, p.divergence, NULL, p.sentiment, NULL
   FROM prior p JOIN candidates c USING (event_id)
@@ -181,29 +268,31 @@ filled AS (
   FROM grid
 ),
 carried AS (
+  -- The probability of each row once here; the next row's prev_probability is this value.
   SELECT *, logit IS NULL AS carried_forward,
-         coalesce(logit, first_value(logit) OVER (PARTITION BY event_id, run
-                                                  ORDER BY snapshot_at)) AS state_logit
+         coalesce(logit, first_value(logit) OVER run_rows) AS state_logit,
+         round((1 / (1 + exp(-%(alpha)s * coalesce(logit, first_value(logit) OVER run_rows))))
+               ::numeric, 4) AS probability
   FROM filled
+  WINDOW run_rows AS (PARTITION BY event_id, run ORDER BY snapshot_at)
 ),
 moves AS (
   SELECT *, state_logit - lag(state_logit) OVER series AS change,
-         lag(state_logit) OVER series AS prev_logit,
+         lag(probability) OVER series AS prev_probability,
          lag(sentiment) OVER series AS prev_sentiment,
          lag(divergence) OVER series AS prev_divergence
   FROM carried
-  WINDOW series AS (PARTITION BY event_id ORDER BY snapshot_at)
+  -- run never decreases along snapshot_at: this is the order by time, and the rows are already
+  -- sorted so for the carry-forward above (one sort fewer).
+  WINDOW series AS (PARTITION BY event_id ORDER BY run, snapshot_at)
 ),
 volatile AS (
-  SELECT *, coalesce(stddev_samp(change) OVER (PARTITION BY event_id ORDER BY snapshot_at
+  SELECT *, coalesce(stddev_samp(change) OVER (PARTITION BY event_id ORDER BY run, snapshot_at
                                              ROWS BETWEEN %(window_rows)s PRECEDING
                                              AND CURRENT ROW), 0) AS sigma
   FROM moves
 )
-SELECT v.event_id, v.snapshot_at,
-       CASE WHEN v.state_logit IS NULL THEN NULL
-            ELSE round((1 / (1 + exp(-%(alpha)s * v.state_logit)))::numeric, 4) END
-         AS probability,
+SELECT v.event_id, v.snapshot_at, v.probability,
        -- greatest/least skip NULLs: an interval without sentiment must stay NULL, not 1.
        CASE WHEN v.sentiment IS NOT NULL
             THEN round(greatest(-1, least(1, v.sentiment))::numeric, 4) END AS sentiment_score,
@@ -220,11 +309,22 @@ SELECT v.event_id, v.snapshot_at,
               THEN 'HIGH'
             WHEN v.signal_count >= 3 AND v.sigma / %(vol_scale)s < 0.50 THEN 'MEDIUM'
             ELSE 'LOW' END AS confidence,
-       round((1 / (1 + exp(-%(alpha)s * v.prev_logit)))::numeric, 4) AS prev_probability,
+       v.prev_probability,
        round(v.prev_sentiment::numeric, 4) AS prev_sentiment,
        v.prev_divergence
 FROM volatile v
 WHERE NOT v.stored AND v.state_logit IS NOT NULL
+"""
+
+_SOURCES_SQL = """
+WITH RECURSIVE seen(source) AS (
+  (SELECT source FROM prediction_signals ORDER BY source LIMIT 1)
+  UNION ALL
+  SELECT (SELECT s.source FROM prediction_signals s WHERE s.source > seen.source
+          ORDER BY s.source LIMIT 1)
+  FROM seen WHERE seen.source IS NOT NULL
+)
+SELECT array_agg(source ORDER BY source) FROM seen WHERE source IS NOT NULL
 """
 
 _WRITE_SQL = """
@@ -239,24 +339,31 @@ FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
 # current_* of each event become its newest snapshot's values and previous_* the snapshot
 # before it (read from the table, so re-running an interval does not shift them again); an
 # event whose newest snapshot is later than this batch (a backfill of old windows) is left.
+# A state, once there, is carried to the batch's last interval: every event of the batch has
+# its newest row there, and the row before it, when the batch has one, is the interval before
+# (just written, with the event's trust score); otherwise the table is asked.
 _EVENT_STATE_SQL = """
 WITH newest AS (
-  SELECT DISTINCT ON (b.event_id) b.*
-  FROM snapshot_batch b ORDER BY b.event_id, b.snapshot_at DESC
+  SELECT b.* FROM snapshot_batch b WHERE b.snapshot_at = %(last_end)s
 ),
 current_state AS (
   SELECT n.event_id, n.probability, n.sentiment_score, n.volatility, n.divergence,
-         n.confidence, prev.probability AS prev_probability,
-         prev.sentiment_score AS prev_sentiment, prev.trust_score AS prev_trust,
-         prev.divergence AS prev_divergence
+         n.confidence, coalesce(before.probability, prev.probability) AS prev_probability,
+         coalesce(before.sentiment_score, prev.sentiment_score) AS prev_sentiment,
+         CASE WHEN before.event_id IS NOT NULL THEN e.trust_score ELSE prev.trust_score END
+           AS prev_trust,
+         coalesce(before.divergence, prev.divergence) AS prev_divergence
   FROM newest n
+  JOIN prediction_events e ON e.id = n.event_id
+  LEFT JOIN snapshot_batch before
+    ON before.event_id = n.event_id AND before.snapshot_at = %(last_end)s - interval '1 hour'
   LEFT JOIN LATERAL (
     SELECT probability, sentiment_score, trust_score, divergence FROM prediction_snapshots s
-    WHERE s.event_id = n.event_id AND s.snapshot_at < n.snapshot_at
+    WHERE before.event_id IS NULL AND s.event_id = n.event_id AND s.snapshot_at < n.snapshot_at
     ORDER BY s.snapshot_at DESC LIMIT 1
   ) prev ON true
   WHERE NOT EXISTS (SELECT 1 FROM prediction_snapshots later
-                    WHERE later.event_id = n.event_id AND later.snapshot_at > n.snapshot_at)
+                    WHERE later.event_id = n.event_id AND later.snapshot_at > %(last_end)s)
 )
 UPDATE prediction_events e SET
   previous_probability = c.prev_probability,
@@ -308,16 +415,32 @@ def compute_snapshots(
         "window": VOLATILITY_WINDOW,
         "window_rows": VOLATILITY_WINDOW - 1,
         "vol_scale": VOLATILITY_SCALE,
+        "intervals": (end - start) // INTERVAL,
     }
+    # Every source ever seen (a loose scan of the source index): each gets a slot of sums.
+    sources = conn.execute(_SOURCES_SQL).fetchone()[0] or []
+    slots = len(sources) if len(sources) <= SOURCE_SLOTS else 0
+    params["sources"] = sources
     conn.execute("DROP TABLE IF EXISTS snapshot_batch")
     # Room to hash-aggregate a day of signals in memory instead of sorting them to disk.
     conn.execute("SET LOCAL work_mem = '256MB'")
-    conn.execute(_COMPUTE_SQL, params)
+    setup_cost = conn.execute("SELECT current_setting('parallel_setup_cost')").fetchone()[0]
+    conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (str(_PARALLEL_SETUP_COST),))
+    try:
+        with conn.transaction():
+            per_event, bounds = _per_event_ranges_sql(slots, EVENT_RANGES)
+            conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
+    except psycopg.errors.InvalidTextRepresentation:  # a source newer than the list: no slots
+        per_event, bounds = _per_event_ranges_sql(0, EVENT_RANGES)
+        conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
+    conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (setup_cost,))
     written = conn.execute(_WRITE_SQL).rowcount
-    conn.execute(_EVENT_STATE_SQL)
+    conn.execute(_EVENT_STATE_SQL, {"last_end": last_end})
+    # Every event of the batch has a row at its last interval (see _EVENT_STATE_SQL).
     events, carried = conn.execute(
-        "SELECT count(DISTINCT event_id), count(*) FILTER (WHERE carried_forward)"
-        " FROM snapshot_batch"
+        "SELECT count(*) FILTER (WHERE snapshot_at = %s), count(*) FILTER (WHERE carried_forward)"
+        " FROM snapshot_batch",
+        (last_end,),
     ).fetchone()
     return SnapshotBatch(
         snapshots=written,

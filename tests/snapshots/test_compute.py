@@ -223,3 +223,72 @@ def test_rematerialising_an_interval_replaces_its_rows(conn, event):
         (event,),
     ).fetchone()
     assert state == (0.3, None)  # the re-run did not shift previous_* again
+
+
+def test_spread_pools_a_source_with_several_signals_before_comparing(conn, event):
+    # kalshi's two prices pool to 0.5 (equal weights): against polymarket's 0.62 the spread is
+    # 0.12 (MEDIUM), not the 0.22 (HIGH) that kalshi's single 0.4 would give.
+    _signal(conn, event, "kalshi", 0.4, LAST)
+    _signal(conn, event, "kalshi", 0.6, LAST)
+    _signal(conn, event, "polymarket", 0.62, LAST)
+    _run(conn)
+    assert _snap(conn, event)["divergence"] == "MEDIUM"
+
+
+def _mixed_signals(conn) -> list[uuid.UUID]:
+    """Several events over three hours: sources with one and with several signals, a zero
+    weight, missing reliabilities, sentiment and volume, an hour without any signal."""
+    events = [_event(conn, f"mixed-{i}") for i in range(3)]
+    for hour in range(3):
+        at = T0 + timedelta(hours=hour, minutes=10)
+        for i, ev in enumerate(events):
+            if (hour, i) == (1, 2):
+                continue  # carried forward
+            _signal(conn, ev, "kalshi", 0.30 + 0.1 * i + 0.05 * hour, at)
+            _signal(conn, ev, "kalshi", 0.35 + 0.1 * i, at + timedelta(minutes=20), weight=2.0)
+            _signal(conn, ev, "polymarket", 0.6 - 0.1 * hour, at, reliability=None)
+            _signal(conn, ev, "manifold", 0.9, at, weight=0.0)
+            _signal(conn, ev, "news", 0.2 * (hour - 1), at, kind="NEWS")
+            _signal(conn, ev, "kalshi", 1.25 + hour, at, kind="VOLUME")
+    return events
+
+
+def _batch(conn) -> list[tuple]:
+    return conn.execute("SELECT * FROM snapshot_batch ORDER BY event_id, snapshot_at").fetchall()
+
+
+def test_slots_per_source_aggregate_and_event_ranges_give_the_same_rows(conn, monkeypatch):
+    import predict_pipeline.snapshots.compute as compute
+
+    _mixed_signals(conn)
+    end = T0 + timedelta(hours=3)
+    with conn.transaction():
+        compute_snapshots(conn, T0, end)
+        slotted = _batch(conn)
+    monkeypatch.setattr(compute, "SOURCE_SLOTS", 0)
+    with conn.transaction():
+        compute_snapshots(conn, T0, end)
+        per_source = _batch(conn)
+    assert len(slotted) == 9
+    assert slotted == per_source
+    assert {row[6] for row in slotted} > {"NONE"}  # divergence seen, not only the default
+    for ranges in (1, 3):  # the events cut into ranges of ids, each aggregated on its own
+        monkeypatch.setattr(compute, "EVENT_RANGES", ranges)
+        with conn.transaction():
+            compute_snapshots(conn, T0, end)
+            assert _batch(conn) == slotted
+
+
+def test_a_source_newer_than_the_slot_list_is_still_pooled(conn, monkeypatch):
+    import predict_pipeline.snapshots.compute as compute
+
+    _mixed_signals(conn)
+    end = T0 + timedelta(hours=3)
+    with conn.transaction():
+        compute_snapshots(conn, T0, end)
+        expected = _batch(conn)
+    # As if polymarket's first signal had been committed after the source list was read.
+    monkeypatch.setattr(compute, "_SOURCES_SQL", "SELECT ARRAY['kalshi', 'manifold', 'news']")
+    with conn.transaction():
+        compute_snapshots(conn, T0, end)
+        assert _batch(conn) == expected
