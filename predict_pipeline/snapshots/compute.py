@@ -99,8 +99,8 @@ SELECT s.event_id, s.source, s.value::float8 AS v,
                                              TIMESTAMPTZ '2000-01-01 00:00:00+00')
                                     + interval '1 hour' - s.fetched_at)
                / (60.0 * %(half_life)s)) AS w,
-       -- (a price without a value clips to ε, as greatest/least skip NULLs: kept as it was)
-       s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AS prob,
+       -- A MANUAL signal may come without a value: it is counted, never pooled.
+       s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AND s.value IS NOT NULL AS prob,
        {slot} AS slot,
        s.signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS') AND s.value IS NOT NULL AS sentiment,
        s.signal_type = 'VOLUME'
@@ -108,7 +108,7 @@ SELECT s.event_id, s.source, s.value::float8 AS v,
 FROM prediction_signals s
 WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s{event_range}
 """
-_SLOT = """CASE WHEN s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL')
+_SLOT = """CASE WHEN s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AND s.value IS NOT NULL
             THEN coalesce(array_position(%(sources)s::text[], s.source),
                           ('source not in the slots: ' || s.source)::int) END"""
 

@@ -99,6 +99,14 @@ def test_single_source_passes_through_and_extremizing_pushes_it_out(conn, event)
     assert _snap(conn, event)["probability"] == round(sigmoid(2 * logit(0.7)), 4)
 
 
+def test_a_manual_signal_without_a_value_is_counted_but_not_pooled(conn, event):
+    _signal(conn, event, "kalshi", 0.7, T0 + timedelta(minutes=5))
+    _signal(conn, event, "manual", None, T0 + timedelta(minutes=6), kind="MANUAL")
+    _run(conn)
+    snap = _snap(conn, event)
+    assert (snap["probability"], snap["signal_count"], snap["divergence"]) == (0.7, 2, "NONE")
+
+
 def test_sentiment_volume_and_counts(conn, event):
     at = END - timedelta(minutes=1)
     _signal(conn, event, "kalshi", 0.5, at)
