@@ -20,6 +20,9 @@ class FetchWindow:
     end: datetime
 
 
+_TICK = timedelta(microseconds=1)
+
+
 def history_chunks(windows: Sequence[FetchWindow]) -> list[FetchWindow]:
     """Contiguous windows merged into chunks of at most one UTC day, never across midnight.
 
@@ -38,9 +41,6 @@ def history_chunks(windows: Sequence[FetchWindow]) -> list[FetchWindow]:
         else:
             chunks.append(window)
     return chunks
-
-
-_TICK = timedelta(microseconds=1)
 
 
 class Adapter(Protocol):
