@@ -3,9 +3,11 @@
 dagster-postgres opens a new connection for every storage call outside the webserver (its
 engines use NullPool): a ranged backfill run writes one event per partition and asset, and
 each cost a connection (~2.5 ms on a local socket, more over TCP and TLS). This storage is
-dagster-postgres's own with pooled engines, as its webserver mode has, in every process: two
-connections per storage kept open (an event write holds one while it indexes on another),
-checked before use and recycled hourly, more opened under concurrency.
+dagster-postgres's own with pooled engines, as its webserver mode has, in every process: one
+connection kept open for runs, one for schedules and two for the event log (an event write
+holds one while it indexes on another), checked before use and recycled hourly, more opened
+(and closed again) only under concurrency. Count four per Dagster process (webserver, daemon,
+run, step) against the server's max_connections.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dagster_postgres.utils import (
     pg_url_from_config,
 )
 
-POOL_SIZE = 2
+POOL_SIZES = {"runs": 1, "event_log": 2, "schedules": 1}
 POOL_RECYCLE_S = 3600
 MAX_OVERFLOW = 10  # connections beyond the pooled ones while threads share a storage
 
@@ -30,14 +32,19 @@ class PooledPostgresStorage(DagsterPostgresStorage):
 
     def __init__(self, *args: Any, token_provider: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, token_provider=token_provider, **kwargs)
-        for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
+        storages = {
+            "runs": self._run_storage,
+            "event_log": self._event_log_storage,
+            "schedules": self._schedule_storage,
+        }
+        for name, storage in storages.items():
             unpooled = storage._engine
             options = unpooled.url.query.get("options")
             storage._engine = create_pg_engine(
                 storage.postgres_url,
                 token_provider,
                 isolation_level="AUTOCOMMIT",
-                pool_size=POOL_SIZE,
+                pool_size=POOL_SIZES[name],
                 max_overflow=MAX_OVERFLOW,
                 pool_recycle=POOL_RECYCLE_S,
                 pool_pre_ping=True,
