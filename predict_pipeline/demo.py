@@ -20,6 +20,7 @@ from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import simulator
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.secrets import encrypt_json
+from predict_pipeline.trust.components import FLAG_TYPES  # the detectors' (not OTHER)
 
 DEMO_USER_ID = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
 DEMO_USER_EMAIL = "demo@predict-pipeline.local"
@@ -125,16 +126,6 @@ def seed_demo_events(conn: psycopg.Connection) -> list[uuid.UUID]:
 
 
 DEMO_RULE_NAME = "Explain every resolved event"
-# Flag types the automatic detectors raise (OTHER is left for reviewers).
-_DETECTED_FLAGS = [
-    "VOLUME_SPIKE",
-    "WASH_TRADING",
-    "INSIDER_TIMING",
-    "COORDINATED_ACTION",
-    "BOT_SENTIMENT",
-    "NARRATIVE_PLANT",
-    "SOURCE_MANIPULATION",
-]
 # (name, scope tag, trigger type, trigger params): each writes an explanation (no network).
 DEMO_RULES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     (DEMO_RULE_NAME, "demo", "EVENT_RESOLVED", {"outcomes": ["YES", "NO"]}),
@@ -142,7 +133,7 @@ DEMO_RULES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         "Explain flagged simulated events",
         "simulator",
         "FLAG_RAISED",
-        {"flag_types": _DETECTED_FLAGS, "min_severity": "WARNING"},
+        {"flag_types": list(FLAG_TYPES), "min_severity": "WARNING"},
     ),
     ("Simulated event crosses 50 %", "simulator", "PROBABILITY_CROSSES_ABOVE", {"threshold": 0.5}),
     (
