@@ -39,24 +39,28 @@ _FINISHED = [
 ]
 
 
+_SPEC = RetentionPolicy()
+
+
 class RetentionResource(dg.ConfigurableResource):
     """The retention policy and mode. Every field can be set per run; periods shorter than
     the spec's need allow_shorter_than_spec. archive_url defaults to PREDICT_ARCHIVE_URL."""
 
+    # The policy's fields, with RetentionPolicy's defaults (one place for the spec's periods).
     dry_run: bool = False
     archive_url: str | None = None
-    feed_runs_days: int = 90
-    rule_executions_days: int = 90
-    unmatched_signals_days: int = 30
-    snapshot_downsample_days: int = 90
-    snapshot_drop_days: int = 730
-    audit_archive_days: int = 90
-    audit_delete_days: int = 730
-    partition_months_ahead: int = 2
-    dagster_run_days: int = 90
-    batch_size: int = 5000
-    downsample_chunk_hours: int = 24
-    allow_shorter_than_spec: bool = False
+    feed_runs_days: int = _SPEC.feed_runs_days
+    rule_executions_days: int = _SPEC.rule_executions_days
+    unmatched_signals_days: int = _SPEC.unmatched_signals_days
+    snapshot_downsample_days: int = _SPEC.snapshot_downsample_days
+    snapshot_drop_days: int = _SPEC.snapshot_drop_days
+    audit_archive_days: int = _SPEC.audit_archive_days
+    audit_delete_days: int = _SPEC.audit_delete_days
+    partition_months_ahead: int = _SPEC.partition_months_ahead
+    dagster_run_days: int = _SPEC.dagster_run_days
+    batch_size: int = _SPEC.batch_size
+    downsample_chunk_hours: int = _SPEC.downsample_chunk_hours
+    allow_shorter_than_spec: bool = _SPEC.allow_shorter_than_spec
 
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy.from_mapping(self.model_dump())
