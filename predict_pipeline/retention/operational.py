@@ -62,38 +62,56 @@ def prune_feed_runs(
 def prune_rule_executions(
     conn: psycopg.Connection, policy: RetentionPolicy, now: datetime, *, dry_run: bool
 ) -> StepReport:
-    report = StepReport("rule_executions", dry_run)
-    cutoff = policy.cutoff(now, "rule_executions_days")
-    report.add(
-        "rule_executions_deleted",
-        delete_in_batches(
-            conn,
-            "prediction_rule_executions",
-            sql.SQL("started_at < %(cutoff)s"),
-            {"cutoff": cutoff},
-            order_by="started_at",
-            batch_size=policy.batch_size,
-            dry_run=dry_run,
-        ),
+    return _prune(
+        conn,
+        policy,
+        now,
+        dry_run,
+        step="rule_executions",
+        table="prediction_rule_executions",
+        where="started_at < %(cutoff)s",
+        order_by="started_at",
     )
-    report.details["cutoff"] = cutoff.isoformat()
-    return report
 
 
 def prune_unmatched_signals(
     conn: psycopg.Connection, policy: RetentionPolicy, now: datetime, *, dry_run: bool
 ) -> StepReport:
     """Only items a reviewer closed (DISCARDED, MATCHED) go; PENDING ones wait for review."""
-    report = StepReport("unmatched_signals", dry_run)
-    cutoff = policy.cutoff(now, "unmatched_signals_days")
+    return _prune(
+        conn,
+        policy,
+        now,
+        dry_run,
+        step="unmatched_signals",
+        table="prediction_unmatched_signals",
+        where="status IN ('DISCARDED', 'MATCHED') AND created_at < %(cutoff)s",
+        order_by="created_at",
+    )
+
+
+def _prune(
+    conn: psycopg.Connection,
+    policy: RetentionPolicy,
+    now: datetime,
+    dry_run: bool,
+    *,
+    step: str,
+    table: str,
+    where: str,
+    order_by: str,
+) -> StepReport:
+    """Rows of `table` matching `where` before the step's cutoff, deleted in batches."""
+    report = StepReport(step, dry_run)
+    cutoff = policy.cutoff(now, f"{step}_days")
     report.add(
-        "unmatched_signals_deleted",
+        f"{step}_deleted",
         delete_in_batches(
             conn,
-            "prediction_unmatched_signals",
-            sql.SQL("status IN ('DISCARDED', 'MATCHED') AND created_at < %(cutoff)s"),
+            table,
+            sql.SQL(where),  # module constants only; the cutoff is a bound parameter
             {"cutoff": cutoff},
-            order_by="created_at",
+            order_by=order_by,
             batch_size=policy.batch_size,
             dry_run=dry_run,
         ),
