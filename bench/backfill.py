@@ -15,10 +15,9 @@ Needs Redis on 127.0.0.1:6379 for the Celery part (PREDICT_BENCH_CELERY_BROKER t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,16 +30,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import contextlib
 from multiprocessing import get_context
 
 import yaml
 from _db import fresh_database
 
-from predict_pipeline.config import PROJECT_ROOT, Settings
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.dagster_storage import storage_config
 from predict_pipeline.db.connection import connect, dagster_storage_url
 from predict_pipeline.runtime import EVENT_BATCH_SIZE, EVENT_BATCH_VAR
+from tests.scaleout.celery_workers import celery_workers
 from tests.scaleout.history_server import HistoryServer, seed_history_feed
 
 HOURS = int(os.environ.get("PREDICT_BENCH_BACKFILL_HOURS") or 8760)
@@ -189,73 +188,22 @@ def _run_batch(home: str, app_url: str, feed: str, landing: str, execution: dict
             raise RuntimeError(f"backfill run {batch} failed: {failures}")
 
 
-def _start_workers(home: Path, queue: str, url: str, logs: Path) -> list[subprocess.Popen]:
-    from predict_pipeline.defs.executors import celery_worker_config
-
-    settings = Settings.from_env(
-        {
-            "PREDICT_CELERY_BROKER_URL": url,
-            "PREDICT_CELERY_BACKEND_URL": url,
-            "PREDICT_CELERY_QUEUE": queue,
-        }
-    )
-    config = logs / "worker.yaml"
-    config.write_text(yaml.safe_dump(celery_worker_config(settings)))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(PROJECT_ROOT)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    workers = []
-    for name in ("bench-w1", "bench-w2"):
-        workers.append(
-            subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "dagster-celery"),
-                    *("worker", "start", "-A", "dagster_celery.app", "-y", str(config)),
-                    *("-q", queue, "-n", f"{name}-{queue}", "-l", "WARNING"),
-                    *("--", "--concurrency=1"),
-                ],
-                env=env,
-                cwd=PROJECT_ROOT,
-                stdout=open(logs / f"{name}.log", "wb"),  # noqa: SIM115 (lives with the worker)
-                stderr=subprocess.STDOUT,
-            )
-        )
-    from celery import Celery
-
-    app = Celery(broker=url, backend=url)
-    deadline = time.monotonic() + 120
-    ready: set[str] = set()
-    while len(ready) < len(workers):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Celery workers did not start; see {logs}")
-        for reply in app.control.ping(timeout=1.0) or []:
-            ready.update(k for k in reply if queue in k)
-    app.close()
-    return workers
-
-
-def _stop(workers: list[subprocess.Popen]) -> None:
-    for process in workers:
-        for pid in reversed(_descendants(process.pid)):  # the pool, the worker, the launcher
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-    for process in workers:
-        process.wait(timeout=60)
-
-
 def backfill(label: str, ingest: float, celery: bool) -> None:
     with (
         fresh_database() as url,
         tempfile.TemporaryDirectory() as tmp,
+        contextlib.ExitStack() as stack,
     ):
         history = HistoryServer(MARKETS, ORIGIN, HOURS)
+        stack.callback(history.close)
         with connect(url, role=None, autocommit=True) as conn:
             feed = str(seed_history_feed(conn, history.url, MARKETS))
         home = _instance_dir(Path(tmp) / "dagster", url)
-        workers: list[subprocess.Popen] = []
         if celery:
             queue = f"bench-{uuid.uuid4().hex[:8]}"
             broker = f"{BROKER}/{random.randrange(1, 16)}"
-            workers = _start_workers(home, queue, broker, Path(tmp))
+            names = [f"bench-w1-{queue}", f"bench-w2-{queue}"]
+            stack.enter_context(celery_workers(str(home), broker, queue, Path(tmp), names))
             execution = {
                 "engine": "celery",
                 "celery": {
@@ -270,31 +218,25 @@ def backfill(label: str, ingest: float, celery: bool) -> None:
                 "multiprocess": {"start_method": {"forkserver": {}}},
             }
         batches = _batches()
-        try:
-            with PeakRss() as rss:
-                started = time.perf_counter()
-                # spawn: a forked orchestrator would share the parent's broker and server sockets.
-                with ProcessPoolExecutor(CONCURRENT_RUNS, mp_context=get_context("spawn")) as pool:
-                    futures = [
-                        pool.submit(
-                            _run_batch,
-                            str(home),
-                            url,
-                            feed,
-                            str(Path(tmp) / "landing"),
-                            execution,
-                            batch,
-                        )
-                        for batch in batches
-                    ]
-                    for future in futures:
-                        future.result()
-                elapsed = time.perf_counter() - started
-                _stop(workers)
-                workers = []
-        finally:
-            _stop(workers)
-            history.close()
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            # spawn: a forked orchestrator would share the parent's broker and server sockets.
+            with ProcessPoolExecutor(CONCURRENT_RUNS, mp_context=get_context("spawn")) as pool:
+                futures = [
+                    pool.submit(
+                        _run_batch,
+                        str(home),
+                        url,
+                        feed,
+                        str(Path(tmp) / "landing"),
+                        execution,
+                        batch,
+                    )
+                    for batch in batches
+                ]
+                for future in futures:
+                    future.result()
+            elapsed = time.perf_counter() - started
         with connect(url, role=None) as conn:
             signals, snapshots = conn.execute(
                 "SELECT (SELECT count(*) FROM prediction_signals),"

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,18 +13,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
-from celery import Celery
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from predict_pipeline.config import PROJECT_ROOT, Settings
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.db.connection import connect
-from predict_pipeline.defs.executors import celery_worker_config
 from tests.conftest import _scratch_database
+from tests.scaleout.celery_workers import celery_workers
 from tests.scaleout.history_server import HistoryServer, seed_history_feed
 
 REDIS = "redis://127.0.0.1:6379"
@@ -71,71 +65,10 @@ def celery_queue(dagster_instance, tmp_path) -> Iterator[dict]:
     """Two worker processes on a queue (and Redis database) of their own; killed afterwards."""
     queue = f"predict-test-{uuid.uuid4().hex[:10]}"
     url = f"{REDIS}/{random.randrange(1, 16)}"
-    settings = Settings.from_env(
-        {
-            "PREDICT_CELERY_BROKER_URL": url,
-            "PREDICT_CELERY_BACKEND_URL": url,
-            "PREDICT_CELERY_QUEUE": queue,
-        }
-    )
-    config_path = tmp_path / "worker.yaml"
-    config_path.write_text(yaml.safe_dump(celery_worker_config(settings)))
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": dagster_instance.root_directory,
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    workers = []
-    for name in WORKERS:
-        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (closed at teardown)
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "dagster-celery"),
-                "worker",
-                "start",
-                "-A",
-                "dagster_celery.app",
-                "-y",
-                str(config_path),
-                "-q",
-                queue,
-                "-n",
-                name,
-                "--",
-                "--concurrency=1",
-            ],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: teardown kills worker and pool
-        )
-        workers.append((process, log))
-    app = Celery(broker=url, backend=url)
-    try:
-        deadline = time.monotonic() + 90
-        ready: set[str] = set()
-        while len(ready) < len(WORKERS):
-            assert time.monotonic() < deadline, "workers did not answer a ping in 90 s: " + "".join(
-                (tmp_path / f"{n}.log").read_text()[-2000:] for n in WORKERS
-            )
-            for reply in app.control.ping(timeout=1.0) or []:
-                ready.update(k.split("@")[0] for k in reply)
-        yield {
-            "queue": queue,
-            "broker": url,
-            "pgids": {p.pid for p, _ in workers},
-        }
-    finally:
-        for process, log in workers:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, signal.SIGKILL)
-            log.close()
-        app.close()
+    with celery_workers(
+        dagster_instance.root_directory, url, queue, tmp_path, WORKERS, ready_within_s=90
+    ) as workers:
+        yield {"queue": queue, "broker": url, "pgids": {p.pid for p in workers}}
 
 
 def _seed(url: str, history: HistoryServer) -> str:
