@@ -316,8 +316,9 @@ def ingest_batches(
         rows = block[written.to_numpy()]
         report.written += len(rows)
         tally.add(rows["feed_run_id"], "written")
-        all_events.update(rows["event_id"])
-        for run_id, event_id in zip(rows["feed_run_id"], rows["event_id"], strict=True):
+        pairs = rows[["feed_run_id", "event_id"]].drop_duplicates()  # a pair per run and event
+        all_events.update(pairs["event_id"])
+        for run_id, event_id in zip(pairs["feed_run_id"], pairs["event_id"], strict=True):
             events_by_run.setdefault(None if pd.isna(run_id) else run_id, set()).add(event_id)
     report.events = len(all_events)
     # Validation's own empty result has the rejected shape (reasons, detail) when nothing came.
