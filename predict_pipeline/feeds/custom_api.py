@@ -36,10 +36,10 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from predict_pipeline.feeds.base import FetchMode, FetchWindow
 from predict_pipeline.feeds.fieldpath import (
+    FieldPath,
     FieldPathError,
     ShapeError,
     compile_path,
-    select,
     select_items,
     select_one,
 )
@@ -362,12 +362,16 @@ class CustomApiAdapter:
             items = select_items(payload, mapping["records_path"])
         except (ShapeError, FieldPathError) as exc:
             raise PayloadError(SOURCE, endpoint, f"records_path: {exc}") from None
+        try:
+            paths = _field_paths(mapping["fields"])
+        except FieldPathError as exc:
+            raise PayloadError(SOURCE, endpoint, f"fields: {exc}") from None
         rules = FieldRules.from_config(mapping)
         observed_at = fetched_at.astimezone(UTC)
         records, rejected = [], []
         for index, item in enumerate(items):
             try:
-                fields = _item_fields(item, mapping["fields"])
+                fields = _item_fields(item, paths)
                 records.append(
                     normalise_fields(
                         fields,
@@ -389,12 +393,22 @@ class CustomApiAdapter:
         )
 
 
-def _item_fields(item: Any, paths: dict[str, str]) -> dict[str, Any]:
+def _field_paths(paths: dict[str, str]) -> list[tuple[str, FieldPath, str | None]]:
+    """Each mapped field's compiled path, and its key when the path is one key."""
+    compiled = [(name, compile_path(path)) for name, path in paths.items()]
+    return [(name, path, path.single_key) for name, path in compiled]
+
+
+def _item_fields(item: Any, paths: list[tuple[str, FieldPath, str | None]]) -> dict[str, Any]:
     fields = {}
-    for name, path in paths.items():
-        matches = select(item, path)
+    for name, path, key in paths:
+        if key is not None:  # a one-key path: a dict lookup, no match list
+            if isinstance(item, dict) and key in item:
+                fields[name] = item[key]
+            continue
+        matches = path.select(item)
         if len(matches) > 1:
-            raise FieldError(name, f"path {path!r} matched {len(matches)} values, not one")
+            raise FieldError(name, f"path {path.source!r} matched {len(matches)} values, not one")
         if matches:
             fields[name] = matches[0]
     return fields

@@ -74,6 +74,13 @@ class FieldPath:
     source: str
     steps: tuple[Step, ...]
 
+    @property
+    def single_key(self) -> str | None:
+        """The key of a one-key path (`price`), which callers may read without a match list."""
+        if len(self.steps) == 1 and self.steps[0].kind == _KEY:
+            return str(self.steps[0].key)
+        return None
+
     def select(self, doc: Any) -> list[Any]:
         if len(self.steps) == 1:  # the common `field` mapping: one key, no list to build
             return self.steps[0].apply(doc)

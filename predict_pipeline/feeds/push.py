@@ -304,34 +304,65 @@ def normalise_fields(
 ) -> NormalisedRecord:
     """One record from the accepted fields (see the module docstring); FieldError on a fault.
 
-    Fields are checked in FIELD_NAMES order, so the first fault reported is deterministic.
+    Fields are read in one fixed order, so the first fault reported is deterministic. Every
+    backfilled point passes here twice (fetch, then validation): no closure or lambda per field.
     """
-    present = {name: value for name, value in fields.items() if not _is_missing(value, rules)}
-
-    def read(name: str, reader: Callable[[Any], Any]) -> Any:
-        if name not in present:
-            return None
-        try:
-            return reader(present[name])
-        except (ValueError, TypeError, OverflowError, OSError) as exc:
-            raise FieldError(name, str(exc)) from exc
-
-    source_event_id = read("source_event_id", _event_id)
-    if source_event_id is None:
-        raise FieldError("source_event_id", "missing")
-    signal_type = read("signal_type", _signal_type) or rules.signal_type
-    value = read("value", lambda v: _scaled(_number(v), rules.value_scale))
-    if value is None and signal_type in NUMERIC_SIGNAL_TYPES:
-        raise FieldError("value", f"missing; a {signal_type} signal needs a number")
-    fetched_at = read("fetched_at", lambda v: _timestamp(v, rules)) or observed_at
-    title = read("title", _text)
-    narrative = read("narrative", _text)
-    source_url = read("source_url", _http_url)
-    weight = read("weight", _weight)
-    close_time = read("close_time", lambda v: _timestamp(v, rules))
-    category = read("category", _category_hints) or ()
-    status = read("status", _status)
-    resolution = read("resolution", _resolution)
+    missing = rules.missing_values
+    present = {}
+    for key, given in fields.items():
+        if given is None:
+            continue
+        if isinstance(given, str):
+            stripped = given.strip()
+            if not stripped or stripped in missing:
+                continue
+        present[key] = given
+    get = present.get
+    name = "source_event_id"
+    try:
+        given = get(name)
+        if given is None:
+            raise FieldError(name, "missing")
+        source_event_id = _event_id(given)
+        name = "signal_type"
+        given = get(name)
+        signal_type = rules.signal_type if given is None else _signal_type(given)
+        name = "value"
+        given = get(name)
+        value = None if given is None else _scaled(_number(given), rules.value_scale)
+        if value is None and signal_type in NUMERIC_SIGNAL_TYPES:
+            raise FieldError(name, f"missing; a {signal_type} signal needs a number")
+        name = "fetched_at"
+        given = get(name)
+        fetched_at = observed_at if given is None else _timestamp(given, rules)
+        name = "title"
+        given = get(name)
+        title = None if given is None else _text(given)
+        name = "narrative"
+        given = get(name)
+        narrative = None if given is None else _text(given)
+        name = "source_url"
+        given = get(name)
+        source_url = None if given is None else _http_url(given)
+        name = "weight"
+        given = get(name)
+        weight = None if given is None else _weight(given)
+        name = "close_time"
+        given = get(name)
+        close_time = None if given is None else _timestamp(given, rules)
+        name = "category"
+        given = get(name)
+        category = () if given is None else _category_hints(given)
+        name = "status"
+        given = get(name)
+        status = None if given is None else _status(given)
+        name = "resolution"
+        given = get(name)
+        resolution = None if given is None else _resolution(given)
+    except FieldError:
+        raise
+    except (ValueError, TypeError, OverflowError, OSError) as exc:
+        raise FieldError(name, str(exc)) from exc
     if status is None:
         status = "resolved" if resolution is not None else "unknown"
     if weight is not None:
@@ -355,12 +386,6 @@ def normalise_fields(
     )
 
 
-def _is_missing(value: Any, rules: FieldRules) -> bool:
-    if value is None:
-        return True
-    return isinstance(value, str) and (not value.strip() or value.strip() in rules.missing_values)
-
-
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
@@ -381,6 +406,8 @@ def _signal_type(value: Any) -> str:
 
 
 def _number(value: Any) -> float:
+    if value.__class__ is float and math.isfinite(value):  # the usual JSON number, at once
+        return value
     if isinstance(value, str):
         if not _NUMBER.fullmatch(value.strip()):
             raise ValueError(f"expected a number, got {_shown(value)}")

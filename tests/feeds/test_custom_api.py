@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -486,6 +487,16 @@ def test_the_recorded_kalshi_body_under_a_wrong_records_path_is_a_payload_error(
         caught.value.reason
         == "records_path: nothing at $.market (an object with keys cursor, markets there)"
     )
+
+
+def test_a_landed_request_with_a_malformed_field_path_is_a_payload_error():
+    # Configs are checked when planned; a landed page's request carries its own mapping.
+    request = first_request(simple())
+    mapping = {**request.context["mapping"], "fields": {"source_event_id": "id", "value": "p["}}
+    request = replace(request, context={**request.context, "mapping": mapping})
+    with pytest.raises(PayloadError) as caught:
+        read(simple(), {"data": [{"id": "a", "p": 0.5}]}, request)
+    assert caught.value.reason.startswith("fields: malformed field path 'p[' at position 3")
 
 
 def test_a_page_without_its_request_cannot_be_read():
