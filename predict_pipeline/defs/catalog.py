@@ -159,6 +159,33 @@ def with_table_metadata(
     )
 
 
+def on_last_partition(
+    context: dg.AssetExecutionContext, result: dg.MaterializeResult
+) -> dg.MaterializeResult:
+    """In a run of several partitions, the run's metadata recorded once, on its last partition.
+
+    Dagster copies a result's metadata into every partition's materialization: for a week's
+    backfill run, 168 copies of the column schema, the previews and the run's totals (each
+    claiming to be that hour's). The other partitions name the run's range instead.
+    """
+    keys = context.partition_keys
+    if len(keys) <= 1:
+        return result
+    context.add_asset_metadata(dict(result.metadata or {}), partition_key=keys[-1])
+    return dg.MaterializeResult(
+        asset_key=result.asset_key,
+        metadata={
+            "run_partitions": dg.MetadataValue.text(
+                f"{keys[0]} to {keys[-1]} ({len(keys)} partitions, one run);"
+                f" the run's metadata is on {keys[-1]}"
+            )
+        },
+        check_results=result.check_results,
+        data_version=result.data_version,
+        tags=result.tags,
+    )
+
+
 def preview_table(
     columns: Mapping[str, str], rows: list[Mapping[str, Any]], *, limit: int = 20
 ) -> dg.TableMetadataValue:

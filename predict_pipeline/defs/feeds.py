@@ -7,6 +7,7 @@ import dagster as dg
 
 from predict_pipeline.config import Settings
 from predict_pipeline.defs.catalog import (
+    on_last_partition,
     preview_table,
     table_definition_metadata,
     with_table_metadata,
@@ -134,7 +135,7 @@ def raw_feed_fetches(
             )
         ],
     )
-    return with_table_metadata(result, database, FEED_RUNS_TABLE)
+    return on_last_partition(context, with_table_metadata(result, database, FEED_RUNS_TABLE))
 
 
 def _runs_table(reports: list[FeedFetchReport]) -> dg.TableMetadataValue:

@@ -6,6 +6,7 @@ import dagster as dg
 from psycopg.rows import dict_row
 
 from predict_pipeline.defs.catalog import (
+    on_last_partition,
     preview_table,
     table_definition_metadata,
     with_table_metadata,
@@ -143,7 +144,7 @@ def validated_signals(
             )
         ],
     )
-    return with_table_metadata(result, database, SIGNALS_TABLE)
+    return on_last_partition(context, with_table_metadata(result, database, SIGNALS_TABLE))
 
 
 def _feeds_table(reports: list[FeedValidationReport]) -> dg.TableMetadataValue:

@@ -5,6 +5,7 @@ from datetime import timedelta
 import dagster as dg
 
 from predict_pipeline.defs.catalog import (
+    on_last_partition,
     preview_table,
     table_definition_metadata,
     with_table_metadata,
@@ -96,4 +97,4 @@ def event_snapshots(
             ),
         }
     )
-    return with_table_metadata(result, database, SNAPSHOTS_TABLE)
+    return on_last_partition(context, with_table_metadata(result, database, SNAPSHOTS_TABLE))

@@ -5,6 +5,7 @@ from datetime import timedelta
 import dagster as dg
 
 from predict_pipeline.defs.catalog import (
+    on_last_partition,
     preview_table,
     table_definition_metadata,
     with_table_metadata,
@@ -136,4 +137,4 @@ def trust_scores(
             ),
         ],
     )
-    return with_table_metadata(result, database, TRUST_TABLE)
+    return on_last_partition(context, with_table_metadata(result, database, TRUST_TABLE))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from psycopg import sql
 
 from predict_pipeline.db.connection import connect
 from predict_pipeline.definitions import defs
-from predict_pipeline.defs.catalog import column_schema, read_column_schema
+from predict_pipeline.defs.catalog import column_schema, on_last_partition, read_column_schema
 from predict_pipeline.defs.partitions import HOURLY
 
 TABLES = {
@@ -115,3 +119,39 @@ def test_column_schema_is_read_once_per_process_and_database(db_url):
         assert column_schema(conn, "prediction_events") is first
         assert read_column_schema(conn, "prediction_events") is not first
         assert read_column_schema(conn, "prediction_events") == first
+
+
+@dg.asset(partitions_def=HOURLY, backfill_policy=dg.BackfillPolicy.single_run())
+def hours_written(context) -> dg.MaterializeResult:  # Dagster refuses a string annotation
+    result = dg.MaterializeResult(metadata={"written": 10 * len(context.partition_keys)})
+    return on_last_partition(context, result)
+
+
+def _partition_metadata(instance: dg.DagsterInstance, partition: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("hours_written"), asset_partitions=[partition]),
+        limit=1,
+    ).records
+    return dict(records[0].asset_materialization.metadata)
+
+
+def test_a_ranged_run_records_its_metadata_once_on_its_last_partition(dagster_instance):
+    job = dg.Definitions(assets=[hours_written]).resolve_implicit_global_asset_job_def()
+    first, last = "2025-03-01-00:00", "2025-03-01-23:00"
+    ranged = job.execute_in_process(
+        instance=dagster_instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )
+    single = job.execute_in_process(instance=dagster_instance, partition_key="2025-03-02-00:00")
+    assert ranged.success and single.success
+    note = f"{first} to {last} (24 partitions, one run); the run's metadata is on {last}"
+    assert {k: v.value for k, v in _partition_metadata(dagster_instance, first).items()} == {
+        "run_partitions": note
+    }
+    assert {k: v.value for k, v in _partition_metadata(dagster_instance, last).items()} == {
+        "run_partitions": note,
+        "written": 240,
+    }
+    assert {
+        k: v.value for k, v in _partition_metadata(dagster_instance, "2025-03-02-00:00").items()
+    } == {"written": 10}
