@@ -343,8 +343,11 @@ FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
 # its newest row there, and the row before it, when the batch has one, is the interval before
 # (just written, with the event's trust score); otherwise the table is asked.
 _EVENT_STATE_SQL = """
-WITH newest AS (
-  SELECT b.* FROM snapshot_batch b WHERE b.snapshot_at = %(last_end)s
+WITH last_two AS MATERIALIZED (  -- one scan of the batch, whatever plan the joins below get
+  SELECT b.* FROM snapshot_batch b WHERE b.snapshot_at >= %(last_end)s - interval '1 hour'
+),
+newest AS (
+  SELECT t.* FROM last_two t WHERE t.snapshot_at = %(last_end)s
 ),
 current_state AS (
   SELECT n.event_id, n.probability, n.sentiment_score, n.volatility, n.divergence,
@@ -355,7 +358,7 @@ current_state AS (
          coalesce(before.divergence, prev.divergence) AS prev_divergence
   FROM newest n
   JOIN prediction_events e ON e.id = n.event_id
-  LEFT JOIN snapshot_batch before
+  LEFT JOIN last_two before
     ON before.event_id = n.event_id AND before.snapshot_at = %(last_end)s - interval '1 hour'
   LEFT JOIN LATERAL (
     SELECT probability, sentiment_score, trust_score, divergence FROM prediction_snapshots s
@@ -434,8 +437,7 @@ def compute_snapshots(
         per_event, bounds = _per_event_ranges_sql(0, EVENT_RANGES)
         conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
     conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (setup_cost,))
-    # A temp table has no statistics until analysed: unanalysed, the event-state join below
-    # was planned as a nested loop over the whole batch per event (seconds instead of ms).
+    # A temp table has no statistics until analysed: the joins below are planned on its size.
     conn.execute("ANALYZE snapshot_batch")
     written = conn.execute(_WRITE_SQL).rowcount
     conn.execute(_EVENT_STATE_SQL, {"last_end": last_end})

@@ -300,3 +300,33 @@ def test_a_source_newer_than_the_slot_list_is_still_pooled(conn, monkeypatch):
     with conn.transaction():
         compute_snapshots(conn, T0, end)
         assert _batch(conn) == expected
+
+
+def _relation_loops(plan: dict, relation: str) -> int:
+    own = plan.get("Actual Loops", 0) if plan.get("Relation Name") == relation else 0
+    return own + sum(_relation_loops(child, relation) for child in plan.get("Plans", []))
+
+
+def test_the_event_state_update_scans_the_batch_once_whatever_its_join_plan(conn):
+    import predict_pipeline.snapshots.compute as compute
+
+    events = [_event(conn, f"state-{i}") for i in range(40)]
+    for hour in range(6):
+        for i, ev in enumerate(events):
+            _signal(conn, ev, "kalshi", 0.2 + 0.01 * i, T0 + timedelta(hours=hour, minutes=5))
+    end = T0 + timedelta(hours=6)
+    with conn.transaction():
+        compute_snapshots(conn, T0, end)
+        # Nested loops everywhere, as stale statistics (a fresh events table) once made the
+        # planner choose: the batch must still be read once, not once per event.
+        conn.execute("SET LOCAL enable_hashjoin = off")
+        conn.execute("SET LOCAL enable_mergejoin = off")
+        (plan,) = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + compute._EVENT_STATE_SQL, {"last_end": end}
+        ).fetchone()[0]
+        assert _relation_loops(plan["Plan"], "snapshot_batch") == 1
+        state = conn.execute(
+            "SELECT count(*) FROM prediction_events WHERE slug LIKE 'state-%%'"
+            " AND current_probability IS NOT NULL AND previous_probability IS NOT NULL"
+        ).fetchone()[0]
+    assert state == len(events)
