@@ -164,9 +164,9 @@ def on_last_partition(
 ) -> dg.MaterializeResult:
     """In a run of several partitions, the run's metadata recorded once, on its last partition.
 
-    Dagster copies a result's metadata into every partition's materialization: for a week's
-    backfill run, 168 copies of the column schema, the previews and the run's totals (each
-    claiming to be that hour's). The other partitions name the run's range instead.
+    Dagster copies a result's metadata into every partition's materialization: for a
+    two-week backfill run, 336 copies of the column schema, the previews and the run's totals
+    (each claiming to be that hour's). The other partitions name the run's range instead.
     """
     keys = context.partition_keys
     if len(keys) <= 1:

