@@ -19,8 +19,9 @@ from predict_pipeline.defs.resources import PostgresResource
 SCHEMA = "public"
 
 # count(*) reads the whole table: past this many rows (by the planner's estimate) the
-# estimate is reported instead, so metadata never costs more than the materialisation.
-EXACT_COUNT_UP_TO = 5_000_000
+# estimate is reported instead, so metadata stays a small part of every materialisation (a
+# year's backfill counted up to 5 M signal rows in each of its runs before).
+EXACT_COUNT_UP_TO = 1_000_000
 
 
 def table_name(table: str) -> str:
@@ -116,11 +117,13 @@ def _type_name(
 def row_count(conn: psycopg.Connection, table: str) -> tuple[int, bool]:
     """(rows, estimated): exact up to EXACT_COUNT_UP_TO, the planner's estimate beyond."""
     relation = table_name(table)
-    # Summed over the partition tree: a partitioned parent itself holds no rows.
+    # The table's own estimate, or its partitions' summed (a partitioned parent holds no rows;
+    # pg_partition_tree lists nothing for a plain table).
     estimate = conn.execute(
-        """SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
-           FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid""",
-        (relation,),
+        """SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_class c
+           WHERE c.relkind = 'r' AND (c.oid = %(relation)s::regclass
+                 OR c.oid IN (SELECT relid FROM pg_partition_tree(%(relation)s::regclass)))""",
+        {"relation": relation},
     ).fetchone()[0]
     if estimate > EXACT_COUNT_UP_TO:
         return int(estimate), True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -127,6 +129,10 @@ def hours_written(context) -> dg.MaterializeResult:  # Dagster refuses a string 
     return on_last_partition(context, result)
 
 
+START = datetime(2025, 3, 31, 22, tzinfo=UTC)  # the signals below span two months
+DAY = timedelta(days=1)
+
+
 def _partition_metadata(instance: dg.DagsterInstance, partition: str) -> dict:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("hours_written"), asset_partitions=[partition]),
@@ -155,3 +161,33 @@ def test_a_ranged_run_records_its_metadata_once_on_its_last_partition(dagster_in
     assert {
         k: v.value for k, v in _partition_metadata(dagster_instance, "2025-03-02-00:00").items()
     } == {"written": 10}
+
+
+def test_row_counts_are_exact_up_to_the_limit_and_estimated_past_it(db_url, monkeypatch):
+    import predict_pipeline.defs.catalog as catalog
+
+    with connect(db_url, role=None, autocommit=True) as conn:
+        # A plain table (events) and a partitioned one (signals: its months' estimates summed).
+        conn.execute(
+            "INSERT INTO prediction_events (title, slug)"
+            " SELECT 'Counted ' || i, 'counted-' || i FROM generate_series(1, 30) i"
+        )
+        conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (START, START + DAY))
+        conn.execute(
+            "INSERT INTO prediction_signals (event_id, source, source_event_id, signal_type,"
+            " value, fetched_at) SELECT (SELECT id FROM prediction_events LIMIT 1), 'kalshi',"
+            " 'm-' || i, 'MARKET_PRICE', 0.5, %s::timestamptz + i * interval '10 minutes'"
+            " FROM generate_series(1, 12) i",
+            (START,),
+        )
+        conn.execute("ANALYZE prediction_events")
+        conn.execute("ANALYZE prediction_signals")
+        events = conn.execute("SELECT count(*) FROM prediction_events").fetchone()[0]
+        assert catalog.row_count(conn, "prediction_events") == (events, False)
+        assert catalog.row_count(conn, "prediction_signals") == (12, False)
+        monkeypatch.setattr(catalog, "EXACT_COUNT_UP_TO", 11)
+        # Past the limit the planner's figure is reported (after ANALYZE of a small table, exact).
+        assert catalog.row_count(conn, "prediction_events") == (events, True)
+        assert catalog.row_count(conn, "prediction_signals") == (12, True)
+        conn.execute("DELETE FROM prediction_signals")
+        assert catalog.row_count(conn, "prediction_signals") == (12, True)  # not counted again
