@@ -5,11 +5,13 @@ prediction_snapshots; once on the multiprocess executor and once on two Celery w
 
 The ratio is against the ingest write path's rate measured in this same run (bench/ingest.py's
 200,000 records). Peak RSS is the largest peak of any process of the run (orchestrators, step
-processes, Celery workers and their pool), read from /proc while it runs. Two runs go at
-a time, as Dagster's run queue would launch them.
+processes, Celery workers and their pool), read from /proc while it runs. Four runs go at
+a time, as the project's run queue launches them (dagster.yaml's max_concurrent_runs; on
+Celery the two workers still run one step each at a time).
 
 PREDICT_BENCH_BACKFILL_HOURS / _MARKETS scale it down for a quick check (default 8760 / 1000),
-and PREDICT_BENCH_BACKFILL_EXECUTORS picks the executors (default "multiprocess,celery").
+PREDICT_BENCH_BACKFILL_EXECUTORS picks the executors (default "multiprocess,celery") and
+PREDICT_BENCH_BACKFILL_RUNS the runs at once.
 Needs Redis on 127.0.0.1:6379 for the Celery part (PREDICT_BENCH_CELERY_BROKER to change).
 """
 
@@ -46,7 +48,13 @@ HOURS = int(os.environ.get("PREDICT_BENCH_BACKFILL_HOURS") or 8760)
 MARKETS = int(os.environ.get("PREDICT_BENCH_BACKFILL_MARKETS") or 1000)
 BROKER = os.environ.get("PREDICT_BENCH_CELERY_BROKER") or "redis://127.0.0.1:6379"
 ORIGIN = datetime(2025, 1, 1, tzinfo=UTC)
-CONCURRENT_RUNS = 2
+# Runs at once: as many as the project's run queue launches (dagster.yaml).
+CONCURRENT_RUNS = int(
+    os.environ.get("PREDICT_BENCH_BACKFILL_RUNS")
+    or yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())["concurrency"]["runs"][
+        "max_concurrent_runs"
+    ]
+)
 ASSETS = ["raw_feed_fetches", "validated_signals", "event_snapshots"]
 
 
@@ -128,9 +136,15 @@ def _instance_dir(root: Path, url: str) -> Path:
     return root
 
 
+def _run_hours() -> int:
+    from predict_pipeline.defs.partitions import BACKFILL_POLICY
+
+    return BACKFILL_POLICY.max_partitions_per_run or HOURS
+
+
 def _batches() -> list[tuple[str, str]]:
     """The runs a backfill of the range makes under BACKFILL_POLICY (first, last key)."""
-    from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY
+    from predict_pipeline.defs.partitions import HOURLY
 
     start = HOURLY.get_partition_key_for_timestamp(ORIGIN.timestamp())
     keys = HOURLY.get_partition_keys_in_range(
@@ -139,7 +153,7 @@ def _batches() -> list[tuple[str, str]]:
             HOURLY.get_partition_key_for_timestamp(ORIGIN.timestamp() + (HOURS - 1) * 3600),
         )
     )
-    size = BACKFILL_POLICY.max_partitions_per_run or len(keys)
+    size = _run_hours()
     return [
         (chunk[0], chunk[-1]) for chunk in (keys[i : i + size] for i in range(0, len(keys), size))
     ]
@@ -252,7 +266,8 @@ def backfill(label: str, ingest: float, celery: bool) -> None:
     )
     print(
         f"  {signals:,} signals and {snapshots:,} snapshots in {elapsed:,.1f} s,"
-        f" {len(batches)} runs of {HOURS // len(batches)} hours, {history.requests:,} requests"
+        f" {len(batches)} runs of at most {_run_hours()} hours, {CONCURRENT_RUNS} at a time,"
+        f" {history.requests:,} requests"
     )
 
 
