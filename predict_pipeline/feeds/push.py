@@ -305,7 +305,7 @@ def normalise_fields(
     """One record from the accepted fields (see the module docstring); FieldError on a fault.
 
     Fields are read in one fixed order, so the first fault reported is deterministic. Every
-    backfilled point passes here twice (fetch, then validation): no closure or lambda per field.
+    backfilled point passes here twice (fetch, then validation): absent fields cost a lookup.
     """
     missing = rules.missing_values
     present = {}
@@ -335,55 +335,50 @@ def normalise_fields(
         name = "fetched_at"
         given = get(name)
         fetched_at = observed_at if given is None else _timestamp(given, rules)
-        name = "title"
-        given = get(name)
-        title = None if given is None else _text(given)
-        name = "narrative"
-        given = get(name)
-        narrative = None if given is None else _text(given)
-        name = "source_url"
-        given = get(name)
-        source_url = None if given is None else _http_url(given)
-        name = "weight"
-        given = get(name)
-        weight = None if given is None else _weight(given)
-        name = "close_time"
-        given = get(name)
-        close_time = None if given is None else _timestamp(given, rules)
-        name = "category"
-        given = get(name)
-        category = () if given is None else _category_hints(given)
-        name = "status"
-        given = get(name)
-        status = None if given is None else _status(given)
-        name = "resolution"
-        given = get(name)
-        resolution = None if given is None else _resolution(given)
+        later = {}
+        for name, reader in _LATER_FIELDS:
+            given = get(name)
+            if given is not None:
+                later[name] = reader(given, rules)
     except FieldError:
         raise
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         raise FieldError(name, str(exc)) from exc
-    if status is None:
-        status = "resolved" if resolution is not None else "unknown"
-    if weight is not None:
-        raw_data = {**raw_data, "weight": weight}
+    resolution = later.get("resolution")
+    status = later.get("status") or ("resolved" if resolution is not None else "unknown")
+    if "weight" in later:
+        raw_data = {**raw_data, "weight": later["weight"]}
     return NormalisedRecord(
         source=source,
         source_event_id=source_event_id,
         signal_type=signal_type,
         value=value,
         fetched_at=fetched_at,
-        source_url=source_url,
-        narrative=narrative,
+        source_url=later.get("source_url"),
+        narrative=later.get("narrative"),
         raw_data=raw_data,
         market=MarketFacts(
-            title=title,
-            category_hints=category,
-            close_time=close_time,
+            title=later.get("title"),
+            category_hints=later.get("category", ()),
+            close_time=later.get("close_time"),
             status=status,
             resolution=resolution,
         ),
     )
+
+
+# The fields read after identity, type, value and time, in reading order (the first fault is
+# reported); a reader is called only for a field that is present.
+_LATER_FIELDS: tuple[tuple[str, Callable[[Any, FieldRules], Any]], ...] = (
+    ("title", lambda value, _rules: _text(value)),
+    ("narrative", lambda value, _rules: _text(value)),
+    ("source_url", lambda value, _rules: _http_url(value)),
+    ("weight", lambda value, _rules: _weight(value)),
+    ("close_time", lambda value, rules: _timestamp(value, rules)),
+    ("category", lambda value, _rules: _category_hints(value)),
+    ("status", lambda value, _rules: _status(value)),
+    ("resolution", lambda value, _rules: _resolution(value)),
+)
 
 
 def _shown(value: Any) -> str:
