@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from predict_pipeline.feeds.records import PageRequest, ParsedPage
@@ -19,6 +19,16 @@ class FetchWindow:
     start: datetime
     end: datetime
 
+    @property
+    def first_day(self) -> date:
+        """The UTC date of the window's first instant."""
+        return self.start.astimezone(UTC).date()
+
+    @property
+    def last_day(self) -> date:
+        """The UTC date of the window's last instant (the end itself is not in the window)."""
+        return (self.end - _TICK).astimezone(UTC).date()
+
 
 _TICK = timedelta(microseconds=1)
 
@@ -32,11 +42,7 @@ def history_chunks(windows: Sequence[FetchWindow]) -> list[FetchWindow]:
     chunks: list[FetchWindow] = []
     for window in windows:
         last = chunks[-1] if chunks else None
-        if (
-            last is not None
-            and last.end == window.start
-            and last.start.astimezone(UTC).date() == (window.end - _TICK).astimezone(UTC).date()
-        ):
+        if last is not None and last.end == window.start and last.first_day == window.last_day:
             chunks[-1] = FetchWindow(last.start, window.end)
         else:
             chunks.append(window)

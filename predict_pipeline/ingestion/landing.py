@@ -106,8 +106,7 @@ class LandingZone:
         self.fs, self._base = fsspec.core.url_to_fs(self.root)
 
     def _dir(self, source: str, feed_id: str, window: FetchWindow) -> str:
-        last_day = (window.end - timedelta(microseconds=1)).astimezone(UTC).date()
-        if window.end - window.start > _HOUR and window.start.astimezone(UTC).date() != last_day:
+        if window.end - window.start > _HOUR and window.first_day != window.last_day:
             raise ValueError(f"a landed window may not cross a UTC midnight: {window}")
         return f"{self._base}/{source}/{feed_id}/{window_key(window)}"
 
@@ -150,8 +149,8 @@ class LandingZone:
         order: the hour windows inside it and any longer (backfill) window across it. Windows
         never cross a UTC midnight, so one listing per day of `window` finds them all."""
         paths: set[str] = set()
-        day = window.start.astimezone(UTC).date()
-        while day <= (window.end - timedelta(microseconds=1)).astimezone(UTC).date():
+        day = window.first_day
+        while day <= window.last_day:
             paths.update(self.fs.glob(f"{self._base}/*/*/{day:%Y-%m-%d}T*/*.jsonl.gz"))
             day += timedelta(days=1)
         found: dict[tuple[str, str], list[str]] = {}
