@@ -261,45 +261,41 @@ def _mixed_signals(conn) -> list[uuid.UUID]:
     return events
 
 
-def _batch(conn) -> list[tuple]:
-    return conn.execute("SELECT * FROM snapshot_batch ORDER BY event_id, snapshot_at").fetchall()
+MIXED_END = T0 + timedelta(hours=3)
+
+
+def _computed_batch(conn) -> list[tuple]:
+    """The batch compute_snapshots makes of the mixed signals' three hours, in row order."""
+    with conn.transaction():
+        compute_snapshots(conn, T0, MIXED_END)
+        return conn.execute(
+            "SELECT * FROM snapshot_batch ORDER BY event_id, snapshot_at"
+        ).fetchall()
 
 
 def test_slots_per_source_aggregate_and_event_ranges_give_the_same_rows(conn, monkeypatch):
     import predict_pipeline.snapshots.compute as compute
 
     _mixed_signals(conn)
-    end = T0 + timedelta(hours=3)
-    with conn.transaction():
-        compute_snapshots(conn, T0, end)
-        slotted = _batch(conn)
+    slotted = _computed_batch(conn)
     monkeypatch.setattr(compute, "SOURCE_SLOTS", 0)
-    with conn.transaction():
-        compute_snapshots(conn, T0, end)
-        per_source = _batch(conn)
+    per_source = _computed_batch(conn)
     assert len(slotted) == 9
     assert slotted == per_source
     assert {row[6] for row in slotted} > {"NONE"}  # divergence seen, not only the default
     for ranges in (1, 3):  # the events cut into ranges of ids, each aggregated on its own
         monkeypatch.setattr(compute, "EVENT_RANGES", ranges)
-        with conn.transaction():
-            compute_snapshots(conn, T0, end)
-            assert _batch(conn) == slotted
+        assert _computed_batch(conn) == slotted
 
 
 def test_a_source_newer_than_the_slot_list_is_still_pooled(conn, monkeypatch):
     import predict_pipeline.snapshots.compute as compute
 
     _mixed_signals(conn)
-    end = T0 + timedelta(hours=3)
-    with conn.transaction():
-        compute_snapshots(conn, T0, end)
-        expected = _batch(conn)
+    expected = _computed_batch(conn)
     # As if polymarket's first signal had been committed after the source list was read.
     monkeypatch.setattr(compute, "_SOURCES_SQL", "SELECT ARRAY['kalshi', 'manifold', 'news']")
-    with conn.transaction():
-        compute_snapshots(conn, T0, end)
-        assert _batch(conn) == expected
+    assert _computed_batch(conn) == expected
 
 
 def _relation_loops(plan: dict, relation: str) -> int:
