@@ -29,10 +29,15 @@ def event(conn) -> uuid.UUID:
     event_id = conn.execute(
         "INSERT INTO prediction_events (title, slug) VALUES ('Will it snow?', 'snow') RETURNING id"
     ).fetchone()[0]
+    snapshot_at = NOW - timedelta(hours=1)
+    # The snapshot's month is made sure of the way the snapshot writer does it, on any date.
+    conn.execute(
+        "SELECT predict_ensure_snapshot_partitions(%s, %s)", (snapshot_at, snapshot_at)
+    ).fetchall()
     conn.execute(
         "INSERT INTO prediction_snapshots (event_id, probability, snapshot_at)"
         " VALUES (%s, 0.8, %s)",
-        (event_id, NOW - timedelta(hours=1)),
+        (event_id, snapshot_at),
     )
     return event_id
 
