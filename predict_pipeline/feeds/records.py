@@ -72,6 +72,18 @@ class PageRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordReject:
+    """An item of a page that could not be read into records: kept with its named reason, so
+    one bad item never sinks the rest of its page."""
+
+    reason: str  # a named reason, snake_case: "unreadable_item", "timestamp_out_of_range", ...
+    detail: str  # one line saying what was wrong
+    item_index: int  # the item's position in the page, as the adapter walked it
+    source_event_id: str | None = None
+    item: Any = None  # the item as received (kept for review; never a secret)
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedPage:
     """Records read from one response, and the requests it leads to (next page, history)."""
 
@@ -79,3 +91,4 @@ class ParsedPage:
     records: list[NormalisedRecord]
     next_requests: list[PageRequest] = field(default_factory=list)
     cursor: str | None = None  # incremental cursor to persist for the feed
+    rejects: list[RecordReject] = field(default_factory=list)

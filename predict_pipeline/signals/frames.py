@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, repeat
 
 import pandas as pd
 
-from predict_pipeline.feeds.records import NormalisedRecord
+from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
 
 # VOLUME values are stored in thousands of the source's unit: prediction_signals.value is
 # DECIMAL(10,4) (at most 999,999.9999) and big markets trade millions (0.1-unit resolution
@@ -44,6 +44,7 @@ class RecordBatch:
     feed_run_id: str | None = None
     landing_file: str | None = None
     page_index: int = 0
+    rejects: list[RecordReject] = field(default_factory=list)  # items the reader could not read
 
 
 def batches_frame(
@@ -86,6 +87,26 @@ def batches_frame(
         columns=SIGNAL_COLUMNS,
     )
     return _typed(frame)
+
+
+def rejects_frame(batches: list[RecordBatch], *, feed_id: str) -> pd.DataFrame:
+    """The items the readers rejected, in the shape of validation's rejected rows."""
+    rows = [
+        {
+            "feed_id": feed_id,
+            "feed_run_id": b.feed_run_id,
+            "landing_file": b.landing_file,
+            "page_index": b.page_index,
+            "record_index": reject.item_index,
+            "source_event_id": reject.source_event_id,
+            "raw_data": {"item": reject.item} if reject.item is not None else {},
+            "reasons": (reject.reason,),
+            "detail": reject.detail,
+        }
+        for b in batches
+        for reject in b.rejects
+    ]
+    return pd.DataFrame(rows, columns=[*SIGNAL_COLUMNS, "reasons", "detail"])
 
 
 def empty_frame() -> pd.DataFrame:

@@ -21,12 +21,12 @@ import psycopg
 
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.push import UploadError, parse_upload
-from predict_pipeline.feeds.records import NormalisedRecord, PayloadError
+from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
 from predict_pipeline.signals import store
-from predict_pipeline.signals.frames import RecordBatch, batches_frame, empty_frame
+from predict_pipeline.signals.frames import RecordBatch, batches_frame, empty_frame, rejects_frame
 from predict_pipeline.signals.matching import (
     DEFAULT_MATCH_THRESHOLD,
     EventRef,
@@ -164,14 +164,15 @@ def _read_batches(
             if page.error:
                 continue  # accounted for by the fetch that landed it
             try:
-                records = _parse_page(feed, page, span)
+                records, rejects = _parse_page(feed, page, span)
             except (PayloadError, UploadError, ValueError, KeyError, TypeError) as exc:
                 report.page_errors.append(f"{path}#{page_index}: {exc}"[:500])
                 continue
             if not inside:
                 records = [r for r in records if _observed_in(r, span)]
             run_id = page.feed_run_id or run_id or store.feed_run_for_file(conn, feed.id, path)
-            batches.append(RecordBatch(records, str(run_id) if run_id else None, path, page_index))
+            run = str(run_id) if run_id else None
+            batches.append(RecordBatch(records, run, path, page_index, rejects))
     return batches, partial
 
 
@@ -260,7 +261,7 @@ def ingest_batches(
     definition = source_definition(feed.source)
     weight = float(feed.default_weight if feed.default_weight is not None else 1.0)
     markets, sources, earliest, latest, settled = _scan(batches)
-    report.records = sum(len(b.records) for b in batches)
+    report.records = sum(len(b.records) + len(b.rejects) for b in batches)
     lap("scan")
     # First of all that touches prediction_signals: every row written has its partition.
     store.ensure_partitions(conn, _record_months(batches, now + clock_skew, (earliest, latest)))
@@ -322,8 +323,10 @@ def ingest_batches(
             events_by_run.setdefault(None if pd.isna(run_id) else run_id, set()).add(event_id)
     report.events = len(all_events)
     # Validation's own empty result has the rejected shape (reasons, detail) when nothing came.
+    unread = rejects_frame(batches, feed_id=str(feed.id))
     rejected = pd.concat(
-        tally.rejected or [validate_signals(empty_frame(), now=now).rejected],
+        [*tally.rejected, *([unread] if len(unread) else [])]
+        or [validate_signals(empty_frame(), now=now).rejected],
         ignore_index=True,
     )
     report.rejected = len(rejected)
@@ -415,8 +418,11 @@ def _duplicates(
     return pd.Series(flags, index=valid.index, dtype=bool)
 
 
-def _parse_page(feed: Feed, page: LandedPage, window: FetchWindow) -> list[NormalisedRecord]:
-    """Read a landed page again through its adapter (or the push normaliser).
+def _parse_page(
+    feed: Feed, page: LandedPage, window: FetchWindow
+) -> tuple[list[NormalisedRecord], list[RecordReject]]:
+    """Read a landed page again through its adapter (or the push normaliser): its records and
+    the items it could not read.
 
     Backfill pages carry no fetch time (so a re-fetch is byte-identical): their records have
     their own observation times, and the adapter is given the window to keep to.
@@ -425,20 +431,22 @@ def _parse_page(feed: Feed, page: LandedPage, window: FetchWindow) -> list[Norma
     if feed.source in ("upload", "webhook"):
         assert page.body_text is not None
         name = page.request.get("context", {}).get("filename", "body.json")
-        return parse_upload(
+        records = parse_upload(
             page.body_text.encode("utf-8"),
             name if feed.source == "upload" else "body.json",
             feed_config=feed.config,
             received_at=fetched_at,
         )
+        return records, []
     adapter = source_definition(feed.source).adapter
     assert adapter is not None
-    return adapter.parse(
+    parsed = adapter.parse(
         page.payload,
         fetched_at=fetched_at,
         request=page.page_request(),
         window=None if page.fetched_at else window,
-    ).records
+    )
+    return parsed.records, parsed.rejects
 
 
 def _resolve_events(
