@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from predict_pipeline.cli_events import add_commands as add_event_commands
 from predict_pipeline.cli_feeds import add_commands as add_feed_commands
@@ -17,11 +20,14 @@ from predict_pipeline.config import (
     HTTP_MODE_VAR,
     PROJECT_ROOT,
     REPLAY_DIR_VAR,
+    STATE_DIR_VAR,
     Settings,
+    default_state_dir,
 )
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
 from predict_pipeline.errors import CommandError
+from predict_pipeline.secrets import SecretKeyError
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -72,13 +78,11 @@ def _dev(args: argparse.Namespace) -> int:
     if not os.environ.get(HTTP_MODE_VAR):
         os.environ[HTTP_MODE_VAR] = "replay"
         os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
-    target = resolve_database(Settings.from_env())
+    target = bootstrap(require_key=True)
     with connect(target.app_url, role=None, autocommit=True) as conn:
-        migrated = conn.execute("SELECT to_regclass('public.prediction_data_feeds')").fetchone()
-        has_feeds = (
-            migrated[0] is not None
-            and conn.execute("SELECT EXISTS (SELECT 1 FROM prediction_data_feeds)").fetchone()[0]
-        )
+        has_feeds = conn.execute("SELECT EXISTS (SELECT 1 FROM prediction_data_feeds)").fetchone()[
+            0
+        ]
     if not has_feeds:
         # A fresh database: the UI opens on the demo's materialised graph, not an empty one.
         print("predict-pipeline dev: no feeds yet, running the main job first (make run)")
@@ -86,7 +90,6 @@ def _dev(args: argparse.Namespace) -> int:
 
         if run_main() != 0:
             print("predict-pipeline dev: the main job failed; the UI shows which step and why")
-    bootstrap()
     print(
         f"predict-pipeline dev: Dagster UI and daemon at http://{args.host}:{args.port} "
         f"(HTTP mode {os.environ[HTTP_MODE_VAR]}; Ctrl-C stops both)",
@@ -102,11 +105,18 @@ def _backfill(args: argparse.Namespace) -> int:
     """The UI's refresh_feed_history_job, run here: recorded in the instance like any run."""
     from predict_pipeline.runtime import bootstrap
 
-    bootstrap()
+    target = bootstrap(require_key=True)
+    from predict_pipeline.defs.history import FeedHistoryConfig, HistoryRequestError, check_request
+
+    # The request is checked before a run exists: a mistake is one line and records nothing.
+    with connect(target.app_url, autocommit=True) as conn:
+        try:
+            check_request(conn, args.feed_id, args.start, args.end, now=datetime.now(UTC))
+        except HistoryRequestError as exc:
+            raise CommandError(f"backfill refused: {exc}") from None
     import dagster as dg
 
     from predict_pipeline.definitions import defs
-    from predict_pipeline.defs.history import FeedHistoryConfig
 
     job = defs.get_job_def("refresh_feed_history_job")
     config = FeedHistoryConfig(feed_id=args.feed_id, start=args.start, end=args.end)
@@ -133,8 +143,15 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line naming the command and what to do, then exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="predict-pipeline",
         description=f"predict_pipeline data platform (database: ${DATABASE_URL_VAR}, "
         "or the embedded server when unset)",
@@ -179,17 +196,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a user can set right: said in one line, exit 2, and nothing was recorded.
+USER_ERRORS = (CommandError, DatabaseUnavailable, MigrationError, SecretKeyError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CommandError, DatabaseUnavailable, MigrationError) as exc:
-        print(f"predict-pipeline: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"predict-pipeline: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # Output piped into `head` and the like: stop quietly, as Unix tools do.
         sys.stderr.close()
         return 141
+    except KeyboardInterrupt:
+        print("predict-pipeline: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # A fault of ours, not the user's: one line here, the traceback kept for the report.
+        log = _crash_log(exc)
+        print(
+            f"predict-pipeline: internal error: {type(exc).__name__}: {_one_line(exc)}"
+            f" (traceback in {log})",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _crash_log(exc: BaseException) -> Path:
+    path = Path(os.environ.get(STATE_DIR_VAR) or default_state_dir()) / "logs"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        log = path / "cli-errors.log"
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write(f"--- {datetime.now(UTC).isoformat()} {' '.join(sys.argv)}\n")
+            handle.write("".join(traceback.format_exception(exc)))
+        return log
+    except OSError:
+        return Path("<not written: the state directory is not writable>")
 
 
 if __name__ == "__main__":

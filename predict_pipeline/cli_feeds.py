@@ -65,7 +65,14 @@ def parse_file(source: str, path: Path, fetched_at: datetime) -> list[Normalised
 
 
 def _parse(args: argparse.Namespace) -> int:
-    fetched_at = datetime.fromisoformat(args.fetched_at) if args.fetched_at else datetime.now(UTC)
+    try:
+        fetched_at = (
+            datetime.fromisoformat(args.fetched_at) if args.fetched_at else datetime.now(UTC)
+        )
+    except ValueError:
+        raise FeedCommandError(
+            f"--fetched-at {args.fetched_at!r} is not ISO-8601, e.g. 2026-11-22T15:00:00+00:00"
+        ) from None
     if fetched_at.tzinfo is None:
         raise FeedCommandError("--fetched-at needs an offset, e.g. 2026-11-22T15:00:00+00:00")
     for record in parse_file(args.source, Path(args.file), fetched_at):
@@ -124,7 +131,7 @@ def _add(args: argparse.Namespace) -> int:
         raise FeedCommandError(
             "--config must be a JSON object without credentials (use --credentials-file)"
         )
-    target = bootstrap()
+    target = bootstrap(require_key=credentials is not None)
     with connect(target.app_url) as conn, conn.transaction():
         source = conn.execute(
             "SELECT id, config_schema, default_config FROM prediction_data_sources"
@@ -206,7 +213,7 @@ def _serve_webhooks(args: argparse.Namespace) -> int:
     from predict_pipeline.runtime import bootstrap
     from predict_pipeline.secrets import load_key_from_env
 
-    target = bootstrap()
+    target = bootstrap(require_key=True)
     server = make_server(
         target.app_url,
         LandingZone(Settings.from_env().landing_zone),

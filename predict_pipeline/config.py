@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from predict_pipeline.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DATABASE_URL_VAR = "PREDICT_DATABASE_URL"
@@ -58,13 +60,31 @@ class Settings:
             dagster_database_url=env.get(DAGSTER_DATABASE_URL_VAR) or None,
             state_dir=state_dir,
             landing_zone=env.get(LANDING_ZONE_VAR) or str(state_dir / "landing"),
-            http_mode=env.get(HTTP_MODE_VAR) or "live",
+            http_mode=_choice(env, HTTP_MODE_VAR, ("live", "replay"), "live"),
             replay_dir=env.get(REPLAY_DIR_VAR) or None,
             allow_private_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
-            disable_after_failures=int(env.get(DISABLE_AFTER_FAILURES_VAR) or 5),
+            disable_after_failures=_positive_int(env, DISABLE_AFTER_FAILURES_VAR, 5),
             archive_url=env.get(ARCHIVE_URL_VAR) or str(state_dir / "archive"),
-            executor=env.get(EXECUTOR_VAR) or "multiprocess",
+            executor=_choice(env, EXECUTOR_VAR, ("multiprocess", "celery"), "multiprocess"),
             celery_broker_url=env.get(CELERY_BROKER_VAR) or None,
             celery_backend_url=env.get(CELERY_BACKEND_VAR) or None,
             celery_queue=env.get(CELERY_QUEUE_VAR) or None,
         )
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name) or default
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}: set one, or unset")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name) or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}={text!r} is not a whole number of at least 1: fix, or unset")
+    return value

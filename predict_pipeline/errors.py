@@ -9,6 +9,10 @@ class CommandError(RuntimeError):
     pass
 
 
+class ConfigError(CommandError):
+    """An environment variable that is set to something the platform cannot use."""
+
+
 def uuid_argument(text: str) -> uuid.UUID:
     """argparse type for an id: a clear usage error instead of a traceback."""
     try:

@@ -157,7 +157,7 @@ def run_main(
     if not os.environ.get(HTTP_MODE_VAR):
         os.environ[HTTP_MODE_VAR] = "replay"
         os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
-    target = bootstrap()
+    target = bootstrap(require_key=True)
     from predict_pipeline.definitions import defs  # after bootstrap: the env names the database
     from predict_pipeline.defs.feeds import FeedFetchConfig, raw_feed_fetches
     from predict_pipeline.defs.partitions import HOURLY, hourly_windows

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import psycopg
+
 from predict_pipeline.config import DATABASE_URL_VAR, PROJECT_ROOT, Settings
 from predict_pipeline.db.connection import DatabaseTarget, connect, resolve_database
 from predict_pipeline.db.migrations import upgrade
-from predict_pipeline.secrets import ENCRYPTION_KEY_ENV, generate_key
+from predict_pipeline.errors import ConfigError
+from predict_pipeline.secrets import ENCRYPTION_KEY_ENV, generate_key, key_id, load_key_from_env
 
 DAGSTER_URL_VAR = "PREDICT_DAGSTER_PG_URL"
 # Dagster's opt-in: a ranged run's per-partition materializations are written in batches of
@@ -16,11 +19,14 @@ DAGSTER_URL_VAR = "PREDICT_DAGSTER_PG_URL"
 EVENT_BATCH_VAR, EVENT_BATCH_SIZE = "DAGSTER_EVENT_BATCH_SIZE", "1000"
 
 
-def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> DatabaseTarget:
+def bootstrap(
+    settings: Settings | None = None, *, migrate: bool = True, require_key: bool = False
+) -> DatabaseTarget:
     """Resolve (or start) the database once, migrate it, and export what children need.
 
     Step processes and the Dagster daemon read the exported URLs, so none of them starts
-    another embedded server.
+    another embedded server. With `require_key`, the encryption key must be set, well formed
+    and the one the database's secrets were encrypted with, or nothing starts.
     """
     settings = settings or Settings.from_env()
     target = resolve_database(settings)
@@ -33,10 +39,38 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Data
     os.environ.setdefault("PREDICT_DAGSTER_COMPUTE_LOGS_DIR", str(artifacts / "compute_logs"))
     if target.embedded and not os.environ.get(ENCRYPTION_KEY_ENV):
         os.environ[ENCRYPTION_KEY_ENV] = local_encryption_key(settings.state_dir)
-    if migrate:
+    if require_key:
+        load_key_from_env()  # a missing or malformed key is refused before anything runs
+    if migrate or require_key:
         with connect(target.app_url, role=None, autocommit=True) as conn:
-            upgrade(conn)
+            if migrate:
+                upgrade(conn)
+            if require_key:
+                check_key_matches(conn)
     return target
+
+
+# Every envelope names its key's fingerprint (`kid`): the key in use must be among them.
+_STORED_KEY_IDS = """
+    SELECT DISTINCT kid FROM (
+      SELECT credentials_encrypted->>'kid' FROM prediction_data_feeds
+       WHERE credentials_encrypted IS NOT NULL
+      UNION ALL
+      SELECT credentials->>'kid' FROM prediction_action_connections
+    ) AS stored(kid) WHERE kid IS NOT NULL"""
+
+
+def check_key_matches(conn: psycopg.Connection) -> None:
+    """Refuse a key that cannot read the secrets already stored (a wrong or rotated-away key)."""
+    if conn.execute("SELECT to_regclass('public.prediction_data_feeds')").fetchone()[0] is None:
+        return  # not migrated yet: nothing is stored
+    stored = sorted(kid for (kid,) in conn.execute(_STORED_KEY_IDS))
+    mine = key_id(load_key_from_env())
+    if stored and mine not in stored:
+        raise ConfigError(
+            f"{ENCRYPTION_KEY_ENV} (key id {mine}) is not the key this database's secrets were "
+            f"encrypted with (key id {', '.join(stored)}): set the key you used before"
+        )
 
 
 def local_encryption_key(state_dir: Path) -> str:

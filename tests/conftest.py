@@ -73,6 +73,13 @@ def db_url(pg_admin_url, template_db) -> Iterator[str]:
     yield from _scratch_database(pg_admin_url, template=template_db)
 
 
+@pytest.fixture(scope="module")
+def module_db_url(pg_admin_url, template_db) -> Iterator[str]:
+    """One database with the full schema shared by a module's tests: for tests that prove a
+    call changed nothing, or only read."""
+    yield from _scratch_database(pg_admin_url, template=template_db)
+
+
 def _scratch_database(admin_url: str, template: str | None) -> Iterator[str]:
     name = f"pp_test_{uuid.uuid4().hex[:12]}"
     create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import psycopg
 from pydantic import Field
 
 from predict_pipeline.config import Settings
@@ -20,7 +21,7 @@ from predict_pipeline.defs.resources import (
     SecretsResource,
 )
 from predict_pipeline.ingestion.runner import RateLimiters, fetch_window
-from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.ingestion.store import Feed, load_feed
 from predict_pipeline.signals.stage import validate_window
 
 HOUR = timedelta(hours=1)
@@ -37,6 +38,39 @@ class FeedHistoryConfig(dg.Config):
         description="End of the period (exclusive, rounded up to the hour), UTC. Capped at "
         "the start of the current hour: the open hour is polled, not backfilled."
     )
+
+
+class HistoryRequestError(ValueError):
+    """A refresh that cannot run as asked: the message says why and what to do."""
+
+
+def check_request(
+    conn: psycopg.Connection, feed_id: str, start: str, end: str, *, now: datetime
+) -> tuple[Feed, datetime, datetime]:
+    """The feed and the whole UTC hours to refresh, or HistoryRequestError with the reason.
+
+    The launchpad's op and `predict-pipeline backfill` both ask here, the CLI before any run
+    is recorded."""
+    try:
+        feed_uuid = uuid.UUID(feed_id.strip())
+    except ValueError:
+        raise HistoryRequestError(
+            f"{feed_id!r} is not a feed id (predict-pipeline feeds list shows them)"
+        ) from None
+    try:
+        first, last = history_windows(start, end, now=now)
+    except ValueError as exc:
+        raise HistoryRequestError(str(exc)) from None
+    feed = load_feed(conn, feed_uuid)
+    if feed is None:
+        raise HistoryRequestError(f"no feed {feed_uuid} (predict-pipeline feeds list shows them)")
+    if not feed.enabled:
+        raise HistoryRequestError(f"feed {feed.name!r} is disabled: enable it before refreshing")
+    if not feed.supports_backfill:
+        raise HistoryRequestError(
+            f"source {feed.source} has no history API: its history is what was polled"
+        )
+    return feed, first, last
 
 
 def history_windows(start: str, end: str, *, now: datetime) -> tuple[datetime, datetime]:
@@ -85,26 +119,19 @@ def refresh_feed_history(
     secrets: SecretsResource,
 ):
     now = datetime.now(UTC)
-    try:
-        feed_id = uuid.UUID(config.feed_id)
-        start, end = history_windows(config.start, config.end, now=now)
-    except ValueError as exc:
-        raise dg.Failure(str(exc)) from exc
     http_mode = http.settings()[0]
     limiters = RateLimiters(enabled=http_mode == "live")
     zone = landing.zone()
     failed: list[str] = []
     totals = {"windows": 0, "pages": 0, "records": 0, "written": 0, "rejected": 0}
     with database.connection(autocommit=True) as conn, http.client() as client:
-        feed = load_feed(conn, feed_id)
-        if feed is None:
-            raise dg.Failure(f"no feed {feed_id}")
-        if not feed.enabled:
-            raise dg.Failure(f"feed {feed.name!r} is disabled: enable it before refreshing")
-        if not feed.supports_backfill:
-            raise dg.Failure(
-                f"source {feed.source} has no history API: its history is what was polled"
+        try:
+            feed, start, end = check_request(
+                conn, config.feed_id, config.start, config.end, now=now
             )
+        except HistoryRequestError as exc:
+            raise dg.Failure(str(exc)) from exc
+        feed_id = feed.id
         windows = hourly_windows(start, end)
         context.log.info(f"{feed.source}/{feed.name}: {len(windows)} hour windows")
         for window in windows:
