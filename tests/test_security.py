@@ -10,6 +10,7 @@ import pytest
 from psycopg import errors
 
 from predict_pipeline.db.connection import APP_ROLE, MAINTENANCE_ROLE, PIPELINE_ROLE, connect
+from tests.support.calendar import FAR
 
 BUCKET_START = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 
@@ -188,14 +189,20 @@ def test_maintenance_role_may_delete_audit_rows(db_url):
 
 
 def test_snapshot_partitions_exist_ahead_and_are_created_on_demand(db_url):
+    with connect(db_url, role=None, autocommit=True) as owner:
+        [migrated_at] = owner.execute(
+            "SELECT applied_at FROM predict_meta.schema_migrations WHERE version = 3"
+        ).fetchone()
     with connect(db_url, role=PIPELINE_ROLE, autocommit=True) as conn:
         event_id = _event(conn)
+        # The months of the day the schema was migrated (not today: the suite may have
+        # crossed into the next month since) and the month after exist without asking.
         conn.execute(
             "INSERT INTO prediction_snapshots (event_id, probability, snapshot_at)"
-            " VALUES (%s, 0.5, now()), (%s, 0.6, now() + interval '1 month')",
-            (event_id, event_id),
+            " VALUES (%s, 0.5, %s), (%s, 0.6, %s::timestamptz + interval '1 month')",
+            (event_id, migrated_at, event_id, migrated_at),
         )
-        far = datetime(2031, 2, 10, tzinfo=UTC)
+        far = datetime(FAR, 2, 10, tzinfo=UTC)
         with pytest.raises(errors.CheckViolation, match="no partition"):
             conn.execute(
                 "INSERT INTO prediction_snapshots (event_id, probability, snapshot_at)"
@@ -206,7 +213,7 @@ def test_snapshot_partitions_exist_ahead_and_are_created_on_demand(db_url):
             r[0]
             for r in conn.execute("SELECT predict_ensure_snapshot_partitions(%s, %s)", (far, far))
         ]
-        assert created == ["prediction_snapshots_y2031m02"]
+        assert created == [f"prediction_snapshots_y{FAR}m02"]
         conn.execute(
             "INSERT INTO prediction_snapshots (event_id, probability, snapshot_at)"
             " VALUES (%s, 0.5, %s)",

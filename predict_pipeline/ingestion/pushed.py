@@ -7,6 +7,7 @@ lands; the refusal is still a FAILED feed run with the reason, so it is accounte
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,11 +100,12 @@ def _land(
     parse: Callable[[], int],
 ) -> PushReport:
     run_id = start_feed_run(conn, feed.id, received_at)
+    started = time.monotonic()  # the run lasts what landing took, on the receipt's own clock
     digest = hashlib.sha256(data).hexdigest()
     try:
         records = parse()
     except (UploadError, SignatureError) as exc:
-        _finish(conn, feed, run_id, received_at, "FAILED", 0, len(data), str(exc), digest)
+        _finish(conn, feed, run_id, received_at, started, "FAILED", 0, len(data), str(exc), digest)
         status = 401 if isinstance(exc, SignatureError) else 400
         raise PushRefused(str(exc), status=status) from None
     page = LandedPage(
@@ -130,6 +132,7 @@ def _land(
         feed,
         run_id,
         received_at,
+        started,
         "SUCCESS",
         records,
         len(data),
@@ -145,6 +148,7 @@ def _finish(
     feed: Feed,
     run_id,
     received_at: datetime,
+    started: float,
     status: str,
     records: int,
     size: int,
@@ -159,7 +163,7 @@ def _finish(
     result = FeedRunResult(
         status=status,
         started_at=received_at,
-        completed_at=datetime.now(UTC),
+        completed_at=received_at + timedelta(seconds=time.monotonic() - started),
         request_count=1,
         bytes_received=size,
         signals_fetched=records,

@@ -19,6 +19,7 @@ from predict_pipeline.calibration.disputes import (
 )
 from predict_pipeline.calibration.metrics import calibration_rows
 from predict_pipeline.calibration.resolutions import resolved_events
+from tests.support.calendar import ensure_months
 from tests.support.feeds import USER_ID
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
@@ -30,10 +31,7 @@ def event(conn) -> uuid.UUID:
         "INSERT INTO prediction_events (title, slug) VALUES ('Will it snow?', 'snow') RETURNING id"
     ).fetchone()[0]
     snapshot_at = NOW - timedelta(hours=1)
-    # The snapshot's month is made sure of the way the snapshot writer does it, on any date.
-    conn.execute(
-        "SELECT predict_ensure_snapshot_partitions(%s, %s)", (snapshot_at, snapshot_at)
-    ).fetchall()
+    ensure_months(conn, snapshot_at)  # as the snapshot writer does, whatever today's month
     conn.execute(
         "INSERT INTO prediction_snapshots (event_id, probability, snapshot_at)"
         " VALUES (%s, 0.8, %s)",

@@ -22,6 +22,7 @@ from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals import store
 from predict_pipeline.signals.review import resolve_item
 from predict_pipeline.signals.stage import validate_window
+from tests.support.calendar import FAR
 from tests.support.feeds import make_feed
 
 PARTITIONING = 10  # sql/0010_signal_partitions.sql
@@ -326,25 +327,28 @@ def test_same_bucket_refused_and_month_boundary_splits_buckets(admin_conn, sessi
     event = admin_conn.execute(
         "INSERT INTO prediction_events (title, slug) VALUES ('t', 'dedup') RETURNING id"
     ).fetchone()[0]
-    last = datetime(2029, 12, 31, 23, 55, tzinfo=UTC)
+    last = datetime(FAR - 1, 12, 31, 23, 55, tzinfo=UTC)
     admin_conn.execute(
         "SELECT predict_ensure_signal_partitions(%s, %s)", (last, last + timedelta(days=1))
     )
     _signal(admin_conn, event, last + timedelta(minutes=1))
-    with pytest.raises(errors.UniqueViolation, match="idx_signals_dedup_y2029m12"):
+    with pytest.raises(errors.UniqueViolation, match=f"idx_signals_dedup_y{FAR - 1}m12"):
         _signal(admin_conn, event, last + timedelta(minutes=4, seconds=59, microseconds=999999))
-    _signal(admin_conn, event, last + timedelta(minutes=5))  # 2030-01-01 00:00: next bucket
-    with pytest.raises(errors.UniqueViolation, match="idx_signals_dedup_y2030m01"):
+    _signal(admin_conn, event, last + timedelta(minutes=5))  # New Year's midnight: next bucket
+    with pytest.raises(errors.UniqueViolation, match=f"idx_signals_dedup_y{FAR}m01"):
         _signal(admin_conn, event, last + timedelta(minutes=9))
     where = admin_conn.execute(
         "SELECT tableoid::regclass::text FROM prediction_signals ORDER BY fetched_at"
     ).fetchall()
-    assert where == [("prediction_signals_y2029m12",), ("prediction_signals_y2030m01",)]
+    assert where == [(f"prediction_signals_y{FAR - 1}m12",), (f"prediction_signals_y{FAR}m01",)]
 
 
 def test_every_partition_carries_the_dedup_index(admin_conn):
     admin_conn.execute("SET TimeZone = 'UTC'")  # the index's timestamptz constant is shown in it
-    admin_conn.execute("SELECT predict_ensure_signal_partitions('2031-01-01', '2031-03-01')")
+    admin_conn.execute(
+        "SELECT predict_ensure_signal_partitions(%s, %s)",
+        (datetime(FAR + 1, 1, 1, tzinfo=UTC), datetime(FAR + 1, 3, 1, tzinfo=UTC)),
+    )
     definitions = admin_conn.execute(
         """SELECT c.relname, replace(pg_get_indexdef(x.indexrelid), c.relname, 'P'),
                   x.indexrelid::regclass::text
@@ -370,12 +374,12 @@ def test_a_row_for_a_month_without_partition_is_refused_until_one_is_made(conn):
     event = conn.execute(
         "INSERT INTO prediction_events (title, slug) VALUES ('t', 'later') RETURNING id"
     ).fetchone()[0]
-    far = datetime(2033, 7, 4, tzinfo=UTC)
+    far = datetime(FAR + 3, 7, 4, tzinfo=UTC)
     with pytest.raises(errors.CheckViolation, match="no partition of relation"):
         _signal(conn, event, far)
     assert conn.execute(
         "SELECT predict_ensure_signal_partitions(%s, %s)", (far, far)
-    ).fetchall() == [("prediction_signals_y2033m07",)]
+    ).fetchall() == [(f"prediction_signals_y{FAR + 3}m07",)]
     _signal(conn, event, far)
     assert (
         conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (far, far)).fetchall() == []
@@ -386,7 +390,7 @@ def test_a_row_for_a_month_without_partition_is_refused_until_one_is_made(conn):
 def test_concurrent_callers_wait_for_the_first_and_neither_fails(db_url):
     """Two workers reaching a new month at once: the second waits for the first's commit,
     then finds the partition; readers and writers of other months are not held up."""
-    month = datetime(2034, 1, 15, tzinfo=UTC)
+    month = datetime(FAR + 4, 1, 15, tzinfo=UTC)
     with (
         connect(db_url, role=PIPELINE_ROLE, autocommit=True) as first,
         connect(db_url, role=PIPELINE_ROLE, autocommit=True) as second,
@@ -404,11 +408,11 @@ def test_concurrent_callers_wait_for_the_first_and_neither_fails(db_url):
                 assert not waiting.done()  # blocked behind the first's lock, not failed
                 reader.execute("SELECT count(*) FROM prediction_signals").fetchone()
                 _signal(reader, event, datetime.now(UTC))  # the current month: not held up
-            assert (made, waiting.result(timeout=10)) == (["prediction_signals_y2034m01"], [])
+            assert (made, waiting.result(timeout=10)) == ([f"prediction_signals_y{FAR + 4}m01"], [])
 
 
 def test_stage_writes_batches_for_past_and_future_months_it_creates(conn, landing):
-    now = datetime(2031, 2, 10, 15, 40, tzinfo=UTC)  # validation's clock: 2031 is the past
+    now = datetime(FAR + 1, 2, 10, 15, 40, tzinfo=UTC)  # validation's clock: that month is the past
     landed_at = datetime.now(UTC)  # land_upload times its feed run by the wall clock
     event = conn.execute(
         "INSERT INTO prediction_events (title, slug) VALUES ('Rain?', 'rain') RETURNING id"
@@ -421,8 +425,8 @@ def test_stage_writes_batches_for_past_and_future_months_it_creates(conn, landin
         {"source_event_id": "rain", "signal_type": "MARKET_PRICE", "value": v, "fetched_at": at}
         for v, at in (
             (0.41, "2019-03-10T12:00:00Z"),  # a backfilled observation
-            (0.42, "2031-02-10T15:10:00Z"),  # the window's own month, not made yet
-            (0.43, "2031-05-01T00:00:00Z"),  # in the future: rejected, no partition for it
+            (0.42, f"{FAR + 1}-02-10T15:10:00Z"),  # the window's own month, not made yet
+            (0.43, f"{FAR + 1}-05-01T00:00:00Z"),  # in the future: rejected, no partition for it
         )
     ]
     body = "\n".join(json.dumps(r) for r in rows).encode()
@@ -431,15 +435,18 @@ def test_stage_writes_batches_for_past_and_future_months_it_creates(conn, landin
     assert (report.error, report.written, report.rejected) == (None, 2, 1)
     assert sorted(set(_months(conn)) - set(before)) == [
         "prediction_signals_y2019m03",
-        "prediction_signals_y2031m02",
+        f"prediction_signals_y{FAR + 1}m02",
     ]
     assert conn.execute(
         "SELECT tableoid::regclass::text, value::float8 FROM prediction_signals ORDER BY 2"
-    ).fetchall() == [("prediction_signals_y2019m03", 0.41), ("prediction_signals_y2031m02", 0.42)]
+    ).fetchall() == [
+        ("prediction_signals_y2019m03", 0.41),
+        (f"prediction_signals_y{FAR + 1}m02", 0.42),
+    ]
 
 
 def test_partitions_survive_a_failed_write_and_the_rerun_writes_the_rows(conn, landing):
-    now = datetime(2032, 8, 1, 0, 30, tzinfo=UTC)
+    now = datetime(FAR + 2, 8, 1, 0, 30, tzinfo=UTC)
     landed_at = datetime.now(UTC)
     event = conn.execute(
         "INSERT INTO prediction_events (title, slug) VALUES ('Snow?', 'snow') RETURNING id"
@@ -451,7 +458,7 @@ def test_partitions_survive_a_failed_write_and_the_rerun_writes_the_rows(conn, l
         "source_event_id": "snow",
         "signal_type": "MARKET_PRICE",
         "value": 0.2,
-        "fetched_at": "2032-08-01T00:10:00Z",
+        "fetched_at": f"{FAR + 2}-08-01T00:10:00Z",
     }
     land_upload(
         conn,
@@ -470,7 +477,7 @@ def test_partitions_survive_a_failed_write_and_the_rerun_writes_the_rows(conn, l
     )
     assert failed.error == "RuntimeError: worker lost"
     assert conn.execute("SELECT count(*) FROM prediction_signals").fetchone() == (0,)
-    assert "prediction_signals_y2032m08" in _months(conn)  # made in its own transaction
+    assert f"prediction_signals_y{FAR + 2}m08" in _months(conn)  # made in its own transaction
     [again] = validate_window(conn, landing, hour_window(landed_at), now=now)
     assert (again.error, again.written) == (None, 1)
 
@@ -479,7 +486,7 @@ def test_copy_conflict_falls_back_to_on_conflict_do_nothing_across_partitions(co
     event = conn.execute(
         "INSERT INTO prediction_events (title, slug) VALUES ('t', 'copy') RETURNING id"
     ).fetchone()[0]
-    stored = datetime(2030, 6, 30, 23, 58, tzinfo=UTC)
+    stored = datetime(FAR, 6, 30, 23, 58, tzinfo=UTC)
     conn.execute(
         "SELECT predict_ensure_signal_partitions(%s, %s)", (stored, stored + timedelta(days=1))
     )
@@ -513,7 +520,7 @@ def test_copy_conflict_falls_back_to_on_conflict_do_nothing_across_partitions(co
     assert [list(flags) for _, flags in written] == [[False, False], [True]]
     assert conn.execute(
         "SELECT tableoid::regclass::text, count(*) FROM prediction_signals GROUP BY 1 ORDER BY 1"
-    ).fetchall() == [("prediction_signals_y2030m06", 1), ("prediction_signals_y2030m07", 1)]
+    ).fetchall() == [(f"prediction_signals_y{FAR}m06", 1), (f"prediction_signals_y{FAR}m07", 1)]
 
 
 def test_review_writes_a_queued_value_of_a_month_without_partition(conn):
@@ -613,8 +620,8 @@ def _nodes(plan: Any) -> list[dict]:
 
 @pytest.fixture
 def history(admin_conn) -> uuid.UUID:
-    """200 events with signals and snapshots every 6 hours over January-April 2030."""
-    start, end = datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 4, 30, tzinfo=UTC)
+    """200 events with signals and snapshots every 6 hours over January-April of year FAR."""
+    start, end = datetime(FAR, 1, 1, tzinfo=UTC), datetime(FAR, 4, 30, tzinfo=UTC)
     admin_conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (start, end))
     admin_conn.execute("SELECT predict_ensure_snapshot_partitions(%s, %s)", (start, end))
     admin_conn.execute(
@@ -659,12 +666,12 @@ def _explain(conn: psycopg.Connection, query: str, **params: Any) -> Any:
 
 
 def test_latest_signals_of_an_event_scan_only_the_months_asked_for(admin_conn, history):
-    plan = _explain(admin_conn, LATEST, event=history, since=datetime(2030, 3, 10, tzinfo=UTC))
-    assert _relations(plan) == {"prediction_signals_y2030m03", "prediction_signals_y2030m04"}
+    plan = _explain(admin_conn, LATEST, event=history, since=datetime(FAR, 3, 10, tzinfo=UTC))
+    assert _relations(plan) == {f"prediction_signals_y{FAR}m03", f"prediction_signals_y{FAR}m04"}
     rows = admin_conn.execute(
-        sql.SQL(LATEST).format(event=sql.Literal(history), since=sql.Literal("2030-03-10Z"))
+        sql.SQL(LATEST).format(event=sql.Literal(history), since=sql.Literal(f"{FAR}-03-10Z"))
     ).fetchall()
-    assert len(rows) == 20 and rows[0][2] == datetime(2030, 4, 30, tzinfo=UTC)
+    assert len(rows) == 20 and rows[0][2] == datetime(FAR, 4, 30, tzinfo=UTC)
 
 
 def test_snapshot_window_of_an_event_scans_only_its_month(admin_conn, history):
@@ -672,10 +679,10 @@ def test_snapshot_window_of_an_event_scans_only_its_month(admin_conn, history):
         admin_conn,
         WINDOW,
         event=history,
-        start=datetime(2030, 2, 10, tzinfo=UTC),
-        end=datetime(2030, 2, 20, tzinfo=UTC),
+        start=datetime(FAR, 2, 10, tzinfo=UTC),
+        end=datetime(FAR, 2, 20, tzinfo=UTC),
     )
-    assert _relations(plan) == {"prediction_snapshots_y2030m02"}
+    assert _relations(plan) == {f"prediction_snapshots_y{FAR}m02"}
 
 
 def test_prepared_generic_plans_prune_when_they_run(admin_conn, history):
@@ -691,16 +698,16 @@ def test_prepared_generic_plans_prune_when_they_run(admin_conn, history):
     )
     latest = admin_conn.execute(
         sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE latest({}, {})").format(
-            sql.Literal(history), sql.Literal("2030-03-10T00:00:00Z")
+            sql.Literal(history), sql.Literal(f"{FAR}-03-10T00:00:00Z")
         )
     ).fetchone()[0]
     window = admin_conn.execute(
         sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE snapshot_window({}, {}, {})").format(
-            sql.Literal(history), sql.Literal("2030-02-10Z"), sql.Literal("2030-02-20Z")
+            sql.Literal(history), sql.Literal(f"{FAR}-02-10Z"), sql.Literal(f"{FAR}-02-20Z")
         )
     ).fetchone()[0]
-    assert _relations(latest) == {"prediction_signals_y2030m03", "prediction_signals_y2030m04"}
-    assert _relations(window) == {"prediction_snapshots_y2030m02"}
+    assert _relations(latest) == {f"prediction_signals_y{FAR}m03", f"prediction_signals_y{FAR}m04"}
+    assert _relations(window) == {f"prediction_snapshots_y{FAR}m02"}
     removed = [n["Subplans Removed"] for n in _nodes(latest) if "Subplans Removed" in n]
     assert removed and removed[0] >= 2  # January and February (and the months made ahead)
 
@@ -712,7 +719,7 @@ def test_a_lookup_by_id_alone_probes_each_partitions_key_index(admin_conn, histo
     plan = _explain(admin_conn, "SELECT * FROM prediction_signals WHERE id = {id}", id=signal)
     scans = [n for n in _nodes(plan) if "Relation Name" in n]
     assert {n["Relation Name"] for n in scans} == set(_months(admin_conn))
-    filled = [n for n in scans if n["Relation Name"].startswith("prediction_signals_y2030")]
+    filled = [n for n in scans if n["Relation Name"].startswith(f"prediction_signals_y{FAR}")]
     assert len(filled) == 4
     for scan in filled:  # one index probe per month holding rows, no sequential scan
         assert scan["Node Type"] == "Index Scan"
