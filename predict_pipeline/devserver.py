@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import http.client
 import json
 import os
@@ -366,9 +367,13 @@ def require_free_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
+            advice = (
+                "choose another port with --port (make dev PORT=3100)"
+                if exc.errno == errno.EADDRINUSE
+                else "check --host"
+            )
             raise CommandError(
-                f"cannot serve the UI on {host}:{port} ({exc.strerror}): choose another port "
-                "with --port (make dev PORT=3100)"
+                f"cannot serve the UI on {host}:{port} ({exc.strerror or exc}): {advice}"
             ) from None
 
 
