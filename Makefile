@@ -5,6 +5,8 @@ UV := .tools/bin/uv
 VENV := .venv
 # Runs, schedules and sensor cursors persist in the Postgres-backed instance of dagster.yaml.
 export DAGSTER_HOME := $(CURDIR)
+# The UI's port under `make dev` (make dev PORT=3100).
+PORT ?= 3000
 
 .PHONY: install run dev test lint bench browser clean-state
 
@@ -22,7 +24,7 @@ run: install
 	$(VENV)/bin/predict-pipeline run
 
 dev: install
-	$(VENV)/bin/predict-pipeline dev
+	$(VENV)/bin/predict-pipeline dev --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -71,18 +71,20 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     from predict_pipeline.demo import REPLAY_DIR
+    from predict_pipeline.devserver import require_free_port, serve
     from predict_pipeline.runtime import bootstrap
+
+    require_free_port(args.host, args.port)  # before a first main job, not after it
 
     # As `run`: recorded payloads unless told otherwise, so the demo feeds the sensor polls
     # keep working offline instead of failing until they are auto-disabled.
     if not os.environ.get(HTTP_MODE_VAR):
         os.environ[HTTP_MODE_VAR] = "replay"
         os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
-    target = bootstrap(require_key=True)
+    settings = Settings.from_env()
+    target = bootstrap(settings, require_key=True)
     with connect(target.app_url, role=None, autocommit=True) as conn:
-        has_feeds = conn.execute("SELECT EXISTS (SELECT 1 FROM prediction_data_feeds)").fetchone()[
-            0
-        ]
+        [has_feeds] = conn.execute("SELECT EXISTS (SELECT 1 FROM prediction_data_feeds)").fetchone()
     if not has_feeds:
         # A fresh database: the UI opens on the demo's materialised graph, not an empty one.
         print("predict-pipeline dev: no feeds yet, running the main job first (make run)")
@@ -90,15 +92,15 @@ def _dev(args: argparse.Namespace) -> int:
 
         if run_main() != 0:
             print("predict-pipeline dev: the main job failed; the UI shows which step and why")
-    print(
-        f"predict-pipeline dev: Dagster UI and daemon at http://{args.host}:{args.port} "
-        f"(HTTP mode {os.environ[HTTP_MODE_VAR]}; Ctrl-C stops both)",
-        flush=True,
+    # Supervised children, not `dagster dev`: its services outlived Ctrl-C (devserver.py).
+    return serve(
+        args.host,
+        args.port,
+        workspace=PROJECT_ROOT / "workspace.yaml",
+        log_dir=settings.state_dir / "dev",
+        http_mode=os.environ[HTTP_MODE_VAR],
+        embedded_database=target.embedded,
     )
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    argv = ["dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
-    os.execv(dagster, argv)  # replaces this process: Ctrl-C goes straight to Dagster
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -189,9 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", required=True, help="UTC, exclusive, capped at this hour")
     backfill.set_defaults(func=_backfill)
 
-    dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this database")
+    dev = commands.add_parser(
+        "dev", help="start the Dagster UI and daemon on this database (Ctrl-C stops both)"
+    )
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--port", type=int, default=3000, help="the UI's port (default 3000)")
     dev.set_defaults(func=_dev)
     return parser
 
