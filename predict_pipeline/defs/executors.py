@@ -30,6 +30,7 @@ from dagster._config import process_config
 from dagster_celery import celery_executor
 
 from predict_pipeline.config import EXECUTOR_VAR, Settings
+from predict_pipeline.errors import ConfigError
 
 ENGINES = ("multiprocess", "celery")
 
@@ -53,7 +54,10 @@ def celery_worker_config(settings: Settings | None = None) -> dict[str, Any]:
 
 
 def _engine(config: Mapping[str, Any]) -> str:
-    engine = config.get("engine") or Settings.from_env().executor
+    try:
+        engine = config.get("engine") or Settings.from_env().executor
+    except ConfigError as exc:  # the environment's engine is refused by Settings, named
+        raise dg.DagsterInvalidConfigError(str(exc), [], config) from None
     if engine not in ENGINES:
         raise dg.DagsterInvalidConfigError(
             f"{EXECUTOR_VAR} (or execution.config.engine) must be one of {', '.join(ENGINES)},"

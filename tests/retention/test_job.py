@@ -3,7 +3,7 @@ the partitions check, the counters, Dagster's own storage and the command."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -128,8 +128,11 @@ def test_counters_are_recomputed_from_the_rows(admin_conn, world, run_retention)
     assert admin_conn.execute(
         "SELECT signals_ingested_24h FROM prediction_data_feeds WHERE id = %s", (feed,)
     ).fetchone() == (4,)
-    start = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    in_month = 4 + (100 if NOW - timedelta(hours=30) >= start else 0)
+    # The month the job counted in is the month it ran in, which need not be NOW's: the suite
+    # may have crossed midnight of a month's last day since NOW was read.
+    start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    # The runs of this calendar month only: on its first day, even the 3-hour-old one may not be.
+    in_month = sum(n for hours, n in ((3, 4), (30, 100)) if NOW - timedelta(hours=hours) >= start)
     usage = admin_conn.execute(
         "SELECT signals_ingested, feeds_active, rules_active, events_tracked"
         " FROM prediction_usage_metrics WHERE user_id = %s AND period_start = %s",
