@@ -22,6 +22,7 @@ from predict_pipeline.config import (
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
 from predict_pipeline.errors import CommandError
+from predict_pipeline.plans import PlanLimitError, plan_limits
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -182,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (CommandError, DatabaseUnavailable, MigrationError) as exc:
+        with plan_limits():  # a plan limit the database refused, from any command
+            return int(args.func(args) or 0)
+    except (CommandError, DatabaseUnavailable, MigrationError, PlanLimitError) as exc:
         print(f"predict-pipeline: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -21,6 +21,7 @@ from predict_pipeline.defs.resources import (
 )
 from predict_pipeline.ingestion.runner import RateLimiters, fetch_window
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.plans import live_holds
 from predict_pipeline.signals.stage import validate_window
 
 HOUR = timedelta(hours=1)
@@ -101,6 +102,9 @@ def refresh_feed_history(
             raise dg.Failure(f"no feed {feed_id}")
         if not feed.enabled:
             raise dg.Failure(f"feed {feed.name!r} is disabled: enable it before refreshing")
+        held = live_holds(conn, "feed", datetime.now(UTC), [feed_id]).get(feed_id)
+        if held:
+            raise dg.Failure(f"feed {feed.name!r} is held by its owner's plan: {held}")
         if not feed.supports_backfill:
             raise dg.Failure(
                 f"source {feed.source} has no history API: its history is what was polled"
