@@ -553,6 +553,46 @@ def test_audit_entries_cannot_be_forged(db_url, world):
         )
 
 
+def test_maintenance_writes_only_what_retention_writes(db_url, admin_conn, world):
+    """predict_maintenance (retention) cannot plant or rewrite tenant data: only its deletes
+    of old operational rows, its counter and usage updates, and audit appends."""
+    ev, b1 = world.one("prediction_events", "B"), world.users["b1"]
+    with connect(db_url, role=MAINTENANCE_ROLE, autocommit=True) as maintenance:
+        for statement, params in (
+            (
+                "INSERT INTO prediction_signals (event_id, source, signal_type, value,"
+                " fetched_at) VALUES (%s, 'x', 'MANUAL', 0.9, %s)",
+                (ev, AT),
+            ),
+            (
+                "INSERT INTO prediction_org_members (org_id, user_id, role) VALUES (%s, %s,"
+                " 'admin')",
+                (world.orgs["B"], world.users["c"]),
+            ),
+            ("UPDATE prediction_orgs SET owner_id = %s", (world.users["c"],)),
+            ("UPDATE prediction_events SET title = 'x' WHERE id = %s", (ev,)),
+            ("UPDATE prediction_rules SET org_id = NULL WHERE user_id = %s", (b1,)),
+            ("DELETE FROM prediction_events WHERE id = %s", (ev,)),
+            ("DELETE FROM prediction_data_feeds WHERE user_id = %s", (world.users["b2"],)),
+            ("UPDATE prediction_subscriptions SET tier = 'enterprise'", ()),
+            ("UPDATE prediction_data_feeds SET config = '{}'", ()),
+            ("DELETE FROM auth.users WHERE id = %s", (b1,)),
+        ):
+            _refused(maintenance, statement, params)
+        # What retention does still works.
+        deleted = maintenance.execute(
+            "DELETE FROM prediction_rule_executions WHERE id = ANY(%s)",
+            (list(world.ids("prediction_rule_executions", "B")),),
+        ).rowcount
+        maintenance.execute("UPDATE prediction_data_feeds SET signals_ingested_24h = 0")
+    assert deleted == 1
+    assert (
+        admin_conn.execute("SELECT title FROM prediction_events WHERE id = %s", (ev,))
+        .fetchone()[0]
+        .startswith("Will Acme")
+    )
+
+
 def test_legitimate_writes_of_members_still_work(db_url, admin_conn, world):
     users, orgs = world.users, world.orgs
     with as_user(db_url, users["a3"]) as member:
