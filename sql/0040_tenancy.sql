@@ -128,32 +128,27 @@ CREATE POLICY "Members removed by the owner or admins, or leaving" ON prediction
 REVOKE UPDATE ON prediction_org_members FROM predict_app;
 GRANT UPDATE (role, accepted_at) ON prediction_org_members TO predict_app;
 
--- Lookups the guard below needs whatever the acting role may see.
-CREATE FUNCTION predict_org_owner(org uuid) RETURNS uuid
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
-AS $$ SELECT owner_id FROM prediction_orgs WHERE id = org $$;
-CREATE FUNCTION predict_org_member_role(org uuid, member uuid) RETURNS text
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
-AS $$ SELECT role FROM prediction_org_members WHERE org_id = org AND user_id = member $$;
-REVOKE ALL ON FUNCTION predict_org_owner(uuid), predict_org_member_role(uuid, uuid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION predict_org_owner(uuid), predict_org_member_role(uuid, uuid)
-  TO predict_app, predict_pipeline, predict_maintenance;
-
 -- What a policy cannot see (the row before an update), for every role: the org's owner_id,
 -- and nobody else, holds the role 'owner'; through predict_app only the owner changes a role.
--- Not SECURITY DEFINER, so current_user is the role acting.
+-- Not SECURITY DEFINER, so current_user is the role acting, and its reads are under the
+-- acting role's RLS: an org predict_app cannot see has no owner here, so 'owner' is refused.
 CREATE FUNCTION predict_guard_org_member() RETURNS trigger
   LANGUAGE plpgsql SET search_path = public, pg_temp
 AS $$
 DECLARE
-  org_owner uuid := predict_org_owner(NEW.org_id);
+  org_owner uuid := (SELECT o.owner_id FROM prediction_orgs o WHERE o.id = NEW.org_id);
 BEGIN
-  IF TG_OP = 'INSERT' AND NEW.user_id = org_owner
-     AND predict_org_member_role(NEW.org_id, NEW.user_id) = 'owner' THEN
+  IF TG_OP = 'INSERT' AND NEW.user_id = org_owner AND EXISTS (
+       SELECT 1 FROM prediction_org_members m
+       WHERE m.org_id = NEW.org_id AND m.user_id = NEW.user_id AND m.role = 'owner') THEN
     RETURN NULL;  -- the owner's membership exists since the org was created
   END IF;
-  IF (NEW.role = 'owner') IS DISTINCT FROM (NEW.user_id = org_owner) THEN
+  IF NEW.role = 'owner' AND NEW.user_id IS DISTINCT FROM org_owner THEN
     RAISE EXCEPTION 'the role owner belongs to the org''s owner (prediction_orgs.owner_id) alone'
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF NEW.role <> 'owner' AND NEW.user_id = org_owner THEN
+    RAISE EXCEPTION 'the org''s owner keeps the role owner (transfer prediction_orgs.owner_id)'
       USING ERRCODE = 'insufficient_privilege';
   END IF;
   IF TG_OP = 'UPDATE' AND (NEW.org_id, NEW.user_id) IS DISTINCT FROM (OLD.org_id, OLD.user_id)
@@ -216,8 +211,11 @@ AS $$
 DECLARE
   row_owner uuid := (to_jsonb(NEW)->>TG_ARGV[0])::uuid;  -- created_by or user_id
 BEGIN
-  IF NEW.org_id IS NOT NULL AND row_owner IS NOT NULL
-     AND predict_org_member_role(NEW.org_id, row_owner) IS NULL THEN
+  -- Read under the acting role's RLS: predict_app sees its own memberships, which is enough,
+  -- since its rows are its own (the tables' policies).
+  IF NEW.org_id IS NOT NULL AND row_owner IS NOT NULL AND NOT EXISTS (
+       SELECT 1 FROM prediction_org_members m
+       WHERE m.org_id = NEW.org_id AND m.user_id = row_owner) THEN
     RAISE EXCEPTION '%: its owner % is not a member of org %', TG_TABLE_NAME, row_owner,
       NEW.org_id USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -598,6 +596,32 @@ CREATE POLICY "Audit entries written as oneself" ON prediction_audit_log FOR INS
     (actor_type = 'user' AND actor_id = auth.uid())
     OR (actor_type = 'api_key'
         AND actor_id IN (SELECT k.id FROM prediction_api_keys k WHERE k.user_id = auth.uid()))
+  );
+
+-- An entry a user writes is about something that user can see (read under their RLS), so no
+-- one plants entries in another org's audit view.
+CREATE POLICY "Audit entries about what one sees" ON prediction_audit_log
+  AS RESTRICTIVE FOR INSERT
+  WITH CHECK (
+    resource_id IS NULL
+    OR CASE resource_type
+      WHEN 'prediction_orgs' THEN
+        EXISTS (SELECT 1 FROM prediction_orgs o WHERE o.id = resource_id)
+      WHEN 'prediction_org_members' THEN
+        EXISTS (SELECT 1 FROM prediction_org_members m WHERE m.id = resource_id)
+      WHEN 'prediction_events' THEN
+        EXISTS (SELECT 1 FROM prediction_events e WHERE e.id = resource_id)
+      WHEN 'prediction_rules' THEN
+        EXISTS (SELECT 1 FROM prediction_rules r WHERE r.id = resource_id)
+      WHEN 'prediction_campaigns' THEN
+        EXISTS (SELECT 1 FROM prediction_campaigns c WHERE c.id = resource_id)
+      WHEN 'prediction_trust_flags' THEN
+        EXISTS (SELECT 1 FROM prediction_trust_flags f WHERE f.id = resource_id)
+      WHEN 'prediction_resolutions' THEN
+        EXISTS (SELECT 1 FROM prediction_resolutions r WHERE r.id = resource_id)
+      WHEN 'prediction_resolution_disputes' THEN
+        EXISTS (SELECT 1 FROM prediction_resolution_disputes d WHERE d.id = resource_id)
+      ELSE true END
   );
 
 -- No back-dating, for the app, the pipeline and retention: an entry's created_at is the time

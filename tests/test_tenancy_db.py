@@ -510,11 +510,24 @@ def test_audit_entries_cannot_be_forged(db_url, world):
             " created_at) VALUES (%s, 'user', 'backdated', 'x', '2020-01-01')",
             (me,),
         )
-        # Writing as oneself (or one's own API key) is the legitimate path.
+        # Nor an entry about another tenant's event, which would show in B's admins' view.
+        _refused(
+            c,
+            "INSERT INTO prediction_audit_log (actor_id, actor_type, action, resource_type,"
+            " resource_id) VALUES (%s, 'user', 'planted', 'prediction_events', %s)",
+            (me, world.one("prediction_events", "B")),
+        )
+        # Writing as oneself (or one's own API key), about what one sees, is the legitimate
+        # path.
         c.execute(
             "INSERT INTO prediction_audit_log (actor_id, actor_type, action, resource_type)"
             " VALUES (%s, 'user', 'feed.created', 'prediction_data_feeds')",
             (me,),
+        )
+        c.execute(
+            "INSERT INTO prediction_audit_log (actor_id, actor_type, action, resource_type,"
+            " resource_id) VALUES (%s, 'user', 'event.viewed', 'prediction_events', %s)",
+            (me, world.one("prediction_events", "C")),
         )
     with connect(db_url, role=PIPELINE_ROLE, autocommit=True) as pipeline:
         _refused(
@@ -663,6 +676,31 @@ def test_the_pipeline_cannot_put_a_users_rule_into_a_strangers_org(db_url, world
             "INSERT INTO prediction_org_members (org_id, user_id, role) VALUES (%s, %s, 'owner')",
             (world.orgs["B"], world.users["c"]),
         )
+
+
+def test_an_operator_transfers_ownership_and_the_role_moves(db_url, admin_conn, world):
+    with connect(db_url, role=PIPELINE_ROLE, autocommit=True) as pipeline:
+        pipeline.execute(
+            "UPDATE prediction_orgs SET owner_id = %s WHERE id = %s",
+            (world.users["a2"], world.orgs["A"]),
+        )
+        # The previous owner cannot keep, nor anyone else take, the role owner.
+        _refused(
+            pipeline,
+            "UPDATE prediction_org_members SET role = 'owner' WHERE user_id = %s AND org_id = %s",
+            (world.users["a1"], world.orgs["A"]),
+        )
+    roles = dict(
+        admin_conn.execute(
+            "SELECT user_id, role FROM prediction_org_members WHERE org_id = %s",
+            (world.orgs["A"],),
+        ).fetchall()
+    )
+    assert roles == {
+        world.users["a1"]: "admin",
+        world.users["a2"]: "owner",
+        world.users["a3"]: "member",
+    }
 
 
 def test_partitions_read_by_name_show_nothing(db_url, admin_conn, world):
