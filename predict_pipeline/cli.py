@@ -27,6 +27,7 @@ from predict_pipeline.config import (
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
 from predict_pipeline.errors import CommandError
+from predict_pipeline.plans import PlanLimitError, plan_limits
 from predict_pipeline.secrets import SecretKeyError
 
 
@@ -201,13 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What a user can set right: said in one line, exit 2, and nothing was recorded.
-USER_ERRORS = (CommandError, DatabaseUnavailable, MigrationError, SecretKeyError)
+USER_ERRORS = (CommandError, DatabaseUnavailable, MigrationError, PlanLimitError, SecretKeyError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with plan_limits():  # a plan limit the database refused, from any command
+            return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"predict-pipeline: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -113,10 +113,11 @@ def _upload(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     """Create a feed: config validated against its source's schema, credentials encrypted."""
     import jsonschema
-    from psycopg.types.json import Jsonb
 
     from predict_pipeline.db.connection import connect
     from predict_pipeline.ingestion.runner import credentials_aad
+    from predict_pipeline.ingestion.store import create_feed
+    from predict_pipeline.plans import PlanLimitError
     from predict_pipeline.runtime import bootstrap
     from predict_pipeline.secrets import encrypt_json, load_key_from_env
 
@@ -163,23 +164,21 @@ def _add(args: argparse.Namespace) -> int:
             if credentials
             else None
         )
-        conn.execute(
-            """INSERT INTO prediction_data_feeds
-                 (id, source_id, user_id, name, config, poll_interval_minutes, cron_expression,
-                  credentials_encrypted, event_mapping_mode)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (
-                feed_id,
-                source[0],
-                user_row[0],
-                args.name,
-                Jsonb(config),
-                args.poll_minutes,
-                args.cron,
-                Jsonb(encrypted) if encrypted else None,
-                args.mapping,
-            ),
-        )
+        try:
+            create_feed(
+                conn,
+                feed_id=feed_id,
+                source_id=source[0],
+                user_id=user_row[0],
+                name=args.name,
+                config=config,
+                poll_interval_minutes=args.poll_minutes,
+                cron_expression=args.cron,
+                credentials_encrypted=encrypted,
+                event_mapping_mode=args.mapping,
+            )
+        except PlanLimitError as exc:
+            raise FeedCommandError(f"feed not created: {exc}") from None
     print(
         f"feed {feed_id} created ({args.source}, every "
         f"{args.cron or f'{args.poll_minutes} minutes'})"

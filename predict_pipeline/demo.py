@@ -281,6 +281,13 @@ def seed_demo(
         " ON CONFLICT (id) DO NOTHING",
         (DEMO_USER_ID, DEMO_USER_EMAIL),
     )
+    # An unlimited, realtime plan: the demo's feeds, rules and simulated events are more than
+    # the free plan (what a user without a subscription has) allows.
+    conn.execute(
+        "INSERT INTO prediction_subscriptions (user_id, tier, status, realtime_enabled)"
+        " VALUES (%s, 'enterprise', 'active', true) ON CONFLICT (user_id) DO NOTHING",
+        (DEMO_USER_ID,),
+    )
     seed_demo_events(conn)
     seed_demo_rules(conn)
     feed_ids = [

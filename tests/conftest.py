@@ -54,11 +54,23 @@ def template_db(pg_admin_url) -> Iterator[str]:
     url = with_database(pg_admin_url, name)
     with connect(url, role=None, autocommit=True) as conn:
         upgrade(conn)
+        lift_default_plan(conn)
     yield name
     with _admin(pg_admin_url) as admin:
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def lift_default_plan(conn: psycopg.Connection) -> None:
+    """The suite's users have no subscription row: they run as an installation without billing
+    would configure it (no limits, realtime). tests/test_plans.py restores the shipped free
+    plan (FREE_PLAN) where it tests it."""
+    conn.execute(
+        "UPDATE predict_meta.default_plan SET tier = 'unbilled', max_events = NULL,"
+        " max_rules = NULL, max_campaigns_per_month = NULL, max_feeds = NULL,"
+        " max_team_members = NULL, realtime_enabled = true"
+    )
 
 
 @pytest.fixture

@@ -150,19 +150,25 @@ def test_pipeline_role_reads_across_users(db_url, tenants):
         assert events == 2
 
 
-def _audit_row(conn: psycopg.Connection) -> uuid.UUID:
-    return conn.execute(
-        "INSERT INTO prediction_audit_log (actor_type, action, resource_type)"
-        " VALUES ('service', 'test.append', 'test') RETURNING id"
-    ).fetchone()[0]
+def _audit_row(conn: psycopg.Connection, actor: uuid.UUID | None = None) -> uuid.UUID:
+    # No RETURNING: a user may append entries without being allowed to read them back.
+    audit_id = uuid.uuid4()
+    conn.execute(
+        "INSERT INTO prediction_audit_log (id, actor_id, actor_type, action, resource_type)"
+        " VALUES (%s, %s, %s, 'test.append', 'test')",
+        (audit_id, actor, "user" if actor else "service"),
+    )
+    return audit_id
 
 
 @pytest.mark.parametrize("role", [APP_ROLE, PIPELINE_ROLE])
 def test_audit_log_is_append_only_for_app_and_pipeline(db_url, tenants, role):
     with connect(db_url, role=role, autocommit=True) as conn:
+        actor = None
         if role == APP_ROLE:
             conn.execute("SELECT set_config('app.user_id', %s, false)", (str(tenants["a"]),))
-        audit_id = _audit_row(conn)
+            actor = tenants["a"]
+        audit_id = _audit_row(conn, actor)
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute(
                 "UPDATE prediction_audit_log SET action = 'tampered' WHERE id = %s", (audit_id,)
@@ -178,10 +184,24 @@ def test_audit_log_is_append_only_for_app_and_pipeline(db_url, tenants, role):
     assert action == ("test.append",)
 
 
-def test_maintenance_role_may_delete_audit_rows(db_url):
+def test_maintenance_role_deletes_only_archived_audit_rows_and_never_updates(db_url):
     with connect(db_url, role=PIPELINE_ROLE, autocommit=True) as pipeline:
         audit_id = _audit_row(pipeline)
     with connect(db_url, role=MAINTENANCE_ROLE, autocommit=True) as maintenance:
+        with pytest.raises(errors.InsufficientPrivilege, match="no verified archive"):
+            maintenance.execute("DELETE FROM prediction_audit_log WHERE id = %s", (audit_id,))
+        with pytest.raises(errors.InsufficientPrivilege):
+            maintenance.execute(
+                "UPDATE prediction_audit_log SET action = 'tampered' WHERE id = %s", (audit_id,)
+            )
+        # Once a verified archive slice holds the row's time, retention may delete it.
+        maintenance.execute(
+            "INSERT INTO predict_meta.audit_archive (range_start, range_end, path, row_count,"
+            " rows_sha256, file_sha256, file_bytes)"
+            " SELECT created_at, created_at + interval '1 second', '/archive/slice.parquet', 1,"
+            " 'rows', 'file', 10 FROM prediction_audit_log WHERE id = %s",
+            (audit_id,),
+        )
         deleted = maintenance.execute(
             "DELETE FROM prediction_audit_log WHERE id = %s", (audit_id,)
         ).rowcount

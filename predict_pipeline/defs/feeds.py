@@ -26,6 +26,7 @@ from predict_pipeline.ingestion.runner import (
     fetch_windows,
 )
 from predict_pipeline.ingestion.store import advance_next_run, load_feeds
+from predict_pipeline.plans import describe_holds, record_plan_holds, recorded_holds
 
 SOURCE_TAG = "predict/source"
 FEED_RUNS_TABLE = "prediction_feed_runs"
@@ -104,13 +105,15 @@ def raw_feed_fetches(
             f"{report.pages} pages, {report.records} records, {report.requests} requests"
             + (f" — {report.error}" if report.error else "")
         )
-    failed = [r for r in reports if r.status != "SUCCESS"]
+    failed = [r for r in reports if r.status != "SUCCESS" and not r.held]
+    held = [r for r in reports if r.held]
     result = dg.MaterializeResult(
         metadata={
             "windows": len(hours),
             "fetch_windows": len(windows),
             "feeds_fetched": len(reports),
             "feeds_failed": len(failed),
+            "feeds_held_by_plan": len(held),
             "pages": sum(r.pages for r in reports),
             "records_parsed": sum(r.records for r in reports),
             "requests": sum(r.requests for r in reports),
@@ -178,7 +181,10 @@ fetch_feeds_job = dg.define_asset_job(
     description=(
         "Launches a fetch run per due feed (enabled, next_run_at reached) for the current "
         "hour window, tagged with its source so the run queue limits concurrency per source, "
-        "and advances next_run_at by the feed's poll interval or cron expression."
+        "and advances next_run_at by the feed's poll interval or cron expression. Feeds their "
+        "owner's plan holds (subscription not in force, or beyond max_feeds) are skipped, with "
+        "the reason in the tick's skip reason and an observation of raw_feed_fetches when a "
+        "hold begins or ends; they resume when the plan allows."
     ),
 )
 def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresResource):
@@ -186,7 +192,12 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
     partition_key = HOURLY.get_partition_key_for_timestamp(now.timestamp())
     requests = []
     with database.connection() as conn:
+        changes = record_plan_holds(conn, now).of("feed")
+        holds = recorded_holds(conn, "feed")
+        held = {feed_id for feed_id, _, _ in holds}
         for feed in load_feeds(conn, due_before=now):
+            if feed.id in held:
+                continue  # stays due: it is fetched as soon as its plan allows
             due = feed.next_run_at or now
             advance_next_run(conn, feed, now)
             requests.append(
@@ -203,4 +214,28 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
                     tags={SOURCE_TAG: feed.source, "predict/feed": feed.name[:60]},
                 )
             )
-    return dg.SensorResult(run_requests=requests)
+    skipped = describe_holds(holds, "feed") if holds else None
+    if skipped:
+        context.log.info(skipped)
+    observations = []
+    if changes:
+        observations.append(
+            dg.AssetObservation(
+                asset_key="raw_feed_fetches",
+                metadata={
+                    "feeds_held_by_plan": len(holds),
+                    "holds_begun": len(changes.held),
+                    "holds_ended": len(changes.released),
+                    "plan_holds": preview_table(
+                        {"feed": "string", "reason": "string"},
+                        [{"feed": name, "reason": reason} for _, name, reason in holds],
+                        limit=len(holds),
+                    ),
+                },
+            )
+        )
+    return dg.SensorResult(
+        run_requests=requests,
+        skip_reason=None if requests else (skipped or "no feed is due"),
+        asset_events=observations,
+    )

@@ -22,6 +22,7 @@ from predict_pipeline.defs.resources import (
 )
 from predict_pipeline.ingestion.runner import RateLimiters, fetch_window
 from predict_pipeline.ingestion.store import Feed, load_feed
+from predict_pipeline.plans import live_holds
 from predict_pipeline.signals.stage import validate_window
 
 HOUR = timedelta(hours=1)
@@ -66,6 +67,9 @@ def check_request(
         raise HistoryRequestError(f"no feed {feed_uuid} (predict-pipeline feeds list shows them)")
     if not feed.enabled:
         raise HistoryRequestError(f"feed {feed.name!r} is disabled: enable it before refreshing")
+    held = live_holds(conn, "feed", now, [feed.id]).get(feed.id)
+    if held:
+        raise HistoryRequestError(f"feed {feed.name!r} is held by its owner's plan: {held}")
     if not feed.supports_backfill:
         raise HistoryRequestError(
             f"source {feed.source} has no history API: its history is what was polled"

@@ -217,8 +217,9 @@ def monthly_partitions(
 @_asset(
     "usage_counters",
     "Counters recomputed from the rows: prediction_data_feeds.signals_ingested_24h, and "
-    "prediction_usage_metrics of the current month (signals ingested, feeds active, rules "
-    "active, events tracked) for every user.",
+    "every user's prediction_usage_metrics of their usage period (billing period, else "
+    "calendar month): signals ingested, feeds and rules active, events tracked, campaigns "
+    "created, explanations generated and the storage estimate (predict_pipeline/usage.py).",
 )
 def usage_counters(
     context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource

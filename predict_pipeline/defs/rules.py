@@ -6,12 +6,25 @@ import dagster as dg
 
 from predict_pipeline.config import Settings
 from predict_pipeline.defs.resources import PostgresResource, SecretsResource
+from predict_pipeline.plans import describe_holds, record_plan_holds, recorded_holds
 from predict_pipeline.rules.actions import http_client_factory, smtp_factory
-from predict_pipeline.rules.engine import evaluate_tick, refresh_rules_active
+from predict_pipeline.rules.engine import TickReport, evaluate_tick
 from predict_pipeline.rules.execute import run_execution
+from predict_pipeline.usage import LIVE_COUNTS, refresh_usage
 
 # The first tick of a new deployment looks back this far instead of over all history.
 FIRST_TICK_LOOKBACK = timedelta(hours=1)
+HOUR = timedelta(hours=1)
+
+
+def hourly_window(since: datetime, until: datetime) -> datetime | None:
+    """Where the rules of plans without realtime_enabled look back from, on the tick that
+    crosses an hour boundary (else None): the start of the hour of the previous tick, which is
+    where their previous evaluation looked up to, so no change between two is missed."""
+    hour = until.replace(minute=0, second=0, microsecond=0)
+    if since >= hour:
+        return None
+    return since.replace(minute=0, second=0, microsecond=0)
 
 
 class RuleExecutionConfig(dg.Config):
@@ -55,7 +68,10 @@ def rule_actions_job():
         "snapshots, trust scores, resolutions, flags), in one set-based query; writes a "
         "prediction_rule_executions row per firing (or its SKIPPED_* status after throttling) "
         "and launches the actions job with a run key of rule, event and state, so a repeated "
-        "tick never fires twice."
+        "tick never fires twice. Rules of plans with realtime_enabled are evaluated every tick, "
+        "the others once an hour (on the tick that crosses the hour, over the changes since "
+        "the previous one); rules their owner's plan holds are skipped, with the reason in the "
+        "tick's skip reason and the audit log."
     ),
 )
 def rule_trigger_sensor(context: dg.SensorEvaluationContext, database: PostgresResource):
@@ -63,21 +79,40 @@ def rule_trigger_sensor(context: dg.SensorEvaluationContext, database: PostgresR
     since = (
         datetime.fromisoformat(context.cursor) if context.cursor else until - FIRST_TICK_LOOKBACK
     )
+    hourly_since = hourly_window(since, until)
     with database.connection() as conn:
-        report = evaluate_tick(conn, since=since, until=until)
-        refresh_rules_active(conn, until)
-    for rule_id, reason in report.invalid_rules.items():
+        record_plan_holds(conn, until)
+        reports = [evaluate_tick(conn, since=since, until=until, cadence="realtime")]
+        if hourly_since is not None:
+            reports.append(evaluate_tick(conn, since=hourly_since, until=until, cadence="hourly"))
+        refresh_usage(conn, until, LIVE_COUNTS)
+        holds = recorded_holds(conn, "rule")
+    invalid = {rule: reason for report in reports for rule, reason in report.invalid_rules.items()}
+    for rule_id, reason in invalid.items():
         context.log.warning(f"rule {rule_id} skipped: {reason}")
+    skipped = describe_holds(holds, "rule") if holds else None
+    if skipped:
+        context.log.info(skipped)
+    requests = [
+        dg.RunRequest(
+            run_key=report.run_keys[execution_id],
+            run_config=dg.RunConfig(
+                ops={"run_rule_actions": RuleExecutionConfig(execution_id=str(execution_id))}
+            ),
+            tags={"predict/rule_execution": str(execution_id)},
+        )
+        for report in reports
+        for execution_id in report.fired
+    ]
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=report.run_keys[execution_id],
-                run_config=dg.RunConfig(
-                    ops={"run_rule_actions": RuleExecutionConfig(execution_id=str(execution_id))}
-                ),
-                tags={"predict/rule_execution": str(execution_id)},
-            )
-            for execution_id in report.fired
-        ],
-        cursor=(report.covered_until or until).isoformat(),
+        run_requests=requests,
+        skip_reason=None if requests else _quiet_tick(reports[0], hourly_since, skipped),
+        cursor=(reports[0].covered_until or until).isoformat(),
     )
+
+
+def _quiet_tick(report: TickReport, hourly_since: datetime | None, held: str | None) -> str:
+    said = f"no rule fired on {report.changed_events} changed events"
+    if hourly_since is not None:
+        said += f" (hourly rules evaluated since {hourly_since:%H:%M} UTC)"
+    return f"{said}; {held}" if held else said

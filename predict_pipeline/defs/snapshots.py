@@ -1,6 +1,6 @@
 """Dagster layer of stage 3: event_snapshots (snapshots, event state, explanations)."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -15,6 +15,7 @@ from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.signals import validated_signals
 from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
 from predict_pipeline.snapshots.explain import MoveThresholds, explain_moves
+from predict_pipeline.usage import refresh_usage
 
 SNAPSHOTS_TABLE = "prediction_snapshots"
 
@@ -70,6 +71,7 @@ def event_snapshots(
             ),
             half_life_minutes=config.half_life_minutes,
         )
+        refresh_usage(conn, datetime.now(UTC), ("explanations_generated",))
         preview = conn.execute(
             """SELECT e.title, b.probability::float8, b.prev_probability::float8, b.divergence,
                       b.confidence, b.carried_forward

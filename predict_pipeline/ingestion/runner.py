@@ -30,7 +30,11 @@ from predict_pipeline.ingestion.store import (
     load_feeds,
     start_feed_run,
 )
+from predict_pipeline.plans import live_holds
 from predict_pipeline.secrets import SecretDecryptError, SecretKeyError, decrypt_json
+
+# A feed its owner's plan holds is not fetched; its report says why (no feed run is written).
+HELD = "HELD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,11 @@ class FeedFetchReport:
     @property
     def ok(self) -> bool:
         return self.status in ("SUCCESS", "PARTIAL")
+
+    @property
+    def held(self) -> bool:
+        """Not fetched: its owner's plan holds it (the reason is in `error`)."""
+        return self.status == HELD
 
 
 def window_mode(window: FetchWindow, now: datetime) -> FetchMode:
@@ -117,6 +126,7 @@ def fetch_window(
     else:
         feeds = load_feeds(conn, backfill_only=True)
     limiters = rate_limiters or RateLimiters()
+    held = live_holds(conn, "feed", now(), [f.id for f in feeds]) if feeds else {}
     reports = []
     for feed in feeds:
         definition = source_definition(feed.source)
@@ -124,6 +134,9 @@ def fetch_window(
             continue  # push sources land through `feeds upload` and webhook deliveries
         if mode == "backfill" and not feed.supports_backfill:
             continue  # the source has no history API; its history is what was polled
+        if feed.id in held:
+            reports.append(_held_report(feed, mode, held[feed.id]))
+            continue
         reports.append(
             _fetch_one(
                 conn,
@@ -139,6 +152,25 @@ def fetch_window(
             )
         )
     return reports
+
+
+def _held_report(feed: Feed, mode: FetchMode, reason: str) -> FeedFetchReport:
+    return FeedFetchReport(
+        feed_id=str(feed.id),
+        feed_name=feed.name,
+        source=feed.source,
+        feed_run_id="",
+        mode=mode,
+        status=HELD,
+        pages=0,
+        records=0,
+        requests=0,
+        bytes_received=0,
+        duration_ms=0,
+        error=f"held by its plan: {reason}",
+        landing_file=None,
+        auto_disabled=False,
+    )
 
 
 def _fetch_one(

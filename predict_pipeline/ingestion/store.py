@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.audit import record_audit
+from predict_pipeline.plans import plan_limits
 
 FAILURE_STATUSES = ("FAILED", "TIMEOUT", "RATE_LIMITED", "AUTH_FAILED")
 # avg_latency_ms is the mean duration of the feed's last N completed runs.
@@ -85,6 +86,42 @@ def load_feeds(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()
     return [Feed(**row) for row in rows]
+
+
+def create_feed(
+    conn: psycopg.Connection,
+    *,
+    feed_id: uuid.UUID,
+    source_id: uuid.UUID,
+    user_id: uuid.UUID,
+    name: str,
+    config: dict[str, Any],
+    poll_interval_minutes: int | None = None,
+    cron_expression: str | None = None,
+    credentials_encrypted: dict[str, Any] | None = None,
+    event_mapping_mode: str | None = None,
+) -> uuid.UUID:
+    """Insert a feed; PlanLimitError when its owner's plan has no room for another (max_feeds,
+    checked by the database for every path)."""
+    with plan_limits(), conn.transaction():
+        conn.execute(
+            """INSERT INTO prediction_data_feeds
+                 (id, source_id, user_id, name, config, poll_interval_minutes, cron_expression,
+                  credentials_encrypted, event_mapping_mode)
+               VALUES (%s, %s, %s, %s, %s, coalesce(%s, 15), %s, %s, coalesce(%s, 'auto'))""",
+            (
+                feed_id,
+                source_id,
+                user_id,
+                name,
+                Jsonb(config),
+                poll_interval_minutes,
+                cron_expression,
+                Jsonb(credentials_encrypted) if credentials_encrypted else None,
+                event_mapping_mode,
+            ),
+        )
+    return feed_id
 
 
 def load_feed(conn: psycopg.Connection, feed_id: uuid.UUID) -> Feed | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -111,6 +111,7 @@ CREATE TEMP TABLE tick_live AS
   FROM prediction_rules r
   WHERE r.enabled AND (r.expires_at IS NULL OR r.expires_at > %(until)s)
     AND jsonb_typeof(r.trigger_params) = 'object'
+    AND r.id IN (SELECT rule_id FROM predict_tick_rules(%(until)s, %(cadence)s))  -- plans
 """  # noqa: S608 (module constants only)
 
 _KEYS_SQL = """
@@ -126,6 +127,8 @@ WITH ev AS MATERIALIZED (
          EXISTS (SELECT 1 FROM prediction_trust_flags f WHERE f.event_id = e.id
                  AND f.created_at > %(since)s AND f.created_at <= %(until)s) AS flagged
   FROM prediction_events e WHERE e.id = ANY(%(events)b::uuid[])
+    AND e.id NOT IN (SELECT resource_id FROM predict_plan_holds_live(%(until)s)
+                     WHERE kind = 'event')  -- plans
 )
   SELECT k.scope_type, k.scope_key, k.campaign_id, k.relationship, k.link_threshold,
          e.id, e.current_probability, e.previous_probability, e.sentiment_score,
@@ -141,7 +144,10 @@ WITH ev AS MATERIALIZED (
               FROM unnest(e.tags) AS t(tag) WHERE t.tag IS NOT NULL
     UNION ALL SELECT 'campaign', ce.campaign_id::text, ce.campaign_id, ce.relationship,
                      ce.probability_threshold
-              FROM prediction_campaign_events ce WHERE ce.event_id = e.id) k
+              FROM prediction_campaign_events ce WHERE ce.event_id = e.id
+                AND ce.campaign_id NOT IN (SELECT resource_id
+                                           FROM predict_plan_holds_live(%(until)s)
+                                           WHERE kind = 'campaign')) k  -- plans
 """
 
 _DIRECTION = "coalesce(l.direction, 'any')"
@@ -349,9 +355,12 @@ def evaluate_tick(
     since: datetime,
     until: datetime,
     max_events: int = MAX_EVENTS_PER_TICK,
+    cadence: str | None = None,
 ) -> TickReport:
     """Evaluate every rule in scope of the events changed in (since, until]; the caller owns
-    the transaction."""
+    the transaction. Only rules their owners' plans let run are evaluated (not held, and of
+    the `cadence`: 'realtime', 'hourly' or None for both; see predict_tick_rules), on events
+    and campaigns the plans do not hold."""
     report = TickReport(covered_until=until)
     _validate_changed_rules(conn, since, report)
     changed = conn.execute(
@@ -366,7 +375,7 @@ def evaluate_tick(
     events = [event_id for event_id, _ in changed]
     report.changed_events = len(events)
     if events:
-        params = _params(since, until, events)
+        params = _params(since, until, events) | {"cadence": cadence}
         # The rules and event keys once, in temporary tables both queries below read.
         conn.execute("DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys")
         conn.execute(_LIVE_SQL, params)
@@ -678,18 +687,4 @@ def _log_invalid(conn, rule_id: str, reason: str, now: datetime) -> None:
         "INSERT INTO prediction_rule_executions (rule_id, trigger_snapshot, status, started_at,"
         " completed_at, error_message) VALUES (%s, %s, 'FAILED', %s, %s, %s)",
         (rule_id, Jsonb({"invalid": True}), now, now, f"invalid rule: {reason}"),
-    )
-
-
-def refresh_rules_active(conn: psycopg.Connection, now: datetime) -> None:
-    """prediction_usage_metrics.rules_active of the calendar month for every rule owner."""
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (start + timedelta(days=32)).replace(day=1)
-    conn.execute(
-        """INSERT INTO prediction_usage_metrics (user_id, period_start, period_end, rules_active)
-           SELECT user_id, %(start)s, %(end)s, count(*) FILTER (WHERE enabled)
-           FROM prediction_rules GROUP BY user_id
-           ON CONFLICT (user_id, period_start) DO UPDATE
-             SET rules_active = EXCLUDED.rules_active, updated_at = now()""",
-        {"start": start, "end": end},
     )

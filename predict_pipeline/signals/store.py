@@ -20,6 +20,7 @@ from psycopg import errors
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
+from predict_pipeline import usage
 from predict_pipeline.signals.matching import EventRef
 
 BUCKET = pd.Timedelta(minutes=5)
@@ -408,7 +409,7 @@ def record_run_counts(
 def record_feed_totals(
     conn: psycopg.Connection, feed_id: str, user_id: uuid.UUID, written: int, now: datetime
 ) -> None:
-    """The feed's totals, and the user's usage for the calendar month (UTC)."""
+    """The feed's totals, and the user's usage for their usage period."""
     conn.execute(
         """UPDATE prediction_data_feeds SET
              signals_ingested_total = signals_ingested_total + %(written)s,
@@ -420,16 +421,4 @@ def record_feed_totals(
            WHERE id = %(feed)s""",
         {"written": written, "feed": feed_id, "now": now},
     )
-    if written:
-        period_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        period_end = (period_start + timedelta(days=32)).replace(day=1)
-        conn.execute(
-            """INSERT INTO prediction_usage_metrics
-                 (user_id, period_start, period_end, signals_ingested)
-               VALUES (%s, %s, %s, %s)
-               ON CONFLICT (user_id, period_start) DO UPDATE
-                 SET signals_ingested = prediction_usage_metrics.signals_ingested
-                                        + EXCLUDED.signals_ingested,
-                     updated_at = now()""",
-            (user_id, period_start, period_end, written),
-        )
+    usage.record_signals_ingested(conn, user_id, written, now)

@@ -384,6 +384,10 @@ WHERE e.id = c.event_id AND e.status = 'ACTIVE'
 """
 
 
+# Events held by their creator's plan (sql/0041_plans.sql), now.
+_HELD_EVENTS_SQL = "SELECT resource_id FROM predict_plan_holds_live(now()) WHERE kind = 'event'"
+
+
 def compute_snapshots(
     conn: psycopg.Connection,
     start: datetime,
@@ -402,8 +406,12 @@ def compute_snapshots(
     conn.execute(
         "SELECT predict_ensure_snapshot_partitions(%s, %s)", (first_end, last_end)
     ).fetchall()
+    # Events their creator's plan holds (beyond max_events) keep what they have: no snapshot
+    # of theirs is replaced or added, and their state stays as it was.
     conn.execute(
-        "DELETE FROM prediction_snapshots WHERE snapshot_at >= %s AND snapshot_at <= %s",
+        "DELETE FROM prediction_snapshots WHERE snapshot_at >= %s AND snapshot_at <= %s"
+        " AND event_id NOT IN (SELECT resource_id FROM predict_plan_holds_live(now())"
+        " WHERE kind = 'event')",
         (first_end, last_end),
     )
     params: dict[str, Any] = {
@@ -437,6 +445,7 @@ def compute_snapshots(
         per_event, bounds = _per_event_ranges_sql(0, EVENT_RANGES)
         conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
     conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (setup_cost,))
+    conn.execute(f"DELETE FROM snapshot_batch WHERE event_id IN ({_HELD_EVENTS_SQL})")  # noqa: S608
     # A temp table has no statistics until analysed: the joins below are planned on its size.
     conn.execute("ANALYZE snapshot_batch")
     written = conn.execute(_WRITE_SQL).rowcount

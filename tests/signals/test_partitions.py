@@ -297,6 +297,11 @@ def test_a_partition_read_directly_shows_no_more_than_the_parent(legacy):
         through_parent = conn.execute(
             "SELECT count(*) FROM prediction_signals WHERE fetched_at < '2025-02-01'"
         ).fetchone()[0]
+        # Since 0040 the app has no privilege on a partition at all; reporting's role may read
+        # one, and its RLS (no policy) shows nothing.
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM prediction_signals_y2025m01")
+    with connect(legacy["url"], role="predict_readonly", autocommit=True) as conn:
         direct = conn.execute("SELECT count(*) FROM prediction_signals_y2025m01").fetchone()[0]
     assert (through_parent, direct) == (4, 0)  # the private event's signal is hidden from B
 
