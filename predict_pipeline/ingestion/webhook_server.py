@@ -187,7 +187,7 @@ class Receiver:
         except ValueError:
             return _answer(404, {"error": "unknown feed"})
         declared = request.headers.get("content-length")
-        if declared is not None and not declared.isdigit():
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
             # uvicorn's parser refuses these first; kept for any server in front of the app.
             return _answer(400, {"error": "Content-Length must be a non-negative integer"}, _CLOSE)
         if declared is not None and int(declared) > self.limits.max_body_bytes:
