@@ -208,26 +208,14 @@ def _list(args: argparse.Namespace) -> int:
 
 def _serve_webhooks(args: argparse.Namespace) -> int:
     from predict_pipeline.ingestion.landing import LandingZone
-    from predict_pipeline.ingestion.webhook_server import make_server
+    from predict_pipeline.ingestion.webhook_server import ReceiverLimits, serve
     from predict_pipeline.runtime import bootstrap
-    from predict_pipeline.secrets import load_key_from_env
 
     target = bootstrap(require_key=True)
-    server = make_server(
-        target.app_url,
-        LandingZone(Settings.from_env().landing_zone),
-        load_key_from_env,
-        host=args.host,
-        port=args.port,
-    )
-    print(f"receiving webhooks on http://{args.host}:{args.port}/webhooks/<feed id>")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    chosen = {field: getattr(args, field) for field, _, _ in _RECEIVER_FLAGS.values()}
+    limits = ReceiverLimits(**{k: v for k, v in chosen.items() if v is not None})
+    landing = LandingZone(Settings.from_env().landing_zone)
+    return serve(target.app_url, landing, host=args.host, port=args.port, limits=limits)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -263,7 +251,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     webhooks = commands.add_parser("webhooks", help="receive webhook deliveries").add_subparsers(
         dest="webhooks_command", required=True
     )
-    serve = webhooks.add_parser("serve", help="serve POST /webhooks/<feed id>")
+    serve = webhooks.add_parser("serve", help="serve POST /webhooks/<feed id> and GET /health")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    for flag, (field, kind, text) in _RECEIVER_FLAGS.items():
+        serve.add_argument(flag, type=kind, help=text, dest=field)
     serve.set_defaults(func=_serve_webhooks)
+
+
+# Flags of `webhooks serve`: the ReceiverLimits field each sets (its defaults are in the README).
+_RECEIVER_FLAGS = {
+    "--max-in-flight": ("max_in_flight", int, "deliveries read or landed at once; more get 503"),
+    "--pool-size": ("pool_size", int, "database connections and landing threads"),
+    "--head-timeout": ("head_timeout_s", float, "seconds for a request head to arrive"),
+    "--body-timeout": ("body_timeout_s", float, "seconds for a request body to arrive"),
+    "--max-connections": ("max_connections", int, "open sockets; more get 503"),
+    "--shutdown-timeout": ("shutdown_timeout_s", int, "seconds to let deliveries finish"),
+}

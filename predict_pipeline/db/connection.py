@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
 
 from predict_pipeline.config import DAGSTER_DATABASE_URL_VAR, DATABASE_URL_VAR, Settings
 from predict_pipeline.db import embedded
@@ -94,11 +95,7 @@ def connect(
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DatabaseUnavailable(f"{var_name}: cannot connect to {target}: {reason}") from None
     try:
-        conn.execute("SET TIME ZONE 'UTC'")
-        if role is not None:
-            current = conn.execute("SELECT current_user").fetchone()
-            if current is None or current[0] != role:
-                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        _act_as(conn, role)
     except psycopg.Error as exc:
         conn.close()
         raise DatabaseUnavailable(
@@ -107,3 +104,39 @@ def connect(
         ) from None
     conn.autocommit = autocommit
     return conn
+
+
+def connection_pool(
+    url: str,
+    *,
+    max_size: int,
+    timeout: float,
+    role: str | None = PIPELINE_ROLE,
+    var_name: str = DATABASE_URL_VAR,
+) -> ConnectionPool:
+    """A bounded pool of autocommit connections set up as `connect` sets one up (UTC, `role`).
+
+    Closed until the caller opens it; a caller waiting more than `timeout` seconds for a
+    connection gets psycopg_pool.PoolTimeout. Each connection is checked as it is handed out,
+    so one dropped by a database restart is replaced instead of failing a request.
+    """
+    describe_target(url, var_name)  # refuse a malformed URL now
+    return ConnectionPool(
+        url,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        min_size=1,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
+        configure=lambda conn: _act_as(conn, role),
+        check=ConnectionPool.check_connection,
+        num_workers=1,
+    )
+
+
+def _act_as(conn: psycopg.Connection, role: str | None) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+    if role is not None:
+        current = conn.execute("SELECT current_user").fetchone()
+        if current is None or current[0] != role:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))

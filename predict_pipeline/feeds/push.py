@@ -37,8 +37,11 @@ for JSON the line and character column of the offending value (or of the record'
 required key is missing). `column` is None only when the fault is not in one cell (a missing
 column, an unterminated quote).
 
-Webhooks to a feed with a secret must carry `X-Predict-Signature: sha256=<hex>` (the header
-name is configurable), the HMAC-SHA256 of the raw body under the feed's secret.
+Webhooks to a feed with a secret must carry three headers (`verify_signature`, `sign_delivery`):
+`X-Predict-Timestamp: <unix seconds>` (the time of sending, within SIGNATURE_TOLERANCE of the
+receiver's clock), `X-Predict-Delivery: <id>` (the sender's id of the delivery, kept across
+retries: 1-128 of `A-Z a-z 0-9 . _ : -`) and `X-Predict-Signature: sha256=<hex>` (the header name
+is configurable), the HMAC-SHA256 under the feed's secret of `<timestamp>.<delivery id>.<raw body>`.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -92,6 +95,10 @@ FIELD_NAMES = (
 )
 REQUIRED_CSV_COLUMNS = ("source_event_id", "value")
 SIGNATURE_HEADER = "X-Predict-Signature"
+TIMESTAMP_HEADER = "X-Predict-Timestamp"
+DELIVERY_HEADER = "X-Predict-Delivery"
+# How far a delivery's signed timestamp may be from the receiver's clock; older ones are replays.
+SIGNATURE_TOLERANCE = timedelta(minutes=5)
 # Signal types whose whole meaning is a number; the others may be narrative only.
 NUMERIC_SIGNAL_TYPES = frozenset({"MARKET_PRICE", "VOLUME", "SENTIMENT"})
 MAX_WEIGHT = 5.0
@@ -116,6 +123,8 @@ _RESOLUTION_WORDS = {
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SHOWN_CHARS = 60
 _MAY_HOLD_CREDENTIALS = frozenset({"url", "params", "headers", "body"})
 
@@ -169,7 +178,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
         },
         **RULE_PROPERTIES,
         "signature_header": {
-            "description": "Webhook header carrying 'sha256=<hex>' HMAC-SHA256 of the body.",
+            "description": "Webhook header carrying 'sha256=<hex>': the HMAC-SHA256 of "
+            "'<X-Predict-Timestamp>.<X-Predict-Delivery>.<body>'.",
             "type": "string",
             "pattern": "^[A-Za-z0-9-]+$",
         },
@@ -216,6 +226,14 @@ class UploadError(ValueError):
 
 class SignatureError(ValueError):
     """A webhook delivery whose signature is missing or wrong. Never carries the secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignedDelivery:
+    """What a verified signature vouches for besides the body: the sender's id and time."""
+
+    delivery_id: str
+    sent_at: datetime
 
 
 class FieldError(ValueError):
@@ -564,28 +582,87 @@ def parse_webhook(
     )
     observed_at = _aware_utc(received_at, "webhook")
     if secret is not None:
-        verify_signature(body, headers, secret, header=config["signature_header"])
+        verify_signature(body, headers, secret, header=config["signature_header"], now=observed_at)
     text = _decode(body, "webhook", "body")
     rows = _json_rows(text, _names_in_data(config), "webhook", "body")
     return _records(rows, config, "webhook", "body", observed_at)
 
 
+def signed_message(timestamp: int, delivery_id: str, body: bytes) -> bytes:
+    """What the signature covers: the timestamp and delivery id bind the body to one sending."""
+    return f"{timestamp}.{delivery_id}.".encode("ascii") + body
+
+
+def sign_delivery(
+    secret: str | bytes,
+    body: bytes,
+    *,
+    sent_at: datetime,
+    delivery_id: str,
+    header: str = SIGNATURE_HEADER,
+) -> dict[str, str]:
+    """The headers that make `body` a signed delivery (what verify_signature checks)."""
+    if _DELIVERY_ID.fullmatch(delivery_id) is None:
+        raise ValueError("a delivery id is 1-128 characters of A-Z a-z 0-9 . _ : -")
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    timestamp = int(sent_at.timestamp())
+    digest = hmac.new(key, signed_message(timestamp, delivery_id, body), hashlib.sha256)
+    return {
+        TIMESTAMP_HEADER: str(timestamp),
+        DELIVERY_HEADER: delivery_id,
+        header: f"sha256={digest.hexdigest()}",
+    }
+
+
 def verify_signature(
-    body: bytes, headers: Mapping[str, str], secret: bytes, *, header: str = SIGNATURE_HEADER
-) -> None:
-    """Check `header: sha256=<hex>` against HMAC-SHA256(secret, body) in constant time."""
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: bytes,
+    *,
+    now: datetime,
+    header: str = SIGNATURE_HEADER,
+    tolerance: timedelta = SIGNATURE_TOLERANCE,
+) -> SignedDelivery:
+    """Check the signature in constant time, then that it was sent within `tolerance` of `now`.
+
+    SignatureError names the header at fault and never carries the secret or the digest.
+    """
     if not secret:
         raise ValueError("webhook secret is empty; store a secret or none at all")
-    wanted = header.lower()
-    provided = next((value for key, value in headers.items() if key.lower() == wanted), None)
-    if provided is None:
-        raise SignatureError(f"webhook: missing {header} header on a feed that has a secret")
-    match = _SIGNATURE.fullmatch(provided.strip())
+    provided = _header_values(headers, (header, TIMESTAMP_HEADER, DELIVERY_HEADER))
+    for name, value in zip((header, TIMESTAMP_HEADER, DELIVERY_HEADER), provided, strict=True):
+        if value is None:
+            raise SignatureError(f"webhook: missing {name} header on a feed that has a secret")
+    signature, timestamp, delivery_id = (value.strip() for value in provided if value is not None)
+    match = _SIGNATURE.fullmatch(signature)
     if match is None:
         raise SignatureError(f"webhook: {header} must look like 'sha256=<64 hex digits>'")
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if _TIMESTAMP.fullmatch(timestamp) is None:
+        raise SignatureError(f"webhook: {TIMESTAMP_HEADER} must be the unix time in seconds")
+    if _DELIVERY_ID.fullmatch(delivery_id) is None:
+        raise SignatureError(
+            f"webhook: {DELIVERY_HEADER} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+        )
+    message = signed_message(int(timestamp), delivery_id, body)
+    expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, match.group(1).lower()):
-        raise SignatureError(f"webhook: {header} does not match the body")
+        raise SignatureError(
+            f"webhook: {header} does not match the timestamp, delivery id and body"
+        )
+    sent_at = datetime.fromtimestamp(int(timestamp), UTC)
+    skew = abs((now - sent_at).total_seconds())
+    if skew > tolerance.total_seconds():
+        raise SignatureError(
+            f"webhook: {TIMESTAMP_HEADER} is {skew:.0f} s from the receiver's clock, more than "
+            f"the {tolerance.total_seconds():.0f} s tolerated: a stale or replayed delivery"
+        )
+    return SignedDelivery(delivery_id, sent_at)
+
+
+def _header_values(headers: Mapping[str, str], names: tuple[str, ...]) -> list[str | None]:
+    """Values of `names`, looked up case-insensitively as HTTP header names are."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    return [lowered.get(name.lower()) for name in names]
 
 
 def _names_in_data(config: Mapping[str, Any]) -> dict[str, str]:

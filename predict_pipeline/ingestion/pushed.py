@@ -2,6 +2,10 @@
 
 A malformed file or body is refused with the line and column at fault and nothing of it
 lands; the refusal is still a FAILED feed run with the reason, so it is accounted for.
+
+A webhook delivery lands at most once per delivery id (X-Predict-Delivery): its id is
+recorded in prediction_webhook_deliveries in the transaction that lands it, and a delivery
+whose id is already there is answered with the earlier feed run instead of landing again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,17 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.push import SignatureError, UploadError, parse_upload, parse_webhook
+from predict_pipeline.feeds.push import (
+    CONFIG_SCHEMA,
+    DEFAULT_CONFIG,
+    SignatureError,
+    SignedDelivery,
+    UploadError,
+    parse_upload,
+    parse_webhook,
+    validated_config,
+    verify_signature,
+)
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.ingestion.store import (
@@ -24,7 +38,7 @@ from predict_pipeline.ingestion.store import (
     finish_feed_run,
     start_feed_run,
 )
-from predict_pipeline.secrets import decrypt_json
+from predict_pipeline.secrets import SecretDecryptError, decrypt_json
 
 
 class PushRefused(ValueError):
@@ -40,6 +54,7 @@ class PushReport:
     feed_run_id: str
     records: int
     landing_file: str
+    duplicate: bool = False  # a delivery id seen before: nothing landed, the earlier run named
 
 
 def hour_window(at: datetime) -> FetchWindow:
@@ -75,18 +90,96 @@ def land_webhook(
     encryption_key: Callable[[], bytes],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> PushReport:
+    """Verify, then land once per delivery id; `conn` must be in autocommit mode."""
     _require_source(feed, "webhook")
     received_at = now()
     secret = _webhook_secret(feed, encryption_key)
+    config = validated_config(
+        feed.config, schema=CONFIG_SCHEMA, defaults=DEFAULT_CONFIG, source="webhook"
+    )
+    try:
+        # Before the id is looked up: only a delivery signed with the secret may claim an id.
+        delivery = verify_signature(
+            body, headers, secret, header=config["signature_header"], now=received_at
+        )
+    except SignatureError as exc:
+        run_id, started = start_feed_run(conn, feed.id, received_at), time.monotonic()
+        digest = hashlib.sha256(body).hexdigest()
+        _finish(conn, feed, run_id, received_at, started, "FAILED", 0, len(body), str(exc), digest)
+        raise PushRefused(str(exc), status=401) from None
 
     def parse() -> int:
+        # secret=None: the signature was verified above, against the same clock.
         return len(
-            parse_webhook(
-                body, headers, feed_config=feed.config, secret=secret, received_at=received_at
-            )
+            parse_webhook(body, headers, feed_config=config, secret=None, received_at=received_at)
         )
 
-    return _land(conn, landing, feed, body, received_at, "webhook", {}, parse)
+    refused: PushRefused | None = None
+    with conn.transaction():
+        earlier = _claim_delivery(conn, feed, delivery, received_at, body)
+        if earlier is not None:
+            return earlier
+        try:
+            report = _land(conn, landing, feed, body, received_at, "webhook", {}, parse)
+        except PushRefused as exc:
+            # The FAILED run commits; the id is freed so a corrected delivery may use it.
+            _release_delivery(conn, feed, delivery)
+            refused = exc
+        else:
+            conn.execute(
+                "UPDATE prediction_webhook_deliveries SET feed_run_id = %s"
+                " WHERE feed_id = %s AND delivery_id = %s",
+                (report.feed_run_id, feed.id, delivery.delivery_id),
+            )
+    if refused is not None:
+        raise refused
+    return report
+
+
+def _claim_delivery(
+    conn: psycopg.Connection,
+    feed: Feed,
+    delivery: SignedDelivery,
+    received_at: datetime,
+    body: bytes,
+) -> PushReport | None:
+    """None when this transaction now holds the id; else the earlier delivery's report.
+
+    A concurrent transaction holding the same id makes the insert wait for its outcome.
+    """
+    claimed = conn.execute(
+        """INSERT INTO prediction_webhook_deliveries
+             (feed_id, delivery_id, sent_at, received_at, body_sha256)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (feed_id, delivery_id) DO NOTHING
+           RETURNING delivery_id""",
+        (
+            feed.id,
+            delivery.delivery_id,
+            delivery.sent_at,
+            received_at,
+            hashlib.sha256(body).hexdigest(),
+        ),
+    ).fetchone()
+    if claimed is not None:
+        return None
+    row = conn.execute(
+        """SELECT r.id, r.signals_fetched, r.error_details ->> 'landing_file'
+           FROM prediction_webhook_deliveries d
+           JOIN prediction_feed_runs r ON r.id = d.feed_run_id
+           WHERE d.feed_id = %s AND d.delivery_id = %s""",
+        (feed.id, delivery.delivery_id),
+    ).fetchone()
+    assert row is not None  # a committed claim always names its run
+    run_id, records, landing_file = row
+    return PushReport(str(run_id), records or 0, landing_file or "", duplicate=True)
+
+
+def _release_delivery(conn: psycopg.Connection, feed: Feed, delivery: SignedDelivery) -> None:
+    conn.execute(
+        "DELETE FROM prediction_webhook_deliveries WHERE feed_id = %s AND delivery_id = %s",
+        (feed.id, delivery.delivery_id),
+    )
 
 
 def _land(
@@ -186,9 +279,15 @@ def _webhook_secret(feed: Feed, encryption_key: Callable[[], bytes]) -> bytes:
     """Deliveries must be signed: a webhook feed without a secret accepts nothing."""
     if not feed.credentials_encrypted:
         raise PushRefused(f"webhook feed {feed.id} has no signing secret configured", 403)
-    credentials = decrypt_json(
-        feed.credentials_encrypted, key=encryption_key(), aad=credentials_aad(feed.id)
-    )
+    try:
+        credentials = decrypt_json(
+            feed.credentials_encrypted, key=encryption_key(), aad=credentials_aad(feed.id)
+        )
+    except SecretDecryptError:
+        # The receiver's key is not the one this feed's secret was stored with: ours to fix.
+        raise PushRefused(
+            f"webhook feed {feed.id}: the receiver's encryption key cannot open its secret", 503
+        ) from None
     secret = credentials.get("webhook_secret") if isinstance(credentials, dict) else None
     if not secret:
         raise PushRefused(f"webhook feed {feed.id} has no webhook_secret in its credentials", 403)

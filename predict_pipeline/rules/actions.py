@@ -29,14 +29,13 @@ webhook header value is masked out of them as a last guard.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 import smtplib
 import ssl
 import string
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +47,12 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 
+from predict_pipeline.feeds.push import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign_delivery,
+)
 from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.http import (
     CONNECT_TIMEOUT_S,
@@ -72,14 +77,14 @@ from predict_pipeline.secrets import MASK, is_secret_name
 ActionStatus = Literal["SUCCESS", "FAILED", "SKIPPED"]
 ExecutionStatus = Literal["COMPLETED", "PARTIAL_FAILURE", "FAILED"]
 
-SIGNATURE_HEADER = "X-Predict-Signature"
 DATABASE_ACTION_TYPES = ("campaign_pause", "campaign_repredict", "explain")
 MAX_ACTIONS = 20
 SLACK_TIMEOUT_S = 10.0
 ERROR_MAX_CHARS = 500
 # Headers the webhook action sets itself; a user header must not replace them.
 RESERVED_HEADERS = frozenset(
-    {"content-type", "content-length", "host", "transfer-encoding", SIGNATURE_HEADER.lower()}
+    {"content-type", "content-length", "host", "transfer-encoding"}
+    | {name.lower() for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_HEADER)}
 )
 # The rule trigger a prediction_explanations.trigger_type stands for, for the explain action.
 EXPLANATION_TRIGGER_TYPES = {
@@ -235,7 +240,8 @@ ACTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "webhook": _action_schema(
         "webhook",
         "POST the firing as JSON to a URL, signed with the webhook connection's secret "
-        f"({SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the body>).",
+        f"({SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of '<{TIMESTAMP_HEADER}>."
+        f"<{DELIVERY_HEADER}>.<body>'>, as webhook feeds verify it).",
         {
             "url": {
                 "type": "string",
@@ -254,7 +260,8 @@ ACTION_SCHEMAS: dict[str, dict[str, Any]] = {
                 "maxProperties": 20,
                 "default": {},
                 "description": "Extra request headers; Content-Type, Content-Length, Host, "
-                f"Transfer-Encoding and {SIGNATURE_HEADER} are set by us.",
+                f"Transfer-Encoding, {SIGNATURE_HEADER}, {TIMESTAMP_HEADER} and "
+                f"{DELIVERY_HEADER} are set by us.",
             },
             "timeout_seconds": _timeout(10, 30),
         },
@@ -604,12 +611,6 @@ def webhook_body(context: ActionContext, now: datetime) -> bytes:
     return text.encode("utf-8")
 
 
-def sign_body(secret: str | bytes, body: bytes) -> str:
-    """The X-Predict-Signature value: 'sha256=' + hex HMAC-SHA256 of `body` under `secret`."""
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
 def http_client_factory(**client_options: Any) -> HttpClientFactory:
     """HttpClients for webhook and Slack actions: `timeout_seconds` is the read timeout of each
     attempt (connecting gets at most CONNECT_TIMEOUT_S); `client_options` go to HttpClient."""
@@ -688,11 +689,9 @@ def _webhook(
 ) -> _Outcome:
     credentials = _usable_credentials(connections, "webhook", now)
     body = webhook_body(context, now)
-    headers = {
-        **config["headers"],
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign_body(credentials["secret"], body),
-    }
+    # One delivery id for every attempt of this action, so a receiver lands it once.
+    signed = sign_delivery(credentials["secret"], body, sent_at=now, delivery_id=uuid.uuid4().hex)
+    headers = {**config["headers"], "Content-Type": "application/json", **signed}
     return _post(make_client, config["url"], headers, body, config["timeout_seconds"], "webhook")
 
 

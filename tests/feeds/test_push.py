@@ -16,9 +16,12 @@ from predict_pipeline.feeds.push import (
     UPLOAD,
     WEBHOOK,
     SignatureError,
+    SignedDelivery,
     UploadError,
     parse_upload,
     parse_webhook,
+    sign_delivery,
+    verify_signature,
 )
 from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 
@@ -498,10 +501,26 @@ def test_deep_nesting_is_refused_not_crashed():
 # --- webhooks -------------------------------------------------------------------------------
 
 WEBHOOK_BODY = json.dumps({"records": JSON_RECORDS}).encode()
+SENT_AT = int(RECEIVED_AT.timestamp()) - 2  # sent two seconds before it was received
+DELIVERY = "dlv_01HZX3"
 
 
-def signed(body: bytes, secret: bytes = SECRET) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def signed(
+    body: bytes,
+    secret: bytes = SECRET,
+    *,
+    timestamp: int = SENT_AT,
+    delivery: str = DELIVERY,
+    header: str = "X-Predict-Signature",
+) -> dict[str, str]:
+    """The documented contract written out by hand: HMAC-SHA256 of '<ts>.<id>.<body>'."""
+    message = f"{timestamp}.{delivery}.".encode() + body
+    digest = hmac.new(secret, message, hashlib.sha256).hexdigest()
+    return {
+        "X-Predict-Timestamp": str(timestamp),
+        "X-Predict-Delivery": delivery,
+        header: f"sha256={digest}",
+    }
 
 
 def deliver(body: bytes, headers: dict, secret: bytes | None = SECRET, **config):
@@ -509,12 +528,25 @@ def deliver(body: bytes, headers: dict, secret: bytes | None = SECRET, **config)
 
 
 def test_a_signed_webhook_gives_exact_records():
-    records = deliver(WEBHOOK_BODY, {"x-predict-signature": signed(WEBHOOK_BODY)})
+    records = deliver(WEBHOOK_BODY, {k.lower(): v for k, v in signed(WEBHOOK_BODY).items()})
     assert records == expected_json_records("webhook")
 
 
+def test_sign_delivery_writes_the_headers_verify_signature_reads():
+    sent_at = datetime.fromtimestamp(SENT_AT, UTC)
+    headers = sign_delivery(SECRET.decode(), WEBHOOK_BODY, sent_at=sent_at, delivery_id=DELIVERY)
+    assert headers == signed(WEBHOOK_BODY)
+    verified = verify_signature(WEBHOOK_BODY, headers, SECRET, now=RECEIVED_AT)
+    assert verified == SignedDelivery(DELIVERY, sent_at)
+    with pytest.raises(ValueError, match="a delivery id is 1-128 characters"):
+        sign_delivery(SECRET, WEBHOOK_BODY, sent_at=sent_at, delivery_id="two words")
+
+
 def test_the_signature_header_name_is_configurable():
-    headers = {"X-Hub-Signature-256": signed(WEBHOOK_BODY).upper().replace("SHA256=", "sha256=")}
+    headers = signed(WEBHOOK_BODY, header="X-Hub-Signature-256")
+    headers["X-Hub-Signature-256"] = (
+        headers["X-Hub-Signature-256"].upper().replace("SHA256=", "sha256=")
+    )
     records = deliver(WEBHOOK_BODY, headers, signature_header="X-Hub-Signature-256")
     assert [r.source_event_id for r in records] == ["39336", "8152"]
 
@@ -524,47 +556,96 @@ def test_a_feed_without_a_secret_accepts_unsigned_deliveries():
     assert (record.source, record.source_event_id, record.value) == ("webhook", "x", 0.9)
 
 
+def _without(headers: dict[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k != name}
+
+
+GOOD = signed(WEBHOOK_BODY)
+MISMATCH = "webhook: X-Predict-Signature does not match the timestamp, delivery id and body"
+
+
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
-        ({}, "webhook: missing X-Predict-Signature header on a feed that has a secret"),
         (
-            {"X-Predict-Signature": "sha1=abc"},
+            _without(GOOD, "X-Predict-Signature"),
+            "webhook: missing X-Predict-Signature header on a feed that has a secret",
+        ),
+        (
+            _without(GOOD, "X-Predict-Timestamp"),
+            "webhook: missing X-Predict-Timestamp header on a feed that has a secret",
+        ),
+        (
+            _without(GOOD, "X-Predict-Delivery"),
+            "webhook: missing X-Predict-Delivery header on a feed that has a secret",
+        ),
+        (
+            {**GOOD, "X-Predict-Signature": "sha1=abc"},
             "webhook: X-Predict-Signature must look like 'sha256=<64 hex digits>'",
         ),
         (
-            {"X-Predict-Signature": signed(WEBHOOK_BODY, b"another-secret")},
-            "webhook: X-Predict-Signature does not match the body",
+            {**GOOD, "X-Predict-Timestamp": "2026-02-01T09:30:00Z"},
+            "webhook: X-Predict-Timestamp must be the unix time in seconds",
         ),
         (
-            {"X-Predict-Signature": signed(WEBHOOK_BODY + b" ")},
-            "webhook: X-Predict-Signature does not match the body",
+            {**GOOD, "X-Predict-Delivery": "a/b"},
+            "webhook: X-Predict-Delivery must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+        ),
+        (signed(WEBHOOK_BODY, b"another-secret"), MISMATCH),
+        (signed(WEBHOOK_BODY + b" "), MISMATCH),
+        # A captured delivery resent under a new id or a fresh timestamp is not signed for it.
+        ({**GOOD, "X-Predict-Delivery": "dlv_other"}, MISMATCH),
+        ({**GOOD, "X-Predict-Timestamp": str(SENT_AT + 60)}, MISMATCH),
+        # The old contract (HMAC of the body alone) is refused: it could be replayed forever.
+        (
+            {
+                "X-Predict-Signature": "sha256="
+                + hmac.new(SECRET, WEBHOOK_BODY, "sha256").hexdigest()
+            },
+            "webhook: missing X-Predict-Timestamp header on a feed that has a secret",
         ),
     ],
 )
 def test_a_missing_or_wrong_signature_is_refused_without_echoing_the_secret(headers, message):
     with pytest.raises(SignatureError) as caught:
         deliver(WEBHOOK_BODY, headers)
-    expected_digest = signed(WEBHOOK_BODY).removeprefix("sha256=")
+    expected_digest = GOOD["X-Predict-Signature"].removeprefix("sha256=")
     shown = f"{caught.value} {caught.value!r} {caught.value.args}"
     assert str(caught.value) == message
     assert SECRET.decode() not in shown and expected_digest not in shown
 
 
+@pytest.mark.parametrize(
+    ("sent_at", "accepted"),
+    [(-300, True), (-301, False), (300, True), (301, False), (-3600, False)],
+)
+def test_a_signature_older_or_newer_than_five_minutes_is_refused(sent_at, accepted):
+    headers = signed(WEBHOOK_BODY, timestamp=int(RECEIVED_AT.timestamp()) + sent_at)
+    if accepted:
+        assert len(deliver(WEBHOOK_BODY, headers)) == 2
+        return
+    with pytest.raises(SignatureError) as caught:
+        deliver(WEBHOOK_BODY, headers)
+    assert str(caught.value) == (
+        f"webhook: X-Predict-Timestamp is {abs(sent_at)} s from the receiver's clock, "
+        "more than the 300 s tolerated: a stale or replayed delivery"
+    )
+
+
 def test_the_signature_is_checked_before_the_body_is_read():
     with pytest.raises(SignatureError):
-        deliver(b"{not json", {"X-Predict-Signature": "sha256=" + "0" * 64})
+        deliver(b"{not json", {**GOOD, "X-Predict-Signature": "sha256=" + "0" * 64})
 
 
 def test_an_empty_secret_is_a_configuration_fault():
     with pytest.raises(ValueError, match="webhook secret is empty"):
-        deliver(WEBHOOK_BODY, {"X-Predict-Signature": signed(WEBHOOK_BODY, b"")}, secret=b"")
+        deliver(WEBHOOK_BODY, signed(WEBHOOK_BODY, b""), secret=b"")
 
 
 def test_a_malformed_webhook_body_is_refused_with_line_and_column():
     body = b'{"records": [\n {"source_event_id": "a", "value": "high"}\n]}'
     with pytest.raises(UploadError) as caught:
-        deliver(body, {"X-Predict-Signature": signed(body)})
+        deliver(body, signed(body))
     assert (caught.value.source, caught.value.name) == ("webhook", "body")
     assert where(caught.value) == (2, 36, "value", "expected a number, got 'high'")
 

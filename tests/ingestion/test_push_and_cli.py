@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import subprocess
 import sys
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from predict_pipeline.ingestion.pushed import PushRefused, hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
-from predict_pipeline.ingestion.webhook_server import make_server, serve_in_background
 from tests.conftest import FIXTURES
-from tests.support.feeds import KEY, feed_run, make_feed
+from tests.support.feeds import feed_run, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
 CLI = [sys.executable, "-m", "predict_pipeline.cli"]
@@ -76,47 +72,6 @@ def test_malformed_upload_is_refused_with_line_and_column_and_nothing_lands(conn
     assert landing.files("upload", str(feed.id), hour_window(NOW)) == []
     run = feed_run(conn, feed.id)
     assert run["status"] == "FAILED" and "line 4" in run["error_message"]
-
-
-def _sign(secret: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def test_webhook_delivery_over_http_is_verified_and_landed(conn, db_url, landing):
-    secret = b"whsec-test"
-    feed_id = make_feed(conn, "webhook", {}, credentials={"webhook_secret": secret.decode()})
-    server = make_server(db_url, landing, lambda: KEY, port=0)
-    serve_in_background(server)
-    url = f"http://127.0.0.1:{server.server_address[1]}/webhooks/{feed_id}"
-    body = json.dumps(
-        [{"source_event_id": "wh-1", "value": 0.7, "fetched_at": "2026-11-22T15:00:00Z"}]
-    ).encode()
-    try:
-        good = httpx.post(url, content=body, headers={"X-Predict-Signature": _sign(secret, body)})
-        forged = httpx.post(url, content=body, headers={"X-Predict-Signature": _sign(b"x", body)})
-        broken_body = b'[{"source_event_id": "wh-2", "value": }]'
-        broken = httpx.post(
-            url,
-            content=broken_body,
-            headers={"X-Predict-Signature": _sign(secret, broken_body)},
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert good.status_code == 202 and good.json()["records"] == 1
-    assert forged.status_code == 401 and secret.decode() not in forged.text
-    assert broken.status_code == 400 and "line 1" in broken.json()["error"]
-    statuses = sorted(
-        s
-        for (s,) in conn.execute(
-            "SELECT status FROM prediction_feed_runs WHERE feed_id = %s", (feed_id,)
-        )
-    )
-    assert statuses == ["FAILED", "FAILED", "SUCCESS"]
-    landed = [
-        p for f in landing.fs.find(landing.root) if f.endswith(".jsonl.gz") for p in landing.read(f)
-    ]
-    assert [json.loads(p.body_text)[0]["source_event_id"] for p in landed] == ["wh-1"]
 
 
 def test_feeds_add_validates_config_and_encrypts_credentials(conn, db_url, tmp_path):

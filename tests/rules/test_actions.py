@@ -348,10 +348,14 @@ def test_webhook_is_signed_over_the_exact_body_and_retried_after_a_503(server, h
     assert sleeps == [0.25]  # one backoff: rng 0.5 x base 0.5 s
     first, second = server.received
     assert first.body == second.body == webhook_body(firing_context(), NOW)
-    signature = second.headers["x-predict-signature"]
-    expected = hmac.new(WEBHOOK_SECRET.encode(), second.body, hashlib.sha256).hexdigest()
-    assert signature == f"sha256={expected}"
-    verify_signature(second.body, second.headers, WEBHOOK_SECRET.encode())  # our feeds agree
+    headers = second.headers
+    assert headers["x-predict-timestamp"] == str(int(NOW.timestamp()))
+    assert headers["x-predict-delivery"] == first.headers["x-predict-delivery"]  # one delivery
+    message = f"{headers['x-predict-timestamp']}.{headers['x-predict-delivery']}.".encode()
+    expected = hmac.new(WEBHOOK_SECRET.encode(), message + second.body, hashlib.sha256)
+    assert headers["x-predict-signature"] == f"sha256={expected.hexdigest()}"
+    verified = verify_signature(second.body, headers, WEBHOOK_SECRET.encode(), now=NOW)
+    assert verified.delivery_id == headers["x-predict-delivery"]  # our webhook feeds agree
     assert second.headers["authorization"] == CONNECT_HEADER_TOKEN
     assert second.headers["content-type"] == "application/json"
     payload = json.loads(second.body)

@@ -145,9 +145,13 @@ def test_execution_delivers_a_signed_webhook_and_retries_a_503(conn, server):
     assert status == "COMPLETED", error
     delivered = [r for r in server.received if r.path == "/hook"]
     assert len(delivered) == 2
-    body = delivered[-1].body
-    signature = delivered[-1].headers["x-predict-signature"]
-    assert signature == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    first, body, headers = delivered[0], delivered[-1].body, delivered[-1].headers
+    # Both attempts are one delivery (same id), signed at the execution's time.
+    assert headers["x-predict-delivery"] == first.headers["x-predict-delivery"]
+    assert headers["x-predict-timestamp"] == str(int((T0 + timedelta(minutes=2)).timestamp()))
+    message = f"{headers['x-predict-timestamp']}.{headers['x-predict-delivery']}.".encode() + body
+    expected = hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+    assert headers["x-predict-signature"] == f"sha256={expected}"
     payload = json.loads(body)
     assert payload["event"] == {"id": str(event), "title": "Will the bill pass?"}
     assert payload["trigger"]["state_key"] == payload["state_key"]
