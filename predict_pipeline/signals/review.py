@@ -14,7 +14,8 @@ from psycopg.rows import dict_row
 
 from predict_pipeline.audit import record_audit
 from predict_pipeline.feeds.registry import source_definition
-from predict_pipeline.signals.store import ensure_partitions, save_links
+from predict_pipeline.signals.linking import save_links
+from predict_pipeline.signals.store import ensure_partitions
 
 
 class ReviewError(ValueError):

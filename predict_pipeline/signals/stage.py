@@ -25,7 +25,7 @@ from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, Recor
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
-from predict_pipeline.signals import store
+from predict_pipeline.signals import linking, store
 from predict_pipeline.signals.frames import RecordBatch, batches_frame, empty_frame, rejects_frame
 from predict_pipeline.signals.matching import (
     DEFAULT_MATCH_THRESHOLD,
@@ -84,7 +84,7 @@ class _EventsOnce:
 
     def __call__(self) -> list[EventRef]:
         if self._events is None:
-            self._events = store.load_open_events(self._conn)
+            self._events = linking.load_open_events(self._conn)
         return self._events
 
 
@@ -465,7 +465,7 @@ def _resolve_events(
     if feed.event_mapping_mode == "manual":
         return links, discarded, decisions
     todo = [sid for sid in ids if sid not in links]
-    for sid, event_id in store.load_links(conn, feed.source, todo).items():
+    for sid, event_id in linking.load_links(conn, feed.source, todo).items():
         if event_id is None:
             discarded.add(sid)
         else:
@@ -488,7 +488,7 @@ def _resolve_events(
                     round(decision.confidence, 2),
                 )
             )
-    store.save_links(conn, feed.source, accepted)
+    linking.save_links(conn, feed.source, accepted)
     return links, discarded, decisions
 
 
