@@ -108,7 +108,7 @@ def seed(url: str) -> uuid.UUID:
             for i in range(MARKETS)
             if i % 50 != 0
         ]
-        save_links(conn, "polymarket", links)
+        save_links(conn, "polymarket", user, links)
     return feed
 
 

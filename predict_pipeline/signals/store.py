@@ -222,7 +222,9 @@ def save_settlements(
     links: dict[str, uuid.UUID],
     now: datetime,
 ) -> None:
-    """Remember what settled markets say about their outcome (the latest report wins)."""
+    """Remember what settled markets say about their outcome (the latest report wins), for the
+    event this feed's owner linked each market to (or none yet): one row per market and
+    event, so one user's link never moves another's."""
     if not settled:
         return
     rows = []
@@ -246,8 +248,7 @@ def save_settlements(
                  (source, source_event_id, event_id, resolution, resolved_at, last_price,
                   source_url, observed_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (source, source_event_id) DO UPDATE SET
-                 event_id = coalesce(EXCLUDED.event_id, market_settlements.event_id),
+               ON CONFLICT (source, source_event_id, event_id) DO UPDATE SET
                  resolution = EXCLUDED.resolution, resolved_at = EXCLUDED.resolved_at,
                  last_price = coalesce(EXCLUDED.last_price, market_settlements.last_price),
                  source_url = EXCLUDED.source_url, observed_at = EXCLUDED.observed_at""",
