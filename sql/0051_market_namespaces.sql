@@ -78,12 +78,15 @@ CREATE UNIQUE INDEX idx_market_settlements_market_event
   ON predict_meta.market_settlements (source, source_event_id, event_id) NULLS NOT DISTINCT;
 
 -- Settlements of user-defined markets: one per feed that saw the market, with that feed's own
--- event (where its signals landed, or where its review item was resolved).
+-- event (where its signals landed, or where its review item was resolved) if its owner can see
+-- it, else none.
 INSERT INTO predict_meta.market_settlements
   (source, source_event_id, event_id, resolution, resolved_at, last_price, source_url,
    observed_at)
 SELECT DISTINCT ON (ms.source, seen.feed_id, ms.source_event_id)
-       ms.source, 'feed:' || seen.feed_id::text || ':' || ms.source_event_id, seen.event_id,
+       ms.source, 'feed:' || seen.feed_id::text || ':' || ms.source_event_id,
+       CASE WHEN predict_sees_event(f.user_id, predict_user_orgs(f.user_id), e.is_public,
+                                    e.org_id, e.created_by) THEN e.id END,
        ms.resolution, ms.resolved_at, ms.last_price, ms.source_url, ms.observed_at
 FROM predict_meta.market_settlements ms
 JOIN (
@@ -93,6 +96,8 @@ JOIN (
   SELECT u.raw_data->>'source', u.source_event_id, u.feed_id, u.resolved_event_id
   FROM prediction_unmatched_signals u JOIN user_defined_feeds uf ON uf.id = u.feed_id
 ) seen ON seen.source = ms.source AND seen.source_event_id = ms.source_event_id
+JOIN prediction_data_feeds f ON f.id = seen.feed_id
+LEFT JOIN prediction_events e ON e.id = seen.event_id
 ORDER BY ms.source, seen.feed_id, ms.source_event_id, seen.event_id NULLS LAST
 ON CONFLICT DO NOTHING;
 DELETE FROM predict_meta.market_settlements ms
