@@ -178,7 +178,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     resolve.add_argument("item_ids", nargs="*", type=uuid_argument, metavar="ITEM_ID")
     _add_filters(resolve)
-    resolve.add_argument("--limit", type=int, help="at most this many items (oldest first)")
+    resolve.add_argument(
+        "--limit",
+        type=int,
+        help="take the first N items the filter selects (oldest first); each brings its "
+        "market's other pending items",
+    )
     choice = resolve.add_mutually_exclusive_group(required=True)
     choice.add_argument("--event", type=uuid_argument, help="match the markets to this event")
     choice.add_argument(

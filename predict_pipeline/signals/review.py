@@ -53,7 +53,7 @@ class ReviewFilter:
     status: str | None = "PENDING"
     min_score: float | None = None  # the suggestion's confidence, inclusive
     max_score: float | None = None
-    text: str | None = None  # in the market's title or id, case-insensitive
+    text: str | None = None  # in the market's title or id as sent, case-insensitive
     owner: uuid.UUID | None = None  # only this user's feeds (--as)
 
     def narrows(self) -> bool:
@@ -85,7 +85,9 @@ class ReviewFilter:
                AND (%(text)s::text IS NULL
                     OR strpos(lower(coalesce(u.raw_data->'market'->>'title', '')),
                               lower(%(text)s)) > 0
-                    OR strpos(lower(coalesce(u.source_event_id, '')), lower(%(text)s)) > 0)
+                    OR strpos(lower(regexp_replace(coalesce(u.source_event_id, ''),
+                                                   '^feed:[0-9a-f-]{36}:', '')),
+                              lower(%(text)s)) > 0)
                AND (%(owner)s::uuid IS NULL OR f.user_id = %(owner)s)""",
             {
                 "status": self.status,

@@ -169,6 +169,9 @@ def test_filters_select_exactly_what_they_say(conn, queue):
     assert {i["id"] for i in below} == {i["id"] for i in scored if i["confidence"] <= floor}
     text = review_items(conn, ReviewFilter(text="METRO"), limit=100)
     assert {i["market_id"] for i in text} == {"a2", "a3"}
+    by_id = review_items(conn, ReviewFilter(text="B3"), limit=100)
+    assert [i["market_id"] for i in by_id] == ["b3"]
+    assert review_items(conn, ReviewFilter(text="feed:")) == []  # the namespace is not text
     assert review_items(conn, ReviewFilter(source="upload"), limit=100) == every
     assert review_items(conn, ReviewFilter(source="kalshi")) == []
     assert review_items(conn, ReviewFilter(owner=uuid.uuid4())) == []
