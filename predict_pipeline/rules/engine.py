@@ -132,7 +132,7 @@ CREATE TEMP TABLE tick_live AS
          {_num("min_ratio")} AS min_ratio,
          {_whole("window_hours", 1, 720)} AS window_hours,
          coalesce({_texts("outcomes")}, %(outcomes)s::text[]) AS outcomes,
-         v.viewer, v.viewer_orgs
+         r.user_id AS owner, v.viewer, v.viewer_orgs
   FROM prediction_rules r
   {_RULE_VIEWER}
   WHERE r.enabled AND (r.expires_at IS NULL OR r.expires_at > %(until)s)
@@ -323,14 +323,15 @@ _CANDIDATE_COLUMNS = (
     "spike_median",
 )
 
-# Rules in scope of each changed event: what the tick evaluated, credited to feed runs.
+# Rules in scope of each changed event, per rule owner: what the tick evaluated, credited to
+# the feed runs of the same owner.
 _IN_SCOPE_COUNTS_SQL = f"""
-SELECT k.id, sum(n.rules)::int AS rules
+SELECT k.id, n.owner, sum(n.rules)::int AS rules
 FROM tick_keys k
-JOIN (SELECT scope_type, scope_key, viewer, viewer_orgs, count(*) AS rules
-      FROM tick_live GROUP BY 1, 2, 3, 4) n
+JOIN (SELECT scope_type, scope_key, viewer, viewer_orgs, owner, count(*) AS rules
+      FROM tick_live GROUP BY 1, 2, 3, 4, 5) n
   ON n.scope_type = k.scope_type AND n.scope_key = k.scope_key AND {_rule_sees_event("n")}
-GROUP BY k.id
+GROUP BY k.id, n.owner
 """  # noqa: S608 (module constants only)
 
 _RULES_SQL = """
@@ -412,7 +413,7 @@ def evaluate_tick(
         conn.execute("DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys")
         conn.execute(_LIVE_SQL, params)
         conn.execute(_KEYS_SQL, params)
-        counts = dict(conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall())
+        counts = {(e, o): n for e, o, n in conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall()}
         report.evaluated = sum(counts.values())
         rows = [
             dict(zip(_CANDIDATE_COLUMNS, row, strict=True))
@@ -553,7 +554,7 @@ def _log_firings(
     conn: psycopg.Connection, candidates: list[_Candidate], now: datetime, report: TickReport
 ) -> dict[Any, int]:
     """Throttle the firings under their rules' row locks and write them in one statement;
-    returns the firings (not the skips) per event."""
+    returns the firings (not the skips) per event and rule owner."""
     if not candidates:
         return {}
     rule_ids = sorted({c.rule["rule_id"] for c in candidates})
@@ -629,6 +630,7 @@ def _log_firings(
                 decision,
                 rule["trigger_type"],
                 key[2],
+                rule["user_id"],
             )
         )
     if not rows:
@@ -661,10 +663,10 @@ def _log_firings(
     if not fired:
         return {}
     per_rule: dict[Any, int] = defaultdict(int)
-    per_event: dict[Any, int] = defaultdict(int)
+    per_event: dict[Any, int] = defaultdict(int)  # per (event, rule owner)
     for row in fired:
         per_rule[row[1]] += 1
-        per_event[row[2]] += 1
+        per_event[(row[2], row[7])] += 1
         report.fired.append(row[0])
         report.run_keys[row[0]] = f"{row[1]}:{row[2]}:{row[6]}"
     # Firing bookkeeping, not an edit of the rule: updated_at stays the rule's own.
@@ -698,12 +700,14 @@ def _log_firings(
 def _credit_feed_runs(
     conn: psycopg.Connection,
     events: list[Any],
-    counts: dict[Any, int],
-    fired: dict[Any, int],
+    counts: dict[tuple[Any, Any], int],
+    fired: dict[tuple[Any, Any], int],
     now: datetime,
 ) -> None:
     """The feed runs whose signals changed these events, not yet credited, get this tick's
-    evaluations and firings of those events."""
+    evaluations and firings of those events by rules of the feed's owner (another tenant's
+    rules are not the run's to count)."""
+    keys = sorted(set(counts) | set(fired), key=str)
     conn.execute(
         """WITH hit AS (
              UPDATE predict_meta.feed_run_events f SET evaluated_at = %(now)s
@@ -714,15 +718,21 @@ def _credit_feed_runs(
                triggers_fired = coalesce(r.triggers_fired, 0) + x.fired
            FROM (SELECT h.feed_run_id, sum(c.evaluated) AS evaluated, sum(c.fired) AS fired
                  FROM hit h
-                 JOIN unnest(%(events)b::uuid[], %(evaluated)s::int[], %(fired)s::int[])
-                   AS c(event_id, evaluated, fired) ON c.event_id = h.event_id
+                 JOIN prediction_feed_runs fr ON fr.id = h.feed_run_id
+                 JOIN prediction_data_feeds fd ON fd.id = fr.feed_id
+                 JOIN unnest(%(keys)s::uuid[], %(owners)s::uuid[], %(evaluated)s::int[],
+                             %(fired)s::int[])
+                   AS c(event_id, owner, evaluated, fired)
+                   ON c.event_id = h.event_id AND c.owner = fd.user_id
                  GROUP BY h.feed_run_id) x
            WHERE r.id = x.feed_run_id""",
         {
             "now": now,
             "events": events,
-            "evaluated": [counts.get(e, 0) for e in events],
-            "fired": [fired.get(e, 0) for e in events],
+            "keys": [e for e, _ in keys],
+            "owners": [o for _, o in keys],
+            "evaluated": [counts.get(k, 0) for k in keys],
+            "fired": [fired.get(k, 0) for k in keys],
         },
     )
 
