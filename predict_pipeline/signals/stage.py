@@ -58,7 +58,7 @@ class FeedValidationReport:
     matched: int = 0
     unmatched: int = 0
     discarded: int = 0
-    created: int = 0  # events created from markets (auto, ai mapping)
+    created: int = 0  # events created from markets (AUTO_CREATE_BELOW)
     written: int = 0
     events: int = 0
     page_errors: list[str] = field(default_factory=list)
@@ -482,10 +482,13 @@ def _parse_page(
     return parsed.records, parsed.rejects
 
 
-# An `auto` or `ai` feed's market becomes an event of its own when nothing its owner can see
-# resembles it: no open event scores this or more (a near-twin capped for a conflicting number
-# or direction scores exactly 0.40, and goes to a reviewer, who knows whether it is a new
-# question) and its facts make a question: a price, a title of its own and a close time.
+# A market becomes an event of its own when nothing its owner can see resembles it: no open
+# event scores this or more (a near-twin capped for a conflicting number or direction scores
+# exactly 0.40, and goes to a reviewer, who knows whether it is a new question) and its facts
+# make a question: a price, a title of its own and a close time. `ai` mapping creates for any
+# source; `auto` only for a user-defined source (upload, webhook, custom_api), whose markets are
+# the user's own questions; a platform listing of hundreds of markets waits for review in
+# `auto` rather than becoming hundreds of events.
 AUTO_CREATE_BELOW = 0.40
 AUTO_CREATE_REASON = "auto: no open event the owner can see resembles the market"
 
@@ -511,9 +514,9 @@ def _route_markets(
     namespace: str | None,
 ) -> _Routing:
     """Event of each market: manual mapping, then the owner's link, then similarity against
-    the events the owner can see, then (auto, ai) an event of its own. Only events visible to
-    the feed's owner are ever chosen; a mapping or link to any other goes to review, saying so.
-    """
+    the events the owner can see, then an event of its own (AUTO_CREATE_BELOW). Only events
+    visible to the feed's owner are ever chosen; a mapping or link to any other goes to review,
+    saying so."""
     ids = list(markets)
     routing = _Routing()
     manual, refused = _manual_mappings(conn, feed, namespace)
@@ -547,6 +550,7 @@ def _route_markets(
     refs = [_market_ref(markets[sid]) for sid in todo]
     accepted: list[tuple[str, uuid.UUID | None, str, float | None]] = []
     new: list[linking.NewEvent] = []
+    creates = feed.event_mapping_mode == "ai" or namespace is not None
     candidates = events()
     allowed = {event.id for event in candidates}
     chosen = matching.matcher.match_many(refs, candidates, threshold=matching.threshold)
@@ -562,7 +566,7 @@ def _route_markets(
             event_id = uuid.UUID(str(decision.event_id))
             routing.links[sid] = event_id
             accepted.append((sid, event_id, "similarity", round(decision.confidence, 2)))
-        elif sid in priced and _creatable(markets[sid], decision):
+        elif creates and sid in priced and _creatable(markets[sid], decision):
             new.append(_new_event(markets[sid], feed.user_id))
     if new:
         created = linking.create_events(conn, new, created_by=None, reason=AUTO_CREATE_REASON)
@@ -729,7 +733,9 @@ def _write_rejects(landing: LandingZone, paths: list[str], rejected: pd.DataFram
             {
                 "page_index": int(r.page_index),
                 "record_index": int(r.record_index),
-                "source_event_id": r.source_event_id,
+                "source_event_id": linking.display_market_id(r.source_event_id)
+                if isinstance(r.source_event_id, str)
+                else r.source_event_id,
                 "signal_type": r.signal_type,
                 "value": None if pd.isna(r.value) else r.value,
                 "fetched_at": str(r.fetched_at),

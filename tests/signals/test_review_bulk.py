@@ -1,5 +1,6 @@
 """Review at scale: filters, decisions over a filter (a feed's whole queue, every suggestion
-above a score), one audit row per item, and the events `auto` mapping creates by itself."""
+above a score), one audit row per item, and the events `auto` (user-defined sources) and `ai`
+(any source) mapping create by themselves."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
-from predict_pipeline.signals.linking import display_market_id
+from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.linking import display_market_id, visible_open_events
 from predict_pipeline.signals.review import ReviewFilter, count_items, resolve, review_items
-from predict_pipeline.signals.stage import AUTO_CREATE_REASON, validate_window
+from predict_pipeline.signals.stage import (
+    AUTO_CREATE_REASON,
+    FeedValidationReport,
+    MatchingSettings,
+    ingest_batches,
+    validate_window,
+)
 from tests.support.feeds import USER_ID, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
@@ -86,6 +95,36 @@ def test_auto_mapping_creates_a_private_event_for_a_market_nothing_resembles(con
     [again] = validate_window(conn, landing, WINDOW, now=NOW)  # the link holds: no second event
     assert again.created == 0
     assert conn.execute("SELECT count(*) FROM prediction_events").fetchone() == (2,)
+
+
+@pytest.mark.parametrize(("mode", "created"), [("auto", 0), ("ai", 1), ("manual", 0)])
+def test_a_platform_market_becomes_an_event_by_itself_only_in_ai_mapping(conn, mode, created):
+    feed = load_feed(conn, make_feed(conn, "polymarket", {}, event_mapping_mode=mode))
+    record = NormalisedRecord(
+        source="polymarket",
+        source_event_id="0x5f",
+        signal_type="MARKET_PRICE",
+        value=0.3,
+        fetched_at=WINDOW.start + timedelta(minutes=5),
+        market=MarketFacts(
+            title="Will Porto host the 2031 Ryder Cup?", close_time=datetime(2027, 5, 1, tzinfo=UTC)
+        ),
+    )
+    report = FeedValidationReport(str(feed.id), feed.name, "polymarket")
+    with conn.transaction():
+        ingest_batches(
+            conn,
+            feed,
+            [RecordBatch([record])],
+            report,
+            now=NOW,
+            matching=MatchingSettings(),
+            events=lambda: visible_open_events(conn, feed.user_id),
+            timings={},
+        )
+    assert (report.created, report.unmatched) == (created, 1 - created)
+    stored = conn.execute("SELECT source_event_id FROM prediction_signals").fetchall()
+    assert stored == [("0x5f",)] * created  # a platform id stays as sent
 
 
 @pytest.mark.parametrize(
