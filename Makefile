@@ -16,8 +16,10 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
+# Bytecode compiled once at install: where Python may not write it (PYTHONDONTWRITEBYTECODE,
+# read-only installs) every command would otherwise compile ~750 modules (about 5 s a call).
 $(VENV)/.installed: pyproject.toml uv.lock $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 run: install

@@ -26,12 +26,13 @@ from predict_pipeline.db.connection import PIPELINE_ROLE, connect
 from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.linking import save_links
 from predict_pipeline.signals.stage import (
     FeedValidationReport,
     MatchingSettings,
     ingest_batches,
 )
-from predict_pipeline.signals.store import COPY_COLUMNS, save_links
+from predict_pipeline.signals.store import COPY_COLUMNS
 
 ROWS = 200_000
 MARKETS = 7_200  # x 12 buckets x ~2.33 kinds: about 200k records
@@ -107,7 +108,7 @@ def seed(url: str) -> uuid.UUID:
             for i in range(MARKETS)
             if i % 50 != 0
         ]
-        save_links(conn, "polymarket", links)
+        save_links(conn, "polymarket", user, links)
     return feed
 
 

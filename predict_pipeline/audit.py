@@ -58,6 +58,7 @@ def record_audits(
     entries: list[tuple[uuid.UUID | str | None, dict[str, Any]]],
     severity: str = "INFO",
     actor_type: str = "service",
+    actor_id: uuid.UUID | str | None = None,
 ) -> None:
     """Many entries of one action in one statement: (resource_id, details) each."""
     if not entries:
@@ -67,8 +68,9 @@ def record_audits(
     ).decode()
     conn.execute(
         """INSERT INTO prediction_audit_log
-             (actor_type, action, resource_type, resource_id, details, service, severity)
-           SELECT %s, %s, %s, x.resource_id, x.details, %s, %s
+             (actor_id, actor_type, action, resource_type, resource_id, details, service,
+              severity)
+           SELECT %s, %s, %s, %s, x.resource_id, x.details, %s, %s
            FROM jsonb_to_recordset(%s::jsonb) AS x(resource_id uuid, details jsonb)""",
-        (actor_type, action, resource_type, SERVICE, severity, batch),
+        (actor_id, actor_type, action, resource_type, SERVICE, severity, batch),
     )

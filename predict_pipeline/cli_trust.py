@@ -1,4 +1,9 @@
-"""`predict-pipeline flags review|resolve`: the compliance queue of manipulation flags."""
+"""`predict-pipeline flags review|resolve`: the compliance queue of manipulation flags.
+
+Without `--as USER` / `--org ORG`, `flags review` lists the flags of every tenant's events: the
+operator's (compliance team's) view, for whoever runs the pipeline with its database role. With
+one of them it lists only the flags on events that user (with their orgs) or org can see.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,17 @@ from predict_pipeline.errors import CommandError, uuid_argument
 def _review(args: argparse.Namespace) -> int:
     from predict_pipeline.db.connection import connect
     from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.tenancy import find_org, find_user
     from predict_pipeline.trust.store import unreviewed_flags
 
     target = bootstrap()
     with connect(target.app_url) as conn:
-        flags = unreviewed_flags(conn, limit=args.limit)
+        try:
+            user = find_user(conn, args.as_user) if args.as_user else None
+            org = find_org(conn, args.org) if args.org else None
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+        flags = unreviewed_flags(conn, limit=args.limit, user=user, org=org)
     if not flags:
         print("no flag awaits review")
         return 0
@@ -52,6 +63,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     review = flags.add_parser("review", help="list flags awaiting review")
     review.add_argument("--limit", type=int, default=50)
+    viewer = review.add_mutually_exclusive_group()
+    viewer.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USER",
+        help="only flags on events this user (id or e-mail) can see; without --as/--org, "
+        "every tenant's (the operator's view)",
+    )
+    viewer.add_argument("--org", help="only flags on events this org (id or slug) can see")
     review.set_defaults(func=_review)
     resolve = flags.add_parser("resolve", help="record an analyst's review of a flag")
     resolve.add_argument("flag_id", type=uuid_argument)

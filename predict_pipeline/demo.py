@@ -209,12 +209,12 @@ def seed_simulator(
     sids = [(sid, e.slug) for e in events for sid in e.source_event_ids]
     conn.execute(
         """INSERT INTO predict_meta.market_links
-             (source, source_event_id, event_id, method, confidence, linked_by)
-           SELECT 'simulator', x.sid, e.id, 'manual', 1.0, %s
+             (source, user_id, source_event_id, event_id, method, confidence, linked_by)
+           SELECT 'simulator', %s, x.sid, e.id, 'manual', 1.0, %s
            FROM unnest(%s::text[], %s::text[]) AS x(sid, slug)
            JOIN prediction_events e ON e.slug = x.slug
-           ON CONFLICT (source, source_event_id) DO NOTHING""",
-        (DEMO_USER_ID, [sid for sid, _ in sids], [slug for _, slug in sids]),
+           ON CONFLICT (source, user_id, source_event_id) DO NOTHING""",
+        (DEMO_USER_ID, DEMO_USER_ID, [sid for sid, _ in sids], [slug for _, slug in sids]),
     )
     return feed_id, len(events)
 

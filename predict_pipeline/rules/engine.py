@@ -6,7 +6,8 @@ inside a sensor's time budget:
 1. The changed events: state written since the cursor (new snapshots, trust scores and
    resolutions all touch `prediction_events.updated_at`) or a new trust flag.
 2. One query joins them to the enabled, unexpired rules in scope (a hash join per scope type:
-   event, category, tag, campaign, all) and applies every trigger's condition in SQL, with the
+   event, category, tag, campaign, all) that may see them (tenancy, below) and applies every
+   trigger's condition in SQL, with the
    probability `window_minutes` ago and the trailing median volume looked up once per event and
    window. The conditions mirror `triggers.evaluate` (exact numeric arithmetic, as there), which
    then confirms each candidate and builds its firing; the two are held equal by a test.
@@ -16,6 +17,12 @@ inside a sensor's time budget:
    SKIPPED_* status — and audited in one statement.
 4. The feed runs whose signals changed these events are credited with the pairs evaluated and
    the firings (`triggers_evaluated` / `triggers_fired`).
+
+Tenancy: the tick runs as the pipeline's BYPASSRLS role, so it applies visibility itself
+(sql/0050, `predict_pipeline.tenancy`): a personal rule sees the events its owner can see, an
+org rule public events and its org's (while its owner is a member), a system rule public events
+only; a campaign-scoped rule is live only if it sees its campaign. `_confirm` checks every
+candidate again with the Python statement of the same rules, as it does the trigger conditions.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from predict_pipeline.rules.triggers import (
     evaluate,
     validate_rule,
 )
+from predict_pipeline.tenancy import rule_viewer, sees_campaign, sees_event
 
 # A tick looks at this many changed events at most; the cursor carries on from the last change
 # it covered.
@@ -87,11 +95,27 @@ def _texts(key: str) -> str:
     )
 
 
+# Tenancy clauses (sql/0050): whom each rule sees as (`viewer`, `viewer_orgs`); a campaign-scoped
+# rule is live only if its viewer sees the campaign; a rule meets only the events its viewer sees.
+_RULE_VIEWER = "CROSS JOIN LATERAL predict_rule_viewer(r.user_id, r.org_id, r.is_system) AS v"
+_RULE_SEES_ITS_CAMPAIGN = """(r.scope_type <> 'campaign' OR EXISTS (
+      SELECT 1 FROM prediction_campaigns c WHERE c.id = r.scope_id
+        AND predict_sees_campaign(v.viewer, v.viewer_orgs, c.user_id, c.org_id)))"""
+
+
+def _rule_sees_event(rules: str) -> str:
+    """Rules `rules` (tick_live or its groups) see the event key `k`."""
+    return (
+        f"predict_sees_event({rules}.viewer, {rules}.viewer_orgs, k.is_public, k.org_id,"
+        " k.created_by)"
+    )
+
+
 # The rules that can fire, with their params read once (rules whose params do not parse this
 # way do not fire; their faults are reported from the reference validation), and the changed
 # events once per scope key that reaches them: ('all', ''), ('event', id), ('category', id),
 # ('tag', tag) and ('campaign', id) with the campaign link. A rule meets its events by one
-# hash join on (scope_type, scope_key).
+# hash join on (scope_type, scope_key), filtered by what its viewer sees.
 _LIVE_SQL = f"""
 CREATE TEMP TABLE tick_live AS
   SELECT r.id AS rule_id, r.scope_type, r.trigger_type,
@@ -107,17 +131,21 @@ CREATE TEMP TABLE tick_live AS
                         coalesce(r.trigger_params->>'min_severity', 'INFO')) AS severity_rank,
          {_num("min_ratio")} AS min_ratio,
          {_whole("window_hours", 1, 720)} AS window_hours,
-         coalesce({_texts("outcomes")}, %(outcomes)s::text[]) AS outcomes
+         coalesce({_texts("outcomes")}, %(outcomes)s::text[]) AS outcomes,
+         r.user_id AS owner, v.viewer, v.viewer_orgs
   FROM prediction_rules r
+  {_RULE_VIEWER}
   WHERE r.enabled AND (r.expires_at IS NULL OR r.expires_at > %(until)s)
     AND jsonb_typeof(r.trigger_params) = 'object'
     AND r.id IN (SELECT rule_id FROM predict_tick_rules(%(until)s, %(cadence)s))  -- plans
+    AND {_RULE_SEES_ITS_CAMPAIGN}
 """  # noqa: S608 (module constants only)
 
 _KEYS_SQL = """
 CREATE TEMP TABLE tick_keys AS
 WITH ev AS MATERIALIZED (
-  SELECT e.id, e.category_id, e.tags, e.current_probability, e.previous_probability,
+  SELECT e.id, e.category_id, e.tags, e.is_public, e.org_id, e.created_by,
+         e.current_probability, e.previous_probability,
          e.sentiment_score, e.previous_sentiment, e.trust_score, e.previous_trust_score,
          array_position(%(levels)s::text[], e.divergence) AS divergence_rank,
          array_position(%(levels)s::text[], e.previous_divergence) AS previous_divergence_rank,
@@ -131,9 +159,10 @@ WITH ev AS MATERIALIZED (
                      WHERE kind = 'event')  -- plans
 )
   SELECT k.scope_type, k.scope_key, k.campaign_id, k.relationship, k.link_threshold,
-         e.id, e.current_probability, e.previous_probability, e.sentiment_score,
-         e.previous_sentiment, e.trust_score, e.previous_trust_score, e.divergence_rank,
-         e.previous_divergence_rank, e.resolution, e.flagged
+         e.id, e.is_public, e.org_id, e.created_by, e.current_probability,
+         e.previous_probability, e.sentiment_score, e.previous_sentiment, e.trust_score,
+         e.previous_trust_score, e.divergence_rank, e.previous_divergence_rank, e.resolution,
+         e.flagged
   FROM ev e CROSS JOIN LATERAL (
     SELECT 'all' AS scope_type, '' AS scope_key, NULL::uuid AS campaign_id,
            NULL::text AS relationship, NULL::numeric AS link_threshold
@@ -230,6 +259,7 @@ def _branch(trigger_type: str) -> str:
         f" FROM tick_live l JOIN {keys} k"
         f" ON k.scope_type = l.scope_type AND k.scope_key = l.scope_key{on}"
         f" WHERE l.trigger_type = '{trigger_type}' AND ({_CONDITIONS[trigger_type]})"
+        f" AND {_rule_sees_event('l')}"
     )
 
 
@@ -285,7 +315,7 @@ UNION ALL
 -- An unknown trigger type reaches the reference validation, which reports it.
 SELECT l.rule_id, k.id, k.campaign_id, k.relationship, k.link_threshold, NULL, NULL, NULL
 FROM tick_live l JOIN tick_keys k ON k.scope_type = l.scope_type AND k.scope_key = l.scope_key
-WHERE l.trigger_type <> ALL(%(types)s::text[])
+WHERE l.trigger_type <> ALL(%(types)s::text[]) AND {_rule_sees_event("l")}
 """  # noqa: S608 (module constants only)
 
 _CANDIDATE_COLUMNS = (
@@ -299,26 +329,36 @@ _CANDIDATE_COLUMNS = (
     "spike_median",
 )
 
-# Rules in scope of each changed event: what the tick evaluated, credited to feed runs.
-_IN_SCOPE_COUNTS_SQL = """
-SELECT k.id, sum(n.rules)::int AS rules
+# Rules in scope of each changed event, per rule owner: what the tick evaluated, credited to
+# the feed runs of the same owner.
+_IN_SCOPE_COUNTS_SQL = f"""
+SELECT k.id, n.owner, sum(n.rules)::int AS rules
 FROM tick_keys k
-JOIN (SELECT scope_type, scope_key, count(*) AS rules FROM tick_live GROUP BY 1, 2) n
-  ON n.scope_type = k.scope_type AND n.scope_key = k.scope_key
-GROUP BY k.id
-"""
+JOIN (SELECT scope_type, scope_key, viewer, viewer_orgs, owner, count(*) AS rules
+      FROM tick_live GROUP BY 1, 2, 3, 4, 5) n
+  ON n.scope_type = k.scope_type AND n.scope_key = k.scope_key AND {_rule_sees_event("n")}
+GROUP BY k.id, n.owner
+"""  # noqa: S608 (module constants only)
 
 _RULES_SQL = """
-SELECT id AS rule_id, name AS rule_name, user_id, trigger_type, trigger_params,
-       cooldown_minutes, max_fires_per_day, active_hours
-FROM prediction_rules WHERE id = ANY(%s::uuid[])
+SELECT r.id AS rule_id, r.name AS rule_name, r.user_id, r.org_id, r.is_system, r.scope_type,
+       r.trigger_type, r.trigger_params, r.cooldown_minutes, r.max_fires_per_day,
+       r.active_hours, c.user_id AS campaign_owner, c.org_id AS campaign_org
+FROM prediction_rules r
+LEFT JOIN prediction_campaigns c ON r.scope_type = 'campaign' AND c.id = r.scope_id
+WHERE r.id = ANY(%s::uuid[])
 """
 
 _EVENTS_SQL = """
 SELECT id AS event_id, title, updated_at, current_probability, previous_probability,
        sentiment_score, previous_sentiment, trust_score, previous_trust_score,
-       divergence, previous_divergence, status
+       divergence, previous_divergence, status, is_public, org_id, created_by
 FROM prediction_events WHERE id = ANY(%s::uuid[])
+"""
+
+# The stages' one definition of membership (held members skipped), as the tick's SQL reads it.
+_MEMBERSHIPS_SQL = """
+SELECT u, predict_user_orgs(u) FROM unnest(%s::uuid[]) AS u
 """
 
 _STATUS_OUTCOME = {
@@ -337,6 +377,8 @@ class TickReport:
     skipped: dict[str, int] = field(default_factory=dict)
     invalid_rules: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
+    # Candidates of the SQL that the reference's visibility refused (0 unless the two differ).
+    refused_unseen: int = 0
     changed_events: int = 0
     # Where the next tick starts: `until`, or the last change covered when the tick was capped.
     covered_until: datetime | None = None
@@ -380,7 +422,7 @@ def evaluate_tick(
         conn.execute("DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys")
         conn.execute(_LIVE_SQL, params)
         conn.execute(_KEYS_SQL, params)
-        counts = dict(conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall())
+        counts = {(e, o): n for e, o, n in conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall()}
         report.evaluated = sum(counts.values())
         rows = [
             dict(zip(_CANDIDATE_COLUMNS, row, strict=True))
@@ -424,6 +466,8 @@ def _confirm(
             e["event_id"]: e
             for e in cur.execute(_EVENTS_SQL, (list({r["event_id"] for r in rows}),))
         }
+    owners = list({r["user_id"] for r in rules.values()})
+    memberships = dict(conn.execute(_MEMBERSHIPS_SQL, (owners,)).fetchall())
     flag_events = [
         r["event_id"] for r in rows if rules[r["rule_id"]]["trigger_type"] == "FLAG_RAISED"
     ]
@@ -439,6 +483,9 @@ def _confirm(
             report.invalid_rules[str(rule["rule_id"])] = trigger.reason
             continue
         event = events[row["event_id"]]
+        if not _rule_sees(rule, event, memberships):
+            report.refused_unseen += 1
+            continue
         params = trigger.params
         state = EventState(
             event_id=str(event["event_id"]),
@@ -473,6 +520,21 @@ def _confirm(
     return confirmed
 
 
+def _rule_sees(rule: dict[str, Any], event: dict[str, Any], memberships: dict) -> bool:
+    """The reference statement of the tick's tenancy clauses (predict_pipeline.tenancy)."""
+    viewer = rule_viewer(rule["user_id"], rule["org_id"], rule["is_system"], memberships)
+    if rule["scope_type"] == "campaign" and not sees_campaign(
+        viewer, owner=rule["campaign_owner"], org_id=rule["campaign_org"]
+    ):
+        return False
+    return sees_event(
+        viewer,
+        is_public=event["is_public"],
+        org_id=event["org_id"],
+        created_by=event["created_by"],
+    )
+
+
 def _validate_changed_rules(conn: psycopg.Connection, since: datetime, report: TickReport) -> None:
     """Rules created or edited since the last tick are checked whether or not anything fired,
     so a broken rule is reported even while its events are quiet."""
@@ -501,7 +563,7 @@ def _log_firings(
     conn: psycopg.Connection, candidates: list[_Candidate], now: datetime, report: TickReport
 ) -> dict[Any, int]:
     """Throttle the firings under their rules' row locks and write them in one statement;
-    returns the firings (not the skips) per event."""
+    returns the firings (not the skips) per event and rule owner."""
     if not candidates:
         return {}
     rule_ids = sorted({c.rule["rule_id"] for c in candidates})
@@ -577,6 +639,7 @@ def _log_firings(
                 decision,
                 rule["trigger_type"],
                 key[2],
+                rule["user_id"],
             )
         )
     if not rows:
@@ -609,10 +672,10 @@ def _log_firings(
     if not fired:
         return {}
     per_rule: dict[Any, int] = defaultdict(int)
-    per_event: dict[Any, int] = defaultdict(int)
+    per_event: dict[Any, int] = defaultdict(int)  # per (event, rule owner)
     for row in fired:
         per_rule[row[1]] += 1
-        per_event[row[2]] += 1
+        per_event[(row[2], row[7])] += 1
         report.fired.append(row[0])
         report.run_keys[row[0]] = f"{row[1]}:{row[2]}:{row[6]}"
     # Firing bookkeeping, not an edit of the rule: updated_at stays the rule's own.
@@ -646,12 +709,14 @@ def _log_firings(
 def _credit_feed_runs(
     conn: psycopg.Connection,
     events: list[Any],
-    counts: dict[Any, int],
-    fired: dict[Any, int],
+    counts: dict[tuple[Any, Any], int],
+    fired: dict[tuple[Any, Any], int],
     now: datetime,
 ) -> None:
     """The feed runs whose signals changed these events, not yet credited, get this tick's
-    evaluations and firings of those events."""
+    evaluations and firings of those events by rules of the feed's owner (another tenant's
+    rules are not the run's to count)."""
+    keys = sorted(set(counts) | set(fired), key=str)
     conn.execute(
         """WITH hit AS (
              UPDATE predict_meta.feed_run_events f SET evaluated_at = %(now)s
@@ -662,15 +727,21 @@ def _credit_feed_runs(
                triggers_fired = coalesce(r.triggers_fired, 0) + x.fired
            FROM (SELECT h.feed_run_id, sum(c.evaluated) AS evaluated, sum(c.fired) AS fired
                  FROM hit h
-                 JOIN unnest(%(events)b::uuid[], %(evaluated)s::int[], %(fired)s::int[])
-                   AS c(event_id, evaluated, fired) ON c.event_id = h.event_id
+                 JOIN prediction_feed_runs fr ON fr.id = h.feed_run_id
+                 JOIN prediction_data_feeds fd ON fd.id = fr.feed_id
+                 JOIN unnest(%(keys)s::uuid[], %(owners)s::uuid[], %(evaluated)s::int[],
+                             %(fired)s::int[])
+                   AS c(event_id, owner, evaluated, fired)
+                   ON c.event_id = h.event_id AND c.owner = fd.user_id
                  GROUP BY h.feed_run_id) x
            WHERE r.id = x.feed_run_id""",
         {
             "now": now,
             "events": events,
-            "evaluated": [counts.get(e, 0) for e in events],
-            "fired": [fired.get(e, 0) for e in events],
+            "keys": [e for e, _ in keys],
+            "owners": [o for _, o in keys],
+            "evaluated": [counts.get(k, 0) for k in keys],
+            "fired": [fired.get(k, 0) for k in keys],
         },
     )
 

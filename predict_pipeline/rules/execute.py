@@ -48,8 +48,12 @@ def run_execution(
         row = cur.execute(
             """SELECT x.id, x.status, x.event_id, x.trigger_snapshot, x.retry_count,
                       r.id AS rule_id, r.name, r.user_id, r.actions, r.trigger_type,
-                      r.scope_type, r.scope_id
+                      r.scope_type, r.scope_id,
+                      x.event_id IS NULL OR coalesce(predict_sees_event(v.viewer, v.viewer_orgs,
+                        e.is_public, e.org_id, e.created_by), false) AS sees_event
                FROM prediction_rule_executions x JOIN prediction_rules r ON r.id = x.rule_id
+               CROSS JOIN LATERAL predict_rule_viewer(r.user_id, r.org_id, r.is_system) AS v
+               LEFT JOIN prediction_events e ON e.id = x.event_id
                WHERE x.id = %s""",
             (execution_id,),
         ).fetchone()
@@ -58,6 +62,14 @@ def run_execution(
     if row["status"] not in ("PENDING", "FAILED", "PARTIAL_FAILURE"):
         return row["status"]  # already run (a retried run does not deliver twice)
     retry = row["status"] != "PENDING"
+    if not row["sees_event"]:
+        # The event's visibility changed since the tick: nothing about it leaves.
+        conn.execute(
+            "UPDATE prediction_rule_executions SET status = 'FAILED', completed_at = %s,"
+            " error_message = %s WHERE id = %s",
+            (now, f"the rule no longer sees event {row['event_id']}: no action run", execution_id),
+        )
+        return "FAILED"
     conn.execute(
         "UPDATE prediction_rule_executions SET status = 'EXECUTING', retry_count = retry_count"
         " + %s WHERE id = %s",
@@ -121,6 +133,14 @@ def _connections(
 def _run_database_action(
     conn: psycopg.Connection, action: DatabaseAction, rule: dict[str, Any], now: datetime
 ) -> None:
+    """Run one database action in a savepoint, so a failing one fails alone."""
+    with conn.transaction():
+        _database_action(conn, action, rule, now)
+
+
+def _database_action(
+    conn: psycopg.Connection, action: DatabaseAction, rule: dict[str, Any], now: datetime
+) -> None:
     campaign = action.campaign_id or (
         str(rule["scope_id"]) if rule["scope_type"] == "campaign" else None
     )
@@ -133,18 +153,22 @@ def _run_database_action(
             "reason": action.config.get("reason"),
         }
         # The campaigns table has no PAUSED status: a paused campaign goes back to DRAFT and
-        # says why in factors; a re-prediction request clears predicted_at.
+        # says why in factors; a re-prediction request clears predicted_at. Only a campaign the
+        # rule's owner may update qualifies (the spec's "Users update own campaigns" policy,
+        # predict_may_update_campaign): the pipeline's role bypasses RLS, so it asks here.
         changed = conn.execute(
             """UPDATE prediction_campaigns SET
                  status = CASE WHEN %(pause)s THEN 'DRAFT' ELSE status END,
                  predicted_at = CASE WHEN %(pause)s THEN predicted_at ELSE NULL END,
                  factors = coalesce(factors, '{}'::jsonb)
-                           || jsonb_build_object(%(key)s, %(mark)s::jsonb),
+                           || jsonb_build_object(%(key)s::text, %(mark)s::jsonb),
                  updated_at = now()
-               WHERE id = %(id)s RETURNING status""",
+               WHERE id = %(id)s AND predict_may_update_campaign(%(owner)s, user_id)
+               RETURNING status""",
             {
                 "pause": action.type == "campaign_pause",
                 "id": campaign,
+                "owner": rule["user_id"],
                 "mark": Jsonb(mark),
                 "key": "paused_by_rule"
                 if action.type == "campaign_pause"
@@ -152,14 +176,17 @@ def _run_database_action(
             },
         ).fetchone()
         if changed is None:
-            raise ValueError(f"{action.type}: no campaign {campaign}")
+            raise ValueError(
+                f"{action.type}: campaign {campaign} is not one the rule's owner may update "
+                "(no such campaign, or another user's)"
+            )
         record_audit(
             conn,
             action=f"campaign.{action.type.removeprefix('campaign_')}",
             resource_type="prediction_campaigns",
             resource_id=campaign,
             actor_type="system",
-            details=mark,
+            details={**mark, "rule_owner": str(rule["user_id"])},
             new_state={"status": changed[0]},
         )
     elif action.type == "explain":

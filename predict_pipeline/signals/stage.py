@@ -25,7 +25,7 @@ from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, Recor
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
-from predict_pipeline.signals import store
+from predict_pipeline.signals import linking, store
 from predict_pipeline.signals.frames import RecordBatch, batches_frame, empty_frame, rejects_frame
 from predict_pipeline.signals.matching import (
     DEFAULT_MATCH_THRESHOLD,
@@ -58,6 +58,7 @@ class FeedValidationReport:
     matched: int = 0
     unmatched: int = 0
     discarded: int = 0
+    created: int = 0  # events created from markets (AUTO_CREATE_BELOW)
     written: int = 0
     events: int = 0
     page_errors: list[str] = field(default_factory=list)
@@ -75,17 +76,21 @@ class MatchingSettings:
     matcher: Matcher = field(default_factory=SimilarityMatcher)
 
 
-class _EventsOnce:
-    """Open events are loaded once per window, and only if some feed needs similarity."""
+class _VisibleEvents:
+    """The open events each feed owner can see: the matcher's candidates for that owner's
+    feeds, loaded once per owner and window, and only if one of their feeds needs similarity."""
 
     def __init__(self, conn: psycopg.Connection):
         self._conn = conn
-        self._events: list[EventRef] | None = None
+        self._events: dict[uuid.UUID, list[EventRef]] = {}
 
-    def __call__(self) -> list[EventRef]:
-        if self._events is None:
-            self._events = store.load_open_events(self._conn)
-        return self._events
+    def of(self, owner: uuid.UUID) -> Callable[[], list[EventRef]]:
+        def load() -> list[EventRef]:
+            if owner not in self._events:
+                self._events[owner] = linking.visible_open_events(self._conn, owner)
+            return self._events[owner]
+
+        return load
 
 
 def validate_window(
@@ -101,7 +106,7 @@ def validate_window(
 ) -> list[FeedValidationReport]:
     """Process every feed with pages in the window; `conn` must be in autocommit mode."""
     matching = matching or MatchingSettings()
-    events = _EventsOnce(conn)
+    events = _VisibleEvents(conn)
     reports = []
     for (source, feed_key), paths in sorted(landing.window_files(window).items()):
         feed_id = uuid.UUID(feed_key)
@@ -125,7 +130,7 @@ def validate_window(
                     report,
                     now=now,
                     matching=matching,
-                    events=events,
+                    events=events.of(feed.user_id),
                     clock_skew=clock_skew,
                     fail_between_copy_and_queue=fail_between_copy_and_queue,
                     timings={},
@@ -246,7 +251,8 @@ def ingest_batches(
 ) -> pd.DataFrame:
     """Validate, deduplicate, match and write one feed's records; returns the rejected rows.
 
-    The caller owns the transaction. Lookups (stored dedup keys, event links, similarity)
+    `events` gives the open events the feed's owner can see (the matcher's candidates). The
+    caller owns the transaction. Lookups (stored dedup keys, event links, similarity)
     are made first from a scan of the records; then blocks of records are validated,
     deduplicated and matched while a COPY streams the previous blocks to the server, so the
     client's work overlaps the server's instead of adding to it.
@@ -260,13 +266,18 @@ def ingest_batches(
 
     definition = source_definition(feed.source)
     weight = float(feed.default_weight if feed.default_weight is not None else 1.0)
-    markets, sources, earliest, latest, settled = _scan(batches)
+    namespace = linking.feed_namespace(feed.id, feed.adapter_type)
+    if namespace is not None:
+        batches = _in_namespace(batches, namespace)
+    markets, sources, earliest, latest, settled, priced = _scan(batches)
     report.records = sum(len(b.records) + len(b.rejects) for b in batches)
     lap("scan")
     # First of all that touches prediction_signals: every row written has its partition.
     store.ensure_partitions(conn, _record_months(batches, now + clock_skew, (earliest, latest)))
     stored = store.stored_keys(conn, sources, earliest, latest)
-    links, discarded, decisions = _resolve_events(conn, feed, markets, matching, events)
+    routing = _route_markets(conn, feed, markets, priced, matching, events, namespace)
+    links, discarded = routing.links, routing.discarded
+    report.created = routing.created
     lap("lookups")
 
     tally = _Tally()
@@ -310,7 +321,7 @@ def ingest_batches(
         fail_between_copy_and_queue()  # tests inject a crash here: nothing may remain
     store.save_settlements(conn, feed.source, settled, links, now)
     unmatched_all = pd.concat(tally.unmatched or [empty_frame()], ignore_index=True)
-    store.queue_unmatched(conn, _queue_rows(unmatched_all, decisions))
+    store.queue_unmatched(conn, _queue_rows(unmatched_all, routing))
     events_by_run: dict[Any, set[Any]] = {}
     all_events: set[Any] = set()
     for block, written in written_blocks:
@@ -347,11 +358,14 @@ def _scan(
     datetime | None,
     datetime | None,
     dict[str, NormalisedRecord],
+    set[str],
 ]:
-    """First record of each market, the sources, the time range, and the latest price record
-    of each market that reports its own resolution, from the raw records."""
+    """First record of each market, the sources, the time range, the latest price record of
+    each market that reports its own resolution, and the markets with a price, from the raw
+    records."""
     markets: dict[str, NormalisedRecord] = {}
     settled: dict[str, NormalisedRecord] = {}
+    priced: set[str] = set()
     sources: set[str] = set()
     earliest: datetime | None = None
     latest: datetime | None = None
@@ -367,13 +381,32 @@ def _scan(
                 and (sid not in settled or record.signal_type == "MARKET_PRICE")
             ):
                 settled[sid] = record
+            if record.signal_type == "MARKET_PRICE":
+                priced.add(sid)
             moment = record.fetched_at
             if isinstance(moment, datetime) and moment.tzinfo is not None:
                 if earliest is None or moment < earliest:
                     earliest = moment
                 if latest is None or moment > latest:
                     latest = moment
-    return markets, sources, earliest, latest, settled
+    return markets, sources, earliest, latest, settled, priced
+
+
+def _in_namespace(batches: list[RecordBatch], namespace: str) -> list[RecordBatch]:
+    """The records with their market ids in the feed's namespace (user-defined sources; an
+    empty id stays empty, for validation to reject)."""
+    return [
+        replace(
+            batch,
+            records=[
+                replace(r, source_event_id=namespace + r.source_event_id)
+                if isinstance(r.source_event_id, str) and r.source_event_id.strip()
+                else r
+                for r in batch.records
+            ],
+        )
+        for batch in batches
+    ]
 
 
 def _chunks(batches: list[RecordBatch], size: int) -> Iterator[list[RecordBatch]]:
@@ -449,47 +482,130 @@ def _parse_page(
     return parsed.records, parsed.rejects
 
 
-def _resolve_events(
+# A market becomes an event of its own when nothing its owner can see resembles it: no open
+# event scores this or more (a near-twin capped for a conflicting number or direction scores
+# exactly 0.40, and goes to a reviewer, who knows whether it is a new question) and its facts
+# make a question: a price, a title of its own and a close time. `ai` mapping creates for any
+# source; `auto` only for a user-defined source (upload, webhook, custom_api), whose markets are
+# the user's own questions; a platform listing of hundreds of markets waits for review in
+# `auto` rather than becoming hundreds of events.
+AUTO_CREATE_BELOW = 0.40
+AUTO_CREATE_REASON = "auto: no open event the owner can see resembles the market"
+
+
+@dataclass(slots=True)
+class _Routing:
+    """Where each market of a feed goes: an event, the discard pile, or review (with why)."""
+
+    links: dict[str, uuid.UUID] = field(default_factory=dict)
+    discarded: set[str] = field(default_factory=set)
+    decisions: dict[str, MatchDecision] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # why a market waits for review
+    created: int = 0
+
+
+def _route_markets(
     conn: psycopg.Connection,
     feed: Feed,
     markets: dict[str, NormalisedRecord],
+    priced: set[str],
     matching: MatchingSettings,
     events: Callable[[], list[EventRef]],
-) -> tuple[dict[str, uuid.UUID], set[str], dict[str, MatchDecision]]:
-    """Event of each market: manual mapping, then a confirmed link, then similarity."""
+    namespace: str | None,
+) -> _Routing:
+    """Event of each market: manual mapping, then the owner's link, then similarity against
+    the events the owner can see, then an event of its own (AUTO_CREATE_BELOW). Only events
+    visible to the feed's owner are ever chosen; a mapping or link to any other goes to review,
+    saying so."""
     ids = list(markets)
-    manual = _manual_mappings(conn, feed)
-    links: dict[str, uuid.UUID] = {sid: manual[sid] for sid in ids if sid in manual}
-    discarded: set[str] = set()
-    decisions: dict[str, MatchDecision] = {}
+    routing = _Routing()
+    manual, refused = _manual_mappings(conn, feed, namespace)
+    for sid in ids:
+        if sid in manual:
+            routing.links[sid] = manual[sid]
+        elif sid in refused:
+            routing.reasons[sid] = refused[sid]
     if feed.event_mapping_mode == "manual":
-        return links, discarded, decisions
-    todo = [sid for sid in ids if sid not in links]
-    for sid, event_id in store.load_links(conn, feed.source, todo).items():
-        if event_id is None:
-            discarded.add(sid)
+        for sid in ids:
+            if sid not in routing.links and sid not in routing.reasons:
+                routing.reasons[sid] = "manual mapping mode: no manual_event_mappings entry"
+        return routing
+    todo = [sid for sid in ids if sid not in routing.links and sid not in routing.reasons]
+    for sid, link in linking.load_links(conn, feed.source, feed.user_id, todo).items():
+        if link.event_id is None:
+            routing.discarded.add(sid)
+        elif link.visible:
+            routing.links[sid] = link.event_id
         else:
-            links[sid] = event_id
-    todo = [sid for sid in todo if sid not in links and sid not in discarded]
-    if not todo:
-        return links, discarded, decisions
-    refs = [_market_ref(markets[sid]) for sid in todo]
-    accepted = []
-    chosen = matching.matcher.match_many(refs, events(), threshold=matching.threshold)
-    for ref, decision in zip(refs, chosen, strict=True):
-        decisions[ref.source_event_id] = decision
-        if decision.event_id is not None:
-            links[ref.source_event_id] = decision.event_id
-            accepted.append(
-                (
-                    ref.source_event_id,
-                    decision.event_id,
-                    "similarity",
-                    round(decision.confidence, 2),
-                )
+            routing.reasons[sid] = (
+                f"linked to event {link.event_id}, which the feed's owner can no longer see"
             )
-    store.save_links(conn, feed.source, accepted)
-    return links, discarded, decisions
+    todo = [
+        sid
+        for sid in todo
+        if sid not in routing.links and sid not in routing.discarded and sid not in routing.reasons
+    ]
+    if not todo:
+        return routing
+    refs = [_market_ref(markets[sid]) for sid in todo]
+    accepted: list[tuple[str, uuid.UUID | None, str, float | None]] = []
+    new: list[linking.NewEvent] = []
+    creates = feed.event_mapping_mode == "ai" or namespace is not None
+    candidates = events()
+    allowed = {event.id for event in candidates}
+    chosen = matching.matcher.match_many(refs, candidates, threshold=matching.threshold)
+    for ref, decision in zip(refs, chosen, strict=True):
+        sid = ref.source_event_id
+        routing.decisions[sid] = decision
+        if decision.event_id is not None and decision.event_id not in allowed:
+            # A pluggable matcher answers with an event it was not offered: never followed.
+            routing.reasons[sid] = (
+                f"the matcher chose event {decision.event_id}, which the feed's owner cannot see"
+            )
+        elif decision.event_id is not None:
+            event_id = uuid.UUID(str(decision.event_id))
+            routing.links[sid] = event_id
+            accepted.append((sid, event_id, "similarity", round(decision.confidence, 2)))
+        elif creates and sid in priced and _creatable(markets[sid], decision):
+            new.append(_new_event(markets[sid], feed.user_id))
+    if new:
+        created = linking.create_events(conn, new, created_by=None, reason=AUTO_CREATE_REASON)
+        for market, event_id in zip(new, created, strict=True):
+            routing.links[market.source_event_id] = event_id
+            accepted.append((market.source_event_id, event_id, "created", None))
+        routing.created = len(created)
+    linking.save_links(conn, feed.source, feed.user_id, accepted)
+    return routing
+
+
+def _creatable(record: NormalisedRecord, decision: MatchDecision) -> bool:
+    """AUTO_CREATE_BELOW: nothing resembles the market, and its facts make a question."""
+    best = decision.attempts[0].score if decision.attempts else 0.0
+    facts = record.market
+    title = (facts.title or "").strip()
+    return (
+        best < AUTO_CREATE_BELOW
+        and bool(title)
+        and title != linking.display_market_id(record.source_event_id)
+        and _aware(facts.close_time) is not None
+    )
+
+
+def _new_event(record: NormalisedRecord, owner: uuid.UUID) -> linking.NewEvent:
+    facts = record.market
+    return linking.NewEvent(
+        owner=owner,
+        source=record.source,
+        source_event_id=record.source_event_id,
+        title=(facts.title or "").strip(),
+        close_time=_aware(facts.close_time),
+        source_url=record.source_url,
+        category_hints=tuple(h for h in facts.category_hints if isinstance(h, str)),
+    )
+
+
+def _aware(moment: Any) -> datetime | None:
+    return moment if isinstance(moment, datetime) and moment.tzinfo is not None else None
 
 
 def _market_ref(record: NormalisedRecord) -> MarketRef:
@@ -498,7 +614,7 @@ def _market_ref(record: NormalisedRecord) -> MarketRef:
     return MarketRef(
         source=record.source,
         source_event_id=record.source_event_id,
-        title=m.title or record.source_event_id,
+        title=m.title or linking.display_market_id(record.source_event_id) or "",
         slug=m.slug,
         close_time=close,
         category_hints=tuple(m.category_hints),
@@ -506,28 +622,32 @@ def _market_ref(record: NormalisedRecord) -> MarketRef:
     )
 
 
-def _manual_mappings(conn: psycopg.Connection, feed: Feed) -> dict[str, uuid.UUID]:
-    """The feed's manual_event_mappings that name events that exist (others are ignored)."""
+def _manual_mappings(
+    conn: psycopg.Connection, feed: Feed, namespace: str | None
+) -> tuple[dict[str, uuid.UUID], dict[str, str]]:
+    """The feed's manual_event_mappings (market id as sent -> event id) that name events its
+    owner can see, by stored market id; and why each other mapping of an existing event was
+    refused. Mappings of events that do not exist, or that are not ids, are ignored."""
     raw = feed.manual_event_mappings or {}
     wanted: dict[str, uuid.UUID] = {}
     for sid, value in raw.items():
         try:
-            wanted[str(sid)] = uuid.UUID(str(value))
+            wanted[(namespace or "") + str(sid)] = uuid.UUID(str(value))
         except ValueError:
             continue
-    if not wanted:
-        return {}
-    existing = {
-        r[0]
-        for r in conn.execute(
-            "SELECT id FROM prediction_events WHERE id = ANY(%s)", (list(wanted.values()),)
-        )
+    visible = linking.event_visibility(conn, feed.user_id, wanted.values())
+    mapped = {sid: eid for sid, eid in wanted.items() if visible.get(eid)}
+    refused = {
+        sid: f"manual_event_mappings names event {eid}, which the feed's owner cannot see"
+        for sid, eid in wanted.items()
+        if visible.get(eid) is False
     }
-    return {sid: eid for sid, eid in wanted.items() if eid in existing}
+    return mapped, refused
 
 
-def _queue_rows(unmatched: pd.DataFrame, decisions: dict[str, MatchDecision]) -> list[dict]:
-    """The latest value of each (market, signal type) with the matcher's best attempts."""
+def _queue_rows(unmatched: pd.DataFrame, routing: _Routing) -> list[dict]:
+    """The latest value of each (market, signal type) with the matcher's best attempts and
+    why it waits for review (`raw_data.review_reason`)."""
     if unmatched.empty:
         return []
     latest = unmatched.sort_values("fetched_at").drop_duplicates(
@@ -535,8 +655,9 @@ def _queue_rows(unmatched: pd.DataFrame, decisions: dict[str, MatchDecision]) ->
     )
     rows = []
     for row in latest.itertuples(index=False):
-        decision = decisions.get(row.source_event_id)
+        decision = routing.decisions.get(row.source_event_id)
         attempts = decision.attempts[:MAX_ATTEMPTS_KEPT] if decision else []
+        reason = routing.reasons.get(row.source_event_id) or (decision.reason if decision else None)
         best = attempts[0] if attempts else None
         rows.append(
             {
@@ -553,6 +674,7 @@ def _queue_rows(unmatched: pd.DataFrame, decisions: dict[str, MatchDecision]) ->
                     "source": row.source,
                     "source_url": _text(row.source_url),
                     "landing_file": _text(row.landing_file),
+                    "review_reason": reason,
                 },
                 "match_attempts": [
                     {
@@ -611,7 +733,9 @@ def _write_rejects(landing: LandingZone, paths: list[str], rejected: pd.DataFram
             {
                 "page_index": int(r.page_index),
                 "record_index": int(r.record_index),
-                "source_event_id": r.source_event_id,
+                "source_event_id": linking.display_market_id(r.source_event_id)
+                if isinstance(r.source_event_id, str)
+                else r.source_event_id,
                 "signal_type": r.signal_type,
                 "value": None if pd.isna(r.value) else r.value,
                 "fetched_at": str(r.fetched_at),

@@ -1,4 +1,4 @@
-"""prediction_signals and the review queue in Postgres: links, dedup keys, COPY, accounting."""
+"""prediction_signals and the review queue in Postgres: dedup keys, COPY, settlements, counts."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from predict_pipeline import usage
-from predict_pipeline.signals.matching import EventRef
 
 BUCKET = pd.Timedelta(minutes=5)
 # Columns written by COPY; id and created_at take the table's defaults.
@@ -218,40 +217,6 @@ def _json(value: Any) -> str | None:
 # Matching state
 
 
-def load_links(
-    conn: psycopg.Connection, source: str, source_event_ids: Iterable[str]
-) -> dict[str, uuid.UUID | None]:
-    """Confirmed links of these markets: event id, or None for a discarded market."""
-    rows = conn.execute(
-        "SELECT source_event_id, event_id FROM predict_meta.market_links"
-        " WHERE source = %s AND source_event_id = ANY(%s)",
-        (source, list(source_event_ids)),
-    ).fetchall()
-    return dict(rows)
-
-
-def save_links(
-    conn: psycopg.Connection,
-    source: str,
-    links: list[tuple[str, uuid.UUID | None, str, float | None]],
-    linked_by: uuid.UUID | None = None,
-) -> None:
-    """Remember (source_event_id, event_id, method, confidence); a later link replaces one."""
-    if not links:
-        return
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO predict_meta.market_links
-                 (source, source_event_id, event_id, method, confidence, linked_by)
-               VALUES (%s, %s, %s, %s, %s, %s)
-               ON CONFLICT (source, source_event_id) DO UPDATE
-                 SET event_id = EXCLUDED.event_id, method = EXCLUDED.method,
-                     confidence = EXCLUDED.confidence, linked_by = EXCLUDED.linked_by,
-                     linked_at = now()""",
-            [(source, sid, eid, method, conf, linked_by) for sid, eid, method, conf in links],
-        )
-
-
 def save_settlements(
     conn: psycopg.Connection,
     source: str,
@@ -259,7 +224,9 @@ def save_settlements(
     links: dict[str, uuid.UUID],
     now: datetime,
 ) -> None:
-    """Remember what settled markets say about their outcome (the latest report wins)."""
+    """Remember what settled markets say about their outcome (the latest report wins), for the
+    event this feed's owner linked each market to (or none yet): one row per market and
+    event, so one user's link never moves another's."""
     if not settled:
         return
     rows = []
@@ -283,34 +250,12 @@ def save_settlements(
                  (source, source_event_id, event_id, resolution, resolved_at, last_price,
                   source_url, observed_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (source, source_event_id) DO UPDATE SET
-                 event_id = coalesce(EXCLUDED.event_id, market_settlements.event_id),
+               ON CONFLICT (source, source_event_id, event_id) DO UPDATE SET
                  resolution = EXCLUDED.resolution, resolved_at = EXCLUDED.resolved_at,
                  last_price = coalesce(EXCLUDED.last_price, market_settlements.last_price),
                  source_url = EXCLUDED.source_url, observed_at = EXCLUDED.observed_at""",
             rows,
         )
-
-
-def load_open_events(conn: psycopg.Connection) -> list[EventRef]:
-    rows = conn.execute(
-        """SELECT e.id, e.title, e.slug, e.resolution_date, c.slug, coalesce(e.tags, '{}'),
-                  e.description
-           FROM prediction_events e LEFT JOIN prediction_categories c ON c.id = e.category_id
-           WHERE e.status = 'ACTIVE'"""
-    ).fetchall()
-    return [
-        EventRef(
-            id=r[0],
-            title=r[1],
-            slug=r[2],
-            close_time=r[3],
-            category=r[4],
-            tags=tuple(r[5]),
-            description=r[6],
-        )
-        for r in rows
-    ]
 
 
 def queue_unmatched(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> None:

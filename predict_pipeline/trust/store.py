@@ -189,12 +189,26 @@ def save_trust(conn: psycopg.Connection, result: TrustResult, end: datetime) -> 
     return TrustWrite(len(score_ids), new, updated, kept)
 
 
-def unreviewed_flags(conn: psycopg.Connection, limit: int = 50) -> list[tuple]:
+def unreviewed_flags(
+    conn: psycopg.Connection,
+    limit: int = 50,
+    *,
+    user: uuid.UUID | None = None,
+    org: uuid.UUID | None = None,
+) -> list[tuple]:
+    """Flags awaiting review, newest first: on every event (the operator's view), or only on
+    the events `user` (with their orgs) or `org` can see (predict_sees_event)."""
     return conn.execute(
         """SELECT f.id, f.created_at, e.title, f.flag_type, f.severity, f.description
            FROM prediction_trust_flags f JOIN prediction_events e ON e.id = f.event_id
-           WHERE NOT f.reviewed ORDER BY f.created_at DESC LIMIT %s""",
-        (limit,),
+           CROSS JOIN (SELECT %(user)s::uuid AS viewer,
+                              CASE WHEN %(org)s::uuid IS NOT NULL THEN ARRAY[%(org)s::uuid]
+                                   ELSE predict_user_orgs(%(user)s) END AS orgs) v
+           WHERE NOT f.reviewed
+             AND (%(user)s::uuid IS NULL AND %(org)s::uuid IS NULL
+                  OR predict_sees_event(v.viewer, v.orgs, e.is_public, e.org_id, e.created_by))
+           ORDER BY f.created_at DESC LIMIT %(limit)s""",
+        {"user": user, "org": org, "limit": limit},
     ).fetchall()
 
 

@@ -23,6 +23,7 @@ import httpx
 import psycopg
 
 from predict_pipeline.ingestion.pushed import hour_window
+from predict_pipeline.signals.linking import display_market_id
 from predict_pipeline.signals.stage import validate_window
 from tests.support.feeds import make_feed
 from tests.support.receiver import SECRET, delivery_body, running_receiver, signed_headers
@@ -130,7 +131,7 @@ def test_receiver_load_lands_every_delivery_exactly_once(conn, db_url, landing):
         [report] = validate_window(conn, landing, window, now=datetime.now(UTC))
         assert report.error is None
     signals = Counter(
-        sid
+        display_market_id(sid)  # stored in the feed's namespace
         for (sid,) in conn.execute(
             "SELECT source_event_id FROM prediction_signals WHERE feed_id = %s", (feed_id,)
         )

@@ -262,6 +262,17 @@ def test_a_capped_tick_leaves_the_rest_to_the_next_one(conn, server):
 def test_the_tick_credits_the_feed_runs_whose_signals_changed_its_events(conn, server):
     events = [_event(conn, slug=f"bill-{i}") for i in range(3)]
     _rule(conn, server.url("/hook"))  # scope all: one rule in scope of each event
+    # Another tenant's rule on the same (public) events is not the feed run's to count.
+    other = conn.execute(
+        "INSERT INTO auth.users (id, email) VALUES (gen_random_uuid(), 'other@example.com')"
+        " RETURNING id"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO prediction_rules (user_id, name, scope_type, trigger_type, trigger_params,"
+        " cooldown_minutes) VALUES (%s, 'theirs', 'all', 'PROBABILITY_CROSSES_ABOVE',"
+        " '{\"threshold\": 0.6}', 0)",
+        (other,),
+    )
     feed = make_feed(conn, "manifold", {})
     run = conn.execute(
         "INSERT INTO prediction_feed_runs (feed_id, status) VALUES (%s, 'SUCCESS') RETURNING id",

@@ -3,6 +3,9 @@
 Random events (with snapshot histories, flags, resolutions and campaign links) and random rules
 of every trigger type and scope: the firings the tick logs must be exactly the (rule, event)
 pairs on which the reference evaluation fires, computed here from the same rows in Python.
+Ownership and visibility are random too (users, orgs, memberships; public, org-private and
+creator-private events; personal, org and system rules; campaigns of users and orgs), and the
+reference applies the tenancy rules of `predict_pipeline.tenancy`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from predict_pipeline.rules.triggers import (
     evaluate,
     validate_rule,
 )
+from predict_pipeline.tenancy import rule_viewer, sees_campaign, sees_event
 from tests.support.feeds import USER_ID
 
 T0 = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -76,8 +80,49 @@ def _params(rng: random.Random, trigger_type: str) -> dict:
     }[trigger_type]
 
 
+def _tenants(conn, rng: random.Random) -> tuple[list, list, dict]:
+    """Users (the fixture's first), orgs and random memberships: (users, orgs, orgs by user)."""
+    users = [USER_ID] + [uuid.uuid4() for _ in range(3)]
+    for user in users[1:]:
+        conn.execute(
+            "INSERT INTO auth.users (id, email) VALUES (%s, %s)", (user, f"{user}@example.com")
+        )
+    orgs = [
+        conn.execute(
+            "INSERT INTO prediction_orgs (name, slug, owner_id) VALUES (%s, %s, %s) RETURNING id",
+            (f"org {i}", f"org-{i}", users[i]),
+        ).fetchone()[0]
+        for i in range(2)
+    ]
+    memberships: dict = {user: set() for user in users}
+    for user in users:
+        for org in orgs:
+            if rng.random() < 0.4:
+                conn.execute(
+                    "INSERT INTO prediction_org_members (org_id, user_id) VALUES (%s, %s)",
+                    (org, user),
+                )
+    # Read back: an org's owner is its member from the start (sql/0040), not only by the draw.
+    for user, org in conn.execute(
+        "SELECT user_id, org_id FROM prediction_org_members WHERE org_id = ANY(%s)", (orgs,)
+    ):
+        memberships[user].add(org)
+    return users, orgs, memberships
+
+
+def _audience(rng: random.Random, users: list, orgs: list, memberships: dict) -> dict:
+    """An event's visibility: public, org-private or private to its creator (an org's event is
+    created by one of its members, or by nobody: the database refuses anyone else)."""
+    kind = rng.choice(["public", "public", "org", "creator"])
+    org = rng.choice(orgs) if kind == "org" else None
+    creators = [u for u in users if org in memberships[u]] if org else users
+    made_by = rng.choice(creators) if kind != "public" or rng.random() < 0.3 else None
+    return {"is_public": kind == "public", "org_id": org, "created_by": made_by}
+
+
 def _world(conn, rng: random.Random) -> dict:
     conn.execute("SELECT predict_ensure_snapshot_partitions(%s, %s)", (T0 - timedelta(days=2), T0))
+    users, orgs, memberships = _tenants(conn, rng)
     categories = [
         conn.execute(
             "INSERT INTO prediction_categories (name, slug) VALUES (%s, %s) RETURNING id",
@@ -85,13 +130,16 @@ def _world(conn, rng: random.Random) -> dict:
         ).fetchone()[0]
         for i in range(3)
     ]
-    campaigns = [
-        conn.execute(
-            "INSERT INTO prediction_campaigns (user_id, name) VALUES (%s, %s) RETURNING id",
-            (USER_ID, f"campaign {i}"),
+    campaigns = {}
+    for i in range(2):
+        owner = rng.choice(users)  # a campaign of an org belongs to one of its members
+        org = rng.choice([None, *sorted(memberships[owner], key=str)])
+        campaign = conn.execute(
+            "INSERT INTO prediction_campaigns (user_id, org_id, name) VALUES (%s, %s, %s)"
+            " RETURNING id",
+            (owner, org, f"campaign {i}"),
         ).fetchone()[0]
-        for i in range(2)
-    ]
+        campaigns[campaign] = (owner, org)
     events, links, snapshots, flags = {}, {}, {}, {}
     for i in range(40):
         status = rng.choice(STATUSES)
@@ -108,6 +156,7 @@ def _world(conn, rng: random.Random) -> dict:
             "previous_divergence": rng.choice([*DIVERGENCE_LEVELS, None]),
             "status": status,
             "updated_at": T0 - timedelta(minutes=rng.randint(0, 4)),
+            **_audience(rng, users, orgs, memberships),
         }
         cols = ", ".join(row)
         marks = ", ".join(["%s"] * len(row))
@@ -148,23 +197,31 @@ def _world(conn, rng: random.Random) -> dict:
                     (campaign, event_id, *link),
                 )
                 links[(campaign, event_id)] = link
-    rules = {}
+    rules, viewers = {}, {}
     for i in range(160):
         trigger_type = TRIGGER_TYPES[i % len(TRIGGER_TYPES)]
         scope_type = rng.choice(["event", "category", "tag", "campaign", "all"])
         scope_id = {
             "event": rng.choice(list(events)),
             "category": rng.choice(categories),
-            "campaign": rng.choice(campaigns),
+            "campaign": rng.choice(list(campaigns)),
         }.get(scope_type)
         scope_tag = rng.choice(TAGS) if scope_type == "tag" else None
         params = _params(rng, trigger_type)
+        owner = rng.choice(users)
+        # An org rule belongs to one of its owner's orgs: the database refuses any other.
+        owner_orgs = sorted(memberships[owner], key=str)
+        rule_org = rng.choice(owner_orgs) if owner_orgs and rng.random() < 0.3 else None
+        is_system = rng.random() < 0.1
         rule_id = conn.execute(
-            "INSERT INTO prediction_rules (user_id, name, scope_type, scope_id, scope_tag,"
-            " trigger_type, trigger_params, cooldown_minutes, max_fires_per_day, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s) RETURNING id",
+            "INSERT INTO prediction_rules (user_id, org_id, is_system, name, scope_type,"
+            " scope_id, scope_tag, trigger_type, trigger_params, cooldown_minutes,"
+            " max_fires_per_day, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s) RETURNING id",
             (
-                USER_ID,
+                owner,
+                rule_org,
+                is_system,
                 f"rule {i}",
                 scope_type,
                 scope_id,
@@ -175,13 +232,30 @@ def _world(conn, rng: random.Random) -> dict:
             ),
         ).fetchone()[0]
         rules[rule_id] = (scope_type, scope_id, scope_tag, trigger_type, params)
+        viewers[rule_id] = rule_viewer(owner, rule_org, is_system, memberships)
     return {
         "events": events,
         "links": links,
         "snapshots": snapshots,
         "flags": flags,
         "rules": rules,
+        "viewers": viewers,
+        "campaigns": campaigns,
     }
+
+
+def _in_view(world: dict, rule_id, event_id) -> bool:
+    """The reference's tenancy: the rule's viewer sees the event (and its campaign)."""
+    viewer = world["viewers"][rule_id]
+    scope_type, scope_id = world["rules"][rule_id][:2]
+    if scope_type == "campaign":
+        owner, org = world["campaigns"][scope_id]
+        if not sees_campaign(viewer, owner=owner, org_id=org):
+            return False
+    row = world["events"][event_id]
+    return sees_event(
+        viewer, is_public=row["is_public"], org_id=row["org_id"], created_by=row["created_by"]
+    )
 
 
 def _median_before(history, hours: int):
@@ -209,7 +283,7 @@ def _expected(world: dict) -> set[tuple[uuid.UUID, uuid.UUID]]:
                 "tag": scope_tag in row["tags"],
                 "campaign": link is not None,
             }[scope_type]
-            if not in_scope:
+            if not in_scope or not _in_view(world, rule_id, event_id):
                 continue
             history = world["snapshots"][event_id]
             ago = {}
@@ -258,12 +332,14 @@ def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, seed):
     )
     assert logged == expected
     assert len(report.fired) == len(expected) and report.invalid_rules == {}
+    assert report.refused_unseen == 0  # the SQL proposed no pair its rule may not see
     # Every trigger type fires somewhere across the seeds' worlds (checked per seed loosely).
     assert len({world["rules"][r][3] for r, _ in expected}) >= 5
-    # The pairs evaluated: every changed event against every rule whose scope covers it.
+    # The pairs evaluated: every changed event against every rule whose scope covers it and
+    # that may see it.
     assert report.evaluated == sum(
         1
-        for scope_type, scope_id, scope_tag, *_ in world["rules"].values()
+        for rule_id, (scope_type, scope_id, scope_tag, *_) in world["rules"].items()
         for event_id, row in world["events"].items()
         if {
             "all": True,
@@ -272,4 +348,13 @@ def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, seed):
             "tag": scope_tag in row["tags"],
             "campaign": (scope_id, event_id) in world["links"],
         }[scope_type]
+        and _in_view(world, rule_id, event_id)
     )
+    # Tenancy kept firings out, and let others through, in every world.
+    in_scope_unseen = {
+        (rule_id, event_id)
+        for rule_id in world["rules"]
+        for event_id in world["events"]
+        if not _in_view(world, rule_id, event_id)
+    }
+    assert in_scope_unseen and expected and not expected & in_scope_unseen

@@ -156,7 +156,8 @@ def feed_config(url: str) -> dict[str, Any]:
 def seed_history_feed(
     conn: psycopg.Connection, url: str, markets: int, *, markets_per_event: int = 2
 ) -> uuid.UUID:
-    """A user, the feed, an event per `markets_per_event` markets and each market's link.
+    """A user, the feed, an event per `markets_per_event` markets and the user's link of each
+    market.
 
     A local server publishes no rate limit, so custom_api's polite default is lifted here.
     """
@@ -179,12 +180,20 @@ def seed_history_feed(
         with conn.cursor().copy("COPY prediction_events (id, title, slug) FROM STDIN") as copy:
             for i, event in enumerate(events):
                 copy.write_row((event, f"History event {i}", f"history-event-{i}"))
+        # The owner's links; a custom_api feed's market ids live in the feed's namespace.
         with conn.cursor().copy(
-            "COPY predict_meta.market_links (source, source_event_id, event_id, method, confidence)"
-            " FROM STDIN"
+            "COPY predict_meta.market_links"
+            " (source, user_id, source_event_id, event_id, method, confidence) FROM STDIN"
         ) as copy:
             for i in range(markets):
                 copy.write_row(
-                    ("custom_api", market_id(i), events[i // markets_per_event], "manual", 1.0)
+                    (
+                        "custom_api",
+                        user,
+                        f"feed:{feed}:{market_id(i)}",
+                        events[i // markets_per_event],
+                        "manual",
+                        1.0,
+                    )
                 )
     return feed

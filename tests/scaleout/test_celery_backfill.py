@@ -21,6 +21,7 @@ from dagster._core.storage.tags import (
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.db.connection import connect
+from predict_pipeline.signals.linking import display_market_id
 from tests.conftest import _scratch_database
 from tests.scaleout.celery_workers import celery_workers
 from tests.scaleout.history_server import HistoryServer, seed_history_feed
@@ -106,11 +107,15 @@ def _backfill(instance, app_url: str, feed: str, landing: Path, execution: dict)
 
 def _rows(url: str) -> dict[str, list[tuple]]:
     with connect(url, role=None) as conn:
-        signals = conn.execute(
-            """SELECT e.slug, s.source, s.source_event_id, s.signal_type, s.value, s.fetched_at
-               FROM prediction_signals s JOIN prediction_events e ON e.id = s.event_id
-               ORDER BY 1, 3, 6"""
-        ).fetchall()
+        # Market ids as sent: each database's feed has its own id, hence its own namespace.
+        signals = [
+            (slug, source, display_market_id(sid), *rest)
+            for slug, source, sid, *rest in conn.execute(
+                """SELECT e.slug, s.source, s.source_event_id, s.signal_type, s.value, s.fetched_at
+                   FROM prediction_signals s JOIN prediction_events e ON e.id = s.event_id
+                   ORDER BY 1, 3, 6"""
+            ).fetchall()
+        ]
         snapshots = conn.execute(
             """SELECT e.slug, n.snapshot_at, n.probability, n.volatility, n.divergence,
                       n.signal_count

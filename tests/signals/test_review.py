@@ -23,7 +23,7 @@ from predict_pipeline.demo import REPLAY_DIR
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.secrets import generate_key
-from predict_pipeline.signals.review import ReviewError, pending_items, resolve_item
+from predict_pipeline.signals.review import ReviewError, resolve_item, review_items
 from predict_pipeline.signals.stage import validate_window
 from tests.support.feeds import USER_ID, make_feed
 
@@ -61,7 +61,7 @@ def queued(conn, landing) -> uuid.UUID:
 
 
 def _item(conn: psycopg.Connection) -> uuid.UUID:
-    return pending_items(conn)[0]["id"]
+    return review_items(conn)[0]["id"]
 
 
 def _audit(conn: psycopg.Connection) -> list[str]:
@@ -69,8 +69,8 @@ def _audit(conn: psycopg.Connection) -> list[str]:
 
 
 def test_review_lists_pending_items_with_market_title(conn, queued):
-    items = pending_items(conn)
-    assert [(i["source_event_id"], i["signal_type"]) for i in items] in (
+    items = review_items(conn)
+    assert [(i["market_id"], i["signal_type"]) for i in items] in (
         [("ghost", "MARKET_PRICE"), ("ghost", "VOLUME")],
         [("ghost", "VOLUME"), ("ghost", "MARKET_PRICE")],
     )
@@ -96,9 +96,9 @@ def test_resolve_to_an_event_writes_the_signals_and_remembers_the_market(conn, l
         "SELECT DISTINCT status, resolved_event_id, resolved_by FROM prediction_unmatched_signals"
     ).fetchall()
     assert statuses == [("MATCHED", event, USER_ID)]
-    assert _audit(conn) == ["unmatched_signal.matched"]
-    actor = conn.execute("SELECT actor_type, actor_id FROM prediction_audit_log").fetchone()
-    assert actor == ("user", USER_ID)
+    assert _audit(conn) == ["unmatched_signal.matched"] * 2  # one row per item
+    actors = conn.execute("SELECT DISTINCT actor_type, actor_id FROM prediction_audit_log")
+    assert actors.fetchall() == [("user", USER_ID)]
     # The market now flows straight to the event: a re-run writes nothing twice, queues nothing.
     [again] = validate_window(conn, landing, WINDOW, now=NOW)
     assert (again.unmatched, again.written) == (0, 0)
@@ -118,7 +118,8 @@ def test_resolve_as_new_event_creates_it_from_the_market_facts(conn, queued):
         "will-the-ghost-town-reopen",
         "entertainment",
     )
-    assert _audit(conn) == ["event.created_from_market", "unmatched_signal.new_event_created"]
+    created = ["event.created_from_market"]
+    assert _audit(conn) == created + ["unmatched_signal.new_event_created"] * 2
 
 
 def test_discard_remembers_the_market_and_queues_it_no_more(conn, landing, queued):
@@ -127,8 +128,8 @@ def test_discard_remembers_the_market_and_queues_it_no_more(conn, landing, queue
     assert conn.execute("SELECT count(*) FROM prediction_signals").fetchone() == (0,)
     [again] = validate_window(conn, landing, WINDOW, now=NOW)
     assert (again.unmatched, again.discarded) == (0, 2)
-    assert pending_items(conn) == []
-    assert _audit(conn) == ["unmatched_signal.discarded"]
+    assert review_items(conn) == []
+    assert _audit(conn) == ["unmatched_signal.discarded"] * 2
 
 
 def test_resolve_refuses_ambiguous_or_repeated_requests(conn, queued):
@@ -137,7 +138,7 @@ def test_resolve_refuses_ambiguous_or_repeated_requests(conn, queued):
         resolve_item(conn, item, new_event=True, discard=True, now=NOW)
     with pytest.raises(ReviewError, match="no event"):
         resolve_item(conn, item, event_id=uuid.uuid4(), now=NOW)
-    assert len(pending_items(conn)) == 2  # a refused resolution changed nothing
+    assert len(review_items(conn)) == 2  # a refused resolution changed nothing
     resolve_item(conn, item, discard=True, now=NOW)
     with pytest.raises(ReviewError, match="already DISCARDED"):
         resolve_item(conn, item, discard=True, now=NOW)

@@ -14,8 +14,9 @@ from predict_pipeline.http import build_http_client
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.runner import fetch_window
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.signals.linking import display_market_id
 from predict_pipeline.signals.stage import validate_window
-from tests.support.feeds import KEY, feed_run, make_feed
+from tests.support.feeds import KEY, USER_ID, feed_run, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
 WINDOW = hour_window(NOW)
@@ -30,10 +31,12 @@ def _event(conn: psycopg.Connection, title: str, slug: str, close: str | None = 
 
 
 def _signals(conn: psycopg.Connection) -> list[tuple]:
-    return conn.execute(
+    """(market id as sent, type, value, event) of every signal stored."""
+    rows = conn.execute(
         "SELECT source_event_id, signal_type, value::float8, event_id FROM prediction_signals"
         " ORDER BY source_event_id, signal_type, fetched_at"
     ).fetchall()
+    return [(display_market_id(sid), *rest) for sid, *rest in rows]
 
 
 def _upload(conn, landing, rows: list[dict], **feed_columns) -> uuid.UUID:
@@ -198,16 +201,17 @@ def test_replayed_markets_match_events_and_the_rest_queue_with_suggestions(conn,
 def test_confirmed_link_is_reused_and_manual_mapping_wins(conn, landing):
     linked = _event(conn, "Linked event", "linked")
     manual = _event(conn, "Manual event", "manual")
-    conn.execute(
-        "INSERT INTO predict_meta.market_links (source, source_event_id, event_id, method)"
-        " VALUES ('upload', 'both', %s, 'review'), ('upload', 'linked-only', %s, 'review')",
-        (linked, linked),
-    )
-    _upload(
+    feed = _upload(
         conn,
         landing,
         [_row("both", 0.3), _row("linked-only", 0.4)],
         manual_event_mappings=psycopg.types.json.Jsonb({"both": str(manual)}),
+    )
+    conn.execute(
+        "INSERT INTO predict_meta.market_links (source, user_id, source_event_id, event_id,"
+        " method) VALUES ('upload', %(user)s, %(ns)s || 'both', %(event)s, 'review'),"
+        " ('upload', %(user)s, %(ns)s || 'linked-only', %(event)s, 'review')",
+        {"user": USER_ID, "ns": f"feed:{feed}:", "event": linked},
     )
     validate_window(conn, landing, WINDOW, now=NOW)
     assert {(s[0], s[3]) for s in _signals(conn)} == {("both", manual), ("linked-only", linked)}
