@@ -2,20 +2,26 @@
 
 A malformed file or body is refused with the line and column at fault and nothing of it
 lands; the refusal is still a FAILED feed run with the reason, so it is accounted for.
+Records rejected alone (a timestamp outside the accepted range, an id too long to index) are
+counted on the run; the rest land. A delivery that cannot be written to the landing zone (a
+full disk) leaves no temporary file and a FAILED run that says why.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.push import SignatureError, UploadError, parse_upload, parse_webhook
-from predict_pipeline.ingestion.landing import LandedPage, LandingZone
+from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
+from predict_pipeline.ingestion.landing import LandedPage, LandingZone, landing_fault
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.ingestion.store import (
     Feed,
@@ -34,11 +40,20 @@ class PushRefused(ValueError):
         self.status = status
 
 
+class LandingFailed(PushRefused):
+    """A good delivery that could not be written to the landing zone (our fault, not the
+    sender's): nothing of it landed and its run is FAILED; the sender may retry."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=503)
+
+
 @dataclass(frozen=True, slots=True)
 class PushReport:
     feed_run_id: str
     records: int
     landing_file: str
+    rejected: list[RecordReject] = field(default_factory=list)
 
 
 def hour_window(at: datetime) -> FetchWindow:
@@ -58,8 +73,8 @@ def land_upload(
     _require_source(feed, "upload")
     received_at = now()
 
-    def parse() -> int:
-        return len(parse_upload(data, filename, feed_config=feed.config, received_at=received_at))
+    def parse() -> tuple[list[NormalisedRecord], list[RecordReject]]:
+        return parse_upload(data, filename, feed_config=feed.config, received_at=received_at)
 
     return _land(conn, landing, feed, data, received_at, "upload", {"filename": filename}, parse)
 
@@ -78,11 +93,9 @@ def land_webhook(
     received_at = now()
     secret = _webhook_secret(feed, encryption_key)
 
-    def parse() -> int:
-        return len(
-            parse_webhook(
-                body, headers, feed_config=feed.config, secret=secret, received_at=received_at
-            )
+    def parse() -> tuple[list[NormalisedRecord], list[RecordReject]]:
+        return parse_webhook(
+            body, headers, feed_config=feed.config, secret=secret, received_at=received_at
         )
 
     return _land(conn, landing, feed, body, received_at, "webhook", {}, parse)
@@ -96,12 +109,12 @@ def _land(
     received_at: datetime,
     kind: str,
     context: dict[str, str],
-    parse: Callable[[], int],
+    parse: Callable[[], tuple[list[NormalisedRecord], list[RecordReject]]],
 ) -> PushReport:
     run_id = start_feed_run(conn, feed.id, received_at)
     digest = hashlib.sha256(data).hexdigest()
     try:
-        records = parse()
+        records, rejects = parse()
     except (UploadError, SignatureError) as exc:
         _finish(conn, feed, run_id, received_at, "FAILED", 0, len(data), str(exc), digest)
         status = 401 if isinstance(exc, SignatureError) else 400
@@ -124,20 +137,31 @@ def _land(
         feed_run_id=str(run_id),
     )
     name = f"{kind}-{received_at:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
-    written = landing.write(feed.source, str(feed.id), hour_window(received_at), name, [page])
+    try:
+        written = landing.write(feed.source, str(feed.id), hour_window(received_at), name, [page])
+    except OSError as exc:
+        reason = f"cannot write the landing zone, nothing landed: {landing_fault(exc)}"
+        _finish(conn, feed, run_id, received_at, "FAILED", 0, len(data), reason, digest)
+        raise LandingFailed(reason) from None
     _finish(
         conn,
         feed,
         run_id,
         received_at,
         "SUCCESS",
-        records,
+        len(records),
         len(data),
         None,
         digest,
         landing_file=written.path,
+        rejects=rejects,
     )
-    return PushReport(feed_run_id=str(run_id), records=records, landing_file=written.path)
+    return PushReport(
+        feed_run_id=str(run_id),
+        records=len(records),
+        landing_file=written.path,
+        rejected=rejects,
+    )
 
 
 def _finish(
@@ -152,10 +176,20 @@ def _finish(
     digest: str,
     *,
     landing_file: str | None = None,
+    rejects: Sequence[RecordReject] = (),
 ) -> None:
-    details = {"sha256": digest, **({"landing_file": landing_file} if landing_file else {})}
+    details: dict[str, Any] = {
+        "sha256": digest,
+        **({"landing_file": landing_file} if landing_file else {}),
+    }
     if error:
         details["errors"] = [{"kind": "push", "reason": error}]
+    if rejects:  # validation counts them with the run's other rejects; this is the first word
+        details["rejected_on_receipt"] = {
+            "rejected": len(rejects),
+            "reasons": dict(Counter(reject.reason for reject in rejects)),
+            "first": rejects[0].detail[:500],
+        }
     result = FeedRunResult(
         status=status,
         started_at=received_at,

@@ -431,13 +431,12 @@ def _parse_page(
     if feed.source in ("upload", "webhook"):
         assert page.body_text is not None
         name = page.request.get("context", {}).get("filename", "body.json")
-        records = parse_upload(
+        return parse_upload(
             page.body_text.encode("utf-8"),
             name if feed.source == "upload" else "body.json",
             feed_config=feed.config,
             received_at=fetched_at,
         )
-        return records, []
     adapter = source_definition(feed.source).adapter
     assert adapter is not None
     parsed = adapter.parse(
