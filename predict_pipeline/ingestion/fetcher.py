@@ -28,6 +28,8 @@ from predict_pipeline.http import (
     HttpClient,
     InvalidJsonError,
     RateLimitedError,
+    ResponseLimits,
+    ResponseTooLargeError,
     TokenBucket,
 )
 from predict_pipeline.ingestion.landing import LandedPage
@@ -37,10 +39,13 @@ from predict_pipeline.ingestion.store import Feed, FeedRunResult
 MAX_PAGES_PER_FETCH = 500
 # Undecodable bodies are kept for diagnosis up to this size.
 MAX_KEPT_BODY_CHARS = 200_000
+# Errors that stop a fetch: more requests would fail the same way, spend the source's quota,
+# or (a body past the size limit, a deadline passed) keep the feeds queued behind it waiting.
 _STATUS_BY_ERROR: tuple[tuple[type[FetchError], str], ...] = (
     (AuthFailedError, "AUTH_FAILED"),
     (RateLimitedError, "RATE_LIMITED"),
-    (FetchTimeoutError, "TIMEOUT"),
+    (FetchTimeoutError, "TIMEOUT"),  # deadline_exceeded is one
+    (ResponseTooLargeError, "FAILED"),
 )
 
 
@@ -84,6 +89,7 @@ def fetch_feed(
     credentials: dict[str, Any] | None = None,
     trusted: bool = True,
     rate_limiter: TokenBucket | None = None,
+    limits: ResponseLimits | None = None,
     max_pages: int = MAX_PAGES_PER_FETCH,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FetchOutcome:
@@ -145,12 +151,14 @@ def fetch_feed(
             )
         fetched_at = now()
         try:
-            response = _send(adapter, client, request, fetched_at, rate_limiter, trusted, stats)
+            response = _send(
+                adapter, client, request, fetched_at, rate_limiter, trusted, stats, limits
+            )
         except FetchError as exc:
             errors.append(_fetch_error(request, exc))
             stopped_by = next((s for t, s in _STATUS_BY_ERROR if isinstance(exc, t)), None)
             if stopped_by:
-                break  # more requests would fail the same way or spend the source's quota
+                break
             continue  # one missing page (404, refused URL) does not stop the others
         page = dict(
             feed_id=str(feed.id),
@@ -197,7 +205,7 @@ def fetch_feed(
         queue.extend(parsed.next_requests)
 
     landed = len(outcome.pages) - pages_failed
-    if stopped_by in ("AUTH_FAILED", "RATE_LIMITED", "TIMEOUT"):
+    if stopped_by:
         return finish(stopped_by)
     if errors:
         return finish("PARTIAL" if landed > 0 else "FAILED")
@@ -212,11 +220,14 @@ def _send(
     rate_limiter: TokenBucket | None,
     trusted: bool,
     stats: FetchStats,
+    limits: ResponseLimits | None,
 ) -> FetchResponse:
     """Over HTTP, or, for a local source (the simulator), from the adapter's own `respond`."""
     respond = getattr(adapter, "respond", None)
     if respond is None:
-        return client.send(request, rate_limiter=rate_limiter, trusted=trusted, stats=stats)
+        return client.send(
+            request, rate_limiter=rate_limiter, trusted=trusted, stats=stats, limits=limits
+        )
     started = time.perf_counter()
     body = respond(request, at=fetched_at)
     stats.count_request()

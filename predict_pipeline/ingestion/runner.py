@@ -179,6 +179,7 @@ def _fetch_one(
             credentials=credentials,
             trusted=definition.trusted,
             rate_limiter=limiter,
+            limits=definition.response_limits,
             now=now,
         )
     landing_file = None
