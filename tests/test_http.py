@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from predict_pipeline.http import (
     parse_retry_after,
     redact_url,
 )
-from tests.support.http_server import DripServer, Reply, ScriptedServer
+from tests.support.http_server import DripServer, Reply, ScriptedServer, gzip_of_zeros
 
 PAYLOADS = Path(__file__).parent / "fixtures" / "payloads"
 KALSHI_EVENTS = (PAYLOADS / "kalshi_events.json").read_bytes()
@@ -307,14 +306,6 @@ def test_post_sends_the_json_body(server, client):
 
 # ---------------------------------------------------------------------------------------------
 # Bounded responses: a body past its size, a send past its deadline
-
-
-def gzip_of_zeros(size: int) -> bytes:
-    """`size` zero bytes, gzip-compressed (about a thousandth of the size)."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-    block = bytes(1 << 20)
-    parts = [compressor.compress(block) for _ in range(size >> 20)]
-    return b"".join([*parts, compressor.flush()])
 
 
 def bounded_client(sleeps: list[float], **limits) -> HttpClient:

@@ -25,7 +25,7 @@ from predict_pipeline.ingestion.runner import (
     fetch_window,
     fetch_windows,
 )
-from predict_pipeline.ingestion.store import advance_next_run, load_feeds
+from predict_pipeline.ingestion.store import advance_next_run, close_stale_runs, load_feeds
 
 SOURCE_TAG = "predict/source"
 FEED_RUNS_TABLE = "prediction_feed_runs"
@@ -178,7 +178,8 @@ fetch_feeds_job = dg.define_asset_job(
     description=(
         "Launches a fetch run per due feed (enabled, next_run_at reached) for the current "
         "hour window, tagged with its source so the run queue limits concurrency per source, "
-        "and advances next_run_at by the feed's poll interval or cron expression."
+        "and advances next_run_at by the feed's poll interval or cron expression. Each tick "
+        "also closes feed runs left RUNNING for over STALE_RUN_AFTER (2 hours) as FAILED."
     ),
 )
 def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresResource):
@@ -186,6 +187,9 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
     partition_key = HOURLY.get_partition_key_for_timestamp(now.timestamp())
     requests = []
     with database.connection() as conn:
+        closed = close_stale_runs(conn, now)
+        if closed:
+            context.log.warning(f"closed {len(closed)} feed run(s) left RUNNING as FAILED")
         for feed in load_feeds(conn, due_before=now):
             due = feed.next_run_at or now
             advance_next_run(conn, feed, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import zlib
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +93,14 @@ class ScriptedServer:
                 pass
 
         return Handler
+
+
+def gzip_of_zeros(size: int) -> bytes:
+    """`size` zero bytes (whole MiB), gzip-compressed: about a thousandth of the size."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(size >> 20)]
+    return b"".join([*parts, compressor.flush()])
 
 
 # ---------------------------------------------------------------------------------------------
