@@ -16,6 +16,7 @@ import contextvars
 import functools
 import ipaddress
 import json
+import logging
 import random
 import re
 import socket
@@ -61,6 +62,10 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SECONDS = re.compile(r"\d+(\.\d+)?")
+
+# httpx logs every request line at INFO, query string included: a feed's query credentials
+# must not reach a log that someone turns up to INFO.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from urllib.parse import parse_qs, quote, quote_plus, urlencode
 
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.http import HttpClient, ResponseLimits
@@ -257,3 +258,79 @@ def test_a_landing_zone_that_refuses_the_write_is_a_failed_run_leaving_no_file(
     [again] = _fetch(conn, client, landing, [feed])  # room again: the next fetch lands
     assert again.status == "SUCCESS"
     assert len(landing.files("custom_api", str(feed), WINDOW)) == 1
+
+
+# --- query-parameter credentials: sent encrypted at rest, never landed ------------------------
+
+SECRET_KEY = "k3y/with+signs=and&more"
+
+
+def _landed_bytes(landing, feed) -> bytes:
+    import gzip
+
+    return b"".join(
+        gzip.decompress(landing.read_bytes(path))
+        for path in landing.files("custom_api", str(feed), WINDOW)
+    )
+
+
+def test_query_credentials_go_with_every_request_and_never_land(conn, client, landing, server):
+    """The key rides in the query of each page's request (an API that echoes it into its
+    next-page link included), and neither the landing zone nor the feed row holds it."""
+    echoed = json.dumps(
+        {
+            "items": [{"id": "m3", "p": 0.3}],
+            "next": server.url("/api") + "?page=2&" + urlencode({"k": SECRET_KEY}),
+        }
+    ).encode()
+    last = json.dumps({"items": [{"id": "m4", "p": 0.4}], "next": None}).encode()
+    server.add("/api", Reply(200, echoed), Reply(200, last))
+    config = custom_config(
+        server.url("/api"),
+        params={"limit": "10"},
+        pagination={"mode": "next_url", "next_url_path": "$.next"},
+    )
+    feed = make_feed(conn, "custom_api", config, credentials={"query": {"k": SECRET_KEY}})
+    [report] = _fetch(conn, client, landing, [feed])
+    assert report.status == "SUCCESS" and report.records == 2
+    sent = [parse_qs(r.query) for r in server.received]
+    assert sent == [{"limit": ["10"], "k": [SECRET_KEY]}, {"page": ["2"], "k": [SECRET_KEY]}]
+    landed = _landed_bytes(landing, feed)
+    assert b"m3" in landed and b"m4" in landed
+    for shown in (SECRET_KEY, quote(SECRET_KEY, safe=""), quote_plus(SECRET_KEY)):
+        assert shown.encode() not in landed
+    pages = list(landing.read_window("custom_api", str(feed), WINDOW))
+    assert [p.request["params"] for p in pages] == [{"limit": "10"}, {}]
+    assert pages[1].request["url"] == server.url("/api") + "?page=2"
+    assert pages[0].payload["next"] == server.url("/api") + "?page=2&k=***"  # the echo, masked
+    stored = json.dumps(feed_row(conn, feed)["credentials_encrypted"])
+    assert SECRET_KEY not in stored and quote_plus(SECRET_KEY) not in stored
+
+
+def test_a_failed_request_names_its_url_with_the_query_credential_masked(
+    conn, client, landing, server
+):
+    server.add("/api", Reply(404, b"no such page"))
+    feed = make_feed(
+        conn, "custom_api", custom_config(server.url("/api")), credentials={"query": {"k": "s3"}}
+    )
+    [report] = _fetch(conn, client, landing, [feed])
+    run = feed_run(conn, feed)
+    assert report.status == "FAILED" and server.received[0].query == "k=s3"
+    [error] = run["error_details"]["errors"]
+    assert error["url"] == server.url("/api") + "?k=***"
+    assert "s3" not in json.dumps(run["error_details"]) + run["error_message"]
+
+
+def test_query_credentials_that_are_not_text_fail_the_run_without_showing_them(
+    conn, client, landing, server
+):
+    feed = make_feed(
+        conn, "custom_api", custom_config(server.url("/api")), credentials={"query": {"k": 12345}}
+    )
+    [report] = _fetch(conn, client, landing, [feed])
+    run = feed_run(conn, feed)
+    assert report.status == "FAILED" and server.received == []
+    assert run["error_message"] == (
+        "credentials 'query' must map names to non-empty text (values not shown)"
+    )
