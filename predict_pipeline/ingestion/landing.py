@@ -237,4 +237,8 @@ def _encode(page: LandedPage) -> bytes:
     # Shallow: dataclasses.asdict would deep-copy every payload before encoding it.
     row = {name: getattr(page, name) for name in _PAGE_FIELDS}
     text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return text.encode("utf-8") + b"\n"
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate a source sent as "\ud800": kept escaped
+        text = json.dumps(row, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+        return text.encode("ascii") + b"\n"
