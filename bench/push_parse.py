@@ -73,12 +73,13 @@ def main() -> None:
             records, rejects = parse()
             assert len(records) + len(rejects) == count and len(rejects) == count // 1000
             seconds = best_of(3, parse)
-            baseline = best_of(
-                3,
-                (lambda: [json.loads(line) for line in data.splitlines()])
-                if lines
-                else (lambda: json.loads(data)),
-            )
+
+            def decode(data=data, lines=lines):
+                if lines:
+                    return [json.loads(line) for line in data.splitlines()]
+                return json.loads(data)
+
+            baseline = best_of(3, decode)
             results[(fmt, mb)] = seconds
             print(
                 f"  {fmt:<10} {mb:>4} MB: {count:>6} records, {seconds:6.3f} s, "

@@ -23,7 +23,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -40,6 +41,7 @@ from predict_pipeline.secrets import MASK, is_secret_name
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a response body after content decoding
+DECODED_CHUNK_BYTES = 1024 * 1024  # the most a compressed body is inflated by at a time
 REQUEST_DEADLINE_S = 120.0  # one send, from the first attempt to the last byte
 MAX_RETRIES = 4  # retries after the first attempt, so at most 5 requests per URL
 BACKOFF_BASE_S = 0.5
@@ -577,7 +579,8 @@ class HttpClient:
             transport=transport or _live_transport(),
             timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
             follow_redirects=False,  # followed by hand so every hop passes the SSRF guard
-            headers={"User-Agent": user_agent},
+            # Only the encodings _decoded_chunks inflates a bounded chunk at a time.
+            headers={"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"},
         )
 
     def close(self) -> None:
@@ -764,7 +767,7 @@ def _read_body(
     received = 0
     if not (declared.isdigit() and int(declared) > limits.max_bytes):
         chunks: list[bytes] = []
-        for chunk in response.iter_bytes():
+        for chunk in _decoded_chunks(response):
             received += len(chunk)
             if received > limits.max_bytes:
                 break
@@ -781,6 +784,43 @@ def _read_body(
         attempts=attempts,
         status_code=response.status_code,
     )
+
+
+def _decoded_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it is decoded, at most DECODED_CHUNK_BYTES at a time: a compressed chunk
+    that inflates a thousandfold is never inflated whole. gzip and deflate (all the client
+    asks for) are inflated here; any other encoding a server sends anyway goes through
+    httpx's own decoders."""
+    if response.is_stream_consumed:  # built whole in memory (replay): decoded already
+        yield response.content
+        return
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        yield from response.iter_raw()
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        yield from response.iter_bytes()
+        return
+    # gzip or zlib framing, told apart by its header; raw deflate when a "deflate" has none.
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
+    started = False
+    for raw in response.iter_raw():
+        data = raw
+        while data:
+            try:
+                chunk = inflater.decompress(data, DECODED_CHUNK_BYTES)
+            except zlib.error as exc:
+                if started or encoding != "deflate":
+                    raise httpx.DecodingError(f"{encoding} body: {exc}") from None
+                inflater, started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                continue
+            started = True
+            if chunk:
+                yield chunk
+            data = inflater.unconsumed_tail
+    tail = inflater.flush()
+    if tail:
+        yield tail
 
 
 def _deadline_passed(after: float = 0.0) -> bool:
