@@ -14,7 +14,7 @@ from typing import Any
 from predict_pipeline.config import Settings
 from predict_pipeline.errors import CommandError
 from predict_pipeline.feeds.push import UploadError, parse_upload
-from predict_pipeline.feeds.records import NormalisedRecord, PayloadError
+from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.feeds.registry import SOURCES, source_definition
 
 
@@ -37,8 +37,11 @@ def record_json(record: NormalisedRecord) -> dict[str, Any]:
     return plain(asdict(record))
 
 
-def parse_file(source: str, path: Path, fetched_at: datetime) -> list[NormalisedRecord]:
-    """Records of one recorded response (endpoint recognised from content) or upload file."""
+def parse_file(
+    source: str, path: Path, fetched_at: datetime
+) -> tuple[list[NormalisedRecord], list[RecordReject]]:
+    """Records of one recorded response (endpoint recognised from content) or upload file, and
+    the items rejected alone."""
     try:
         definition = source_definition(source)
     except KeyError as exc:
@@ -59,9 +62,10 @@ def parse_file(source: str, path: Path, fetched_at: datetime) -> list[Normalised
     adapter = definition.adapter
     assert adapter is not None
     try:
-        return adapter.parse(payload, fetched_at=fetched_at).records
+        parsed = adapter.parse(payload, fetched_at=fetched_at)
     except PayloadError as exc:
         raise FeedCommandError(str(exc)) from None
+    return parsed.records, parsed.rejects
 
 
 def _parse(args: argparse.Namespace) -> int:
@@ -75,15 +79,18 @@ def _parse(args: argparse.Namespace) -> int:
         ) from None
     if fetched_at.tzinfo is None:
         raise FeedCommandError("--fetched-at needs an offset, e.g. 2026-11-22T15:00:00+00:00")
-    for record in parse_file(args.source, Path(args.file), fetched_at):
+    records, rejects = parse_file(args.source, Path(args.file), fetched_at)
+    for record in records:
         sys.stdout.write(json.dumps(record_json(record), ensure_ascii=False) + "\n")
+    for reject in rejects:
+        sys.stderr.write(f"rejected item {reject.item_index} ({reject.reason}): {reject.detail}\n")
     return 0
 
 
 def _upload(args: argparse.Namespace) -> int:
     from predict_pipeline.db.connection import connect
     from predict_pipeline.ingestion.landing import LandingZone
-    from predict_pipeline.ingestion.pushed import PushRefused, land_upload
+    from predict_pipeline.ingestion.pushed import LandingFailed, PushRefused, land_upload
     from predict_pipeline.ingestion.store import load_feed
     from predict_pipeline.runtime import bootstrap
 
@@ -104,9 +111,18 @@ def _upload(args: argparse.Namespace) -> int:
             report = land_upload(
                 conn, LandingZone(Settings.from_env().landing_zone), feed, data, path.name
             )
+        except LandingFailed as exc:
+            raise FeedCommandError(f"upload failed: {exc}") from None
         except PushRefused as exc:
             raise FeedCommandError(f"upload refused, nothing landed: {exc}") from None
-    print(f"landed {report.records} records from {path.name} (feed run {report.feed_run_id})")
+    rejected = ""
+    if report.rejected:
+        first = report.rejected[0]
+        rejected = f", rejected {len(report.rejected)} (first: {first.reason}, {first.detail})"
+    print(
+        f"landed {report.records} records from {path.name}{rejected} "
+        f"(feed run {report.feed_run_id})"
+    )
     return 0
 
 

@@ -2,19 +2,29 @@
 
 `HttpClient.send(PageRequest)` returns a `FetchResponse` or raises a typed `FetchError` that the
 caller maps to a feed-run status. Nothing here knows about Dagster or Postgres.
+
+Every send is bounded (`ResponseLimits`, per source in the registry): the body is streamed and
+refused as soon as it passes `max_bytes` after decoding (a gzip bomb never inflates whole), and
+the whole send (attempts, retry waits, redirects) ends at `deadline_s`: every socket wait of a
+live request is cut at the deadline, so a server dripping a byte every few seconds fails on
+time instead of holding the fetch and every feed queued behind it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import ipaddress
 import json
+import logging
 import random
 import re
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from predict_pipeline.feeds.records import PageRequest
@@ -29,6 +40,9 @@ from predict_pipeline.secrets import MASK, is_secret_name
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a response body after content decoding
+DECODED_CHUNK_BYTES = 1024 * 1024  # the most a compressed body is inflated by at a time
+REQUEST_DEADLINE_S = 120.0  # one send, from the first attempt to the last byte
 MAX_RETRIES = 4  # retries after the first attempt, so at most 5 requests per URL
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -50,6 +64,10 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SECONDS = re.compile(r"\d+(\.\d+)?")
+
+# httpx logs every request line at INFO, query string included: a feed's query credentials
+# must not reach a log that someone turns up to INFO.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,6 +96,14 @@ class RateLimitedError(FetchError):
 
 class FetchTimeoutError(FetchError):
     """Connecting or reading timed out on the last attempt."""
+
+
+class DeadlineExceededError(FetchTimeoutError):
+    """The send's total deadline passed (a slow or dripping server); never retried."""
+
+
+class ResponseTooLargeError(FetchError):
+    """The body passed the source's maximum size after decoding; refused as soon as it did."""
 
 
 class AuthFailedError(FetchError):
@@ -351,10 +377,10 @@ class FetchStats:
         with self._lock:
             self.requests += 1
 
-    def count_response(self, response: httpx.Response) -> None:
+    def count_response(self, response: httpx.Response, body_bytes: int) -> None:
         remaining = _rate_limit_remaining(response.headers)
         with self._lock:
-            self.bytes_received += len(response.content)
+            self.bytes_received += body_bytes
             if remaining is not None:
                 self.rate_limit_remaining = remaining
 
@@ -397,10 +423,116 @@ class FetchResponse:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidJsonError(self.url, f"{exc} (HTTP {self.status_code})") from None
+        except RecursionError:
+            reason = f"nested too deeply to decode (HTTP {self.status_code})"
+            raise InvalidJsonError(self.url, reason) from None
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseLimits:
+    """What one send may take: decoded body bytes, and seconds from its start to the last byte
+    (every attempt, retry wait and redirect included)."""
+
+    max_bytes: int = MAX_RESPONSE_BYTES
+    deadline_s: float = REQUEST_DEADLINE_S
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or not self.deadline_s > 0:
+            raise ValueError(f"response limits must be positive, got {self}")
+
+    def within(self, cap: ResponseLimits) -> ResponseLimits:
+        """These limits, none looser than `cap`'s."""
+        return ResponseLimits(
+            min(self.max_bytes, cap.max_bytes), min(self.deadline_s, cap.deadline_s)
+        )
+
+
+# The deadline of the send under way in this thread; the network backend below cuts every
+# socket wait (connect, TLS, write, read) at it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "predict_http_deadline", default=None
+)
+
+
+def _until_deadline(timeout: float | None, expired: type[Exception]) -> float | None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise expired("the request's deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _until_deadline(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _until_deadline(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _until_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _until_deadline(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _until_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _live_transport() -> httpx.HTTPTransport:
+    """httpx's transport over a pool whose sockets keep to the send's deadline. httpx takes no
+    network backend, so its pool is replaced by an equal one built with ours (httpx's default
+    limits); the client therefore does not read HTTP(S)_PROXY from the environment."""
+    transport = httpx.HTTPTransport()
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=_DeadlineBackend(),
+    )
+    return transport
 
 
 class HttpClient:
@@ -418,6 +550,7 @@ class HttpClient:
         backoff_max: float = BACKOFF_MAX_S,
         retry_after_max: float = RETRY_AFTER_MAX_S,
         transport: httpx.BaseTransport | None = None,
+        limits: ResponseLimits = ResponseLimits(),
         allow_private_hosts: Iterable[str] = (),
         resolver: Resolver | None = resolve_host,
         user_agent: str = USER_AGENT,
@@ -433,6 +566,7 @@ class HttpClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
+        self.limits = limits
         self.allow_private_hosts = tuple(allow_private_hosts)
         _parse_allow_list(self.allow_private_hosts)  # a bad entry fails now, not mid-run
         self.stats = FetchStats()
@@ -442,10 +576,11 @@ class HttpClient:
         self._rng = rng
         self._utcnow = utcnow
         self._client = httpx.Client(
-            transport=transport,
+            transport=transport or _live_transport(),
             timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
             follow_redirects=False,  # followed by hand so every hop passes the SSRF guard
-            headers={"User-Agent": user_agent},
+            # Only the encodings _decoded_chunks inflates a bounded chunk at a time.
+            headers={"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"},
         )
 
     def close(self) -> None:
@@ -464,12 +599,29 @@ class HttpClient:
         rate_limiter: TokenBucket | None = None,
         trusted: bool = False,
         stats: FetchStats | None = None,
+        limits: ResponseLimits | None = None,
     ) -> FetchResponse:
         """Send one request, retrying and following redirects; raises a FetchError subclass.
 
         `trusted=True` (built-in sources) skips the SSRF guard for the request's own URL only;
-        redirect targets come from the remote server and are always checked.
+        redirect targets come from the remote server and are always checked. `limits` (the
+        source's) bound the body and the whole send, within the client's own limits.
         """
+        limits = self.limits if limits is None else limits.within(self.limits)
+        token = _DEADLINE.set(time.monotonic() + limits.deadline_s)
+        try:
+            return self._send(request, rate_limiter, trusted, stats, limits)
+        finally:
+            _DEADLINE.reset(token)
+
+    def _send(
+        self,
+        request: PageRequest,
+        rate_limiter: TokenBucket | None,
+        trusted: bool,
+        stats: FetchStats | None,
+        limits: ResponseLimits,
+    ) -> FetchResponse:
         stats = self.stats if stats is None else stats
         started = self._clock()
         try:
@@ -488,7 +640,9 @@ class HttpClient:
                 check_url_allowed(
                     str(outgoing.url), self.allow_private_hosts, resolver=self._resolver
                 )
-            response, attempts = self._send_with_retries(outgoing, attempts, rate_limiter, stats)
+            response, body, attempts = self._send_with_retries(
+                outgoing, attempts, rate_limiter, stats, limits
+            )
             if response.status_code not in REDIRECT_STATUSES:
                 break
             location = response.headers.get("Location")
@@ -518,7 +672,7 @@ class HttpClient:
         return FetchResponse(
             status_code=response.status_code,
             headers={name: value for name, value in response.headers.items()},
-            body=response.content,
+            body=body,
             elapsed_ms=(self._clock() - started) * 1000.0,
             attempts=attempts,
             url=redact_url(str(outgoing.url)),
@@ -530,8 +684,10 @@ class HttpClient:
         attempts: int,
         rate_limiter: TokenBucket | None,
         stats: FetchStats,
-    ) -> tuple[httpx.Response, int]:
-        """One hop: a success or redirect response, or the typed error once retries are spent."""
+        limits: ResponseLimits,
+    ) -> tuple[httpx.Response, bytes, int]:
+        """One hop: a success or redirect response with its body, or the typed error once
+        retries are spent (or the deadline would pass before the next attempt)."""
         url = str(outgoing.url)
         retries = 0
         while True:
@@ -541,19 +697,25 @@ class HttpClient:
             stats.count_request()
             wait: float | None = None
             try:
-                response = self._client.send(outgoing)
+                response = self._client.send(outgoing, stream=True)
+                try:
+                    body = _read_body(response, url, attempts, limits, stats)
+                finally:
+                    response.close()
             except httpx.UnsupportedProtocol as exc:
                 raise TransportFailure(url, _short(exc), attempts=attempts) from None
-            except httpx.TimeoutException as exc:
+            except (httpx.TimeoutException, DeadlineExceededError) as exc:
+                if _deadline_passed():
+                    raise _deadline_error(url, attempts, limits) from None
                 failure: FetchError = FetchTimeoutError(url, _short(exc), attempts=attempts)
             except httpx.RequestError as exc:
                 failure = TransportFailure(url, _short(exc), attempts=attempts)
             else:
-                stats.count_response(response)
+                stats.count_response(response, len(body))
                 code = response.status_code
                 if 200 <= code < 300 or code in REDIRECT_STATUSES:
-                    return response, attempts
-                failure, retryable = _status_failure(response, url, attempts)
+                    return response, body, attempts
+                failure, retryable = _status_failure(response, body, url, attempts)
                 if not retryable:
                     raise failure
                 after = parse_retry_after(response.headers.get("Retry-After"), self._utcnow())
@@ -563,6 +725,14 @@ class HttpClient:
             retries += 1
             if wait is None:
                 wait = backoff_delay(retries, self.backoff_base, self.backoff_max, self._rng)
+            if _deadline_passed(after=wait):
+                raise type(failure)(
+                    url,
+                    f"{failure.reason}; not retried: the {limits.deadline_s:g} s deadline would "
+                    "pass first",
+                    attempts=attempts,
+                    status_code=failure.status_code,
+                )
             self._sleep(wait)
 
     def _redirected(self, previous: httpx.Request, status: int, location: str) -> httpx.Request:
@@ -584,12 +754,100 @@ class HttpClient:
         return self._client.build_request(method, target, headers=headers, content=content)
 
 
-def _status_failure(response: httpx.Response, url: str, attempts: int) -> tuple[FetchError, bool]:
+def _read_body(
+    response: httpx.Response,
+    url: str,
+    attempts: int,
+    limits: ResponseLimits,
+    stats: FetchStats,
+) -> bytes:
+    """The decoded body, streamed: refused as soon as it passes `limits.max_bytes` (unread when
+    its Content-Length already does), or when the send's deadline passes."""
+    declared = response.headers.get("Content-Length", "").strip()
+    received = 0
+    if not (declared.isdigit() and int(declared) > limits.max_bytes):
+        chunks: list[bytes] = []
+        for chunk in _decoded_chunks(response):
+            received += len(chunk)
+            if received > limits.max_bytes:
+                break
+            chunks.append(chunk)
+            if _deadline_passed():  # a transport without our sockets (replay) is checked here
+                raise DeadlineExceededError(url, "deadline passed", attempts=attempts)
+        else:
+            return b"".join(chunks)
+    stats.count_response(response, received)
+    raise ResponseTooLargeError(
+        url,
+        f"response_too_large: the body passed {_mib(limits.max_bytes)} after decoding "
+        f"(HTTP {response.status_code}); refused without reading further",
+        attempts=attempts,
+        status_code=response.status_code,
+    )
+
+
+def _decoded_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it is decoded, at most DECODED_CHUNK_BYTES at a time: a compressed chunk
+    that inflates a thousandfold is never inflated whole. gzip and deflate (all the client
+    asks for) are inflated here; any other encoding a server sends anyway goes through
+    httpx's own decoders."""
+    if response.is_stream_consumed:  # built whole in memory (replay): decoded already
+        yield response.content
+        return
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        yield from response.iter_raw()
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        yield from response.iter_bytes()
+        return
+    # gzip or zlib framing, told apart by its header; raw deflate when a "deflate" has none.
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
+    started = False
+    for raw in response.iter_raw():
+        data = raw
+        while data:
+            try:
+                chunk = inflater.decompress(data, DECODED_CHUNK_BYTES)
+            except zlib.error as exc:
+                if started or encoding != "deflate":
+                    raise httpx.DecodingError(f"{encoding} body: {exc}") from None
+                inflater, started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                continue
+            started = True
+            if chunk:
+                yield chunk
+            data = inflater.unconsumed_tail
+    tail = inflater.flush()
+    if tail:
+        yield tail
+
+
+def _deadline_passed(after: float = 0.0) -> bool:
+    deadline = _DEADLINE.get()
+    return deadline is not None and time.monotonic() + after >= deadline
+
+
+def _deadline_error(url: str, attempts: int, limits: ResponseLimits) -> DeadlineExceededError:
+    return DeadlineExceededError(
+        url,
+        f"deadline_exceeded: no complete response within {limits.deadline_s:g} s",
+        attempts=attempts,
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:g} MiB" if size >= 2**20 else f"{size} bytes"
+
+
+def _status_failure(
+    response: httpx.Response, body: bytes, url: str, attempts: int
+) -> tuple[FetchError, bool]:
     """The error a non-success status stands for, and whether it is worth retrying."""
     code = response.status_code
     phrase = f"HTTP {code} {response.reason_phrase}".rstrip()
     if code == 404 and REPLAY_MISS_HEADER in response.headers:
-        miss = response.content.decode("utf-8", errors="replace")
+        miss = body.decode("utf-8", errors="replace")
         return ReplayMissError(url, miss, attempts=attempts, status_code=code), False
     if code in AUTH_FAILED_STATUSES:
         return AuthFailedError(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
+import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from hypothesis import strategies as st
 from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.http import (
     AuthFailedError,
+    DeadlineExceededError,
     FetchStats,
     FetchTimeoutError,
     HttpClient,
@@ -24,6 +29,8 @@ from predict_pipeline.http import (
     ReplayManifestError,
     ReplayMissError,
     ReplayTransport,
+    ResponseLimits,
+    ResponseTooLargeError,
     TokenBucket,
     TransportFailure,
     UnsafeUrlError,
@@ -33,7 +40,7 @@ from predict_pipeline.http import (
     parse_retry_after,
     redact_url,
 )
-from tests.support.http_server import Reply, ScriptedServer
+from tests.support.http_server import DripServer, Reply, ScriptedServer, gzip_of_zeros
 
 PAYLOADS = Path(__file__).parent / "fixtures" / "payloads"
 KALSHI_EVENTS = (PAYLOADS / "kalshi_events.json").read_bytes()
@@ -296,6 +303,152 @@ def test_post_sends_the_json_body(server, client):
     assert client.send(request, trusted=True).json() == {"accepted": 7}
     assert server.received[0].method == "POST"
     assert json.loads(server.received[0].body) == {"tickers": ["KXELON"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded responses: a body past its size, a send past its deadline
+
+
+def bounded_client(sleeps: list[float], **limits) -> HttpClient:
+    return HttpClient(
+        timeout=(2.0, 5.0),
+        allow_private_hosts=("127.0.0.1",),
+        sleep=sleeps.append,
+        limits=ResponseLimits(**limits),
+    )
+
+
+def test_a_body_inflating_past_the_limit_is_refused_and_not_retried(server, sleeps):
+    bomb = gzip_of_zeros(32 << 20)
+    assert len(bomb) < 64 << 10
+    server.add("/bomb", Reply(200, bomb, {"Content-Encoding": "gzip"}))
+    stats = FetchStats()
+    with (
+        bounded_client(sleeps, max_bytes=1 << 20) as http,
+        pytest.raises(ResponseTooLargeError) as caught,
+    ):
+        http.send(get(server.url("/bomb")), stats=stats)
+    assert caught.value.reason == (
+        "response_too_large: the body passed 1 MiB after decoding (HTTP 200); "
+        "refused without reading further"
+    )
+    assert (caught.value.attempts, caught.value.status_code, sleeps) == (1, 200, [])
+    assert server.hits("/bomb") == 1
+    assert stats.bytes_received > 1 << 20  # what was decoded before the refusal
+
+
+def test_gzip_and_both_deflate_framings_are_inflated(server, client):
+    body = json.dumps({"markets": [{"id": n, "p": 0.5} for n in range(2000)]}).encode()
+    raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    encoded = [
+        ("gzip", zlib.compress(body, wbits=31)),
+        ("deflate", zlib.compress(body)),
+        ("deflate", raw.compress(body) + raw.flush()),
+    ]
+    for encoding, data in encoded:
+        server.add("/z", Reply(200, data, {"Content-Encoding": encoding}))
+    assert [client.send(get(server.url("/z")), trusted=True).body for _ in encoded] == [body] * 3
+
+
+def test_a_corrupt_gzip_body_is_a_transport_failure(server, client):
+    server.add("/z", *[Reply(200, b"not gzip at all", {"Content-Encoding": "gzip"})] * 4)
+    with pytest.raises(TransportFailure) as caught:
+        client.send(get(server.url("/z")), trusted=True)
+    assert caught.value.reason.startswith("DecodingError: gzip body: ")
+    assert caught.value.attempts == 4  # retried like any broken transfer
+
+
+def test_a_declared_length_past_the_limit_is_refused_unread(server, sleeps):
+    server.add("/big", Reply(200, b"[" + b"0," * (1 << 20) + b"0]"))
+    stats = FetchStats()
+    with bounded_client(sleeps, max_bytes=1 << 20) as http, pytest.raises(ResponseTooLargeError):
+        http.send(get(server.url("/big")), stats=stats)
+    assert stats.bytes_received == 0 and stats.requests == 1
+
+
+def test_a_body_at_the_limit_is_read_whole(server, sleeps):
+    body = json.dumps(["x" * 100] * 10).encode()
+    server.add("/fits", Reply(200, body, {"Content-Type": "application/json"}))
+    with bounded_client(sleeps, max_bytes=len(body)) as http:
+        assert http.send(get(server.url("/fits"))).body == body
+
+
+def test_a_source_may_tighten_the_clients_limits_never_loosen_them(server, sleeps):
+    body = b"[" + b"1," * 2000 + b"1]"
+    server.add("/m", Reply(200, body), Reply(200, body))
+    with bounded_client(sleeps, max_bytes=len(body)) as http:
+        loose = http.send(get(server.url("/m")), limits=ResponseLimits(max_bytes=1 << 30))
+        assert loose.body == body
+        with pytest.raises(ResponseTooLargeError):
+            http.send(get(server.url("/m")), limits=ResponseLimits(max_bytes=len(body) - 1))
+
+
+# Peak memory from VmHWM, this process image's own high-water mark: ru_maxrss would carry
+# over the RSS of the (large) pytest process it was forked from.
+BOMB_PROBE = """
+import re, sys
+from pathlib import Path
+from predict_pipeline.feeds.records import PageRequest
+from predict_pipeline.http import HttpClient, ResponseTooLargeError
+with HttpClient(allow_private_hosts=("127.0.0.1",)) as http:
+    try:
+        http.send(PageRequest("bomb", sys.argv[1]))
+    except ResponseTooLargeError as exc:
+        print(exc.reason)
+status = Path("/proc/self/status").read_text()
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) // 1024)
+"""
+
+
+def test_a_500_mb_gzip_bomb_is_refused_with_bounded_memory(server):
+    """The client's default limit (64 MiB) against 500 MB inflating from half a megabyte: the
+    fetch process's peak memory stays far below the bomb (read whole, it took 1.2 GB)."""
+    server.add("/bomb", Reply(200, gzip_of_zeros(500 << 20), {"Content-Encoding": "gzip"}))
+    probe = subprocess.run(
+        [sys.executable, "-c", BOMB_PROBE, server.url("/bomb")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    reason, peak_mb = probe.stdout.splitlines()
+    assert reason.startswith("response_too_large: the body passed 64 MiB after decoding")
+    assert int(peak_mb) < 256
+
+
+@pytest.mark.parametrize("drip_headers", [False, True], ids=["body", "headers"])
+def test_a_dripping_server_fails_at_the_deadline(drip_headers, sleeps):
+    """A byte every 0.2 s never lets the 5 s read timeout end a read; the 1.5 s deadline ends
+    the send, in the headers as in the body, and it is not retried."""
+    drip = DripServer(interval=0.2, length=10_000, drip_headers=drip_headers)
+    try:
+        with bounded_client(sleeps, deadline_s=1.5) as http:
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceededError) as caught:
+                http.send(get(drip.url("/drip")))
+            elapsed = time.monotonic() - started
+    finally:
+        drip.close()
+    assert caught.value.reason == "deadline_exceeded: no complete response within 1.5 s"
+    assert caught.value.attempts == 1 and sleeps == []
+    assert 1.5 <= elapsed < 4.5  # at the deadline, not after 10,000 drips (over half an hour)
+    assert isinstance(caught.value, FetchTimeoutError)  # a TIMEOUT feed run
+
+
+def test_a_retry_that_would_end_past_the_deadline_is_not_made(server, sleeps):
+    server.add("/busy", Reply(503, b"", {"Retry-After": "30"}), Reply(200, b"[]"))
+    with bounded_client(sleeps, deadline_s=10) as http, pytest.raises(HttpStatusError) as caught:
+        http.send(get(server.url("/busy")))
+    assert caught.value.reason == (
+        "HTTP 503 Service Unavailable; not retried: the 10 s deadline would pass first"
+    )
+    assert sleeps == [] and server.hits("/busy") == 1
+
+
+def test_json_nested_past_the_decoders_depth_is_invalid_json_not_a_crash(server, client):
+    server.add("/deep", Reply(200, b"[" * 100_000 + b"]" * 100_000))
+    response = client.send(get(server.url("/deep")), trusted=True)
+    with pytest.raises(InvalidJsonError, match="nested too deeply to decode"):
+        response.json()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from predict_pipeline.ingestion.runner import (
     fetch_window,
     fetch_windows,
 )
-from predict_pipeline.ingestion.store import advance_next_run, load_feeds
+from predict_pipeline.ingestion.store import advance_next_run, close_stale_runs, load_feeds
 from predict_pipeline.plans import describe_holds, record_plan_holds, recorded_holds
 
 SOURCE_TAG = "predict/source"
@@ -184,7 +184,8 @@ fetch_feeds_job = dg.define_asset_job(
         "and advances next_run_at by the feed's poll interval or cron expression. Feeds their "
         "owner's plan holds (subscription not in force, or beyond max_feeds) are skipped, with "
         "the reason in the tick's skip reason and an observation of raw_feed_fetches when a "
-        "hold begins or ends; they resume when the plan allows."
+        "hold begins or ends; they resume when the plan allows. Each tick also closes feed "
+        "runs left RUNNING for over STALE_RUN_AFTER (2 hours) as FAILED."
     ),
 )
 def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresResource):
@@ -192,6 +193,9 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
     partition_key = HOURLY.get_partition_key_for_timestamp(now.timestamp())
     requests = []
     with database.connection() as conn:
+        closed = close_stale_runs(conn, now)
+        if closed:
+            context.log.warning(f"closed {len(closed)} feed run(s) left RUNNING as FAILED")
         changes = record_plan_holds(conn, now).of("feed")
         holds = recorded_holds(conn, "feed")
         held = {feed_id for feed_id, _, _ in holds}

@@ -39,7 +39,9 @@ class SignalValidationConfig(dg.Config):
         "adapter, validated with pandera (rejected records kept beside their page with named "
         "reasons), deduplicated by source + source_event_id + signal_type per 5-minute UTC "
         "bucket, matched to events (manual mapping, confirmed link, similarity) and written "
-        "with COPY; unmatched markets go to prediction_unmatched_signals for review."
+        "with COPY; unmatched markets go to prediction_unmatched_signals for review. A feed "
+        "whose write fails is rolled back and its runs marked FAILED; the other feeds' rows "
+        "are written and the asset still materialises (the every_feed_written check warns)."
     ),
     metadata=table_definition_metadata(SIGNALS_TABLE),
     check_specs=[
@@ -48,7 +50,13 @@ class SignalValidationConfig(dg.Config):
             asset="validated_signals",
             description="Fails when more than max_rejected_share of a window's records are "
             "rejected by validation.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "every_feed_written",
+            asset="validated_signals",
+            description="Warns when a feed's signals for the window could not be written (rolled "
+            "back, its runs FAILED with the reason); re-run the partition to retry it.",
+        ),
     ],
 )
 def validated_signals(
@@ -91,16 +99,6 @@ def validated_signals(
     for report in reports:
         for reason, count in report.rejected_reasons.items():
             reasons[reason] = reasons.get(reason, 0) + count
-    if failed:
-        raise dg.Failure(
-            description=f"{len(failed)} feed(s) could not be written (rolled back, runs marked "
-            "FAILED); the others were written. Re-run the partition to retry.",
-            metadata={
-                "failed": dg.MetadataValue.json(
-                    [{"feed": r.feed_name, "error": r.error} for r in failed]
-                )
-            },
-        )
     result = dg.MaterializeResult(
         metadata={
             "feeds": len(reports),
@@ -113,6 +111,7 @@ def validated_signals(
             "written": sum(r.written for r in reports),
             "events_updated": sum(r.events for r in reports),
             "rejected_reasons": dg.MetadataValue.json(reasons),
+            "feeds_failed": len(failed),
             "rejected_by_reason": preview_table(
                 {"reason": "string", "records": "int"},
                 [
@@ -141,7 +140,17 @@ def validated_signals(
                     "limit": config.max_rejected_share,
                     "rejected_reasons": dg.MetadataValue.json(reasons),
                 },
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name="every_feed_written",
+                passed=not failed,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "failed_feeds": dg.MetadataValue.json(
+                        [{"feed": f"{r.source}/{r.feed_name}", "error": r.error} for r in failed]
+                    )
+                },
+            ),
         ],
     )
     return on_last_partition(context, with_table_metadata(result, database, SIGNALS_TABLE))
@@ -150,12 +159,18 @@ def validated_signals(
 def _feeds_table(reports: list[FeedValidationReport]) -> dg.TableMetadataValue:
     counts = ("records", "valid", "rejected", "deduplicated", "matched", "unmatched", "written")
     return preview_table(
-        {"feed": "string", **dict.fromkeys(counts, "int"), "page_errors": "string"},
+        {
+            "feed": "string",
+            **dict.fromkeys(counts, "int"),
+            "page_errors": "string",
+            "error": "string",
+        },
         [
             {
                 "feed": f"{r.source}/{r.feed_name}",
                 **{name: getattr(r, name) for name in counts},
                 "page_errors": "; ".join(r.page_errors),
+                "error": r.error or "",
             }
             for r in reports
         ],

@@ -50,12 +50,13 @@ from predict_pipeline.feeds.push import (
     normalise_fields,
     validated_config,
 )
-from predict_pipeline.feeds.records import PageRequest, ParsedPage, PayloadError
+from predict_pipeline.feeds.records import PageRequest, ParsedPage, PayloadError, RecordReject
 
 SOURCE = "custom_api"
 RATE_LIMIT_RPM = 60  # a polite default for an API whose limits we do not know
 SUPPORTS_BACKFILL = True  # only for configs with window params; see the module docstring
 MAX_PAGES = 20
+UNREADABLE_ITEM = "unreadable_item"  # the reason of an item a malformed field keeps out
 
 # The record fields a config can map, each with what its path should reach.
 _FIELD_MEANINGS = {
@@ -368,7 +369,7 @@ class CustomApiAdapter:
             raise PayloadError(SOURCE, endpoint, f"fields: {exc}") from None
         rules = FieldRules.from_config(mapping)
         observed_at = fetched_at.astimezone(UTC)
-        records, rejected = [], []
+        records, rejected, rejects = [], [], []
         for index, item in enumerate(items):
             try:
                 fields = _item_fields(item, paths)
@@ -383,12 +384,21 @@ class CustomApiAdapter:
                 )
             except FieldError as fault:
                 rejected.append(ItemError(index, fault.field, fault.reason))
+                rejects.append(
+                    RecordReject(
+                        reason=fault.code or UNREADABLE_ITEM,
+                        detail=f"{fault.field}: {fault.reason}",
+                        item_index=index,
+                        item=item,
+                    )
+                )
         next_request, limit_reached = _next_request(payload, len(items), request, endpoint)
         return CustomParsedPage(
             endpoint=endpoint,
             records=records,
             next_requests=[next_request] if next_request is not None else [],
             rejected=rejected,
+            rejects=rejects,
             page_limit_reached=limit_reached,
         )
 

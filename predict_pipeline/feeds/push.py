@@ -46,6 +46,7 @@ is configurable), the HMAC-SHA256 under the feed's secret of `<timestamp>.<deliv
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import hmac
@@ -56,13 +57,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
 from predict_pipeline.feeds.parsing import (
+    TimestampOutOfRange,
     finite_float,
     utc_from_epoch_ms,
     utc_from_epoch_s,
@@ -70,10 +72,12 @@ from predict_pipeline.feeds.parsing import (
 )
 from predict_pipeline.feeds.records import (
     MARKET_STATUSES,
+    MAX_SOURCE_EVENT_ID_BYTES,
     RESOLUTIONS,
     SIGNAL_TYPES,
     MarketFacts,
     NormalisedRecord,
+    RecordReject,
 )
 
 RATE_LIMIT_RPM = None  # nothing is fetched: users push to us
@@ -102,6 +106,7 @@ SIGNATURE_TOLERANCE = timedelta(minutes=5)
 # Signal types whose whole meaning is a number; the others may be narrative only.
 NUMERIC_SIGNAL_TYPES = frozenset({"MARKET_PRICE", "VOLUME", "SENTIMENT"})
 MAX_WEIGHT = 5.0
+SOURCE_EVENT_ID_TOO_LONG = "source_event_id_too_long"  # a reject's named reason
 
 _STATUS_WORDS = {
     "open": "open",
@@ -122,9 +127,11 @@ _RESOLUTION_WORDS = {
 }
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_NEWLINE = re.compile("\n")
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:[/?#][!-~]*)?", re.IGNORECASE)
 _SHOWN_CHARS = 60
 _MAY_HOLD_CREDENTIALS = frozenset({"url", "params", "headers", "body"})
 
@@ -237,11 +244,17 @@ class SignedDelivery:
 
 
 class FieldError(ValueError):
-    """One field of one record that cannot be read."""
+    """One field of one record that cannot be read.
 
-    def __init__(self, field: str, reason: str):
+    `code` is set for a well-formed value outside what the product accepts (a timestamp past
+    the accepted range, an id too long to index): that record alone is rejected under this
+    named reason. Without a code the value is malformed, and a push refuses its delivery whole.
+    """
+
+    def __init__(self, field: str, reason: str, *, code: str | None = None):
         self.field = field
         self.reason = reason
+        self.code = code
         super().__init__(f"{field}: {reason}")
 
 
@@ -360,6 +373,8 @@ def normalise_fields(
                 later[name] = reader(given, rules)
     except FieldError:
         raise
+    except TimestampOutOfRange as exc:
+        raise FieldError(name, str(exc), code=exc.reason) from exc
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         raise FieldError(name, str(exc)) from exc
     resolution = later.get("resolution")
@@ -406,10 +421,21 @@ def _shown(value: Any) -> str:
 
 def _event_id(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str):
-        return value.strip()
-    raise ValueError(f"expected text or an integer, got {_shown(value)}")
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise ValueError(f"expected text or an integer, got {_shown(value)}")
+    # A UTF-8 character is at most 4 bytes: only a long id needs encoding to be measured.
+    if len(text) * 4 > MAX_SOURCE_EVENT_ID_BYTES:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_SOURCE_EVENT_ID_BYTES:
+            raise FieldError(
+                "source_event_id",
+                f"{size} bytes, over the {MAX_SOURCE_EVENT_ID_BYTES} an indexed id may have",
+                code=SOURCE_EVENT_ID_TOO_LONG,
+            )
+    return text
 
 
 def _signal_type(value: Any) -> str:
@@ -448,6 +474,8 @@ def _text(value: Any) -> str:
 
 def _http_url(value: Any) -> str:
     url = _text(value)
+    if _PLAIN_HTTP_URL.fullmatch(url):  # the usual URL, which urlsplit would accept: no split
+        return url
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ValueError(f"expected an http(s) URL, got {_shown(value)}")
@@ -511,6 +539,8 @@ def _timestamp(value: Any, rules: FieldRules) -> datetime:
             raise ValueError(f"expected an ISO-8601 timestamp, got {_shown(value)}")
         try:
             return utc_from_iso(value, assume_tz=rules.timezone or _REFUSE_NAIVE)
+        except TimestampOutOfRange:
+            raise
         except _NaiveTimestamp:
             raise ValueError(
                 f"timestamp {_shown(value)} has no UTC offset; add one (e.g. 'Z') "
@@ -523,6 +553,8 @@ def _timestamp(value: Any, rules: FieldRules) -> datetime:
         number = _number(value)
         to_utc = utc_from_epoch_s if rules.timestamp_format == "epoch_s" else utc_from_epoch_ms
         return to_utc(number)
+    except TimestampOutOfRange:
+        raise
     except (ValueError, OverflowError, OSError) as exc:
         raise ValueError(f"expected epoch {unit}, got {_shown(value)}") from exc
 
@@ -532,12 +564,16 @@ def _timestamp(value: Any, rules: FieldRules) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class _Row:
-    """One record as delivered, with where each of its fields sits in the delivery."""
+    """One record as delivered: its raw object and the accepted fields found in it."""
 
     raw: dict[str, Any]
     fields: dict[str, Any]
-    start: tuple[int, int | None]
-    places: dict[str, tuple[int, int | None, str]]  # field -> (line, column, name in data)
+
+
+class _Places(Protocol):
+    def of(self, row: int, field: str) -> tuple[int, int | None, str]:
+        """(line, column, name in the data) of a row's field, or of the row when it lacks it."""
+        ...
 
 
 def parse_upload(
@@ -546,8 +582,9 @@ def parse_upload(
     *,
     feed_config: Mapping[str, Any] | None,
     received_at: datetime,
-) -> list[NormalisedRecord]:
-    """Every record of an uploaded CSV/JSON/JSON Lines file, or UploadError for the whole file."""
+) -> tuple[list[NormalisedRecord], list[RecordReject]]:
+    """Every record of an uploaded CSV/JSON/JSON Lines file and the records rejected alone
+    (see FieldError.code), or UploadError for the whole file."""
     config = validated_config(
         feed_config, schema=CONFIG_SCHEMA, defaults=DEFAULT_CONFIG, source="upload"
     )
@@ -560,10 +597,10 @@ def parse_upload(
     text = _decode(data, "upload", filename)
     names = _names_in_data(config)
     if suffix == "csv":
-        rows = _csv_rows(text, names, filename)
+        rows, places = _csv_rows(text, names, filename)
     else:
-        rows = _json_rows(text, names, "upload", filename)
-    return _records(rows, config, "upload", filename, observed_at)
+        rows, places = _json_rows(text, names, "upload", filename)
+    return _records(rows, places, config, "upload", filename, observed_at)
 
 
 def parse_webhook(
@@ -573,10 +610,10 @@ def parse_webhook(
     feed_config: Mapping[str, Any] | None,
     secret: bytes | None,
     received_at: datetime,
-) -> list[NormalisedRecord]:
-    """Every record of a webhook delivery (JSON), after checking its signature when the feed
-    has a secret. SignatureError when the signature is missing or wrong, UploadError when the
-    body is malformed."""
+) -> tuple[list[NormalisedRecord], list[RecordReject]]:
+    """Every record of a webhook delivery (JSON) and the records rejected alone, after checking
+    its signature when the feed has a secret. SignatureError when the signature is missing or
+    wrong, UploadError when the body is malformed."""
     config = validated_config(
         feed_config, schema=CONFIG_SCHEMA, defaults=DEFAULT_CONFIG, source="webhook"
     )
@@ -584,8 +621,8 @@ def parse_webhook(
     if secret is not None:
         verify_signature(body, headers, secret, header=config["signature_header"], now=observed_at)
     text = _decode(body, "webhook", "body")
-    rows = _json_rows(text, _names_in_data(config), "webhook", "body")
-    return _records(rows, config, "webhook", "body", observed_at)
+    rows, places = _json_rows(text, _names_in_data(config), "webhook", "body")
+    return _records(rows, places, config, "webhook", "body", observed_at)
 
 
 def signed_message(timestamp: int, delivery_id: str, body: bytes) -> bytes:
@@ -673,27 +710,42 @@ def _names_in_data(config: Mapping[str, Any]) -> dict[str, str]:
 
 def _records(
     rows: list[_Row],
+    places: _Places,
     config: Mapping[str, Any],
     source: str,
     name: str,
     observed_at: datetime,
-) -> list[NormalisedRecord]:
+) -> tuple[list[NormalisedRecord], list[RecordReject]]:
     rules = FieldRules.from_config(config)
-    records = []
-    for row in rows:
+    records, rejects = [], []
+    for index, row in enumerate(rows):
         try:
             record = normalise_fields(
                 row.fields, source=source, rules=rules, observed_at=observed_at, raw_data=row.raw
             )
         except FieldError as fault:
-            line, column, label = row.places.get(fault.field, (*row.start, fault.field))
-            raise UploadError(
-                source, name, fault.reason, line=line, column=column, field=label
-            ) from fault
+            line, column, label = places.of(index, fault.field)
+            if fault.code is None:
+                raise UploadError(
+                    source, name, fault.reason, line=line, column=column, field=label
+                ) from fault
+            at = f"line {line}" + (f", column {column}" if column is not None else "")
+            identity = row.fields.get("source_event_id")
+            readable = isinstance(identity, str | int) and fault.field != "source_event_id"
+            rejects.append(
+                RecordReject(
+                    reason=fault.code,
+                    detail=f"{at} ({label}): {fault.reason}",
+                    item_index=index,
+                    source_event_id=str(identity).strip() if readable else None,
+                    item=row.raw,
+                )
+            )
+            continue
         records.append(record)
-    if not records:
+    if not rows:
         raise UploadError(source, name, "holds no records")
-    return records
+    return records, rejects
 
 
 def _aware_utc(moment: datetime, source: str) -> datetime:
@@ -718,13 +770,29 @@ def _decode(data: bytes, source: str, name: str) -> str:
         ) from None
 
 
-def _csv_rows(text: str, names: Mapping[str, str], filename: str) -> list[_Row]:
+# --- CSV ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _CsvPlaces:
+    lines: list[int]  # each row's first line
+    columns: dict[str, tuple[int, str]]  # field -> (0-based index, column name)
+
+    def of(self, row: int, field: str) -> tuple[int, int | None, str]:
+        if field in self.columns:
+            index, column = self.columns[field]
+            return self.lines[row], index + 1, column
+        return self.lines[row], None, field
+
+
+def _csv_rows(text: str, names: Mapping[str, str], filename: str) -> tuple[list[_Row], _CsvPlaces]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
 
     def fault(reason: str, line: int, column: int | None = None, field: str | None = None):
         return UploadError("upload", filename, reason, line=line, column=column, field=field)
 
     rows: list[_Row] = []
+    lines: list[int] = []
     header: list[str] | None = None
     columns: dict[str, tuple[int, str]] = {}  # field -> (index, column name), set by the header
     while True:
@@ -754,15 +822,12 @@ def _csv_rows(text: str, names: Mapping[str, str], filename: str) -> list[_Row]:
             _Row(
                 raw=dict(zip(header, cells, strict=True)),
                 fields={name: cells[index] for name, (index, _) in columns.items()},
-                start=(line, None),
-                places={
-                    name: (line, index + 1, column) for name, (index, column) in columns.items()
-                },
             )
         )
+        lines.append(line)
     if header is None:
         raise fault("the file is empty; expected a header row", 1)
-    return rows
+    return rows, _CsvPlaces(lines, columns)
 
 
 def _csv_header(
@@ -780,53 +845,108 @@ def _csv_header(
     return header
 
 
+# --- JSON and JSON Lines --------------------------------------------------------------------
+#
+# One reader of the shapes (`_json_objects`), two ways of reading each record object: the
+# standard decoder at C speed, noting only where each record starts, or member by member,
+# noting where each value starts. The second runs only when something is wrong: over the whole
+# delivery to say where a fault is, or over one record to place its rejected field.
+
+_Located = list[tuple[dict[str, Any], dict[str, int] | None, int]]
+
+
 class _JsonFault(Exception):
     def __init__(self, reason: str, pos: int):
         self.reason = reason
         self.pos = pos
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _RepeatedKey
+    return members
+
+
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_QUICK_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
 
 
-def _json_rows(text: str, names: Mapping[str, str], source: str, name: str) -> list[_Row]:
+def _json_rows(
+    text: str, names: Mapping[str, str], source: str, name: str
+) -> tuple[list[_Row], _JsonPlaces]:
     try:
-        return [
-            _json_row(text, obj, positions, start, names)
-            for obj, positions, start in _json_objects(text)
-        ]
-    except _JsonFault as exc:
-        line, column = _line_column(text, exc.pos)
-        raise UploadError(source, name, exc.reason, line=line, column=column) from None
+        located = _json_objects(text, _quick_object)
+    except (_JsonFault, ValueError, RecursionError):
+        # Read again member by member: the fault, wherever the quick read met it, is placed.
+        try:
+            located = _json_objects(text, _object)
+        except _JsonFault as exc:
+            line, column = _line_column(text, exc.pos)
+            raise UploadError(source, name, exc.reason, line=line, column=column) from None
+    rows = [
+        _Row(raw=obj, fields={field: obj[key] for field, key in names.items() if key in obj})
+        for obj, _, _ in located
+    ]
+    return rows, _JsonPlaces(text, names, located)
 
 
-def _json_row(
-    text: str, obj: dict[str, Any], positions: dict[str, int], start: int, names: Mapping[str, str]
-) -> _Row:
-    places = {}
-    for field, key in names.items():
+def _quick_object(text: str, pos: int) -> tuple[dict[str, Any], None, int]:
+    """The object at `pos` by the standard decoder (a repeated key anywhere inside, NaN or
+    nesting too deep raise), without the places of its values."""
+    obj, end = _QUICK_DECODER.raw_decode(text, pos)
+    return obj, None, end
+
+
+class _JsonPlaces:
+    """Where each record and field sits; a record read quickly is read again member by member
+    the first time one of its fields is asked for."""
+
+    def __init__(self, text: str, names: Mapping[str, str], located: _Located):
+        self._text = text
+        self._names = names
+        self._located = located
+        self._newlines: list[int] | None = None
+
+    def of(self, row: int, field: str) -> tuple[int, int | None, str]:
+        obj, positions, start = self._located[row]
+        if positions is None:
+            positions = _object(self._text, start)[1]
+            self._located[row] = (obj, positions, start)
+        key = self._names.get(field, field)
         if key in positions:
-            places[field] = (*_line_column(text, positions[key]), key)
-    return _Row(
-        raw=obj,
-        fields={field: obj[key] for field, key in names.items() if key in obj},
-        start=_line_column(text, start),
-        places=places,
-    )
+            return (*self._line_column(positions[key]), key)
+        return (*self._line_column(start), field)
+
+    def _line_column(self, pos: int) -> tuple[int, int]:
+        """As `_line_column`, by bisecting the newline offsets found once."""
+        if self._newlines is None:
+            self._newlines = [match.start() for match in _NEWLINE.finditer(self._text)]
+        before = bisect.bisect_left(self._newlines, pos)
+        return before + 1, pos - (self._newlines[before - 1] if before else -1)
 
 
-def _json_objects(text: str) -> list[tuple[dict[str, Any], dict[str, int], int]]:
-    """The record objects of a JSON document or JSON Lines text, each with where its values
-    start, so a bad value is reported at its own line and column."""
+_ReadObject = Callable[[str, int], tuple[dict[str, Any], dict[str, int] | None, int]]
+
+
+def _json_objects(text: str, read: _ReadObject) -> _Located:
+    """The record objects of a JSON document or JSON Lines text, each with where it starts
+    (and, read by `_object`, where its values start, so a bad value is reported at its own
+    line and column). The first top-level object is always read member by member: it may be
+    the {"records": [...]} wrapper, whose list is then read record by record."""
     pos = _skip_space(text, 0)
     if pos == len(text):
         raise _JsonFault("holds no JSON", pos)
     if text[pos] == "[":
-        records, end = _object_array(text, pos)
+        records, end = _object_array(text, pos, read)
         if _skip_space(text, end) != len(text):
             raise _JsonFault("unexpected data after the JSON array", _skip_space(text, end))
         return records
@@ -839,29 +959,27 @@ def _json_objects(text: str) -> list[tuple[dict[str, Any], dict[str, int], int]]
         start = positions["records"]
         if text[start] != "[":
             raise _JsonFault('"records" must be a list of record objects', start)
-        return _object_array(text, start)[0]
-    records = [(first, positions, pos)]
+        return _object_array(text, start, read)[0]
+    records: _Located = [(first, positions, pos)]
     pos = _skip_space(text, end)
     while pos < len(text):  # JSON Lines: one object after another
         if text[pos] != "{":
             raise _JsonFault("expected a JSON object on each line", pos)
-        obj, positions, end = _object(text, pos)
-        records.append((obj, positions, pos))
+        obj, places, end = read(text, pos)
+        records.append((obj, places, pos))
         pos = _skip_space(text, end)
     return records
 
 
-def _object_array(
-    text: str, pos: int
-) -> tuple[list[tuple[dict[str, Any], dict[str, int], int]], int]:
-    records = []
+def _object_array(text: str, pos: int, read: _ReadObject) -> tuple[_Located, int]:
+    records: _Located = []
     pos = _skip_space(text, pos + 1)
     if text[pos : pos + 1] == "]":
         return records, pos + 1
     while True:
         if text[pos : pos + 1] != "{":
             raise _JsonFault("each record must be a JSON object", pos)
-        obj, positions, end = _object(text, pos)
+        obj, positions, end = read(text, pos)
         records.append((obj, positions, pos))
         pos = _skip_space(text, end)
         separator = text[pos : pos + 1]
@@ -927,7 +1045,7 @@ class PushSource:
     """A source whose records are delivered to us rather than fetched."""
 
     source: str
-    parse: Callable[..., list[NormalisedRecord]]
+    parse: Callable[..., tuple[list[NormalisedRecord], list[RecordReject]]]
 
 
 WEBHOOK = PushSource("webhook", parse_webhook)

@@ -13,6 +13,10 @@ from typing import Any
 SIGNAL_TYPES = ("MARKET_PRICE", "SENTIMENT", "VOLUME", "NEWS", "SOCIAL", "EXPERT", "MANUAL")
 RESOLUTIONS = ("YES", "NO", "AMBIGUOUS", "CANCELLED")
 MARKET_STATUSES = ("open", "closed", "resolved", "cancelled", "unknown")
+# Text that Postgres indexes (idx_signals_dedup, the unmatched queue's and market links' keys):
+# a btree entry holds at most 2704 bytes, so these bounds keep a whole key far below it.
+MAX_SOURCE_EVENT_ID_BYTES = 1024
+MAX_SOURCE_BYTES = 128
 
 
 class PayloadError(ValueError):

@@ -17,6 +17,7 @@ from predict_pipeline.feeds import (
     simulator,
 )
 from predict_pipeline.feeds.base import Adapter
+from predict_pipeline.http import ResponseLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class SourceDefinition:
     # Prior trust in the source's numbers, written as prediction_signals.reliability: real-money
     # markets highest, play money and user-supplied data lower.
     reliability: float = 0.5
+    # The most one request to the source may take: decoded body size and seconds end to end.
+    response_limits: ResponseLimits = ResponseLimits()
 
     @property
     def adapter(self) -> Adapter | None:
@@ -129,6 +132,8 @@ SOURCES: dict[str, SourceDefinition] = {
             "custom_api",
             "A user's JSON API: URL, method, headers, field mapping and pagination.",
             custom_api,
+            # A user's server is nobody we know: a smaller body and a shorter wait.
+            response_limits=ResponseLimits(max_bytes=16 * 2**20, deadline_s=60.0),
         ),
         SourceDefinition(
             "webhook",

@@ -8,12 +8,14 @@ landing zone.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import jsonschema
 
@@ -28,19 +30,25 @@ from predict_pipeline.http import (
     HttpClient,
     InvalidJsonError,
     RateLimitedError,
+    ResponseLimits,
+    ResponseTooLargeError,
     TokenBucket,
 )
 from predict_pipeline.ingestion.landing import LandedPage
 from predict_pipeline.ingestion.store import Feed, FeedRunResult
+from predict_pipeline.secrets import MASK
 
 # A bound on pages per fetch so a cursor that never ends cannot run forever.
 MAX_PAGES_PER_FETCH = 500
 # Undecodable bodies are kept for diagnosis up to this size.
 MAX_KEPT_BODY_CHARS = 200_000
+# Errors that stop a fetch: more requests would fail the same way, spend the source's quota,
+# or (a body past the size limit, a deadline passed) keep the feeds queued behind it waiting.
 _STATUS_BY_ERROR: tuple[tuple[type[FetchError], str], ...] = (
     (AuthFailedError, "AUTH_FAILED"),
     (RateLimitedError, "RATE_LIMITED"),
-    (FetchTimeoutError, "TIMEOUT"),
+    (FetchTimeoutError, "TIMEOUT"),  # deadline_exceeded is one
+    (ResponseTooLargeError, "FAILED"),
 )
 
 
@@ -84,6 +92,7 @@ def fetch_feed(
     credentials: dict[str, Any] | None = None,
     trusted: bool = True,
     rate_limiter: TokenBucket | None = None,
+    limits: ResponseLimits | None = None,
     max_pages: int = MAX_PAGES_PER_FETCH,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FetchOutcome:
@@ -123,9 +132,14 @@ def fetch_feed(
         return outcome
 
     try:
+        slots = RequestCredentials.of(credentials)
+    except ValueError as exc:
+        errors.append({"kind": "credentials", "reason": str(exc)})
+        return finish("FAILED")
+    try:
         config = validate_feed_config(feed)
         # Adapters that take credentials declare them in their schema (Metaculus's token);
-        # for every source, credential `headers` are added to each request below.
+        # for every source, credential `headers` and `query` are added to each request sent.
         if credentials and "credentials" in (feed.config_schema or {}).get("properties", {}):
             config = {**config, "credentials": credentials}
         queue: deque[PageRequest] = deque(adapter.plan(config, mode, window, feed.cursor))
@@ -133,30 +147,34 @@ def fetch_feed(
         errors.append({"kind": "config", "reason": _safe_reason(exc)})
         return finish("FAILED")
 
-    extra_headers = dict((credentials or {}).get("headers") or {})
     while queue:
         if len(outcome.pages) >= max_pages:
             errors.append({"kind": "page_limit", "reason": f"stopped after {max_pages} pages"})
             break
-        request = queue.popleft()
-        if extra_headers:
-            request = PageRequest(
-                **{**_fields(request), "headers": {**request.headers, **extra_headers}}
-            )
+        request = queue.popleft()  # as planned: what lands and what the adapter reads
         fetched_at = now()
         try:
-            response = _send(adapter, client, request, fetched_at, rate_limiter, trusted, stats)
+            response = _send(
+                adapter,
+                client,
+                slots.applied(request),
+                fetched_at,
+                rate_limiter,
+                trusted,
+                stats,
+                limits,
+            )
         except FetchError as exc:
-            errors.append(_fetch_error(request, exc))
+            errors.append(slots.scrubbed(_fetch_error(request, exc)))
             stopped_by = next((s for t, s in _STATUS_BY_ERROR if isinstance(exc, t)), None)
             if stopped_by:
-                break  # more requests would fail the same way or spend the source's quota
+                break
             continue  # one missing page (404, refused URL) does not stop the others
         page = dict(
             feed_id=str(feed.id),
             source=feed.source,
             endpoint=request.endpoint,
-            request=LandedPage.request_dict(request),
+            request=slots.landed(LandedPage.request_dict(request)),
             status_code=response.status_code,
             fetched_at=fetched_at.isoformat() if mode == "poll" else None,
             feed_run_id=feed_run_id if mode == "poll" else None,
@@ -165,39 +183,42 @@ def fetch_feed(
             payload = response.json()
         except InvalidJsonError as exc:
             pages_failed += 1
+            reason = slots.scrub(str(exc))
             errors.append(
                 {
                     "kind": "payload",
                     "endpoint": request.endpoint,
-                    "url": response.url,
-                    "reason": str(exc),
+                    "url": slots.scrub(response.url),
+                    "reason": reason,
                 }
             )
             text = response.body.decode("utf-8", errors="replace")[:MAX_KEPT_BODY_CHARS]
-            outcome.pages.append(LandedPage(**page, body_text=text, error=str(exc)))
+            outcome.pages.append(LandedPage(**page, body_text=slots.scrub(text), error=reason))
             continue
         try:
             parsed = adapter.parse(payload, fetched_at=fetched_at, request=request, window=window)
         except (PayloadError, ValueError, KeyError, TypeError) as exc:
             pages_failed += 1
-            reason = _safe_reason(exc)
+            reason = slots.scrub(_safe_reason(exc))
             errors.append(
                 {
                     "kind": "payload",
                     "endpoint": request.endpoint,
-                    "url": response.url,
+                    "url": slots.scrub(response.url),
                     "reason": reason,
                 }
             )
-            outcome.pages.append(LandedPage(**page, payload=payload, error=reason))
+            outcome.pages.append(
+                LandedPage(**page, payload=slots.scrub_payload(payload), error=reason)
+            )
             continue
-        outcome.pages.append(LandedPage(**page, payload=payload))
+        outcome.pages.append(LandedPage(**page, payload=slots.scrub_payload(payload)))
         records += len(parsed.records)
         cursor = parsed.cursor or cursor
         queue.extend(parsed.next_requests)
 
     landed = len(outcome.pages) - pages_failed
-    if stopped_by in ("AUTH_FAILED", "RATE_LIMITED", "TIMEOUT"):
+    if stopped_by:
         return finish(stopped_by)
     if errors:
         return finish("PARTIAL" if landed > 0 else "FAILED")
@@ -212,11 +233,14 @@ def _send(
     rate_limiter: TokenBucket | None,
     trusted: bool,
     stats: FetchStats,
+    limits: ResponseLimits | None,
 ) -> FetchResponse:
     """Over HTTP, or, for a local source (the simulator), from the adapter's own `respond`."""
     respond = getattr(adapter, "respond", None)
     if respond is None:
-        return client.send(request, rate_limiter=rate_limiter, trusted=trusted, stats=stats)
+        return client.send(
+            request, rate_limiter=rate_limiter, trusted=trusted, stats=stats, limits=limits
+        )
     started = time.perf_counter()
     body = respond(request, at=fetched_at)
     stats.count_request()
@@ -231,8 +255,83 @@ def _send(
     )
 
 
-def _fields(request: PageRequest) -> dict[str, Any]:
-    return {name: getattr(request, name) for name in request.__slots__}
+@dataclass(frozen=True, slots=True)
+class RequestCredentials:
+    """A feed's credentials that go with every request it sends: `headers` (name -> value)
+    and `query` (parameter -> value, for APIs that take their key in the URL). They are added
+    only to the request sent; the landed request never holds them (an API that echoes its
+    key into a next-page link is stripped too), and error text shows them masked."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, credentials: dict[str, Any] | None) -> RequestCredentials:
+        slots = {}
+        for slot in ("headers", "query"):
+            given = (credentials or {}).get(slot) or {}
+            if not isinstance(given, dict) or not all(
+                isinstance(name, str) and isinstance(value, str) and value
+                for name, value in given.items()
+            ):
+                raise ValueError(
+                    f"credentials {slot!r} must map names to non-empty text (values not shown)"
+                )
+            slots[slot] = dict(given)
+        return cls(**slots)
+
+    def applied(self, request: PageRequest) -> PageRequest:
+        if not self.headers and not self.query:
+            return request
+        headers = {**request.headers, **self.headers}
+        parts = urlsplit(request.url)
+        if not self.query or request.params or not parts.query:
+            return replace(request, headers=headers, params={**request.params, **self.query})
+        # A next-page link carries its own query (httpx would replace it with `params`).
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        own = (
+            urlencode([(k, v) for k, v in pairs if k not in self.query])
+            if any(k in self.query for k, _ in pairs)
+            else parts.query
+        )
+        query = "&".join(q for q in (own, urlencode(self.query)) if q)
+        return replace(request, url=urlunsplit(parts._replace(query=query)), headers=headers)
+
+    def landed(self, request: dict[str, Any]) -> dict[str, Any]:
+        if not self.query:
+            return request
+        names = set(self.query)
+        params = {k: v for k, v in (request.get("params") or {}).items() if k not in names}
+        parts = urlsplit(request["url"])
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        kept = urlencode([(k, v) for k, v in query if k not in names])
+        url = urlunsplit(parts._replace(query=kept)) if parts.query else request["url"]
+        return {**request, "url": self.scrub(url), "params": params}
+
+    def scrub(self, text: str) -> str:
+        for value in self.query.values():
+            for shown in {value, quote(value, safe=""), quote_plus(value, safe="")}:
+                text = text.replace(shown, MASK)
+        return text
+
+    def scrub_payload(self, payload: Any) -> Any:
+        """The payload with every query credential the API echoed (a next-page link that
+        carries the key) masked: what lands never holds it."""
+        if not self.query:
+            return payload
+        text = json.dumps(payload, ensure_ascii=False)
+        scrubbed = self.scrub(text)
+        for value in self.query.values():  # as JSON writes it inside a string
+            scrubbed = scrubbed.replace(json.dumps(value, ensure_ascii=False)[1:-1], MASK)
+        if scrubbed == text:
+            return payload
+        try:
+            return json.loads(scrubbed)
+        except ValueError:  # a mask that cut through an escape: keep nothing of the page
+            return {"withheld": "the page held a credential of this feed"}
+
+    def scrubbed(self, error: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.scrub(v) if isinstance(v, str) else v for k, v in error.items()}
 
 
 def _fetch_error(request: PageRequest, exc: FetchError) -> dict[str, Any]:

@@ -11,6 +11,7 @@ URL (``s3://bucket/prefix`` with the matching fsspec package installed).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -130,11 +131,23 @@ class LandingZone:
         directory = self._dir(source, feed_id, window)
         self.fs.makedirs(directory, exist_ok=True)
         final = f"{directory}/{name}.jsonl.gz"
-        temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
-        with self.fs.open(temporary, "wb") as handle:
-            handle.write(data)
-        self.fs.mv(temporary, final)
+        self._replace(final, f"{directory}/.{name}.{uuid.uuid4().hex}.tmp", data)
         return LandingFile(path=final, pages=count, bytes_written=len(data))
+
+    def _replace(self, final: str, temporary: str, data: bytes) -> None:
+        """Write `data` under a temporary name, then rename it to `final`. On any failure (a
+        full disk) the temporary file is removed, so a failed write leaves nothing behind."""
+        try:
+            with self.fs.open(temporary, "wb") as handle:
+                handle.write(data)
+            self.fs.mv(temporary, final)
+        except BaseException:
+            try:
+                if self.fs.exists(temporary):
+                    self.fs.rm(temporary)
+            except OSError:
+                pass  # the write's own error is the one to report
+            raise
 
     def files(self, source: str, feed_id: str, window: FetchWindow) -> list[str]:
         """Page files of one feed and window, in name order (polls sort by fetch time)."""
@@ -181,10 +194,7 @@ class LandingZone:
                     # ASCII escapes: a rejected value may hold lone surrogates that UTF-8 refuses.
                     json.dumps(row, ensure_ascii=True, default=str, sort_keys=True).encode() + b"\n"
                 )
-        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-        with self.fs.open(temporary, "wb") as handle:
-            handle.write(buffer.getvalue())
-        self.fs.mv(temporary, path)
+        self._replace(path, f"{path}.{uuid.uuid4().hex}.tmp", buffer.getvalue())
         return path
 
     def read_rejects(self, page_file: str) -> list[dict[str, Any]]:
@@ -211,6 +221,14 @@ class LandingZone:
 _PAGE_FIELDS = tuple(f.name for f in fields(LandedPage))
 
 
+def landing_fault(exc: OSError) -> str:
+    """One line on why the landing zone refused a write ("No space left on device (ENOSPC)")."""
+    if exc.strerror:
+        code = errno.errorcode.get(exc.errno or 0)
+        return f"{exc.strerror} ({code})" if code else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def poll_file_name(fetched_at: datetime, feed_run_id: str) -> str:
     return f"poll-{fetched_at:%Y%m%dT%H%M%S%fZ}-{feed_run_id[:8]}"
 
@@ -219,4 +237,8 @@ def _encode(page: LandedPage) -> bytes:
     # Shallow: dataclasses.asdict would deep-copy every payload before encoding it.
     row = {name: getattr(page, name) for name in _PAGE_FIELDS}
     text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return text.encode("utf-8") + b"\n"
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate a source sent as "\ud800": kept escaped
+        text = json.dumps(row, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+        return text.encode("ascii") + b"\n"

@@ -6,15 +6,21 @@ lands; the refusal is still a FAILED feed run with the reason, so it is accounte
 A webhook delivery lands at most once per delivery id (X-Predict-Delivery): its id is
 recorded in prediction_webhook_deliveries in the transaction that lands it, and a delivery
 whose id is already there is answered with the earlier feed run instead of landing again.
+
+Records rejected alone (a timestamp outside the accepted range, an id too long to index) are
+counted on the run; the rest land. A delivery that cannot be written to the landing zone (a
+full disk) leaves no temporary file and a FAILED run that says why.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -30,7 +36,8 @@ from predict_pipeline.feeds.push import (
     validated_config,
     verify_signature,
 )
-from predict_pipeline.ingestion.landing import LandedPage, LandingZone
+from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
+from predict_pipeline.ingestion.landing import LandedPage, LandingZone, landing_fault
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.ingestion.store import (
     Feed,
@@ -49,12 +56,21 @@ class PushRefused(ValueError):
         self.status = status
 
 
+class LandingFailed(PushRefused):
+    """A good delivery that could not be written to the landing zone (our fault, not the
+    sender's): nothing of it landed and its run is FAILED; the sender may retry."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=503)
+
+
 @dataclass(frozen=True, slots=True)
 class PushReport:
     feed_run_id: str
     records: int
     landing_file: str
     duplicate: bool = False  # a delivery id seen before: nothing landed, the earlier run named
+    rejected: list[RecordReject] = field(default_factory=list)
 
 
 def hour_window(at: datetime) -> FetchWindow:
@@ -74,8 +90,8 @@ def land_upload(
     _require_source(feed, "upload")
     received_at = now()
 
-    def parse() -> int:
-        return len(parse_upload(data, filename, feed_config=feed.config, received_at=received_at))
+    def parse() -> tuple[list[NormalisedRecord], list[RecordReject]]:
+        return parse_upload(data, filename, feed_config=feed.config, received_at=received_at)
 
     return _land(conn, landing, feed, data, received_at, "upload", {"filename": filename}, parse)
 
@@ -108,10 +124,10 @@ def land_webhook(
         _finish(conn, feed, run_id, received_at, started, "FAILED", 0, len(body), str(exc), digest)
         raise PushRefused(str(exc), status=401) from None
 
-    def parse() -> int:
+    def parse() -> tuple[list[NormalisedRecord], list[RecordReject]]:
         # secret=None: the signature was verified above, against the same clock.
-        return len(
-            parse_webhook(body, headers, feed_config=config, secret=None, received_at=received_at)
+        return parse_webhook(
+            body, headers, feed_config=config, secret=None, received_at=received_at
         )
 
     refused: PushRefused | None = None
@@ -190,13 +206,13 @@ def _land(
     received_at: datetime,
     kind: str,
     context: dict[str, str],
-    parse: Callable[[], int],
+    parse: Callable[[], tuple[list[NormalisedRecord], list[RecordReject]]],
 ) -> PushReport:
     run_id = start_feed_run(conn, feed.id, received_at)
     started = time.monotonic()  # the run lasts what landing took, on the receipt's own clock
     digest = hashlib.sha256(data).hexdigest()
     try:
-        records = parse()
+        records, rejects = parse()
     except (UploadError, SignatureError) as exc:
         _finish(conn, feed, run_id, received_at, started, "FAILED", 0, len(data), str(exc), digest)
         status = 401 if isinstance(exc, SignatureError) else 400
@@ -219,7 +235,12 @@ def _land(
         feed_run_id=str(run_id),
     )
     name = f"{kind}-{received_at:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
-    written = landing.write(feed.source, str(feed.id), hour_window(received_at), name, [page])
+    try:
+        written = landing.write(feed.source, str(feed.id), hour_window(received_at), name, [page])
+    except OSError as exc:
+        reason = f"cannot write the landing zone, nothing landed: {landing_fault(exc)}"
+        _finish(conn, feed, run_id, received_at, started, "FAILED", 0, len(data), reason, digest)
+        raise LandingFailed(reason) from None
     _finish(
         conn,
         feed,
@@ -227,13 +248,19 @@ def _land(
         received_at,
         started,
         "SUCCESS",
-        records,
+        len(records),
         len(data),
         None,
         digest,
         landing_file=written.path,
+        rejects=rejects,
     )
-    return PushReport(feed_run_id=str(run_id), records=records, landing_file=written.path)
+    return PushReport(
+        feed_run_id=str(run_id),
+        records=len(records),
+        landing_file=written.path,
+        rejected=rejects,
+    )
 
 
 def _finish(
@@ -249,10 +276,20 @@ def _finish(
     digest: str,
     *,
     landing_file: str | None = None,
+    rejects: Sequence[RecordReject] = (),
 ) -> None:
-    details = {"sha256": digest, **({"landing_file": landing_file} if landing_file else {})}
+    details: dict[str, Any] = {
+        "sha256": digest,
+        **({"landing_file": landing_file} if landing_file else {}),
+    }
     if error:
         details["errors"] = [{"kind": "push", "reason": error}]
+    if rejects:  # validation counts them with the run's other rejects; this is the first word
+        details["rejected_on_receipt"] = {
+            "rejected": len(rejects),
+            "reasons": dict(Counter(reject.reason for reject in rejects)),
+            "first": rejects[0].detail[:500],
+        }
     result = FeedRunResult(
         status=status,
         started_at=received_at,

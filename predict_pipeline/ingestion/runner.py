@@ -20,6 +20,7 @@ from predict_pipeline.ingestion.fetcher import FetchOutcome, fetch_feed
 from predict_pipeline.ingestion.landing import (
     BACKFILL_FILE,
     LandingZone,
+    landing_fault,
     poll_file_name,
 )
 from predict_pipeline.ingestion.store import (
@@ -211,14 +212,19 @@ def _fetch_one(
             credentials=credentials,
             trusted=definition.trusted,
             rate_limiter=limiter,
+            limits=definition.response_limits,
             now=now,
         )
     landing_file = None
     if outcome.pages:
         name = BACKFILL_FILE if mode == "backfill" else poll_file_name(started, str(run_id))
-        written = landing.write(feed.source, str(feed.id), window, name, outcome.pages)
-        landing_file = written.path
-        outcome.result.error_details["landing_file"] = written.path
+        try:
+            written = landing.write(feed.source, str(feed.id), window, name, outcome.pages)
+        except (OSError, RecursionError) as exc:  # a full disk; a payload too deep to encode
+            _landing_failed(outcome.result, exc)
+        else:
+            landing_file = written.path
+            outcome.result.error_details["landing_file"] = written.path
     with conn.transaction():
         health = finish_feed_run(
             conn, feed, run_id, outcome.result, disable_after_failures=disable_after_failures
@@ -242,6 +248,20 @@ def _fetch_one(
         landing_file=landing_file,
         auto_disabled=health.auto_disabled,
     )
+
+
+def _landing_failed(result: FeedRunResult, exc: OSError | RecursionError) -> None:
+    """Pages that were fetched but never landed: the run is FAILED (and keeps no cursor), so
+    the next run fetches them again."""
+    fault = landing_fault(exc) if isinstance(exc, OSError) else "the payload is nested too deeply"
+    reason = f"cannot write the landing zone, nothing landed: {fault}"
+    result.status = "FAILED"
+    result.error_message = reason
+    result.error_details["pages_landed"] = 0
+    result.error_details["errors"] = [
+        {"kind": "landing", "reason": reason},
+        *result.error_details.get("errors", []),
+    ][:20]
 
 
 def _credentials(

@@ -18,6 +18,10 @@ from predict_pipeline.plans import plan_limits
 FAILURE_STATUSES = ("FAILED", "TIMEOUT", "RATE_LIMITED", "AUTH_FAILED")
 # avg_latency_ms is the mean duration of the feed's last N completed runs.
 LATENCY_RUNS = 20
+# A feed run still RUNNING this long after it started has lost its process (a fetch is
+# bounded by its pages and each request's deadline; a push lands in seconds): the
+# run-monitoring sweep closes it as FAILED. A run that does finish later overwrites that.
+STALE_RUN_AFTER = timedelta(hours=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +259,34 @@ def finish_feed_run(
             new_state={"enabled": False},
         )
     return FeedHealth(consecutive_failures=failures, auto_disabled=disabled)
+
+
+def close_stale_runs(
+    conn: psycopg.Connection, now: datetime, older_than: timedelta = STALE_RUN_AFTER
+) -> list[uuid.UUID]:
+    """Close the runs left RUNNING past `older_than` as FAILED with the reason (their feeds'
+    last_error says it too); returns their ids."""
+    reason = (
+        f"left RUNNING for over {older_than}: closed by the run-monitoring sweep (the process "
+        "running it stopped before it could finish)"
+    )
+    rows = conn.execute(
+        """WITH closed AS (
+             UPDATE prediction_feed_runs SET status = 'FAILED', completed_at = %(now)s,
+               duration_ms = least(extract(epoch FROM %(now)s - started_at) * 1000,
+                                   2147483647)::int,
+               error_message = %(reason)s,
+               error_details = coalesce(error_details, '{}'::jsonb)
+                 || jsonb_build_object('closed_by', 'run_monitoring', 'closed_at', %(now)s)
+             WHERE status = 'RUNNING' AND started_at < %(cutoff)s
+             RETURNING id, feed_id),
+           feeds AS (
+             UPDATE prediction_data_feeds SET last_error = %(reason)s, updated_at = now()
+             WHERE id IN (SELECT feed_id FROM closed))
+           SELECT id FROM closed""",
+        {"now": now, "cutoff": now - older_than, "reason": reason},
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def save_cursor(conn: psycopg.Connection, feed_id: uuid.UUID, cursor: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, repeat
@@ -123,7 +124,10 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     if stamps.dtype == object and all(
         isinstance(v, datetime) and v.tzinfo is not None for v in stamps
     ):
-        frame["fetched_at"] = pd.to_datetime(stamps, utc=True)
+        # A moment pandas cannot hold (year 1, 9999) keeps the column as objects: validation
+        # rejects that row alone.
+        with contextlib.suppress(pd.errors.OutOfBoundsDatetime, OverflowError):
+            frame["fetched_at"] = pd.to_datetime(stamps, utc=True)
     # Otherwise left as objects: validation rejects the rows that are not aware datetimes
     # (converting would silently read naive times as UTC).
     return frame

@@ -5,6 +5,9 @@ against the stored keys, match markets to events, COPY the matched rows into
 prediction_signals, queue the unmatched ones for review, and account for everything in the
 feed runs, the feed and the user's usage. A crash leaves nothing of that feed half-written.
 Before it, a short transaction of its own creates the monthly partitions the rows need.
+
+Feeds are isolated: whatever goes wrong while one feed is read or written is rolled back and
+recorded on that feed's runs (FAILED, with the reason), and the next feed goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pandas as pd
 import psycopg
 
 from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from predict_pipeline.feeds.push import UploadError, parse_upload
 from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.feeds.registry import source_definition
@@ -137,7 +141,7 @@ def validate_window(
                 )
                 # A file read in part keeps the rejects its whole validation wrote.
                 _write_rejects(landing, [p for p in paths if p not in partial], rejected)
-        except (psycopg.Error, OSError, RuntimeError) as exc:
+        except Exception as exc:  # one feed's fault, whatever it is, must not stop the others
             report.error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
             _record_failure(conn, feed, paths, report.error)
         reports.append(report)
@@ -206,7 +210,14 @@ def _record_months(
         except TypeError:  # naive or missing moments among them: look at each one
             span = None
     first, last = span or (None, None)
-    if isinstance(first, datetime) and isinstance(last, datetime):
+    if (
+        isinstance(first, datetime)
+        and isinstance(last, datetime)
+        and first.tzinfo is not None
+        and last.tzinfo is not None
+        and first >= EARLIEST_TIMESTAMP
+        and last < LATEST_TIMESTAMP
+    ):
         try:
             months = store.signal_months((first, last), limit) if last <= limit else set()
         except TypeError:
@@ -360,9 +371,9 @@ def _scan(
     dict[str, NormalisedRecord],
     set[str],
 ]:
-    """First record of each market, the sources, the time range, the latest price record of
-    each market that reports its own resolution, and the markets with a price, from the raw
-    records."""
+    """First record of each market, the sources, the time range (of the moments validation
+    may accept), the latest price record of each market that reports its own resolution, and
+    the markets with a price, from the raw records."""
     markets: dict[str, NormalisedRecord] = {}
     settled: dict[str, NormalisedRecord] = {}
     priced: set[str] = set()
@@ -384,7 +395,11 @@ def _scan(
             if record.signal_type == "MARKET_PRICE":
                 priced.add(sid)
             moment = record.fetched_at
-            if isinstance(moment, datetime) and moment.tzinfo is not None:
+            if (
+                isinstance(moment, datetime)
+                and moment.tzinfo is not None
+                and EARLIEST_TIMESTAMP <= moment < LATEST_TIMESTAMP  # validation rejects others
+            ):
                 if earliest is None or moment < earliest:
                     earliest = moment
                 if latest is None or moment > latest:
@@ -464,13 +479,12 @@ def _parse_page(
     if feed.source in ("upload", "webhook"):
         assert page.body_text is not None
         name = page.request.get("context", {}).get("filename", "body.json")
-        records = parse_upload(
+        return parse_upload(
             page.body_text.encode("utf-8"),
             name if feed.source == "upload" else "body.json",
             feed_config=feed.config,
             received_at=fetched_at,
         )
-        return records, []
     adapter = source_definition(feed.source).adapter
     assert adapter is not None
     parsed = adapter.parse(
@@ -714,13 +728,17 @@ def _account(
 
 
 def _record_failure(conn: psycopg.Connection, feed: Feed, paths: list[str], error: str) -> None:
-    """The write was rolled back: the runs behind these pages say why, as FAILED."""
+    """The write was rolled back: the runs behind these pages say why, as FAILED (the status
+    and message they had are kept, so a later validation that writes restores them)."""
     with conn.transaction():
         conn.execute(
             """UPDATE prediction_feed_runs SET status = 'FAILED',
                  error_message = %s,
                  error_details = coalesce(error_details, '{}'::jsonb)
                    || jsonb_build_object('validation_error', %s::text)
+                   || CASE WHEN error_details ? 'fetch_status' THEN '{}'::jsonb
+                      ELSE jsonb_build_object('fetch_status', status,
+                                              'fetch_error_message', error_message) END
                WHERE feed_id = %s AND error_details->>'landing_file' = ANY(%s)""",
             (f"writing signals failed, nothing was written: {error}", error, feed.id, paths),
         )

@@ -21,6 +21,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from predict_pipeline import usage
+from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 
 BUCKET = pd.Timedelta(minutes=5)
 # Columns written by COPY; id and created_at take the table's defaults.
@@ -92,11 +93,17 @@ def ensure_partitions(conn: psycopg.Connection, months: Iterable[datetime]) -> l
 
 
 def signal_months(moments: Iterable[Any], latest: datetime) -> set[datetime]:
-    """UTC month starts of the aware moments up to `latest` (validation rejects later ones, and
-    naive or missing ones, so no partition is made for them)."""
+    """UTC month starts of the aware moments in the accepted range and up to `latest`
+    (validation rejects the others, and naive or missing ones, so no partition is made for
+    them)."""
     months: set[tuple[int, int]] = set()
+    latest = min(latest, LATEST_TIMESTAMP)
     for moment in moments:
-        if isinstance(moment, datetime) and moment.utcoffset() is not None and moment <= latest:
+        if (
+            isinstance(moment, datetime)
+            and moment.utcoffset() is not None
+            and EARLIEST_TIMESTAMP <= moment <= latest
+        ):
             if moment.tzinfo is not UTC:
                 moment = moment.astimezone(UTC)
             months.add((moment.year, moment.month))
@@ -336,7 +343,13 @@ def record_run_counts(
                                     ELSE signals_written + %(written)s END,
              events_updated = CASE WHEN first THEN %(events)s
                                    ELSE greatest(events_updated, %(events)s) END,
-             error_details = coalesce(error_details, '{}'::jsonb)
+             -- A run an earlier validation failed gets back what its fetch said.
+             status = coalesce(error_details->>'fetch_status', status),
+             error_message = CASE WHEN error_details ? 'fetch_status'
+                                  THEN error_details->>'fetch_error_message'
+                                  ELSE error_message END,
+             error_details = (coalesce(error_details, '{}'::jsonb)
+                                - 'validation_error' - 'fetch_status' - 'fetch_error_message')
                || jsonb_build_object('validation', %(validation)s::jsonb,
                                      'validated_at', %(validated_at)s::text)
            FROM (SELECT (error_details->>'validated_at') IS NULL AS first

@@ -29,7 +29,8 @@ import pandera.pandas as pa
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
-from predict_pipeline.feeds.records import SIGNAL_TYPES
+from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from predict_pipeline.feeds.records import MAX_SOURCE_BYTES, MAX_SOURCE_EVENT_ID_BYTES, SIGNAL_TYPES
 
 PROBABILITY_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "MANUAL"})
 VALUE_REQUIRED_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "SENTIMENT", "VOLUME"})
@@ -50,8 +51,11 @@ CHECK_NAMES = (
     "sentiment_in_range",
     "volume_non_negative",
     "fetched_at_timezone_aware",
+    "fetched_at_in_range",
     "fetched_at_not_in_future",
     "source_event_id_present",
+    "source_event_id_size",
+    "source_size",
     "weight_in_range",
     "reliability_in_range",
     "narrative_size",
@@ -60,6 +64,7 @@ CHECK_NAMES = (
 )
 TEXT_COLUMNS = ("source_event_id", "source_url", "narrative", "title")
 CHECKED_COLUMNS = (
+    "source",
     "signal_type",
     "value",
     "fetched_at",
@@ -78,7 +83,8 @@ _DETAIL_CHARS = 240
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _JSON_ERRORS = (TypeError, ValueError, RecursionError)
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # a JSON \u0000, not an escaped backslash
-_LATEST_NS = pd.Timestamp.max.tz_localize("UTC").floor("s").to_pydatetime()
+_EARLIEST = pd.Timestamp(EARLIEST_TIMESTAMP)
+_LATEST = pd.Timestamp(LATEST_TIMESTAMP)
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,11 @@ def signal_schema(
         "volume": _column(_check(_within(0.0, math.inf), "volume_non_negative")),
         "fetched_at": _column(_check(not_in_future, "fetched_at_not_in_future")),
         "fetched_at_fault": _column(_check(_no_fault, "fetched_at_timezone_aware")),
-        "source_event_id": _column(*event_id_checks),
+        "fetched_at_range_fault": _column(_check(_no_fault, "fetched_at_in_range")),
+        "source": _column(_check(_fits(MAX_SOURCE_BYTES), "source_size")),
+        "source_event_id": _column(
+            *event_id_checks, _check(_fits(MAX_SOURCE_EVENT_ID_BYTES), "source_event_id_size")
+        ),
         "source_url": _column(text_check),
         "narrative": _column(_check(_narrative_size, "narrative_size"), text_check),
         "title": _column(text_check),
@@ -160,7 +170,9 @@ def signal_schema(
 def signal_check_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """What the schema validates: the checked columns on a positional index, with
 
-    - fetched_at as datetime64[ns, UTC] (NaT where unusable), `fetched_at_fault` saying why;
+    - fetched_at as datetime64[ns, UTC] (NaT where unusable), `fetched_at_fault` saying why,
+      and `fetched_at_range_fault` ("before" / "after") for a moment outside the accepted range
+      [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP) (NaT where pandas cannot hold it either);
     - raw_data replaced by its JSON verdicts `raw_data_fault` and `raw_data_text_fault`;
     - the rules that depend on signal_type as columns of their own: `type_without_value`
       (the type of a row with no value) and the value of PROBABILITY_TYPES rows as
@@ -185,7 +197,9 @@ def signal_check_frame(frame: pd.DataFrame) -> pd.DataFrame:
         ("volume", ["VOLUME"]),
     ):
         columns[column] = np.where(kinds.isin(types).to_numpy(), number, np.nan)
-    columns["fetched_at"], columns["fetched_at_fault"] = _read_fetched_at(frame["fetched_at"])
+    stamps, faults, outside = _read_fetched_at(frame["fetched_at"])
+    columns["fetched_at"], columns["fetched_at_fault"] = stamps, faults
+    columns["fetched_at_range_fault"] = outside
     columns["raw_data_fault"], columns["raw_data_text_fault"] = _raw_data_faults(frame["raw_data"])
     # No copy: the checks only read, and the frame is the caller's to keep.
     return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
@@ -209,9 +223,14 @@ def rejection_summary(rejected: pd.DataFrame, limit: int = 5) -> dict[str, Any]:
     ]
     return {
         "rejected": len(rejected),
-        "reasons": {name: counts[name] for name in sorted(counts, key=_RANK.__getitem__)},
+        # Validation's checks in their order, then the readers' own reasons (RecordReject).
+        "reasons": {name: counts[name] for name in sorted(counts, key=_reason_order)},
         "samples": samples,
     }
+
+
+def _reason_order(name: str) -> tuple[int, str]:
+    return _RANK.get(name, len(_RANK)), name
 
 
 # --- the schema's pieces ------------------------------------------------------------------
@@ -309,6 +328,29 @@ def _no_fault(faults: pd.Series) -> pd.Series:
     return faults.isna()
 
 
+def _fits(max_bytes: int) -> Callable[[pd.Series], pd.Series]:
+    """Text of at most `max_bytes` in UTF-8 passes; missing values and non-text pass (other
+    checks judge them). Only text long enough to possibly exceed the limit is encoded."""
+
+    def check(texts: pd.Series) -> pd.Series:
+        values = texts.to_numpy(dtype=object)
+        fits = np.ones(len(values), dtype=bool)
+        long = [
+            at
+            for at, value in enumerate(values)
+            if isinstance(value, str) and len(value) * 4 > max_bytes
+        ]
+        for at in long:
+            fits[at] = _utf8_size(values[at]) <= max_bytes
+        return pd.Series(fits, index=texts.index)
+
+    return check
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 # --- numbers --------------------------------------------------------------------------------
 
 
@@ -358,25 +400,28 @@ def _utc_timestamp(now: datetime) -> pd.Timestamp:
     return pd.Timestamp(now).tz_convert("UTC")
 
 
-def _read_fetched_at(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _read_fetched_at(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """(fetched_at as datetime64[ns, UTC], NaT where unusable; the fault: None, "missing",
-    "naive", "not_timestamp" or "out_of_range"). Aware times past pandas' range (2262) are
-    clamped to its end, so that they fail as future rather than as unusable."""
+    "naive" or "not_timestamp"; the range fault: None, "before" or "after" the accepted range).
+    Aware times beyond pandas' own range (1677..2262) are NaT with their range fault."""
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
         try:
             stamps = series.dt.tz_convert("UTC").dt.as_unit("ns").reset_index(drop=True)
         except (OverflowError, pd.errors.OutOfBoundsDatetime):
             return _read_stamp_objects(series.to_numpy(dtype=object))
-        return stamps, np.where(stamps.isna().to_numpy(), "missing", None)
+        faults = np.where(stamps.isna().to_numpy(), "missing", None)
+        return stamps, faults, _range_faults(stamps)
     if pd.api.types.is_datetime64_dtype(dtype):
         nat = pd.Series(pd.NaT, index=pd.RangeIndex(len(series)), dtype="datetime64[ns, UTC]")
-        return nat, np.where(series.isna().to_numpy(), "missing", "naive")
+        faults = np.where(series.isna().to_numpy(), "missing", "naive")
+        return nat, faults, np.full(len(series), None, dtype=object)
     return _read_stamp_objects(series.to_numpy(dtype=object))
 
 
-def _read_stamp_objects(values: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+def _read_stamp_objects(values: np.ndarray) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     faults = np.full(len(values), None, dtype=object)
+    outside = np.full(len(values), None, dtype=object)
     aware_at: list[int] = []
     for position, value in enumerate(values):
         fault = _stamp_fault(value)
@@ -389,12 +434,18 @@ def _read_stamp_objects(values: np.ndarray) -> tuple[pd.Series, np.ndarray]:
         aware = values[aware_at]
         read = pd.to_datetime(pd.Series(aware, dtype=object), utc=True, errors="coerce")
         for offset in np.flatnonzero(read.isna().to_numpy()):  # beyond pandas' range
-            if aware[offset] > _LATEST_NS:
-                read.iat[offset] = pd.Timestamp.max.tz_localize("UTC")
-            else:
-                faults[aware_at[offset]] = "out_of_range"
+            outside[aware_at[offset]] = "after" if aware[offset] >= LATEST_TIMESTAMP else "before"
         utc[aware_at] = read.dt.tz_convert(None).to_numpy()
-    return pd.Series(utc).dt.tz_localize("UTC"), faults
+    stamps = pd.Series(utc).dt.tz_localize("UTC")
+    inside = _range_faults(stamps)
+    return stamps, faults, np.where(pd.isna(outside), inside, outside)
+
+
+def _range_faults(stamps: pd.Series) -> np.ndarray:
+    """Per stamp None, or "before" / "after" the accepted range (NaT: None)."""
+    early = (stamps < _EARLIEST).to_numpy()
+    late = (stamps >= _LATEST).to_numpy()
+    return np.where(early, "before", np.where(late, "after", None))
 
 
 def _stamp_fault(value: Any) -> str | None:
@@ -594,9 +645,11 @@ def _explain(
     for (name, source), slots in groups.indices.items():
         at = first_position[slots]
         shown = {"signal_type", "value"} | ({source} & set(CHECKED_COLUMNS))
-        shown |= {"fetched_at_fault": {"fetched_at"}, "raw_data_fault": {"raw_data"}}.get(
-            source, set()
-        )
+        shown |= {
+            "fetched_at_fault": {"fetched_at"},
+            "fetched_at_range_fault": {"fetched_at"},
+            "raw_data_fault": {"raw_data"},
+        }.get(source, set())
         values = {key: frame[key].take(at).to_numpy(dtype=object) for key in shown}
         if source not in frame.columns:
             values[source] = checks[source].take(at).to_numpy(dtype=object)
@@ -635,12 +688,13 @@ def _describe(check: str, column: str, row: dict[str, Any]) -> str:
         fault = row[column]
         if fault == "missing":
             return "fetched_at is missing"
-        problem = {
-            "naive": "has no timezone",
-            "not_timestamp": "is not a timestamp",
-            "out_of_range": "is before 1677, beyond what a timestamp column holds",
-        }[fault]
+        problem = {"naive": "has no timezone", "not_timestamp": "is not a timestamp"}[fault]
         return f"fetched_at {_show(row['fetched_at'])} {problem}"
+    if check == "fetched_at_in_range":
+        return (
+            f"fetched_at {_show(row['fetched_at'])} is {row[column]} the accepted range "
+            f"{EARLIEST_TIMESTAMP:%Y-%m-%d} .. {LATEST_TIMESTAMP:%Y-%m-%d} (UTC)"
+        )
     if check == "fetched_at_not_in_future":
         return f"fetched_at {_show(row['fetched_at'])} is in the future"
     if check == "source_event_id_present":
@@ -650,6 +704,11 @@ def _describe(check: str, column: str, row: dict[str, Any]) -> str:
         return f"weight {_show(row['weight'])} is not within [0, 5]"
     if check == "reliability_in_range":
         return f"reliability {_show(row['reliability'])} is not within [0, 1]"
+    if check == "source_event_id_size":
+        size = _utf8_size(row["source_event_id"])
+        return f"source_event_id is {size} bytes, over the {MAX_SOURCE_EVENT_ID_BYTES} indexed"
+    if check == "source_size":
+        return f"source is {_utf8_size(row['source'])} bytes, over the {MAX_SOURCE_BYTES} indexed"
     if check == "narrative_size":
         return f"narrative has {len(row['narrative'])} characters, over {MAX_NARRATIVE_CHARS}"
     if check == "raw_data_size":

@@ -23,13 +23,22 @@ from predict_pipeline.feeds.push import (
     sign_delivery,
     verify_signature,
 )
-from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
+from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord, RecordReject
 
 RECEIVED_AT = datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
 SECRET = b"whsec_9f86d081884c7d659a2feaa0c55ad015"
 
 
 def upload(data: bytes | str, filename: str = "signals.csv", **config) -> list[NormalisedRecord]:
+    """The records of a delivery that holds no record rejected alone."""
+    records, rejects = upload_with_rejects(data, filename, **config)
+    assert rejects == []
+    return records
+
+
+def upload_with_rejects(
+    data: bytes | str, filename: str = "signals.csv", **config
+) -> tuple[list[NormalisedRecord], list[RecordReject]]:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     return parse_upload(raw, filename, feed_config=config, received_at=RECEIVED_AT)
 
@@ -498,6 +507,154 @@ def test_deep_nesting_is_refused_not_crashed():
     assert where(refused(text, "s.json")) == (1, 50, None, "the value is nested too deeply")
 
 
+# --- records rejected alone: timestamps outside the accepted range, ids too long to index ---
+
+
+def test_out_of_range_timestamps_are_rejected_alone_with_a_named_reason():
+    text = (
+        "[\n"
+        ' {"source_event_id": "ok-1", "value": 0.5, "fetched_at": "2026-01-31T13:10:26Z"},\n'
+        ' {"source_event_id": "y1", "value": 0.5, "fetched_at": "0001-01-01T00:00:00Z"},\n'
+        ' {"source_event_id": "y9999", "value": 0.5, "fetched_at": "9999-12-31T23:59:59Z"},\n'
+        ' {"source_event_id": "late", "value": 0.5, "close_time": "2262-04-12T00:00:00+00:00"},\n'
+        ' {"source_event_id": "ok-2", "value": 0.6}\n'
+        "]"
+    )
+    records, rejects = upload_with_rejects(text, "s.json")
+    assert [r.source_event_id for r in records] == ["ok-1", "ok-2"]
+    assert [(r.reason, r.item_index, r.source_event_id) for r in rejects] == [
+        ("timestamp_out_of_range", 1, "y1"),
+        ("timestamp_out_of_range", 2, "y9999"),
+        ("timestamp_out_of_range", 3, "late"),
+    ]
+    assert rejects[0].detail == (
+        "line 3, column 56 (fetched_at): timestamp 0001-01-01T00:00:00+00:00 is outside "
+        "1900-01-01 .. 2200-01-01 (UTC)"
+    )
+    assert rejects[2].detail.startswith("line 5, column 58 (close_time): timestamp ")
+    assert rejects[1].item == json.loads(text)[2]
+
+
+@pytest.mark.parametrize(
+    ("timestamp_format", "cell"),
+    [("epoch_s", "-2208988801"), ("epoch_ms", "7258118400000"), ("epoch_s", "1e300")],
+)
+def test_out_of_range_epoch_timestamps_are_rejected_alone(timestamp_format, cell):
+    csv_text = f"source_event_id,value,fetched_at\nold,0.5,{cell}\nnew,0.5,1769865026\n"
+    records, [reject] = upload_with_rejects(csv_text, timestamp_format=timestamp_format)
+    assert [r.source_event_id for r in records] == ["new"]
+    assert (reject.reason, reject.item_index, reject.source_event_id) == (
+        "timestamp_out_of_range",
+        0,
+        "old",
+    )
+    assert reject.detail.startswith("line 2, column 3 (fetched_at): timestamp ")
+
+
+def test_the_accepted_range_is_inclusive_at_its_start_and_exclusive_at_its_end():
+    csv_text = (
+        "source_event_id,value,fetched_at\n"
+        "first,0.5,1900-01-01T00:00:00Z\n"
+        "last,0.5,2199-12-31T23:59:59.999999Z\n"
+        "past,0.5,2200-01-01T00:00:00Z\n"
+        "before,0.5,1900-01-01T00:00:00+00:01\n"
+    )
+    records, rejects = upload_with_rejects(csv_text)
+    assert [r.source_event_id for r in records] == ["first", "last"]
+    assert [r.source_event_id for r in rejects] == ["past", "before"]
+
+
+def test_an_id_too_long_to_index_is_rejected_alone_measured_in_utf8_bytes():
+    fits = "é" * 512  # 1,024 bytes: exactly the limit
+    too_long = "é" * 513
+    body = json.dumps(
+        [
+            {"source_event_id": fits, "value": 0.5},
+            {"source_event_id": too_long, "value": 0.5},
+            {"source_event_id": 10**1100, "value": 0.5},
+        ]
+    )
+    records, rejects = upload_with_rejects(body, "s.json")
+    assert [r.source_event_id for r in records] == [fits]
+    assert [(r.reason, r.item_index, r.source_event_id) for r in rejects] == [
+        ("source_event_id_too_long", 1, None),
+        ("source_event_id_too_long", 2, None),
+    ]
+    column = body.index(json.dumps(too_long)) + 1  # ASCII-escaped: 6 characters per "é"
+    assert rejects[0].detail == (
+        f"line 1, column {column} (source_event_id): 1026 bytes, over the 1024 an indexed id "
+        "may have"
+    )
+
+
+def test_a_malformed_record_still_refuses_the_delivery_whole():
+    text = (
+        '[{"source_event_id": "y1", "value": 0.5, "fetched_at": "0001-01-01T00:00:00Z"},\n'
+        ' {"source_event_id": "b", "value": "n/a"}]'
+    )
+    assert where(refused(text, "s.json")) == (2, 36, "value", "expected a number, got 'n/a'")
+
+
+def test_a_delivery_whose_every_record_is_rejected_lands_no_records():
+    records, [reject] = upload_with_rejects(
+        '{"source_event_id": "a", "value": 0.1, "fetched_at": "1800-01-01T00:00:00Z"}', "s.json"
+    )
+    assert records == [] and reject.reason == "timestamp_out_of_range"
+
+
+# --- linear reading: the quick read and the positional reader agree -------------------------
+
+JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+RECORD_OBJECT = st.dictionaries(
+    st.sampled_from(["source_event_id", "value", "title", "x", "fetched_at"]), JSON_VALUE
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=st.lists(RECORD_OBJECT, max_size=4),
+    shape=st.sampled_from(["array", "wrapped", "lines", "single"]),
+    indent=st.sampled_from([None, 1]),
+)
+def test_the_quick_read_gives_what_the_positional_reader_gives(records, shape, indent):
+    from predict_pipeline.feeds.push import _json_objects, _object, _quick_object
+
+    if shape == "array":
+        text = json.dumps(records, indent=indent)
+    elif shape == "wrapped":
+        text = json.dumps({"records": records}, indent=indent)
+    elif shape == "lines":
+        text = "\r\n".join(json.dumps(r) for r in records)
+    else:
+        text = json.dumps(records[0] if records else {}, indent=indent)
+    try:
+        quick = [(obj, start) for obj, _, start in _json_objects(text, _quick_object)]
+    except Exception:
+        quick = None
+    try:
+        located = [(obj, start) for obj, _, start in _json_objects(text, _object)]
+    except Exception:
+        located = None
+    # The quick read may hand a case to the positional reader, never disagree with it.
+    assert quick is None or quick == located
+
+
+def test_fault_positions_deep_in_a_large_delivery_are_exact():
+    lines = [json.dumps({"source_event_id": f"m{i}", "value": 0.5}) for i in range(20_000)]
+    lines[19_990] = '{"source_event_id": "late", "value": 0.5, "fetched_at": "1066-10-14T00:00Z"}'
+    lines[19_999] = '{"source_event_id": "bad", "value": "x"}'
+    text = "\n".join(lines)
+    assert where(refused(text, "s.jsonl")) == (20_000, 37, "value", "expected a number, got 'x'")
+    lines[19_999] = lines[0]
+    records, [reject] = upload_with_rejects("\n".join(lines), "s.jsonl")
+    assert len(records) == 19_999
+    assert reject.detail.startswith("line 19991, column 57 (fetched_at): ")
+
+
 # --- webhooks -------------------------------------------------------------------------------
 
 WEBHOOK_BODY = json.dumps({"records": JSON_RECORDS}).encode()
@@ -524,7 +681,11 @@ def signed(
 
 
 def deliver(body: bytes, headers: dict, secret: bytes | None = SECRET, **config):
-    return parse_webhook(body, headers, feed_config=config, secret=secret, received_at=RECEIVED_AT)
+    records, rejects = parse_webhook(
+        body, headers, feed_config=config, secret=secret, received_at=RECEIVED_AT
+    )
+    assert rejects == []
+    return records
 
 
 def test_a_signed_webhook_gives_exact_records():
@@ -656,7 +817,7 @@ def test_webhook_timestamps_with_offsets_become_utc():
     assert record.fetched_at == datetime(2026, 1, 31, 13, 0, tzinfo=UTC)
     assert record.fetched_at.tzinfo is UTC
     other_zone = datetime(2026, 2, 1, 10, 30, tzinfo=timezone(timedelta(hours=1)))
-    [record] = parse_webhook(
+    [record], [] = parse_webhook(
         b'{"source_event_id": "a", "value": 0.4}',
         {},
         feed_config=None,
@@ -684,20 +845,22 @@ CSV_HEADER = b"source_event_id,value,fetched_at,signal_type,weight\r\n"
 )
 def test_arbitrary_csvish_bytes_give_records_or_an_upload_error(data):
     try:
-        records = upload(data)
+        records, rejects = upload_with_rejects(data)
     except UploadError as error:
         assert error.line is None or error.line >= 1
         assert error.column is None or error.column >= 1
     else:
-        assert records and all(r.fetched_at.tzinfo is UTC for r in records)
+        assert records or rejects
+        assert all(r.fetched_at.tzinfo is UTC for r in records)
+        assert all(r.reason == "timestamp_out_of_range" for r in rejects)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet='{}[]",: \n\r0123456789.-eNaTruflsource_event_idvalue', max_size=200))
 def test_arbitrary_jsonish_text_gives_records_or_an_upload_error(text):
     try:
-        records = upload(text, "s.jsonl")
+        records, rejects = upload_with_rejects(text, "s.jsonl")
     except UploadError as error:
         assert error.line is None or error.line >= 1
     else:
-        assert records
+        assert records or rejects

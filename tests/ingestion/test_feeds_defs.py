@@ -92,3 +92,42 @@ def test_due_feeds_sensor_requests_one_run_per_due_feed_and_advances(
         )
     )
     assert again.run_requests == []
+
+
+def test_each_sensor_tick_closes_feed_runs_left_running_past_the_documented_age(
+    conn, resources, dagster_instance
+):
+    from predict_pipeline.ingestion.store import STALE_RUN_AFTER
+
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)  # neither feed is due: the tick only sweeps
+    stuck_feed = make_feed(conn, "predictit", {}, name="stuck", next_run_at=later)
+    busy_feed = make_feed(conn, "predictit", {}, name="busy", next_run_at=later)
+    runs = {}
+    for name, feed, age in (
+        ("stuck", stuck_feed, STALE_RUN_AFTER + timedelta(minutes=1)),
+        ("busy", busy_feed, STALE_RUN_AFTER - timedelta(minutes=10)),
+    ):
+        runs[name] = conn.execute(
+            "INSERT INTO prediction_feed_runs (feed_id, started_at, status)"
+            " VALUES (%s, %s, 'RUNNING') RETURNING id",
+            (feed, now - age),
+        ).fetchone()[0]
+    context = dg.build_sensor_context(
+        instance=dagster_instance, resources={"database": resources["database"]}
+    )
+    due_feeds_sensor(context)
+    stuck = conn.execute(
+        "SELECT status, error_message, completed_at, duration_ms, error_details"
+        " FROM prediction_feed_runs WHERE id = %s",
+        (runs["stuck"],),
+    ).fetchone()
+    assert stuck[0] == "FAILED"
+    assert stuck[1].startswith("left RUNNING for over 2:00:00: closed by the run-monitoring sweep")
+    assert stuck[2] is not None and stuck[3] >= STALE_RUN_AFTER.total_seconds() * 1000
+    assert stuck[4]["closed_by"] == "run_monitoring"
+    assert feed_row(conn, stuck_feed)["last_error"] == stuck[1]
+    busy = conn.execute(
+        "SELECT status, completed_at FROM prediction_feed_runs WHERE id = %s", (runs["busy"],)
+    ).fetchone()
+    assert busy == ("RUNNING", None)  # younger than the age: perhaps still working

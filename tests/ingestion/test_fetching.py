@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from urllib.parse import parse_qs, quote, quote_plus, urlencode
 
 from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.http import HttpClient, ResponseLimits
 from predict_pipeline.ingestion.runner import fetch_window
-from tests.support.feeds import KEY, custom_config, feed_row, feed_run, make_feed
-from tests.support.http_server import Reply
+from tests.support.feeds import KEY, custom_config, feed_row, feed_run, file_size_limit, make_feed
+from tests.support.http_server import DripServer, Reply, gzip_of_zeros
 
 WINDOW = FetchWindow(datetime(2026, 11, 22, 15, tzinfo=UTC), datetime(2026, 11, 22, 16, tzinfo=UTC))
 NOW = datetime(2026, 11, 22, 15, 20, tzinfo=UTC)
@@ -192,3 +194,143 @@ def test_private_address_is_refused_unless_allowed(conn, landing, server):
     run = feed_run(conn, feed)
     assert run["status"] == "FAILED" and "UnsafeUrlError" in json.dumps(run["error_details"])
     assert server.received == []
+
+
+# --- bounded fetches and a landing zone that refuses the write ------------------------------
+
+
+def test_a_dripping_source_is_a_timeout_run_and_the_next_feed_is_still_fetched(
+    conn, landing, server, sleeps
+):
+    drip = DripServer(interval=0.2, length=10_000)
+    server.add("/api", Reply(200, GOOD))
+    slow = make_feed(conn, "custom_api", custom_config(drip.url("/api")), name="a drip")
+    fine = make_feed(conn, "custom_api", custom_config(server.url("/api")), name="b fine")
+    try:
+        with HttpClient(
+            timeout=(1.0, 5.0),
+            allow_private_hosts=("127.0.0.1",),
+            sleep=sleeps.append,
+            limits=ResponseLimits(deadline_s=1.5),
+        ) as http:
+            reports = _fetch(conn, http, landing, [slow, fine])
+    finally:
+        drip.close()
+    assert [(r.feed_name, r.status) for r in reports] == [
+        ("a drip", "TIMEOUT"),
+        ("b fine", "SUCCESS"),
+    ]
+    run = feed_run(conn, slow)
+    assert run["status"] == "TIMEOUT" and run["request_count"] == 1
+    assert run["error_message"].startswith("deadline_exceeded: no complete response within 1.5 s")
+    assert run["error_details"]["errors"][0]["kind"] == "DeadlineExceededError"
+    assert landing.files("custom_api", str(slow), WINDOW) == []
+    assert feed_run(conn, fine)["signals_fetched"] == 2
+
+
+def test_a_body_past_its_sources_size_limit_is_a_failed_run(conn, client, landing, server):
+    """custom_api's own limit (16 MiB) applies within the client's (64 MiB)."""
+    server.add("/api", Reply(200, gzip_of_zeros(20 << 20), {"Content-Encoding": "gzip"}))
+    feed = make_feed(conn, "custom_api", custom_config(server.url("/api")))
+    [report] = _fetch(conn, client, landing, [feed])
+    run = feed_run(conn, feed)
+    assert report.status == run["status"] == "FAILED"
+    assert run["error_message"].startswith(
+        "response_too_large: the body passed 16 MiB after decoding (HTTP 200)"
+    )
+    assert run["request_count"] == 1 and server.hits("/api") == 1
+    assert landing.files("custom_api", str(feed), WINDOW) == []
+
+
+def test_a_landing_zone_that_refuses_the_write_is_a_failed_run_leaving_no_file(
+    conn, client, landing, server
+):
+    server.add("/api", Reply(200, GOOD), Reply(200, GOOD))
+    feed = make_feed(conn, "custom_api", custom_config(server.url("/api")))
+    with file_size_limit(64):  # the landing file is a few hundred bytes
+        [report] = _fetch(conn, client, landing, [feed])
+    run = feed_run(conn, feed)
+    reason = "cannot write the landing zone, nothing landed: File too large (EFBIG)"
+    assert (report.status, run["status"], run["error_message"]) == ("FAILED", "FAILED", reason)
+    assert run["error_details"]["pages_landed"] == 0
+    assert landing.fs.find(landing.root) == []  # no page file, no temporary file
+    assert feed_row(conn, feed)["consecutive_failures"] == 1
+    [again] = _fetch(conn, client, landing, [feed])  # room again: the next fetch lands
+    assert again.status == "SUCCESS"
+    assert len(landing.files("custom_api", str(feed), WINDOW)) == 1
+
+
+# --- query-parameter credentials: sent encrypted at rest, never landed ------------------------
+
+SECRET_KEY = "k3y/with+signs=and&more"
+
+
+def _landed_bytes(landing, feed) -> bytes:
+    import gzip
+
+    return b"".join(
+        gzip.decompress(landing.read_bytes(path))
+        for path in landing.files("custom_api", str(feed), WINDOW)
+    )
+
+
+def test_query_credentials_go_with_every_request_and_never_land(conn, client, landing, server):
+    """The key rides in the query of each page's request (an API that echoes it into its
+    next-page link included), and neither the landing zone nor the feed row holds it."""
+    echoed = json.dumps(
+        {
+            "items": [{"id": "m3", "p": 0.3}],
+            "next": server.url("/api") + "?page=2&" + urlencode({"k": SECRET_KEY}),
+        }
+    ).encode()
+    last = json.dumps({"items": [{"id": "m4", "p": 0.4}], "next": None}).encode()
+    server.add("/api", Reply(200, echoed), Reply(200, last))
+    config = custom_config(
+        server.url("/api"),
+        params={"limit": "10"},
+        pagination={"mode": "next_url", "next_url_path": "$.next"},
+    )
+    feed = make_feed(conn, "custom_api", config, credentials={"query": {"k": SECRET_KEY}})
+    [report] = _fetch(conn, client, landing, [feed])
+    assert report.status == "SUCCESS" and report.records == 2
+    sent = [parse_qs(r.query) for r in server.received]
+    assert sent == [{"limit": ["10"], "k": [SECRET_KEY]}, {"page": ["2"], "k": [SECRET_KEY]}]
+    landed = _landed_bytes(landing, feed)
+    assert b"m3" in landed and b"m4" in landed
+    for shown in (SECRET_KEY, quote(SECRET_KEY, safe=""), quote_plus(SECRET_KEY)):
+        assert shown.encode() not in landed
+    pages = list(landing.read_window("custom_api", str(feed), WINDOW))
+    assert [p.request["params"] for p in pages] == [{"limit": "10"}, {}]
+    assert pages[1].request["url"] == server.url("/api") + "?page=2"
+    assert pages[0].payload["next"] == server.url("/api") + "?page=2&k=***"  # the echo, masked
+    stored = json.dumps(feed_row(conn, feed)["credentials_encrypted"])
+    assert SECRET_KEY not in stored and quote_plus(SECRET_KEY) not in stored
+
+
+def test_a_failed_request_names_its_url_with_the_query_credential_masked(
+    conn, client, landing, server
+):
+    server.add("/api", Reply(404, b"no such page"))
+    feed = make_feed(
+        conn, "custom_api", custom_config(server.url("/api")), credentials={"query": {"k": "s3"}}
+    )
+    [report] = _fetch(conn, client, landing, [feed])
+    run = feed_run(conn, feed)
+    assert report.status == "FAILED" and server.received[0].query == "k=s3"
+    [error] = run["error_details"]["errors"]
+    assert error["url"] == server.url("/api") + "?k=***"
+    assert "s3" not in json.dumps(run["error_details"]) + run["error_message"]
+
+
+def test_query_credentials_that_are_not_text_fail_the_run_without_showing_them(
+    conn, client, landing, server
+):
+    feed = make_feed(
+        conn, "custom_api", custom_config(server.url("/api")), credentials={"query": {"k": 12345}}
+    )
+    [report] = _fetch(conn, client, landing, [feed])
+    run = feed_run(conn, feed)
+    assert report.status == "FAILED" and server.received == []
+    assert run["error_message"] == (
+        "credentials 'query' must map names to non-empty text (values not shown)"
+    )

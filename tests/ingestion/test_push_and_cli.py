@@ -110,3 +110,82 @@ def test_feeds_add_validates_config_and_encrypts_credentials(conn, db_url, tmp_p
     ).fetchone()
     assert config == {"post_ids": [578]}
     assert stored["alg"] == "AES-256-GCM" and "metaculus-secret-token" not in json.dumps(stored)
+
+
+# --- records rejected on receipt, and a landing zone that refuses the write -----------------
+
+
+def test_an_upload_lands_its_good_rows_and_counts_the_rows_rejected_on_receipt(conn, landing):
+    feed = load_feed(conn, make_feed(conn, "upload", {}))
+    data = GOOD_CSV + b"poll-44,MARKET_PRICE,0.5,0001-01-01T00:00:00Z,Dated year 1\r\n"
+    report = land_upload(conn, landing, feed, data, "polls.csv", now=lambda: NOW)
+    assert report.records == 2
+    assert [(r.reason, r.item_index, r.source_event_id) for r in report.rejected] == [
+        ("timestamp_out_of_range", 2, "poll-44")
+    ]
+    run = feed_run(conn, feed.id)
+    assert run["status"] == "SUCCESS" and run["signals_fetched"] == 2
+    assert run["error_details"]["rejected_on_receipt"] == {
+        "rejected": 1,
+        "reasons": {"timestamp_out_of_range": 1},
+        "first": "line 4, column 4 (fetched_at): timestamp 0001-01-01T00:00:00+00:00 is outside "
+        "1900-01-01 .. 2200-01-01 (UTC)",
+    }
+
+
+def _cli_upload(db_url, landing, feed, path, *, max_file_bytes: int | None = None):
+    import os
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    env = {**os.environ, "PREDICT_DATABASE_URL": db_url, "PREDICT_LANDING_ZONE": landing.root}
+    return subprocess.run(
+        [*CLI, "feeds", "upload", str(feed), str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=limit if max_file_bytes else None,
+    )
+
+
+def test_an_upload_to_a_full_landing_zone_fails_in_one_line_and_leaves_no_temp_file(
+    conn, db_url, landing, tmp_path
+):
+    """The command's process may write no file over 64 bytes (RLIMIT_FSIZE): the landing
+    write fails as on a full disk. Nothing stays behind, the run is FAILED with the reason,
+    and the user reads one line; with room again the same file lands."""
+    feed = make_feed(conn, "upload", {})
+    path = tmp_path / "polls.csv"
+    path.write_bytes(GOOD_CSV)
+    full = _cli_upload(db_url, landing, feed, path, max_file_bytes=64)
+    reason = "cannot write the landing zone, nothing landed: File too large (EFBIG)"
+    assert (full.returncode, full.stdout) == (2, "")
+    assert full.stderr == f"predict-pipeline: error: upload failed: {reason}\n"
+    assert landing.fs.find(landing.root) == []  # neither the file nor its temporary
+    run = feed_run(conn, feed)
+    assert (run["status"], run["error_message"], run["signals_fetched"]) == ("FAILED", reason, 0)
+    assert run["completed_at"] is not None
+    room = _cli_upload(db_url, landing, feed, path)
+    assert room.returncode == 0 and room.stdout.startswith("landed 2 records from polls.csv")
+    assert len(landing.files("upload", str(feed), hour_window(run["started_at"]))) == 1
+
+
+def test_a_webhook_delivery_the_landing_zone_refuses_is_a_503_and_a_failed_run(conn, landing):
+    from predict_pipeline.feeds.push import sign_delivery
+    from predict_pipeline.ingestion.pushed import LandingFailed, land_webhook
+    from tests.support.feeds import KEY, file_size_limit
+
+    feed_id = make_feed(conn, "webhook", {}, credentials={"webhook_secret": "whsec-test"})
+    body = json.dumps([{"source_event_id": "wh-1", "value": 0.7}]).encode()
+    headers = sign_delivery("whsec-test", body, sent_at=datetime.now(UTC), delivery_id="dlv-1")
+    with file_size_limit(64), pytest.raises(LandingFailed) as refused:
+        land_webhook(
+            conn, landing, load_feed(conn, feed_id), body, headers, encryption_key=lambda: KEY
+        )
+    assert refused.value.status == 503
+    assert str(refused.value).endswith("nothing landed: File too large (EFBIG)")
+    assert landing.fs.find(landing.root) == []
+    assert feed_run(conn, feed_id)["status"] == "FAILED"

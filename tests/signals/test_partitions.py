@@ -583,8 +583,19 @@ def test_signal_months_are_utc_months_of_aware_moments_up_to_the_limit():
         (["2026-01-05T00:00:00+00:00", "2026-03-05T00:00:00+00:00"], ["2026-01", "2026-03"]),
         (["2026-11-02T00:00:00+00:00", "2026-11-03T00:00:00", None], ["2026-11"]),
         (["2026-11-02T00:00:00+00:00", "2027-02-01T00:00:00+00:00"], ["2026-11"]),
+        (
+            ["0001-01-01T00:00:00+00:00", "2026-10-15T00:00:00+00:00", "2026-11-02T00:00:00+00:00"],
+            ["2026-10", "2026-11"],
+        ),
     ],
-    ids=["one_month", "adjacent_in_utc", "gap_not_filled", "naive_and_missing", "future"],
+    ids=[
+        "one_month",
+        "adjacent_in_utc",
+        "gap_not_filled",
+        "naive_and_missing",
+        "future",
+        "out_of_range_makes_none",
+    ],
 )
 def test_stage_makes_exactly_the_months_its_rows_need(moments, expected):
     from types import SimpleNamespace

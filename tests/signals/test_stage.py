@@ -239,6 +239,9 @@ def test_failure_between_copy_and_queue_leaves_nothing_and_a_failed_run(conn, la
     assert run["signals_written"] == 0
     [retry] = validate_window(conn, landing, WINDOW, now=NOW)  # the re-run writes it all
     assert retry.ok and retry.written == 1 and retry.unmatched == 1
+    run = feed_run(conn, feed)  # and the run says again what its delivery said
+    assert (run["status"], run["error_message"], run["signals_written"]) == ("SUCCESS", None, 1)
+    assert {"validation_error", "fetch_status"}.isdisjoint(run["error_details"])
 
 
 @pytest.mark.parametrize("mode", ["manual", "auto"])

@@ -305,11 +305,65 @@ def test_fetched_at_in_another_zone_or_unit_is_read_as_utc():
     assert result.valid["fetched_at"].iat[0] == pd.Timestamp("2026-11-22T15:30:00Z")
 
 
-def test_timestamps_beyond_the_nanosecond_range():
+def test_timestamps_beyond_the_nanosecond_range_are_out_of_the_accepted_range():
     far_future = datetime(9999, 1, 1, tzinfo=UTC)
     far_past = datetime(1066, 10, 14, tzinfo=UTC)
-    assert verdict(signal(fetched_at=far_future)) == ["fetched_at_not_in_future"]
-    assert verdict(signal(fetched_at=far_past)) == ["fetched_at_timezone_aware"]
+    result = validate_signals(
+        frame(signal(fetched_at=far_future), signal(fetched_at=far_past)), now=NOW
+    )
+    assert result.rejected["reasons"].tolist() == [["fetched_at_in_range"]] * 2
+    assert result.rejected["detail"].tolist() == [
+        "fetched_at_in_range: fetched_at 9999-01-01T00:00:00+00:00 is after the accepted range "
+        "1900-01-01 .. 2200-01-01 (UTC)",
+        "fetched_at_in_range: fetched_at 1066-10-14T00:00:00+00:00 is before the accepted range "
+        "1900-01-01 .. 2200-01-01 (UTC)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fetched_at", "reasons"),
+    [
+        (datetime(1900, 1, 1, tzinfo=UTC), []),
+        (datetime(1899, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), ["fetched_at_in_range"]),
+        (datetime(1900, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), ["fetched_at_in_range"]),
+        (datetime(1677, 9, 22, tzinfo=UTC), ["fetched_at_in_range"]),
+        (datetime(2199, 12, 31, 23, 59, tzinfo=UTC), ["fetched_at_not_in_future"]),
+        (datetime(2200, 1, 1, tzinfo=UTC), ["fetched_at_in_range", "fetched_at_not_in_future"]),
+        (datetime(2262, 4, 11, tzinfo=UTC), ["fetched_at_in_range", "fetched_at_not_in_future"]),
+    ],
+)
+def test_the_accepted_range_of_fetched_at(fetched_at, reasons):
+    assert verdict(signal(fetched_at=fetched_at)) == reasons
+
+
+def test_a_frame_of_typed_timestamps_is_range_checked_too():
+    page = frame(signal(fetched_at=datetime(1800, 1, 1, tzinfo=UTC)), signal())
+    page["fetched_at"] = pd.to_datetime(page["fetched_at"], utc=True)
+    result = validate_signals(page, now=NOW)
+    assert result.rejected["reasons"].tolist() == [["fetched_at_in_range"]]
+    assert len(result.valid) == 1
+
+
+def test_indexed_text_longer_than_its_index_allows_is_rejected():
+    fits = "é" * 512  # 1,024 bytes in UTF-8
+    rows = [
+        signal(source_event_id=fits),
+        signal(source_event_id=fits + "x"),
+        signal(source_event_id="\U0001f600" * 257),  # 1,028 bytes in 257 characters
+        signal(source="s" * 129),
+    ]
+    result = validate_signals(frame(*rows), now=NOW)
+    assert result.valid["record_index"].tolist() == [0]
+    assert result.rejected["reasons"].tolist() == [
+        ["source_event_id_size"],
+        ["source_event_id_size"],
+        ["source_size"],
+    ]
+    assert result.rejected["detail"].tolist() == [
+        "source_event_id_size: source_event_id is 1025 bytes, over the 1024 indexed",
+        "source_event_id_size: source_event_id is 1028 bytes, over the 1024 indexed",
+        "source_size: source is 129 bytes, over the 128 indexed",
+    ]
 
 
 def test_original_index_is_kept_even_when_duplicated():

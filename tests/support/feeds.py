@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import resource
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -78,3 +81,16 @@ def feed_row(conn: psycopg.Connection, feed_id: uuid.UUID) -> dict[str, Any]:
         ).fetchone()
     assert row is not None
     return row
+
+
+@contextmanager
+def file_size_limit(max_bytes: int) -> Iterator[None]:
+    """Within the block, this process may write no file larger than `max_bytes`: the kernel
+    fails the write with EFBIG (Python ignores SIGXFSZ), as a full landing disk would fail it.
+    Sockets (the database, HTTP) are not files and are not limited."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
