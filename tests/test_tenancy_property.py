@@ -55,26 +55,30 @@ def _world(conn, rng: random.Random, server) -> dict:
         ).fetchone()[0]
         for i in range(2)
     ]
+    # An org's owner is its first member (the database writes that membership).
     memberships: dict = {u: set() for u in users}
+    for owner, org in zip(users, orgs, strict=False):
+        memberships[owner].add(org)
     for user in users:
         for org in orgs:
-            if rng.random() < 0.45:
+            if org not in memberships[user] and rng.random() < 0.45:
                 conn.execute(
                     "INSERT INTO prediction_org_members (org_id, user_id) VALUES (%s, %s)",
                     (org, user),
                 )
                 memberships[user].add(org)
+
+    def owner_in(org):  # an org-scoped row's owner belongs to its org (the database checks)
+        return rng.choice([u for u in users if org is None or org in memberships[u]])
+
     category = conn.execute(
         "INSERT INTO prediction_categories (name, slug) VALUES ('Economy', 'economy') RETURNING id"
     ).fetchone()[0]
     events = {}
     for i in range(10):
         kind = "public" if i == 0 else rng.choice(["public", "org", "org", "creator"])
-        audience = {
-            "is_public": kind == "public",
-            "org_id": rng.choice(orgs) if kind == "org" else None,
-            "created_by": rng.choice(users),
-        }
+        org = rng.choice(orgs) if kind == "org" else None
+        audience = {"is_public": kind == "public", "org_id": org, "created_by": owner_in(org)}
         event = conn.execute(
             "INSERT INTO prediction_events (title, slug, category_id, tags, is_public, org_id,"
             " created_by, current_probability) VALUES (%s, %s, %s, %s, %s, %s, %s, 0.5)"
@@ -90,7 +94,8 @@ def _world(conn, rng: random.Random, server) -> dict:
         events[event] = audience
     campaigns = {}
     for i in range(3):
-        owner, org = rng.choice(users), rng.choice([None, *orgs])
+        org = rng.choice([None, *orgs])
+        owner = owner_in(org)
         campaign = conn.execute(
             "INSERT INTO prediction_campaigns (user_id, org_id, name) VALUES (%s, %s, %s)"
             " RETURNING id",
@@ -131,8 +136,8 @@ def _world(conn, rng: random.Random, server) -> dict:
         )
     rules = {}
     for i in range(14):
-        owner = rng.choice(users)
         rule_org = rng.choice(orgs) if rng.random() < 0.3 else None
+        owner = owner_in(rule_org)
         is_system = rng.random() < 0.1
         scope_type = rng.choice(["all", "category", "tag", "event", "campaign"])
         scope_id = {
