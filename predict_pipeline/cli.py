@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from predict_pipeline.cli_campaigns import add_commands as add_campaign_commands
 from predict_pipeline.cli_events import add_commands as add_event_commands
 from predict_pipeline.cli_feeds import add_commands as add_feed_commands
 from predict_pipeline.cli_retention import add_commands as add_retention_commands
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_event_commands(commands)
     add_trust_commands(commands)
     add_retention_commands(commands)
+    add_campaign_commands(commands)
 
     backfill = commands.add_parser(
         "backfill",

@@ -6,6 +6,7 @@ import dagster as dg
 
 from predict_pipeline.defs import (
     calibration,
+    campaigns,
     feeds,
     history,
     retention,
@@ -31,6 +32,7 @@ defs = dg.Definitions(
         trust.trust_scores,
         calibration.event_resolutions,
         calibration.calibration_scores,
+        *campaigns.CAMPAIGN_ASSETS,
         *retention.RETENTION_ASSETS,
     ],
     jobs=[
@@ -41,14 +43,16 @@ defs = dg.Definitions(
         rules.rule_actions_job,
         retention.retention_job,
         retention.calibration_refresh_job,
+        *campaigns.CAMPAIGN_JOBS,
     ],
     schedules=[
         schedules.hourly_stages_schedule,
         schedules.calibration_schedule,
         retention.retention_schedule,
         retention.calibration_after_retention_schedule,
+        campaigns.campaign_loop_schedule,
     ],
-    sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor],
+    sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor, *campaigns.CAMPAIGN_SENSORS],
     # Multiprocess, or Celery workers, as PREDICT_EXECUTOR says when a run starts.
     executor=predict_executor,
     resources={

@@ -140,6 +140,59 @@ def _materialise(
     return result.success
 
 
+def campaign_loop_demo(
+    app_url: str,
+    *,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+    assets: Sequence[Any],
+) -> list[tuple[str, bool]]:
+    """The campaign loop as a marketer lives it: the finished campaign's history, a prediction,
+    the first week's results (pushed as an ad platform export, scored against that
+    prediction), a new prediction, the second week, and the calibration. A week already stored
+    is not sent again, so a second run adds nothing."""
+    from predict_pipeline.campaigns.intake import receive_push
+    from predict_pipeline.demo import DEMO_EXPORT_MAPPING, DEMO_USER_ID, demo_results_export
+
+    loop = [a for a in assets if "campaigns" in a.group_names_by_key.values()]
+    by_key = {key.to_user_string(): a for a in loop for key in a.keys}
+    results, predictions, calibration = (
+        by_key[name]
+        for name in ("campaign_results", "campaign_predictions", "campaign_calibration")
+    )
+    plan = (
+        ("campaigns: history, first predictions", [results, predictions]),
+        ("campaigns: week 1 results, predictions", [results, predictions]),
+        ("campaigns: week 2 results, predictions, calibration", loop),
+    )
+    stages = []
+    for period, (label, selection) in enumerate(plan):
+        with connect(app_url) as conn, conn.transaction():
+            export = demo_results_export(conn, period)
+            if export is not None:
+                receive_push(
+                    conn,
+                    export,
+                    f"demo-week-{period}.csv",
+                    submitted_by=DEMO_USER_ID,
+                    mapping_config=DEMO_EXPORT_MAPPING,
+                    received_at=datetime.now(UTC),
+                )
+        stages.append(
+            (
+                label,
+                _materialise(
+                    loop,
+                    selection,
+                    instance=instance,
+                    resources=resources,
+                    run_config=dg.RunConfig(),
+                ),
+            )
+        )
+    return stages
+
+
 def run_main(
     *,
     now: datetime | None = None,
@@ -179,11 +232,13 @@ def run_main(
     ]
     assets = list(defs.assets or [])
     windowed = [a for a in assets if a.partitions_def is not None]
-    # Retention has its own schedule and command (`predict-pipeline retention run`).
+    # Retention has its own schedule and command (`predict-pipeline retention run`); the
+    # campaign loop runs below, week by week.
     whole = [
         a
         for a in assets
-        if a.partitions_def is None and "retention" not in a.group_names_by_key.values()
+        if a.partitions_def is None
+        and not {"retention", "campaigns"} & set(a.group_names_by_key.values())
     ]
     downstream = [a for a in windowed if a is not raw_feed_fetches]
     stages: list[tuple[str, bool]] = []
@@ -247,6 +302,11 @@ def run_main(
                 ),
             )
         )
+        stages.extend(
+            campaign_loop_demo(
+                target.app_url, instance=instance, resources=defs.resources, assets=assets
+            )
+        )
     fired, evaluated = _evaluate_rules(target.app_url, since=run_started - timedelta(hours=1))
     where = "embedded PostgreSQL" if target.embedded else "configured PostgreSQL"
     print(
@@ -256,6 +316,37 @@ def run_main(
     ok = print_summary(target.app_url, feed_ids, stages, fired, evaluated, top=top)
     print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1
+
+
+CAMPAIGN_SUMMARY_SQL = """
+SELECT (SELECT count(*) FROM prediction_campaigns),
+       (SELECT count(*) FROM prediction_campaigns WHERE predicted_at IS NOT NULL),
+       count(*),
+       count(*) FILTER (WHERE predicted_success_probability IS NOT NULL AND success IS NOT NULL),
+       round(avg((predicted_success_probability - success::int)^2), 4),
+       round(avg(prediction_error), 4),
+       count(*) FILTER (WHERE prediction_direction_correct),
+       count(prediction_direction_correct)
+FROM prediction_campaign_results
+"""
+
+
+def campaign_summary(
+    campaigns: int,
+    predicted: int,
+    results: int,
+    scored: int,
+    brier: Any,
+    error: Any,
+    right: int,
+    directed: int,
+) -> str:
+    """The campaigns line: predictions, results, and how the scored ones did."""
+    return (
+        f"campaigns: {campaigns} ({predicted} predicted), {results} results, {scored} scored: "
+        f"success Brier {brier if brier is not None else '-'}, mean prediction error "
+        f"{error if error is not None else '-'}, recommended variant right {right} of {directed}"
+    )
 
 
 def print_summary(
@@ -318,6 +409,7 @@ def print_summary(
         executions = conn.execute(
             "SELECT count(*) FROM prediction_rule_executions WHERE status NOT LIKE 'SKIPPED%%'"
         ).fetchone()[0]
+        campaigns = conn.execute(CAMPAIGN_SUMMARY_SQL).fetchone()
     print(
         f"\n{'feed':<38} {'source':<10} {'status':<8} {'runs':>4} {'records':>7} "
         f"{'written':>7} {'review':>6} {'rejected':>8}"
@@ -353,6 +445,7 @@ def print_summary(
             or "none yet"
         )
     )
+    print(campaign_summary(*campaigns))
     print(f"\n{'event (most flagged first)':<64} {'status':<12} {'prob':>6} {'trust':>6} flags")
     for title, status, prob, trust, count in events:
         shown_trust = "" if trust is None else f"{trust:.4f}"

@@ -31,6 +31,9 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
 KEY_TEXT = generate_key()
 OTHER_KEY_TEXT = generate_key()
 
+ADD = ["campaigns", "results", "add", ZERO, "--start", "2025-03-01", "--end", "2025-03-07"]
+PUSH = ["campaigns", "results", "push", "--format", "json", "--file", "{file}"]
+
 # Arguments a command refuses whatever the database holds; {file}, {notjson}, {missing} are
 # files the test makes.
 BAD_ARGUMENTS: dict[tuple[str, ...], list[list[str]]] = {
@@ -87,6 +90,53 @@ BAD_ARGUMENTS: dict[tuple[str, ...], list[list[str]]] = {
         ["backfill", ZERO, "--start", "2025-01-01"],
     ],
     ("dev",): [["dev", "--port", "http"]],
+    ("campaigns", "results", "add"): [
+        [*ADD, "--user-email", "nobody@example.com"],
+        [*ADD, "--user-email", "a@b.c"],  # no campaign ZERO of a@b.c's: nothing recorded
+        [
+            "campaigns",
+            "results",
+            "add",
+            "Spring",
+            "--start",
+            "2025-03-01",
+            "--end",
+            "2025-03-07",
+            "--user-email",
+            "a@b.c",
+        ],
+        [*ADD[:4], "--start", "yesterday", *ADD[6:], "--user-email", "a@b.c"],
+        [*ADD, "--impressions", "-5", "--user-email", "a@b.c"],
+        [*ADD, "--impressions", "10", "--clicks", "20", "--user-email", "a@b.c"],
+        [*ADD, "--spend", "lots", "--user-email", "a@b.c"],
+        [*ADD[:4], "--start", "2025-03-01T00:00", *ADD[6:], "--user-email", "a@b.c"],
+    ],
+    ("campaigns", "results", "upload"): [
+        ["campaigns", "results", "upload", "{file}", "--user-email", "nobody@example.com"],
+        ["campaigns", "results", "upload", "{missing}", "--user-email", "a@b.c"],
+        ["campaigns", "results", "upload", "{notjson}", "--user-email", "a@b.c"],
+        [
+            "campaigns",
+            "results",
+            "upload",
+            "{file}",
+            "--mapping",
+            "{notjson}",
+            "--user-email",
+            "a@b.c",
+        ],
+    ],
+    ("campaigns", "results", "push"): [
+        ["campaigns", "results", "push", "--format", "xml", "--user-email", "a@b.c"],
+        [*PUSH, "--user-email", "nobody@example.com"],
+        [*PUSH[:-1], "{notjson}", "--user-email", "a@b.c"],
+        [*PUSH, "--mapping", "{file}", "--user-email", "a@b.c"],
+    ],
+    ("campaigns", "show"): [
+        ["campaigns", "show", "campaign-1", "--user-email", "a@b.c"],
+        ["campaigns", "show", ZERO, "--user-email", "a@b.c"],
+        ["campaigns", "show", ZERO],
+    ],
 }
 
 # A well-formed call of each command that needs the database (or the key): the environment
@@ -112,6 +162,12 @@ DATABASE_CALLS: dict[tuple[str, ...], list[str]] = {
     ("retention", "run"): ["retention", "run", "--dry-run"],
     ("backfill",): ["backfill", ZERO, "--start", "2025-01-01", "--end", "2025-01-02"],
     ("dev",): ["dev", "--port", "0"],
+    ("campaigns", "results", "add"): [*ADD, "--impressions", "100", "--user-email", "a@b.c"],
+    ("campaigns", "results", "upload"): [
+        *("campaigns", "results", "upload", "{file}", "--user-email", "a@b.c")
+    ],
+    ("campaigns", "results", "push"): [*PUSH, "--user-email", "a@b.c"],
+    ("campaigns", "show"): ["campaigns", "show", ZERO, "--user-email", "a@b.c"],
 }
 # Commands that work without any database: a file parser, and stopping a server not running.
 NO_DATABASE = {("feeds", "parse"), ("db", "stop-embedded")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -139,6 +140,35 @@ def test_main_run_summary_matches_the_database_and_a_second_run_changes_nothing(
     for window, scored, score in brier:
         assert f"{window} {score} ({scored} resolved)" in out
     assert db[7] > 0 and all(scored > 0 for _, scored, _ in brier)
+
+    # The campaign loop: five open campaigns predicted, both weeks of results scored against
+    # the prediction made before each, calibrated; the line says what the tables hold.
+    shown = _number(
+        r"campaigns: (\d+) \((\d+) predicted\), (\d+) results, (\d+) scored: success Brier "
+        r"([\d.]+), mean prediction error ([\d.]+), recommended variant right (\d+) of (\d+)",
+        out,
+    )
+    with connect(run_env, role=None) as conn:
+        loop = conn.execute(
+            """SELECT (SELECT count(*) FROM prediction_campaigns),
+                      (SELECT count(*) FROM prediction_campaigns WHERE predicted_at IS NOT NULL),
+                      (SELECT count(*) FROM prediction_campaign_results),
+                      (SELECT count(*) FROM prediction_campaign_results WHERE success IS NOT NULL
+                         AND predicted_success_probability IS NOT NULL),
+                      (SELECT count(*) FROM prediction_campaign_results r
+                       JOIN prediction_campaigns c ON c.id = r.campaign_id
+                       WHERE c.status = 'COMPLETED')"""
+        ).fetchone()
+        calibrated = conn.execute(
+            "SELECT scored_results, brier_score FROM prediction_campaign_calibration"
+            " WHERE platform = 'all' AND time_window = 'ALL_TIME'"
+        ).fetchone()
+    campaigns, predicted, results, scored = map(int, shown[:4])
+    assert (campaigns, predicted, results, scored) == loop[:4]
+    assert predicted == campaigns - 1  # the finished campaign is history, not predicted
+    assert scored == results - loop[4] > 0  # every week scored; only the history is not
+    assert calibrated == (scored, Decimal(shown[4]))
+    assert 0 < int(shown[7]) <= scored
 
     counts = _row_counts(run_env)
     again = _run(capsys, now)

@@ -36,6 +36,7 @@ CAMPAIGN_TABLES = (
     "prediction_campaign_variants",
     "prediction_campaign_results",
     "prediction_campaign_events",
+    "prediction_campaign_calibration",
 )
 SEES = {
     "a3": {
@@ -190,6 +191,12 @@ def _b_inserts(world: World, attacker: uuid.UUID) -> dict[str, tuple[str, tuple]
         "prediction_calibration_scores": (
             "INSERT INTO prediction_calibration_scores (time_window) VALUES ('7D')",
             (),
+        ),
+        "prediction_campaign_calibration": (
+            "INSERT INTO prediction_campaign_calibration (org_id, platform, campaign_type,"
+            " time_window, scored_results, successes, engagement_scored, conversion_scored,"
+            " direction_scored) VALUES (%s, 'all', 'all', '7D', 0, 0, 0, 0, 0)",
+            (orgs["B"],),
         ),
         "prediction_data_sources": (
             "INSERT INTO prediction_data_sources (source_id, name, category, adapter_type)"
@@ -759,7 +766,12 @@ def test_every_table_predict_app_can_touch_is_under_rls_or_public_read_only(admi
 
 def test_without_a_user_nothing_private_is_visible(db_url, world):
     with connect(db_url, role=APP_ROLE) as anonymous:
-        for table in (*EVENT_TABLES, "prediction_campaigns", "prediction_rule_executions"):
+        for table in (
+            *EVENT_TABLES,
+            "prediction_campaigns",
+            "prediction_campaign_calibration",
+            "prediction_rule_executions",
+        ):
             seen = _visible(anonymous, table)
             assert seen & world.ids(table, "A", "B", "C") == set(), table
         assert _visible(anonymous, "prediction_orgs") == set()

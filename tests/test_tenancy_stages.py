@@ -472,7 +472,11 @@ def test_rules_see_only_their_viewers_events_and_actions_touch_only_own_campaign
         " factors ? 'repredict_requested' FROM prediction_campaigns WHERE id = %s",
         (world.campaigns["own_a1"],),
     ).fetchone()
-    assert own == ("DRAFT", None, True, True)
+    assert own == ("PAUSED", NOW, True, True)  # re-prediction is requested, not cleared
+    assert conn.execute(
+        "SELECT count(*) FROM predict_meta.campaign_repredict_requests WHERE campaign_id = %s",
+        (world.campaigns["own_a1"],),
+    ).fetchone() == (1,)
     status, error = statuses["a1_pause_b"]
     assert status == "FAILED"
     assert f"campaign {world.campaigns['own_b1']} is not one the rule's owner may update" in error

@@ -589,18 +589,61 @@ def parse_upload(
         feed_config, schema=CONFIG_SCHEMA, defaults=DEFAULT_CONFIG, source="upload"
     )
     observed_at = _aware_utc(received_at, "upload")
+    rows, places = _delivery_rows(data, filename, _names_in_data(config))
+    return _records(rows, places, config, "upload", filename, observed_at)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One record as delivered, with where each of its fields sits in the delivery."""
+
+    raw: dict[str, Any]
+    fields: dict[str, Any]
+    start: tuple[int, int | None]
+    places: dict[str, tuple[int, int | None, str]]  # field -> (line, column, name in data)
+
+
+def read_delivery(
+    data: bytes,
+    filename: str,
+    names: Mapping[str, str],
+    *,
+    required: tuple[str, ...] = REQUIRED_CSV_COLUMNS,
+    source: str = "upload",
+) -> list[DeliveryRow]:
+    """The rows of a CSV, JSON or JSON Lines file (by its suffix), each with where its fields
+    sit, or UploadError for the whole file. `names` maps each accepted field to its column or
+    key in the data; a CSV header must hold the `required` fields. Other pushed data (campaign
+    results) is read here too, so a file reads the same whatever it carries; every field is
+    placed, so it is meant for files of hundreds of rows, not feed deliveries."""
+    rows, places = _delivery_rows(data, filename, names, required, source)
+    return [
+        DeliveryRow(
+            raw=row.raw,
+            fields=row.fields,
+            start=places.of(index, "")[:2],
+            places={name: places.of(index, name) for name in row.fields},
+        )
+        for index, row in enumerate(rows)
+    ]
+
+
+def _delivery_rows(
+    data: bytes,
+    filename: str,
+    names: Mapping[str, str],
+    required: tuple[str, ...] = REQUIRED_CSV_COLUMNS,
+    source: str = "upload",
+) -> tuple[list[_Row], _Places]:
     suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     if suffix not in ("csv", "json", "jsonl", "ndjson"):
         raise UploadError(
-            "upload", filename, "unsupported file type; expected .csv, .json, .jsonl or .ndjson"
+            source, filename, "unsupported file type; expected .csv, .json, .jsonl or .ndjson"
         )
-    text = _decode(data, "upload", filename)
-    names = _names_in_data(config)
+    text = _decode(data, source, filename)
     if suffix == "csv":
-        rows, places = _csv_rows(text, names, filename)
-    else:
-        rows, places = _json_rows(text, names, "upload", filename)
-    return _records(rows, places, config, "upload", filename, observed_at)
+        return _csv_rows(text, names, filename, required, source)
+    return _json_rows(text, names, source, filename)
 
 
 def parse_webhook(
@@ -785,11 +828,17 @@ class _CsvPlaces:
         return self.lines[row], None, field
 
 
-def _csv_rows(text: str, names: Mapping[str, str], filename: str) -> tuple[list[_Row], _CsvPlaces]:
+def _csv_rows(
+    text: str,
+    names: Mapping[str, str],
+    filename: str,
+    required: tuple[str, ...] = REQUIRED_CSV_COLUMNS,
+    source: str = "upload",
+) -> tuple[list[_Row], _CsvPlaces]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
 
     def fault(reason: str, line: int, column: int | None = None, field: str | None = None):
-        return UploadError("upload", filename, reason, line=line, column=column, field=field)
+        return UploadError(source, filename, reason, line=line, column=column, field=field)
 
     rows: list[_Row] = []
     lines: list[int] = []
@@ -806,7 +855,7 @@ def _csv_rows(text: str, names: Mapping[str, str], filename: str) -> tuple[list[
         if not any(cell.strip() for cell in cells):
             continue
         if header is None:
-            header = _csv_header(cells, names, fault, line)
+            header = _csv_header(cells, names, fault, line, required)
             columns = {
                 name: (header.index(column), column)
                 for name, column in names.items()
@@ -831,7 +880,11 @@ def _csv_rows(text: str, names: Mapping[str, str], filename: str) -> tuple[list[
 
 
 def _csv_header(
-    cells: list[str], names: Mapping[str, str], fault: Callable[..., UploadError], line: int
+    cells: list[str],
+    names: Mapping[str, str],
+    fault: Callable[..., UploadError],
+    line: int,
+    required: tuple[str, ...],
 ) -> list[str]:
     header = [cell.strip() for cell in cells]
     for index, column in enumerate(header):
@@ -839,7 +892,7 @@ def _csv_header(
             raise fault("the header has an unnamed column", line, index + 1)
         if column in header[:index]:
             raise fault("the header repeats this column", line, index + 1, column)
-    for name in REQUIRED_CSV_COLUMNS:
+    for name in required:
         if names[name] not in header:
             raise fault(f"missing required column {names[name]!r}", line, field=names[name])
     return header
@@ -1047,6 +1100,11 @@ class PushSource:
     source: str
     parse: Callable[..., tuple[list[NormalisedRecord], list[RecordReject]]]
 
+
+# The field readers, shared with other pushed data: campaign results read numbers and times
+# the way feed records do.
+read_number = _number
+read_timestamp = _timestamp
 
 WEBHOOK = PushSource("webhook", parse_webhook)
 UPLOAD = PushSource("upload", parse_upload)

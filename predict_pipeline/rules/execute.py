@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.audit import record_audit
+from predict_pipeline.campaigns.predict import request_repredict
 from predict_pipeline.rules.actions import (
     EXPLANATION_TRIGGER_TYPES,
     ActionContext,
@@ -152,14 +153,12 @@ def _database_action(
             "at": now.isoformat(),
             "reason": action.config.get("reason"),
         }
-        # The campaigns table has no PAUSED status: a paused campaign goes back to DRAFT and
-        # says why in factors; a re-prediction request clears predicted_at. Only a campaign the
-        # rule's owner may update qualifies (the spec's "Users update own campaigns" policy,
+        # A paused campaign is PAUSED (0070) and says why in factors. Only a campaign the rule's
+        # owner may update qualifies (the spec's "Users update own campaigns" policy,
         # predict_may_update_campaign): the pipeline's role bypasses RLS, so it asks here.
         changed = conn.execute(
             """UPDATE prediction_campaigns SET
-                 status = CASE WHEN %(pause)s THEN 'DRAFT' ELSE status END,
-                 predicted_at = CASE WHEN %(pause)s THEN predicted_at ELSE NULL END,
+                 status = CASE WHEN %(pause)s THEN 'PAUSED' ELSE status END,
                  factors = coalesce(factors, '{}'::jsonb)
                            || jsonb_build_object(%(key)s::text, %(mark)s::jsonb),
                  updated_at = now()
@@ -179,6 +178,15 @@ def _database_action(
             raise ValueError(
                 f"{action.type}: campaign {campaign} is not one the rule's owner may update "
                 "(no such campaign, or another user's)"
+            )
+        if action.type == "campaign_repredict":
+            # campaign_repredict_sensor runs campaign_predictions for this campaign.
+            mark["request_id"] = request_repredict(
+                conn,
+                campaign,
+                requested_by=rule["user_id"],
+                rule_id=rule["rule_id"],
+                rule_execution_id=rule["id"],
             )
         record_audit(
             conn,

@@ -313,6 +313,25 @@ def build_world(admin: psycopg.Connection) -> World:
                 event_id=world.one("prediction_events", spec["event"]),
             ),
         )
+        # The campaign loop's calibration of the tenant's campaigns (the org's, or c's own).
+        world.add(
+            "prediction_campaign_calibration",
+            label,
+            _insert(
+                admin,
+                "prediction_campaign_calibration",
+                user_id=None if spec["org_id"] else spec["user_id"],
+                org_id=spec["org_id"],
+                platform="all",
+                campaign_type="all",
+                time_window="ALL_TIME",
+                scored_results=3,
+                successes=1,
+                engagement_scored=3,
+                conversion_scored=3,
+                direction_scored=0,
+            ),
+        )
 
     # Audit entries the pipeline wrote about each org's event.
     for label in ("A", "B"):

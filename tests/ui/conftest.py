@@ -19,6 +19,7 @@ from predict_pipeline.defs.resources import (
     SecretsResource,
 )
 from predict_pipeline.demo import REPLAY_DIR, seed_demo
+from predict_pipeline.main_run import campaign_loop_demo
 from predict_pipeline.secrets import decode_key, generate_key
 
 
@@ -46,11 +47,13 @@ def pipeline(db_url, dagster_instance, tmp_path, monkeypatch) -> Materialised:
     partition = HOURLY.get_partition_key_for_timestamp(datetime.now(UTC).timestamp())
     assets = list(defs.assets or [])
     windowed = [a for a in assets if a.partitions_def is not None]
-    # Retention has its own job and schedule; the pipeline is everything else.
+    # Retention has its own job and schedule; the campaign loop runs week by week, as in
+    # `make run`; the pipeline is everything else.
     whole = [
         a
         for a in assets
-        if a.partitions_def is None and "retention" not in a.group_names_by_key.values()
+        if a.partitions_def is None
+        and not {"retention", "campaigns"} & set(a.group_names_by_key.values())
     ]
     fetch = FeedFetchConfig(feed_ids=[str(f) for f in feed_ids], mode="poll")
     assert dg.materialize(
@@ -61,4 +64,6 @@ def pipeline(db_url, dagster_instance, tmp_path, monkeypatch) -> Materialised:
         run_config=dg.RunConfig(ops={"raw_feed_fetches": fetch}),
     ).success
     assert dg.materialize(whole, instance=dagster_instance, resources=resources).success
+    loop = campaign_loop_demo(db_url, instance=dagster_instance, resources=resources, assets=assets)
+    assert all(success for _, success in loop), loop
     return Materialised(db_url, dagster_instance, partition, resources)
