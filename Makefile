@@ -42,7 +42,10 @@ browser:
 test: lint browser
 	$(VENV)/bin/pytest
 
+# The peer bench's loaders (dlt) are a bench-only dependency group, never a runtime dependency;
+# `make install` syncs them away again.
 bench: install
+	$(UV) sync --frozen --group bench --compile-bytecode --python $(PYTHON)
 	@set -e; for f in bench/[!_]*.py; do $(VENV)/bin/python $$f; done
 
 # Stops the embedded server and removes local state (embedded database, landing zone).
