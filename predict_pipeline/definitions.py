@@ -8,6 +8,7 @@ from predict_pipeline.defs import (
     calibration,
     campaigns,
     feeds,
+    health,
     history,
     retention,
     rules,
@@ -27,6 +28,7 @@ from predict_pipeline.defs.resources import (
 defs = dg.Definitions(
     assets=[
         feeds.raw_feed_fetches,
+        health.source_health_daily,
         signals.validated_signals,
         snapshots.event_snapshots,
         trust.trust_scores,
@@ -35,8 +37,10 @@ defs = dg.Definitions(
         *campaigns.CAMPAIGN_ASSETS,
         *retention.RETENTION_ASSETS,
     ],
+    asset_checks=[health.feeds_fresh, health.feeds_complete],
     jobs=[
         feeds.fetch_feeds_job,
+        health.feed_health_job,
         history.refresh_feed_history_job,
         schedules.hourly_stages_job,
         schedules.calibration_job,
@@ -48,6 +52,7 @@ defs = dg.Definitions(
     schedules=[
         schedules.hourly_stages_schedule,
         schedules.calibration_schedule,
+        health.feed_health_schedule,
         retention.retention_schedule,
         retention.calibration_after_retention_schedule,
         campaigns.campaign_loop_schedule,
