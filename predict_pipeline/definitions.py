@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from predict_pipeline.defs import (
+    alerts,
     calibration,
     campaigns,
     feeds,
@@ -57,7 +58,13 @@ defs = dg.Definitions(
         retention.calibration_after_retention_schedule,
         campaigns.campaign_loop_schedule,
     ],
-    sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor, *campaigns.CAMPAIGN_SENSORS],
+    sensors=[
+        feeds.due_feeds_sensor,
+        rules.rule_trigger_sensor,
+        *campaigns.CAMPAIGN_SENSORS,
+        alerts.run_failure_alert_sensor,
+        alerts.feed_alerts_sensor,
+    ],
     # Multiprocess, or Celery workers, as PREDICT_EXECUTOR says when a run starts.
     executor=predict_executor,
     resources={
