@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.cli_acting import (
@@ -77,16 +78,40 @@ def _checked(platform: str, credentials: dict[str, Any]) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from predict_pipeline.audit import record_audits
-    from predict_pipeline.rules.execute import connection_aad
     from predict_pipeline.runtime import bootstrap
-    from predict_pipeline.secrets import encrypt_json, load_key_from_env
+    from predict_pipeline.secrets import load_key_from_env
 
     credentials = _credentials(args.credentials_file)
     _checked(args.platform, credentials)
     target = bootstrap(require_key=True)  # the key this database's secrets use, or nothing
     key = load_key_from_env()
-    with acting_as(target.app_url, args.as_user) as (conn, user_id), conn.transaction():
+    with acting_as(target.app_url, args.as_user) as (conn, user_id):
+        try:
+            connection_id, existing = _store(conn, user_id, args, credentials, key)
+        except psycopg.errors.UniqueViolation:
+            # Another `connections add` of the same platform committed first.
+            raise ConnectionsCommandError(
+                f"{args.as_user} has a {args.platform} connection already: list them "
+                "(predict-pipeline connections list)"
+            ) from None
+    return emit(
+        args,
+        {"connection_id": connection_id, "platform": args.platform, "status": "ACTIVE"},
+        lambda: [
+            f"{args.platform} connection {connection_id} "
+            f"{'replaced' if existing else 'added'} (credentials encrypted)"
+        ],
+    )
+
+
+def _store(conn, user_id, args, credentials, key) -> tuple[uuid.UUID, bool]:
+    """Insert the connection, or replace the user's unusable one of that platform, encrypted
+    and audited in one transaction; returns (its id, whether one was replaced)."""
+    from predict_pipeline.audit import record_audits
+    from predict_pipeline.rules.execute import connection_aad
+    from predict_pipeline.secrets import encrypt_json
+
+    with conn.transaction():
         existing = conn.execute(
             "SELECT id, status FROM prediction_action_connections"
             " WHERE user_id = %s AND platform = %s FOR UPDATE",
@@ -124,14 +149,7 @@ def _add(args: argparse.Namespace) -> int:
             # Which fields were set, never their values.
             entries=[(connection_id, {"platform": args.platform, "fields": sorted(credentials)})],
         )
-    return emit(
-        args,
-        {"connection_id": connection_id, "platform": args.platform, "status": "ACTIVE"},
-        lambda: [
-            f"{args.platform} connection {connection_id} "
-            f"{'replaced' if existing else 'added'} (credentials encrypted)"
-        ],
-    )
+    return connection_id, existing is not None
 
 
 def _list(args: argparse.Namespace) -> int:

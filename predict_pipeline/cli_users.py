@@ -7,6 +7,8 @@ import argparse
 import re
 import uuid
 
+import psycopg
+
 from predict_pipeline.cli_acting import command, emit
 from predict_pipeline.errors import CommandError, uuid_argument
 
@@ -31,23 +33,30 @@ def _add(args: argparse.Namespace) -> int:
 
     target = bootstrap()
     user_id = args.id or uuid.uuid4()
-    with connect(target.app_url, autocommit=True) as conn, conn.transaction():
-        taken = conn.execute(
-            "SELECT id FROM auth.users WHERE lower(email) = lower(%s) OR id = %s",
-            (args.email, user_id),
-        ).fetchone()
-        if taken is not None:
-            raise UsersCommandError(f"a user with that e-mail or id exists already ({taken[0]})")
-        conn.execute(
-            "INSERT INTO auth.users (id, email, name, is_active) VALUES (%s, %s, %s, true)",
-            (user_id, args.email, args.name),
-        )
-        record_audits(
-            conn,
-            action="user.created",
-            resource_type="auth.users",
-            entries=[(user_id, {"email": args.email, "via": "cli"})],
-        )
+    with connect(target.app_url, autocommit=True) as conn:
+        try:
+            with conn.transaction():
+                taken = conn.execute(
+                    "SELECT id FROM auth.users WHERE lower(email) = lower(%s) OR id = %s",
+                    (args.email, user_id),
+                ).fetchone()
+                if taken is not None:
+                    raise UsersCommandError(
+                        f"a user with that e-mail or id exists already ({taken[0]})"
+                    )
+                conn.execute(
+                    "INSERT INTO auth.users (id, email, name, is_active) VALUES (%s, %s, %s, true)",
+                    (user_id, args.email, args.name),
+                )
+                record_audits(
+                    conn,
+                    action="user.created",
+                    resource_type="auth.users",
+                    entries=[(user_id, {"email": args.email, "via": "cli"})],
+                )
+        except psycopg.errors.UniqueViolation:
+            # Added by someone else between the check and the insert.
+            raise UsersCommandError("a user with that e-mail or id exists already") from None
     return emit(
         args,
         {"user_id": user_id, "email": args.email, "name": args.name},
