@@ -10,6 +10,7 @@ limits are the database's (sql/0041: a refused rule is one line), and each chang
 from __future__ import annotations
 
 import argparse
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -299,8 +300,12 @@ def _show(args: argparse.Namespace) -> int:
         ]
 
     def text() -> list[str]:
-        lines = [f"{k}: {v}" for k, v in rule.items() if v is not None and k != "actions"]
-        lines += [f"action {i}: {a}" for i, a in enumerate(rule["actions"] or [])]
+        lines = [
+            f"{k}: {json.dumps(v) if isinstance(v, dict | list) else v}"
+            for k, v in rule.items()
+            if v is not None and k != "actions"
+        ]
+        lines += [f"action {i}: {json.dumps(a)}" for i, a in enumerate(rule["actions"] or [])]
         lines += [
             f"execution {e['started_at']:%Y-%m-%d %H:%M} {e['status']}: "
             f"{e['summary'] or e['error'] or ''}"

@@ -297,7 +297,7 @@ def test_rules_test_says_why_a_rule_would_not_fire(world, capsys):
     lines = out.splitlines()
     assert lines[0].endswith(": would not fire (trigger)")
     assert lines[-2] == (
-        "  no  trigger: PROBABILITY_CROSSES_ABOVE {'threshold': 0.7} does not fire on "
+        '  no  trigger: PROBABILITY_CROSSES_ABOVE {"threshold": 0.7} does not fire on '
         "previous_probability 0.4000, current_probability 0.6000"
     )
     assert lines[-1] == "nothing was recorded (no execution, no delivery)"

@@ -12,6 +12,7 @@ of them when it never fired) up to `at`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -299,7 +300,7 @@ def _event_state(conn, rule, event, params, link, at: datetime) -> EventState:
 
 def _quiet(trigger_type: str, state: EventState, params: Any) -> str:
     """Why the trigger does not fire, with the values it compared."""
-    shown = {k: v for k, v in params.items()}
+    shown = json.dumps(dict(params), sort_keys=True, default=str)
     inputs = {
         "PROBABILITY_CROSSES_ABOVE": ("previous_probability", "current_probability"),
         "PROBABILITY_CROSSES_BELOW": ("previous_probability", "current_probability"),
