@@ -123,10 +123,13 @@ def user_connections(
         " WHERE user_id = %s",
         (user_id,),
     ):
-        try:
-            secret = decrypt_json(credentials, key=key, aad=connection_aad(connection_id))
-        except SecretDecryptError:
-            secret, status = {}, "ERROR"  # the action reports the connection as unusable
+        if status == "REVOKED":
+            secret = {}  # revoking erased the ciphertext; the action says it is revoked
+        else:
+            try:
+                secret = decrypt_json(credentials, key=key, aad=connection_aad(connection_id))
+            except SecretDecryptError:
+                secret, status = {}, "ERROR"  # the action reports the connection as unusable
         found[platform] = {"status": status, "expires_at": expires_at, "credentials": secret}
     return found
 
