@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from predict_pipeline.db.connection import connect
-from predict_pipeline.rules.execute import _connections, connection_aad
+from predict_pipeline.rules.execute import connection_aad, user_connections
 from predict_pipeline.secrets import decode_key, decrypt_json
 from tests.support.cli import add_user, cli_environment, count, refused, run, run_json
 
@@ -82,7 +82,7 @@ def test_add_stores_ciphertext_that_the_actions_job_decrypts(world, capsys):
         "webhook_url": SLACK_URL
     }
     with connect(world["db_url"]) as conn:
-        assert _connections(conn, world["alice"], key)["slack"]["credentials"] == {
+        assert user_connections(conn, world["alice"], key)["slack"]["credentials"] == {
             "webhook_url": SLACK_URL
         }
     [(action, details)] = admin.execute(
@@ -180,7 +180,7 @@ def test_revoke_erases_the_secret_and_the_actions_see_it_revoked(world, capsys):
         (connection_id,),
     ).fetchone() == ("REVOKED", {})
     with connect(world["db_url"]) as conn:
-        slack = _connections(conn, world["alice"], decode_key(world["key"]))["slack"]
+        slack = user_connections(conn, world["alice"], decode_key(world["key"]))["slack"]
     assert (slack["status"], slack["credentials"]) == ("REVOKED", {})
     assert (
         run_json(capsys, "connections", "revoke", str(connection_id), "--as", ALICE)["changed"]
