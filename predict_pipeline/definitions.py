@@ -47,7 +47,6 @@ defs = dg.Definitions(
         schedules.calibration_job,
         rules.rule_actions_job,
         retention.retention_job,
-        retention.calibration_refresh_job,
         *campaigns.CAMPAIGN_JOBS,
     ],
     schedules=[

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from predict_pipeline.defs.catalog import table_definition_metadata
+from predict_pipeline.defs.catalog import table_definition_metadata, with_table_metadata
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.ingestion.health import (
     COMPLETENESS_DROP,
@@ -60,14 +60,15 @@ def source_health_daily(
         ]
     )
     context.log.info(f"source health: {rows} rows for {first}..{last}")
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            "rows_written": rows,
             "days": f"{first}..{last}",
             "today": dg.MetadataValue.md(table),
             "unhealthy_sources": [s for s, *_, st, _i in platform if st == "unhealthy"],
         }
     )
+    return with_table_metadata(result, database, HEALTH_TABLE)
 
 
 def _health_line(row: tuple) -> str:

@@ -17,8 +17,8 @@ import psycopg
 
 from predict_pipeline.config import Settings
 from predict_pipeline.db.connection import MAINTENANCE_ROLE, connect
-from predict_pipeline.defs.calibration import calibration_scores, event_resolutions
 from predict_pipeline.defs.resources import PostgresResource
+from predict_pipeline.defs.schedules import calibration_job
 from predict_pipeline.retention.audit_archive import archive_audit_log
 from predict_pipeline.retention.counters import refresh_counters
 from predict_pipeline.retention.operational import (
@@ -351,16 +351,10 @@ retention_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-calibration_refresh_job = dg.define_asset_job(
-    "calibration_refresh_job",
-    selection=[event_resolutions, calibration_scores],
-    description="Resolutions from settled markets, then calibration scores.",
-)
-
 # After retention (03:00) has finished with the tables calibration reads.
 calibration_after_retention_schedule = dg.ScheduleDefinition(
     name="calibration_after_retention_schedule",
-    job=calibration_refresh_job,
+    job=calibration_job,
     cron_schedule="30 3 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -185,7 +185,9 @@ def test_schedules_run_retention_at_three_and_calibration_after_it():
     assert retention.job_name == "retention_job"
     calibration = defs.resolve_schedule_def("calibration_after_retention_schedule")
     assert (calibration.cron_schedule, calibration.execution_timezone) == ("30 3 * * *", "UTC")
-    job = defs.resolve_job_def("calibration_refresh_job")
+    # One calibration job, two schedules: hourly, and after retention has pruned.
+    assert calibration.job_name == defs.resolve_schedule_def("calibration_schedule").job_name
+    job = defs.resolve_job_def(calibration.job_name)
     assert {n.name for n in job.nodes} == {"event_resolutions", "calibration_scores"}
 
 
