@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,6 +217,8 @@ USER_ERRORS = (CommandError, DatabaseUnavailable, MigrationError, PlanLimitError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Dagster's beta and preview notices concern our definitions, not the user's command.
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     args = build_parser().parse_args(argv)
     try:
         with plan_limits():  # a plan limit the database refused, from any command
