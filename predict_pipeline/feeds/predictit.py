@@ -19,6 +19,7 @@ from predict_pipeline.feeds.records import (
     PageRequest,
     ParsedPage,
     PayloadError,
+    read_each,
 )
 
 SOURCE = "predictit"
@@ -107,16 +108,18 @@ class PredictItAdapter:
             raise PayloadError(SOURCE, endpoint, "the snapshot holds no markets")
         wanted = request.context.get("market_ids") if request is not None else None
         keep = {str(market_id) for market_id in wanted or ()}
-        records = []
-        for index, market in enumerate(markets):
+
+        def read_market(index: int, market: Any) -> list[NormalisedRecord]:
             if not isinstance(market, dict):
                 raise PayloadError(SOURCE, endpoint, f"market {index} is {_kind(market)}")
             if market.get("id") in (None, ""):
                 raise PayloadError(SOURCE, endpoint, f"market {index} has no id")
             if keep and str(market["id"]) not in keep:
-                continue
-            records += _market_records(market, observed)
-        return ParsedPage(endpoint, records)
+                return []
+            return _market_records(market, observed)
+
+        results, rejects = read_each(markets, read_market)
+        return ParsedPage(endpoint, [r for read in results for r in read], rejects=rejects)
 
 
 ADAPTER = PredictItAdapter()

@@ -311,22 +311,29 @@ def test_candlesticks_in_every_documented_format(style):
 
 
 def test_errors_name_source_endpoint_and_item():
+    whole = kalshi.ADAPTER.parse(load("kalshi_markets_active_cents.json"), fetched_at=FETCHED_AT)
     body = load("kalshi_markets_active_cents.json")
     del body["markets"][3]["ticker"]
-    with pytest.raises(PayloadError) as missing:
-        kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
-    assert (missing.value.source, missing.value.endpoint) == ("kalshi", "markets")
-    assert "markets[3]" in missing.value.reason and "ticker" in missing.value.reason
+    page = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    [missing] = page.rejects
+    assert (missing.reason, missing.item_index, missing.source_event_id) == (
+        "unreadable_item",
+        3,
+        None,
+    )
+    assert missing.detail.startswith("kalshi markets: ") and "markets[3]" in missing.detail
+    assert len(page.records) == len(whole.records) - 2  # its price and volume alone
 
     body = load("kalshi_markets_active_cents.json")
     body["markets"][0]["last_price_dollars"] = "n/a"
-    with pytest.raises(PayloadError, match="KXELONTWEETS-25APR11-849.*last_price_dollars"):
-        kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    [reject] = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT).rejects
+    assert reject.source_event_id == "KXELONTWEETS-25APR11-849"
+    assert "last_price_dollars" in reject.detail
 
     body = load("kalshi_markets_active_cents.json")
     body["markets"][0]["yes_ask"] = 250
-    with pytest.raises(PayloadError, match="outside 0..100"):
-        kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    [reject] = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT).rejects
+    assert "outside 0..100" in reject.detail
 
     with pytest.raises(PayloadError) as unknown:
         kalshi.ADAPTER.parse({"series": []}, fetched_at=FETCHED_AT)
