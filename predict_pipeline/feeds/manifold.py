@@ -349,10 +349,12 @@ def _market_facts(
     what = f"market {market_id!r}"
     binary = market.get("outcomeType") == "BINARY"
     value = market.get("resolution")
-    # A multiple-choice market resolves to an answer id (or MKT, or CANCEL): per answer, below.
-    resolution = _resolution(reader, value, f"{what} resolution") if binary else None
-    if value == "CANCEL":
-        resolution = "CANCELLED"
+    # Any other market resolves to an answer id, answer by answer (below); its MKT (each answer
+    # to its probability) and CANCEL cover the whole market.
+    if binary:
+        resolution = _resolution(reader, value, f"{what} resolution")
+    else:
+        resolution = {"MKT": "AMBIGUOUS", "CANCEL": "CANCELLED"}.get(value)
     close_time = reader.epoch_ms(market.get("closeTime"), f"{what} closeTime")
     if value == "CANCEL":
         status = "cancelled"
