@@ -309,6 +309,8 @@ def _post_records(
             for key in ("question_yes", "question_no")
             if conditional.get(key) is not None
         ]
+    elif "possibilities" in post or "community_prediction" in post:
+        post, questions = _from_api2(post)
     else:
         return [], [SkippedItem(what, "post holds no question, group or conditional")]
     if not questions:
@@ -474,6 +476,32 @@ def _question_facts(
         parent_id=str(post["id"]),
         outcome="Yes" if kind == "binary" else None,
     )
+
+
+def _from_api2(item: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """An item of the earlier API (`/api2/questions/`) in the posts API's shape: the item is
+    its own post and question, `possibilities.type` its type, `active_state` its status,
+    `resolution` a number (1 yes, 0 no, -1 ambiguous, -2 annulled) and
+    `community_prediction.full.q2` its community median."""
+    possibilities = item.get("possibilities")
+    kind = possibilities.get("type") if isinstance(possibilities, dict) else None
+    community = item.get("community_prediction")
+    full = community.get("full") if isinstance(community, dict) else None
+    median = full.get("q2") if isinstance(full, dict) else None
+    state = item.get("active_state")
+    question = {
+        "id": item.get("id"),
+        "type": kind if kind == "binary" else f"api2 {kind}",
+        "title": item.get("title"),
+        "resolution": item.get("resolution"),
+        "status": state.lower() if isinstance(state, str) else None,
+        "actual_close_time": item.get("close_time"),
+        "actual_resolve_time": item.get("resolve_time"),
+        "aggregations": {
+            _AGGREGATION: {"latest": None if median is None else {"centers": [median]}}
+        },
+    }
+    return {"id": item.get("id"), "title": item.get("title")}, [question]
 
 
 def _resolution(value: Any) -> str | None:
