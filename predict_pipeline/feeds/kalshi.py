@@ -444,21 +444,39 @@ def _market_facts(
         raise reader.fail(f"{what} result: unknown value {result!r}")
     result = result.lower()
     status = market.get("status")
+    lifecycle = _STATUSES.get(status, "unknown") if isinstance(status, str) else "unknown"
+    resolution, settled_at = _RESULTS[result], None
+    if result == "scalar" or (result == "" and lifecycle == "resolved"):
+        # What a YES contract paid: a scalar's fraction, or a settled market's only word.
+        settled_at = _price(reader, market, "settlement_value", what)
+        if result == "":
+            resolution = _settled_outcome(settled_at)
+        if resolution != "AMBIGUOUS":
+            settled_at = None
     event = context.get("event") or {}
     hints = [hint for hint in (event.get("category"), market.get("category")) if hint]
     return MarketFacts(
         title=reader.text(market, "title", what) or event.get("title"),
         category_hints=tuple(dict.fromkeys(hints)),
         close_time=reader.iso(market.get("close_time"), f"{what} close_time"),
-        status=_STATUSES.get(status, "unknown") if isinstance(status, str) else "unknown",
-        resolution=_RESULTS[result],
-        resolution_probability=_price(reader, market, "settlement_value", what)
-        if result == "scalar"
-        else None,
+        status=lifecycle,
+        resolution=resolution,
+        resolution_probability=settled_at,
         resolution_time=reader.iso(market.get("settlement_ts"), f"{what} settlement_ts"),
         parent_id=reader.identifier(market, "event_ticker", what),
         outcome=reader.text(market, "yes_sub_title", what) or "Yes",
     )
+
+
+def _settled_outcome(paid: float | None) -> str | None:
+    """The outcome of a settled market from what a YES contract paid, when `result` is empty."""
+    if paid is None:
+        return None
+    if paid == 1.0:
+        return "YES"
+    if paid == 0.0:
+        return "NO"
+    return "AMBIGUOUS"
 
 
 def _events_page(

@@ -352,3 +352,31 @@ def test_null_lists_read_as_empty():
         {"ticker": "KXELONTWEETS-25MAR28-474.5", "candlesticks": None}, fetched_at=FETCHED_AT
     )
     assert (page.endpoint, page.records, page.skipped) == ("market_candlesticks", [], ())
+
+
+@pytest.mark.parametrize(
+    ("fields", "resolution", "probability"),
+    [
+        ({"result": "yes"}, "YES", None),
+        ({"result": "no"}, "NO", None),
+        ({"result": "void"}, "CANCELLED", None),
+        ({"result": "scalar", "settlement_value_dollars": "0.3700"}, "AMBIGUOUS", 0.37),
+        ({"result": "scalar", "settlement_value": 37}, "AMBIGUOUS", 0.37),
+        ({"result": "", "settlement_value_dollars": "1.0000"}, "YES", None),
+        ({"result": "", "settlement_value": 0}, "NO", None),
+        ({"result": ""}, None, None),
+    ],
+)
+def test_a_settled_market_resolves_as_kalshi_documents(fields, resolution, probability):
+    """The recorded finalized listing (legacy cents), its first market's result and settlement
+    fields set to each value Kalshi documents (Market.result, settlement_value[_dollars])."""
+    body = load("kalshi_markets_finalized_cents.json")
+    market = {
+        k: v
+        for k, v in body["markets"][0].items()
+        if k not in ("result", "settlement_value", "settlement_value_dollars")
+    }
+    body["markets"] = [{**market, **fields}]
+    page = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    facts = {(r.market.resolution, r.market.resolution_probability) for r in page.records}
+    assert facts == {(resolution, probability)}
