@@ -41,7 +41,9 @@ SELECT ms.event_id, e.title, array_agg(DISTINCT ms.resolution ORDER BY ms.resolu
        max(ms.resolved_at), avg(ms.last_price)::float8,
        jsonb_object_agg(ms.source || ':' || ms.source_event_id, ms.resolution),
        array_agg(DISTINCT ms.source_url) FILTER (WHERE ms.source_url IS NOT NULL),
-       e.resolution_date
+       e.resolution_date,
+       jsonb_object_agg(ms.source || ':' || ms.source_event_id, ms.resolution_probability)
+         FILTER (WHERE ms.resolution_probability IS NOT NULL)
 FROM predict_meta.market_settlements ms
 JOIN prediction_events e ON e.id = ms.event_id AND e.status = 'ACTIVE'
 WHERE NOT EXISTS (SELECT 1 FROM prediction_resolutions r WHERE r.event_id = ms.event_id)
@@ -54,9 +56,17 @@ def resolve_from_markets(
 ) -> ResolutionReport:
     resolved: list[tuple[str, str]] = []
     conflicts: list[str] = []
-    for event_id, title, outcomes, settled_at, market_p, by_market, urls, close in conn.execute(
-        _SETTLED_SQL
-    ).fetchall():
+    for (
+        event_id,
+        title,
+        outcomes,
+        settled_at,
+        market_p,
+        by_market,
+        urls,
+        close,
+        resolved_to,
+    ) in conn.execute(_SETTLED_SQL).fetchall():
         if len(outcomes) > 1:
             _audit_conflict(conn, event_id, outcomes, by_market)
             conflicts.append(title)
@@ -77,7 +87,7 @@ def resolve_from_markets(
             (
                 event_id,
                 outcome,
-                f"settled by {len(by_market)} market(s): " + ", ".join(sorted(by_market)),
+                settlement_details(by_market, resolved_to),
                 urls,
                 final[0] if final else None,
                 None if market_p is None else round(market_p, 4),
@@ -106,6 +116,17 @@ def resolve_from_markets(
         )
         resolved.append((title, outcome))
     return ResolutionReport(resolved, conflicts, finalise_resolutions(conn, now=now))
+
+
+def settlement_details(by_market: dict[str, str], resolved_to: dict[str, float] | None) -> str:
+    """`outcome_details` of a resolution from settled markets: the markets, and the probability
+    each resolved to where it settled at neither 1 nor 0 (Manifold MKT, Kalshi scalar, a
+    Polymarket split), which the outcome AMBIGUOUS alone would lose."""
+    shares = resolved_to or {}
+    return f"settled by {len(by_market)} market(s): " + ", ".join(
+        f"{market} (resolved to probability {shares[market]:.4g})" if market in shares else market
+        for market in sorted(by_market)
+    )
 
 
 def _audit_conflict(conn: psycopg.Connection, event_id, outcomes, by_market) -> None:

@@ -14,6 +14,7 @@ and the historical tier writes dollar strings under the bare names (`close`, `vo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -33,11 +34,15 @@ from predict_pipeline.feeds._history import (
 )
 from predict_pipeline.feeds.base import FetchMode, FetchWindow
 from predict_pipeline.feeds.records import (
+    ITEM_FAULTS,
     MarketFacts,
     NormalisedRecord,
     PageRequest,
     ParsedPage,
     PayloadError,
+    RecordReject,
+    item_reject,
+    read_each,
 )
 
 SOURCE = "kalshi"
@@ -118,8 +123,10 @@ _STATUSES = {
     "finalized": "resolved",
     "settled": "resolved",
 }
-# A scalar market settles at a fraction of the payout, like a market resolved to a probability.
-_RESULTS = {"": None, "yes": "YES", "no": "NO", "scalar": "AMBIGUOUS"}
+# `result` as documented (docs.kalshi.com, Market and Settlement models): a scalar market settles
+# at a fraction of the payout (`settlement_value_dollars`), like a market resolved to a
+# probability; a voided market returns every position at cost.
+_RESULTS = {"": None, "yes": "YES", "no": "NO", "scalar": "AMBIGUOUS", "void": "CANCELLED"}
 _VOLUME_FIELDS = (
     "volume",
     "volume_fp",
@@ -288,13 +295,14 @@ def _markets_page(
 ) -> ParsedPage:
     markets = _items(reader, body, "markets")
     context = request.context if request is not None else {}
-    records, follow_ups, skipped = _read_markets(
+    records, follow_ups, skipped, rejects = _read_markets(
         reader, markets, fetched_at, context, request, window, "markets"
     )
     return PageWithSkips(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + _next_page(reader, body, request),
+        rejects=rejects,
         skipped=tuple(skipped),
     )
 
@@ -307,26 +315,29 @@ def _read_markets(
     request: PageRequest | None,
     window: FetchWindow | None,
     where: str,
-) -> tuple[list[NormalisedRecord], list[PageRequest], list[SkippedItem]]:
+) -> tuple[list[NormalisedRecord], list[PageRequest], list[SkippedItem], list[RecordReject]]:
+    """Each market's records (or its candles' request); an unreadable market is rejected alone."""
     backfill = is_backfill(request, window)
-    records: list[NormalisedRecord] = []
-    follow_ups: list[PageRequest] = []
-    skipped: list[SkippedItem] = []
-    for index, item in enumerate(markets):
+
+    def read_market(
+        index: int, item: Any
+    ) -> tuple[list[NormalisedRecord], list[PageRequest], list[SkippedItem]]:
         market = reader.mapping(item, f"{where}[{index}]")
         ticker = reader.identifier(market, "ticker", f"{where}[{index}]")
         facts = _market_facts(reader, market, ticker, context)
         if backfill:
             candles = _candlesticks_request(reader, market, ticker, facts, request, window)
             if isinstance(candles, SkippedItem):
-                skipped.append(candles)
-            else:
-                follow_ups.append(candles)
-        else:
-            read, skips = _market_records(reader, market, ticker, facts, fetched_at)
-            records.extend(read)
-            skipped.extend(skips)
-    return records, follow_ups, skipped
+                return [], [], [candles]
+            return [], [candles], []
+        read, skips = _market_records(reader, market, ticker, facts, fetched_at)
+        return read, [], skips
+
+    results, rejects = read_each(markets, read_market, id_keys=("ticker",))
+    records = [record for read, _, _ in results for record in read]
+    follow_ups = [follow for _, follows, _ in results for follow in follows]
+    skipped = [skip for _, _, skips in results for skip in skips]
+    return records, follow_ups, skipped, rejects
 
 
 def _market_records(
@@ -429,21 +440,43 @@ def _market_facts(
 ) -> MarketFacts:
     what = f"market {ticker!r}"
     result = market.get("result") or ""
-    if result not in _RESULTS:
+    if not isinstance(result, str) or result.lower() not in _RESULTS:
         raise reader.fail(f"{what} result: unknown value {result!r}")
+    result = result.lower()
     status = market.get("status")
+    lifecycle = _STATUSES.get(status, "unknown") if isinstance(status, str) else "unknown"
+    resolution, settled_at = _RESULTS[result], None
+    if result == "scalar" or (result == "" and lifecycle == "resolved"):
+        # What a YES contract paid: a scalar's fraction, or a settled market's only word.
+        settled_at = _price(reader, market, "settlement_value", what)
+        if result == "":
+            resolution = _settled_outcome(settled_at)
+        if resolution != "AMBIGUOUS":
+            settled_at = None
     event = context.get("event") or {}
     hints = [hint for hint in (event.get("category"), market.get("category")) if hint]
     return MarketFacts(
         title=reader.text(market, "title", what) or event.get("title"),
         category_hints=tuple(dict.fromkeys(hints)),
         close_time=reader.iso(market.get("close_time"), f"{what} close_time"),
-        status=_STATUSES.get(status, "unknown") if isinstance(status, str) else "unknown",
-        resolution=_RESULTS[result],
+        status=lifecycle,
+        resolution=resolution,
+        resolution_probability=settled_at,
         resolution_time=reader.iso(market.get("settlement_ts"), f"{what} settlement_ts"),
         parent_id=reader.identifier(market, "event_ticker", what),
         outcome=reader.text(market, "yes_sub_title", what) or "Yes",
     )
+
+
+def _settled_outcome(paid: float | None) -> str | None:
+    """The outcome of a settled market from what a YES contract paid, when `result` is empty."""
+    if paid is None:
+        return None
+    if paid == 1.0:
+        return "YES"
+    if paid == 0.0:
+        return "NO"
+    return "AMBIGUOUS"
 
 
 def _events_page(
@@ -460,27 +493,33 @@ def _events_page(
     records: list[NormalisedRecord] = []
     follow_ups: list[PageRequest] = []
     skipped: list[SkippedItem] = []
+    rejects: list[RecordReject] = []
     for index, item in enumerate(events):
-        event = reader.mapping(item, f"events[{index}]")
-        event_ticker = reader.identifier(event, "event_ticker", f"events[{index}]")
-        what = f"event {event_ticker!r}"
-        market_context = {
-            **context,
-            "series_ticker": event.get("series_ticker") or context.get("series_ticker"),
-            "event": {
-                "title": reader.text(event, "title", what),
-                "category": reader.text(event, "category", what),
-            },
-        }
-        nested = event.get("markets")
-        if nested is not None:
-            markets = reader.listing(nested, f"{what} markets")
-            read, requests, skips = _read_markets(
+        try:
+            event = reader.mapping(item, f"events[{index}]")
+            event_ticker = reader.identifier(event, "event_ticker", f"events[{index}]")
+            what = f"event {event_ticker!r}"
+            market_context = {
+                **context,
+                "series_ticker": event.get("series_ticker") or context.get("series_ticker"),
+                "event": {
+                    "title": reader.text(event, "title", what),
+                    "category": reader.text(event, "category", what),
+                },
+            }
+            nested = event.get("markets")
+            markets = None if nested is None else reader.listing(nested, f"{what} markets")
+        except ITEM_FAULTS as exc:
+            rejects.append(item_reject(index, item, exc, ("event_ticker",)))
+            continue
+        if markets is not None:
+            read, requests, skips, bad = _read_markets(
                 reader, markets, fetched_at, market_context, request, window, f"{what} markets"
             )
             records.extend(read)
             follow_ups.extend(requests)
             skipped.extend(skips)
+            rejects.extend(replace(r, item_index=index) for r in bad)
             continue
         tiers = (False, True) if market_context.get("mode") == "backfill" else (False,)
         follow_ups.extend(
@@ -491,6 +530,7 @@ def _events_page(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + _next_page(reader, body, request),
+        rejects=rejects,
         skipped=tuple(skipped),
     )
 
@@ -588,19 +628,20 @@ def _candlesticks_page(
     facts = facts_from_context(context.get("market"))
     source_url = f"{BASE_URL}/markets/{quote(ticker, safe='')}"
     interval = request.params.get("period_interval") if request is not None else None
-    records: list[NormalisedRecord] = []
-    skipped: list[SkippedItem] = []
-    for index, item in enumerate(candles):
+
+    def read_candle(index: int, item: Any) -> tuple[list[NormalisedRecord], list[SkippedItem]]:
         candle = reader.mapping(item, f"candlesticks[{index}]")
         what = f"market {ticker!r} candle {index}"
         period_end = reader.epoch_s(candle.get("end_period_ts"), f"{what} end_period_ts")
         if period_end is None:
             raise reader.fail(f"{what}: 'end_period_ts' is missing")
         if not in_window(period_end, window):
-            continue
+            return [], []
         label = f"{ticker}@{candle['end_period_ts']}"
         price, rule = _candle_price(reader, candle, what)
         raw = {"ticker": ticker, "period_interval": interval, **candle}
+        records: list[NormalisedRecord] = []
+        skipped: list[SkippedItem] = []
         if price is None:
             skipped.append(SkippedItem(label, f"no MARKET_PRICE: {rule}"))
         else:
@@ -632,7 +673,15 @@ def _candlesticks_page(
                     market=facts,
                 )
             )
-    return PageWithSkips(endpoint=reader.endpoint, records=records, skipped=tuple(skipped))
+        return records, skipped
+
+    results, rejects = read_each(candles, read_candle, id_keys=())
+    return PageWithSkips(
+        endpoint=reader.endpoint,
+        records=[record for read, _ in results for record in read],
+        rejects=rejects,
+        skipped=tuple(skip for _, skips in results for skip in skips),
+    )
 
 
 def _candle_price(

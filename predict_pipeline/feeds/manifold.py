@@ -32,6 +32,7 @@ from predict_pipeline.feeds.records import (
     PageRequest,
     ParsedPage,
     PayloadError,
+    read_each,
 )
 
 SOURCE = "manifold"
@@ -189,7 +190,8 @@ def _markets_page(
     records: list[NormalisedRecord] = []
     follow_ups: list[PageRequest] = []
     skipped: list[SkippedItem] = []
-    for index, item in enumerate(markets):
+
+    def read_market(index: int, item: Any) -> None:
         market = reader.mapping(item, f"markets[{index}]")
         market_id = reader.identifier(market, "id", f"markets[{index}]")
         if backfill:
@@ -209,11 +211,14 @@ def _markets_page(
             read, skips = _market_records(reader, market, fetched_at, f"markets[{index}]")
             records.extend(read)
             skipped.extend(skips)
+
+    _, rejects = read_each(markets, read_market)
     next_page, limit_reached = _next_markets_page(markets, request, settings)
     return PageWithSkips(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + next_page,
+        rejects=rejects,
         skipped=tuple(skipped + limit_reached),
     )
 
@@ -228,7 +233,18 @@ def _next_markets_page(
         return [], []
     if page >= settings.get("max_pages", 1):
         return [], [SkippedItem("next page", f"max_pages ({page}) reached; more markets exist")]
-    params = {**(request.params if request else {"limit": str(limit)}), "before": markets[-1]["id"]}
+    # The last market that names its id: an unreadable last item must not end the paging.
+    last_id = next(
+        (
+            m["id"]
+            for m in reversed(markets)
+            if isinstance(m, dict) and isinstance(m.get("id"), str)
+        ),
+        None,
+    )
+    if last_id is None:
+        return [], [SkippedItem("next page", "no market of the page names its id")]
+    params = {**(request.params if request else {"limit": str(limit)}), "before": last_id}
     context = {**(request.context if request else {}), "page": page + 1}
     url = request.url if request else f"{BASE_URL}/markets"
     headers = request.headers if request else {}
@@ -331,9 +347,16 @@ def _market_facts(
     reader: BodyReader, market: dict[str, Any], market_id: str, fetched_at: datetime
 ) -> MarketFacts:
     what = f"market {market_id!r}"
-    resolution = _resolution(reader, market.get("resolution"), f"{what} resolution")
+    binary = market.get("outcomeType") == "BINARY"
+    value = market.get("resolution")
+    # Any other market resolves to an answer id, answer by answer (below); its MKT (each answer
+    # to its probability) and CANCEL cover the whole market.
+    if binary:
+        resolution = _resolution(reader, value, f"{what} resolution")
+    else:
+        resolution = {"MKT": "AMBIGUOUS", "CANCEL": "CANCELLED"}.get(value)
     close_time = reader.epoch_ms(market.get("closeTime"), f"{what} closeTime")
-    if market.get("resolution") == "CANCEL":
+    if value == "CANCEL":
         status = "cancelled"
     elif market.get("isResolved"):
         status = "resolved"
@@ -348,9 +371,13 @@ def _market_facts(
         category_hints=tuple(group for group in groups if isinstance(group, str)),
         close_time=close_time,
         status=status,
-        # A multi-answer market resolves per answer; only a cancellation covers the market.
-        resolution=resolution
-        if market.get("outcomeType") == "BINARY" or resolution == "CANCELLED"
+        resolution=resolution,
+        # MKT resolves to `resolutionProbability` (docs/docs/api.md); for YES/NO it only echoes
+        # the last probability, so it is kept for MKT alone.
+        resolution_probability=reader.probability(
+            market.get("resolutionProbability"), f"{what} resolutionProbability"
+        )
+        if binary and value == "MKT"
         else None,
         resolution_time=reader.epoch_ms(market.get("resolutionTime"), f"{what} resolutionTime"),
     )
@@ -363,20 +390,41 @@ def _answer_facts(
     answer: dict[str, Any],
     answer_id: str,
 ) -> MarketFacts:
-    """An answer resolves by its own `resolution`, else by the market's (an answer id wins)."""
+    """An answer resolves by its own `resolution`, else by the market's: the answer id that
+    won (YES for it, NO for the others), MKT or CANCEL."""
     what = f"market {market['id']!r} answer {answer_id!r}"
     own = answer.get("resolution")
     market_resolution = market.get("resolution")
+    probability = None
     if own is not None:
         resolution = _resolution(reader, own, f"{what} resolution")
+        if own == "MKT":
+            probability = reader.probability(
+                answer.get("resolutionProbability"), f"{what} resolutionProbability"
+            )
     elif market_resolution in _RESOLUTIONS:
         resolution = _RESOLUTIONS[market_resolution]
+        if market_resolution == "MKT":
+            # Without its own share, an answer's MKT payout is its probability at resolution.
+            probability = reader.probability(
+                answer.get("resolutionProbability", answer.get("probability")),
+                f"{what} probability",
+            )
     elif isinstance(market_resolution, str) and market_resolution:
+        answers = market.get("answers") or []
+        if not any(isinstance(a, dict) and a.get("id") == market_resolution for a in answers):
+            raise reader.fail(f"{what} resolution: unknown value {market_resolution!r}")
         resolution = "YES" if market_resolution == answer_id else "NO"
     else:
         resolution = None
     text = reader.text(answer, "text", what)
-    return replace(facts, outcome=text, parent_id=str(market["id"]), resolution=resolution)
+    return replace(
+        facts,
+        outcome=text,
+        parent_id=str(market["id"]),
+        resolution=resolution,
+        resolution_probability=probability,
+    )
 
 
 def _resolution(reader: BodyReader, value: Any, what: str) -> str | None:
@@ -400,9 +448,9 @@ def _bets_page(
     bets = reader.listing(payload, "response body")
     window = window_of(request, window)
     records: list[NormalisedRecord] = []
-    last_id: str | None = None
-    last_time: datetime | None = None
-    for index, item in enumerate(bets):
+    last: list[tuple[str, datetime]] = []  # the last readable bet, where the next page starts
+
+    def read_bet(index: int, item: Any) -> None:
         bet = reader.mapping(item, f"bets[{index}]")
         bet_id = reader.identifier(bet, "id", f"bets[{index}]")
         what = f"bet {bet_id!r}"
@@ -410,9 +458,9 @@ def _bets_page(
         created = reader.epoch_ms(bet.get("createdTime"), f"{what} createdTime")
         if created is None:
             raise reader.fail(f"{what}: 'createdTime' is missing")
-        last_id, last_time = bet_id, created
+        last[:] = [(bet_id, created)]
         if not in_window(created, window):
-            continue
+            return
         prob_after = reader.probability(bet.get("probAfter"), f"{what} probAfter")
         if prob_after is None:
             raise reader.fail(f"{what}: 'probAfter' is missing")
@@ -420,26 +468,32 @@ def _bets_page(
         if amount is None:
             raise reader.fail(f"{what}: 'amount' is missing")
         answer_id = bet.get("answerId")
+        if answer_id is not None and not isinstance(answer_id, str):
+            raise reader.fail(f"{what}: answerId {answer_id!r} is not an id")
         question_id = f"{market_id}:{answer_id}" if answer_id else market_id
         facts = MarketFacts(parent_id=market_id if answer_id else None)
         url = f"{BASE_URL}/bets?contractId={quote(market_id, safe='')}"
-        for signal_type, value in (("MARKET_PRICE", prob_after), ("VOLUME", abs(amount))):
-            records.append(
-                NormalisedRecord(
-                    source=SOURCE,
-                    source_event_id=question_id,
-                    signal_type=signal_type,
-                    value=value,
-                    fetched_at=created,
-                    source_url=url,
-                    raw_data=bet,
-                    market=facts,
-                )
+        records.extend(
+            NormalisedRecord(
+                source=SOURCE,
+                source_event_id=question_id,
+                signal_type=signal_type,
+                value=value,
+                fetched_at=created,
+                source_url=url,
+                raw_data=bet,
+                market=facts,
             )
+            for signal_type, value in (("MARKET_PRICE", prob_after), ("VOLUME", abs(amount)))
+        )
+
+    _, rejects = read_each(bets, read_bet)
+    last_id, last_time = last[0] if last else (None, None)
     return PageWithSkips(
         endpoint=reader.endpoint,
         records=records,
         next_requests=_next_bets_page(bets, last_id, last_time, request, window),
+        rejects=rejects,
     )
 
 

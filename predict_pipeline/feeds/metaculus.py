@@ -33,6 +33,7 @@ from predict_pipeline.feeds.records import (
     PageRequest,
     ParsedPage,
     PayloadError,
+    read_each,
 )
 
 SOURCE = "metaculus"
@@ -54,6 +55,9 @@ _STATUSES = {
     "resolved": "resolved",
 }
 _OUTCOMES = {"yes": "YES", "no": "NO", "annulled": "CANCELLED", "ambiguous": "AMBIGUOUS"}
+# The earlier API (api2) wrote a binary resolution as a number: 1 yes, 0 no, -1 ambiguous,
+# -2 annulled.
+_LEGACY_OUTCOMES = {1.0: "YES", 0.0: "NO", -1.0: "AMBIGUOUS", -2.0: "CANCELLED"}
 _DISTRIBUTION_TYPES = ("numeric", "discrete", "date")
 
 CONFIG_SCHEMA: dict[str, Any] = {
@@ -226,20 +230,28 @@ def _posts_page(
     records: list[NormalisedRecord] = []
     follow_ups: list[PageRequest] = []
     skipped: list[SkippedItem] = []
-    for index, item in enumerate(posts):
+
+    def read_post(
+        index: int, item: Any
+    ) -> tuple[list[NormalisedRecord], list[PageRequest], list[SkippedItem]]:
         post = reader.mapping(item, f"results[{index}]")
         if backfill:
             post_id = reader.identifier(post, "id", f"results[{index}]")
-            follow_ups.append(_post_request(post_id, headers, {**context, "page": 1}))
-            continue
+            return [], [_post_request(post_id, headers, {**context, "page": 1})], []
         read, skips = _post_records(reader, post, fetched_at, request, window, f"results[{index}]")
+        return read, [], skips
+
+    results, rejects = read_each(posts, read_post)
+    for read, follows, skips in results:
         records.extend(read)
+        follow_ups.extend(follows)
         skipped.extend(skips)
     next_page, limit_reached = _next_page(reader, body, request)
     return PageWithSkips(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + next_page,
+        rejects=rejects,
         skipped=tuple(skipped + limit_reached),
     )
 
@@ -297,6 +309,8 @@ def _post_records(
             for key in ("question_yes", "question_no")
             if conditional.get(key) is not None
         ]
+    elif "possibilities" in post or "community_prediction" in post:
+        post, questions = _from_api2(post)
     else:
         return [], [SkippedItem(what, "post holds no question, group or conditional")]
     if not questions:
@@ -437,7 +451,7 @@ def _question_facts(
 ) -> MarketFacts:
     resolution = question.get("resolution")
     kind = question.get("type")
-    mapped = _OUTCOMES.get(resolution) if isinstance(resolution, str) else None
+    mapped = _resolution(resolution)
     if resolution is not None and kind == "binary" and mapped is None:
         raise reader.fail(f"{what} resolution: unknown value {resolution!r}")
     status = _STATUSES.get(question.get("status") or post.get("status"), "unknown")
@@ -462,6 +476,41 @@ def _question_facts(
         parent_id=str(post["id"]),
         outcome="Yes" if kind == "binary" else None,
     )
+
+
+def _from_api2(item: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """An item of the earlier API (`/api2/questions/`) in the posts API's shape: the item is
+    its own post and question, `possibilities.type` its type, `active_state` its status,
+    `resolution` a number (1 yes, 0 no, -1 ambiguous, -2 annulled) and
+    `community_prediction.full.q2` its community median."""
+    possibilities = item.get("possibilities")
+    kind = possibilities.get("type") if isinstance(possibilities, dict) else None
+    community = item.get("community_prediction")
+    full = community.get("full") if isinstance(community, dict) else None
+    median = full.get("q2") if isinstance(full, dict) else None
+    state = item.get("active_state")
+    question = {
+        "id": item.get("id"),
+        "type": kind if kind == "binary" else f"api2 {kind}",
+        "title": item.get("title"),
+        "resolution": item.get("resolution"),
+        "status": state.lower() if isinstance(state, str) else None,
+        "actual_close_time": item.get("close_time"),
+        "actual_resolve_time": item.get("resolve_time"),
+        "aggregations": {
+            _AGGREGATION: {"latest": None if median is None else {"centers": [median]}}
+        },
+    }
+    return {"id": item.get("id"), "title": item.get("title")}, [question]
+
+
+def _resolution(value: Any) -> str | None:
+    """A question's `resolution` as an outcome, in the current (text) or earlier (number) form."""
+    if isinstance(value, str):
+        return _OUTCOMES.get(value.strip().lower())
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _LEGACY_OUTCOMES.get(float(value))
+    return None
 
 
 def _outcome_facts(

@@ -20,11 +20,15 @@ from jsonschema import Draft202012Validator
 from predict_pipeline.feeds.base import FetchMode, FetchWindow
 from predict_pipeline.feeds.parsing import json_list, utc_from_epoch_s, utc_from_iso
 from predict_pipeline.feeds.records import (
+    ITEM_FAULTS,
     MarketFacts,
     NormalisedRecord,
     PageRequest,
     ParsedPage,
     PayloadError,
+    RecordReject,
+    item_reject,
+    read_each,
 )
 
 SOURCE = "polymarket"
@@ -199,17 +203,24 @@ class PolymarketAdapter:
         endpoint = request.endpoint if request is not None else _recognise(payload)
         if endpoint == CLOB_PRICES_HISTORY:
             return _parse_history(payload, request, window)
+        rejects: list[RecordReject] = []
         if endpoint == CLOB_MARKETS:
             items = _list_field(payload, "data", endpoint)
-            markets = [_clob_market(item, f"data[{i}]") for i, item in enumerate(items)]
+            markets, rejects = read_each(
+                items, lambda i, item: _clob_market(item, f"data[{i}]"), id_keys=("condition_id",)
+            )
             next_requests = _clob_next(payload, request)
         elif endpoint == GAMMA_MARKETS_KEYSET:
             items = _list_field(payload, "markets", endpoint)
-            markets = [_gamma_market(m, f"markets[{i}]", endpoint) for i, m in enumerate(items)]
+            markets, rejects = read_each(
+                items, lambda i, item: _gamma_market(item, f"markets[{i}]", endpoint)
+            )
             next_requests = _keyset_next(payload, request)
         elif endpoint == GAMMA_MARKETS:
             items = _require_list(payload, endpoint)
-            markets = [_gamma_market(m, f"item {i}", endpoint) for i, m in enumerate(items)]
+            markets, rejects = read_each(
+                items, lambda i, item: _gamma_market(item, f"item {i}", endpoint)
+            )
             next_requests = _offset_next(len(items), request)
         elif endpoint == GAMMA_MARKET:
             if not isinstance(payload, dict):
@@ -220,7 +231,7 @@ class PolymarketAdapter:
             next_requests = []
         elif endpoint == GAMMA_EVENTS:
             events = _require_list(payload, endpoint)
-            markets = _event_markets(events)
+            markets, rejects = _event_markets(events)
             next_requests = _offset_next(len(events), request)
         else:
             raise PayloadError(SOURCE, endpoint, "not an endpoint of this adapter")
@@ -228,9 +239,11 @@ class PolymarketAdapter:
         context = request.context if request is not None else {}
         if context.get("mode") == "backfill":
             history = [_history_request(q, m, context, window) for m in markets for q in m.quotes]
-            return ParsedPage(endpoint, [], next_requests + [r for r in history if r is not None])
+            return ParsedPage(
+                endpoint, [], next_requests + [r for r in history if r is not None], rejects=rejects
+            )
         records = [rec for market in markets for rec in _market_records(market, observed)]
-        return ParsedPage(endpoint, records, next_requests)
+        return ParsedPage(endpoint, records, next_requests, rejects=rejects)
 
 
 ADAPTER = PolymarketAdapter()
@@ -443,6 +456,7 @@ def _quotes(
     resolutions: list[str | None],
     base: MarketFacts,
     resolution_time: datetime | None,
+    resolved_to: float | None = None,
 ) -> list[_Quote]:
     quotes = []
     for index, outcome in enumerate(outcomes):
@@ -451,6 +465,10 @@ def _quotes(
             base,
             outcome=outcome or None,
             resolution=resolution,
+            # An outcome's own share of a split payout: the complement for the second of two.
+            resolution_probability=None
+            if resolved_to is None
+            else (resolved_to if index == 0 or len(outcomes) != 2 else 1.0 - resolved_to),
             status="resolved" if resolution else base.status,
             resolution_time=resolution_time if resolution else None,
         )
@@ -474,46 +492,73 @@ def _compact(values: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- Gamma markets and events
 
 
-def _gamma_resolutions(
-    closed: bool, scalar: bool, prices: list[Decimal], uma_statuses: list[Any]
-) -> list[str | None]:
-    """Per-outcome resolution of a closed market from its final prices.
+# UMA states of a proposal still open to dispute (docs.polymarket.com, "Resolution").
+_UMA_PENDING = frozenset({"proposed", "disputed", "challenged"})
 
-    Final prices of exactly 1 and 0 settle it (YES for the outcome at 1) unless the UMA
-    status history shows a proposal or dispute still pending; equal final prices with a
-    "resolved" UMA status are a 50-50 (AMBIGUOUS) settlement. Scalar markets settle
-    proportionally, so their prices never mean YES/NO.
+
+def _uma_status(market: dict[str, Any], uma_history: list[Any]) -> str | None:
+    """The market's current UMA status: Gamma's `umaResolutionStatus`, else the history's last
+    entry. The history of an automatically resolved market (sports, crypto) keeps its single
+    "proposed" forever, so it never outvotes the current status, nor stands for one when the
+    market says it was resolved automatically."""
+    current = market.get("umaResolutionStatus")
+    if isinstance(current, str) and current.strip():
+        return current.strip().lower()
+    if market.get("automaticallyResolved") is True or not uma_history:
+        return None
+    return str(uma_history[-1]).strip().lower()
+
+
+def _gamma_resolutions(
+    closed: bool, scalar: bool, prices: list[Decimal], status: str | None
+) -> tuple[list[str | None], float | None]:
+    """Per-outcome resolution of a finished market from its final prices, and the probability
+    it resolved to when that is neither 1 nor 0.
+
+    A market is finished when Gamma says `closed` or its UMA status is "resolved", and no
+    proposal is still open to dispute. Final prices of exactly 1 and 0 settle it (YES for the
+    outcome at 1); equal final prices with a "resolved" status are a 50-50 split. A scalar
+    market pays out between its bounds and Gamma gives no payout vector (a legacy AMM's final
+    prices are its last trade), so it stays unresolved here.
     """
     unresolved: list[str | None] = [None] * len(prices)
-    if not closed or scalar or not prices:
-        return unresolved
-    last_status = str(uma_statuses[-1]).lower() if uma_statuses else None
-    if last_status not in (None, "resolved"):
-        return unresolved
+    if scalar or not (closed or status == "resolved") or status in _UMA_PENDING or not prices:
+        return unresolved, None
     if all(p in (0, 1) for p in prices) and sum(prices) == 1:
-        return ["YES" if p == 1 else "NO" for p in prices]
-    if last_status == "resolved" and all(p * len(prices) == 1 for p in prices):
-        return ["AMBIGUOUS"] * len(prices)
-    return unresolved
+        return ["YES" if p == 1 else "NO" for p in prices], None
+    if status == "resolved" and all(p * len(prices) == 1 for p in prices):
+        return ["AMBIGUOUS"] * len(prices), float(prices[0])
+    return unresolved, None
 
 
-def _event_markets(events: list[Any]) -> list[_Market]:
-    markets = []
+def _event_markets(events: list[Any]) -> tuple[list[_Market], list[RecordReject]]:
+    """Every nested market of every event; an unreadable event, or market, is rejected alone
+    (a nested market's reject carries its event's index)."""
+    markets: list[_Market] = []
+    rejects: list[RecordReject] = []
     for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            raise PayloadError(SOURCE, GAMMA_EVENTS, f"event {index} is {_kind(event)}")
-        nested = event.get("markets")
-        if nested is None:
-            # Old events can lack nested markets (gnosis/prediction-market-agent-tooling#950).
+        try:
+            if not isinstance(event, dict):
+                raise PayloadError(SOURCE, GAMMA_EVENTS, f"event {index} is {_kind(event)}")
+            nested = event.get("markets")
+            if nested is None:
+                # Old events can lack nested markets (gnosis/prediction-market-agent-tooling#950).
+                continue
+            label = f"event {event.get('id', index)}"
+            if not isinstance(nested, list):
+                raise PayloadError(SOURCE, GAMMA_EVENTS, f"{label}: markets is {_kind(nested)}")
+        except ITEM_FAULTS as exc:
+            rejects.append(item_reject(index, event, exc, ("id",)))
             continue
-        label = f"event {event.get('id', index)}"
-        if not isinstance(nested, list):
-            raise PayloadError(SOURCE, GAMMA_EVENTS, f"{label}: markets is {_kind(nested)}")
-        markets += [
-            _gamma_market(m, f"{label} market {i}", GAMMA_EVENTS, event)
-            for i, m in enumerate(nested)
-        ]
-    return markets
+        read, bad = read_each(
+            nested,
+            lambda i, m, event=event, label=label: _gamma_market(
+                m, f"{label} market {i}", GAMMA_EVENTS, event
+            ),
+        )
+        markets += read
+        rejects += [dataclasses.replace(r, item_index=index) for r in bad]
+    return markets, rejects
 
 
 def _gamma_market(
@@ -572,7 +617,7 @@ def _gamma_market(
         status=_status(closed, market.get("active") is True),
         parent_id=str(event["id"]) if event.get("id") not in (None, "") else None,
     )
-    resolutions = _gamma_resolutions(closed, scalar, prices, uma)
+    resolutions, resolved_to = _gamma_resolutions(closed, scalar, prices, _uma_status(market, uma))
     absent = [None] * len(outcomes)  # a market not yet priced or not on the CLOB
     quotes = _quotes(
         market_id,
@@ -583,6 +628,7 @@ def _gamma_market(
         resolutions,
         base,
         closed_time,
+        resolved_to,
     )
     slug = event.get("slug") or market.get("slug")
     raw = _compact(
@@ -599,7 +645,9 @@ def _gamma_market(
             "neg_risk_market_id": market.get("negRiskMarketID"),
             "end_date": market.get("endDate"),
             "closed_time": market.get("closedTime"),
+            "uma_resolution_status": market.get("umaResolutionStatus"),
             "uma_resolution_statuses": uma,
+            "automatically_resolved": market.get("automaticallyResolved"),
             "best_bid": market.get("bestBid"),
             "best_ask": market.get("bestAsk"),
             "last_trade_price": market.get("lastTradePrice"),
@@ -814,26 +862,27 @@ def _parse_history(
     context = request.context
     start, end = _backfill_window(context, window)
     facts = _facts_from_context(context["market"])
-    records = []
-    for index, point in enumerate(history):
+
+    def point_record(index: int, point: Any) -> NormalisedRecord | None:
         if not isinstance(point, dict):
             raise PayloadError(SOURCE, CLOB_PRICES_HISTORY, f"point {index} is {_kind(point)}")
         seconds = _decimal(point.get("t"), CLOB_PRICES_HISTORY, f"point {index} time t")
         at = utc_from_epoch_s(int(seconds))
         if not start <= at < end:
-            continue  # the window is half-open: a point at endTs belongs to the next window
+            return None  # the window is half-open: a point at endTs belongs to the next window
         price = _price(point.get("p"), CLOB_PRICES_HISTORY, f"point {index} price p")
-        records.append(
-            NormalisedRecord(
-                source=SOURCE,
-                source_event_id=context["source_event_id"],
-                signal_type="MARKET_PRICE",
-                value=float(price),
-                fetched_at=at,
-                source_url=context.get("source_url"),
-                narrative=context.get("narrative"),
-                raw_data=dict(context.get("raw_data") or {}),
-                market=facts,
-            )
+        return NormalisedRecord(
+            source=SOURCE,
+            source_event_id=context["source_event_id"],
+            signal_type="MARKET_PRICE",
+            value=float(price),
+            fetched_at=at,
+            source_url=context.get("source_url"),
+            narrative=context.get("narrative"),
+            raw_data=dict(context.get("raw_data") or {}),
+            market=facts,
         )
-    return ParsedPage(CLOB_PRICES_HISTORY, records)
+
+    points, rejects = read_each(history, point_record, id_keys=())
+    records = [record for record in points if record is not None]
+    return ParsedPage(CLOB_PRICES_HISTORY, records, rejects=rejects)

@@ -5,6 +5,7 @@ PredictIt publishes no price history, so this adapter polls only.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,13 +13,14 @@ from zoneinfo import ZoneInfo
 from jsonschema import Draft202012Validator
 
 from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.parsing import finite_float, utc_from_iso
+from predict_pipeline.feeds.parsing import finite_float, utc_from_iso, within_range
 from predict_pipeline.feeds.records import (
     MarketFacts,
     NormalisedRecord,
     PageRequest,
     ParsedPage,
     PayloadError,
+    read_each,
 )
 
 SOURCE = "predictit"
@@ -52,6 +54,8 @@ DEFAULT_CONFIG: dict[str, Any] = {"market_ids": []}
 
 _CONFIG_VALIDATOR = Draft202012Validator(CONFIG_SCHEMA)
 _STATUSES = {"open": "open", "closed": "closed"}
+# Some contracts write `dateEnd` US-style with the zone spelt out: "02/04/2026 11:00:00 AM (ET)".
+_US_DATE = re.compile(r"(\d{2}/\d{2}/\d{4} \d{1,2}:\d{2}:\d{2} [AP]M) \(ET\)")
 _QUOTE_FIELDS = {
     "bestBuyYesCost": "best_buy_yes_cost",
     "bestBuyNoCost": "best_buy_no_cost",
@@ -107,16 +111,18 @@ class PredictItAdapter:
             raise PayloadError(SOURCE, endpoint, "the snapshot holds no markets")
         wanted = request.context.get("market_ids") if request is not None else None
         keep = {str(market_id) for market_id in wanted or ()}
-        records = []
-        for index, market in enumerate(markets):
+
+        def read_market(index: int, market: Any) -> list[NormalisedRecord]:
             if not isinstance(market, dict):
                 raise PayloadError(SOURCE, endpoint, f"market {index} is {_kind(market)}")
             if market.get("id") in (None, ""):
                 raise PayloadError(SOURCE, endpoint, f"market {index} has no id")
             if keep and str(market["id"]) not in keep:
-                continue
-            records += _market_records(market, observed)
-        return ParsedPage(endpoint, records)
+                return []
+            return _market_records(market, observed)
+
+        results, rejects = read_each(markets, read_market)
+        return ParsedPage(endpoint, [r for read in results for r in read], rejects=rejects)
 
 
 ADAPTER = PredictItAdapter()
@@ -141,6 +147,10 @@ def _eastern_time(value: Any, what: str) -> datetime | None:
     if not isinstance(value, str):
         raise PayloadError(SOURCE, MARKETDATA_ALL, f"{what} {value!r} is not a timestamp string")
     try:
+        us_date = _US_DATE.fullmatch(value.strip())
+        if us_date:
+            local = datetime.strptime(us_date.group(1), "%m/%d/%Y %I:%M:%S %p")
+            return within_range(local.replace(tzinfo=EXCHANGE_TZ).astimezone(UTC))
         return utc_from_iso(value, assume_tz=EXCHANGE_TZ)
     except ValueError as exc:
         raise PayloadError(SOURCE, MARKETDATA_ALL, f"{what} {value!r} is not a timestamp") from exc

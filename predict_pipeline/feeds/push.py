@@ -18,7 +18,15 @@ Accepted fields (CSV columns or JSON keys; `columns` in the feed config renames 
   travels in `raw_data["weight"]`.
 - `close_time` (same format as `fetched_at`), `category` (one hint, or several separated by
   `;`; a list of strings in JSON), `status` (open, active, closed, resolved, settled,
-  finalized, cancelled), `resolution` (YES, NO, AMBIGUOUS, CANCELLED): these fill MarketFacts.
+  finalized, cancelled), `resolution` and `resolution_probability`: these fill MarketFacts.
+- `resolution` takes each platform's own values (`RESOLUTION_VALUES`, any case): YES, NO,
+  AMBIGUOUS, CANCELLED; Manifold's MKT (AMBIGUOUS, resolved to `resolution_probability`) and
+  CANCEL; Kalshi's yes, no, void (CANCELLED) and scalar (AMBIGUOUS); Metaculus's annulled
+  (CANCELLED) and ambiguous, and its earlier numbers -1 (ambiguous) and -2 (annulled); true and
+  false; a final price or probability: 1 YES, 0 NO, anything between AMBIGUOUS resolved to it;
+  Polymarket's final outcome prices as a list (or JSON-encoded list) with the Yes price first,
+  `["1", "0"]`. A well-formed value that maps to none of them rejects its record alone
+  (`unmappable_resolution`, `unmappable_status`), never the file.
 
 Other columns or keys are kept in `raw_data`. Empty cells, JSON nulls and the strings listed in
 `missing_values` count as absent.
@@ -47,6 +55,7 @@ is configurable), the HMAC-SHA256 under the feed's secret of `<timestamp>.<deliv
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -96,6 +105,7 @@ FIELD_NAMES = (
     "category",
     "status",
     "resolution",
+    "resolution_probability",
 )
 REQUIRED_CSV_COLUMNS = ("source_event_id", "value")
 SIGNATURE_HEADER = "X-Predict-Signature"
@@ -120,11 +130,23 @@ _STATUS_WORDS = {
     "canceled": "cancelled",
     "unknown": "unknown",
 }
-_RESOLUTION_WORDS = {
+# Every platform's documented resolution words (upper-cased), as outcomes of the schema.
+RESOLUTION_VALUES = {
     **{word: word for word in RESOLUTIONS},
     "CANCELED": "CANCELLED",
-    "CANCEL": "CANCELLED",
+    "CANCEL": "CANCELLED",  # Manifold: N/A
+    "N/A": "CANCELLED",
+    "MKT": "AMBIGUOUS",  # Manifold: resolved to a probability
+    "VOID": "CANCELLED",  # Kalshi: positions returned at cost
+    "SCALAR": "AMBIGUOUS",  # Kalshi: settled at a fraction of the payout
+    "ANNULLED": "CANCELLED",  # Metaculus
+    "TRUE": "YES",
+    "FALSE": "NO",
 }
+# Metaculus's earlier API (api2) wrote these numbers for its unscored resolutions.
+_LEGACY_RESOLUTION_NUMBERS = {-1.0: "AMBIGUOUS", -2.0: "CANCELLED"}
+UNMAPPABLE_RESOLUTION = "unmappable_resolution"  # a reject's named reason
+UNMAPPABLE_STATUS = "unmappable_status"
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _NEWLINE = re.compile("\n")
@@ -377,7 +399,9 @@ def normalise_fields(
         raise FieldError(name, str(exc), code=exc.reason) from exc
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         raise FieldError(name, str(exc)) from exc
-    resolution = later.get("resolution")
+    resolution, resolved_to = later.get("resolution") or (None, None)
+    if resolved_to is None and resolution == "AMBIGUOUS":
+        resolved_to = later.get("resolution_probability")
     status = later.get("status") or ("resolved" if resolution is not None else "unknown")
     if "weight" in later:
         raw_data = {**raw_data, "weight": later["weight"]}
@@ -396,6 +420,7 @@ def normalise_fields(
             close_time=later.get("close_time"),
             status=status,
             resolution=resolution,
+            resolution_probability=resolved_to,
         ),
     )
 
@@ -411,6 +436,7 @@ _LATER_FIELDS: tuple[tuple[str, Callable[[Any, FieldRules], Any]], ...] = (
     ("category", lambda value, _rules: _category_hints(value)),
     ("status", lambda value, _rules: _status(value)),
     ("resolution", lambda value, _rules: _resolution(value)),
+    ("resolution_probability", lambda value, _rules: _probability(value)),
 )
 
 
@@ -503,14 +529,68 @@ def _status(value: Any) -> str:
     word = value.strip().lower() if isinstance(value, str) else None
     if word in _STATUS_WORDS:
         return _STATUS_WORDS[word]
-    raise ValueError(f"unknown status {_shown(value)}; expected one of {MARKET_STATUSES}")
+    raise FieldError(
+        "status",
+        f"unknown status {_shown(value)}; expected one of {MARKET_STATUSES}",
+        code=UNMAPPABLE_STATUS,
+    )
 
 
-def _resolution(value: Any) -> str:
-    word = value.strip().upper() if isinstance(value, str) else None
-    if word in _RESOLUTION_WORDS:
-        return _RESOLUTION_WORDS[word]
-    raise ValueError(f"unknown resolution {_shown(value)}; expected one of {RESOLUTIONS}")
+def _resolution(value: Any) -> tuple[str, float | None]:
+    """A platform's resolution value as (outcome, the probability it resolved to, if any)."""
+    if isinstance(value, bool):
+        return ("YES" if value else "NO"), None
+    if isinstance(value, str):
+        text = value.strip()
+        word = text.upper()
+        if word in RESOLUTION_VALUES:
+            return RESOLUTION_VALUES[word], None
+        if text.startswith("["):
+            with contextlib.suppress(ValueError):  # not JSON: refused below as unmappable
+                value = json.loads(text)
+        elif _NUMBER.fullmatch(text):
+            value = float(text)
+    if isinstance(value, list) and value:
+        # Polymarket's final outcome prices, the Yes (first) outcome's price first.
+        prices = [_share(price) for price in value]
+        if None not in prices and abs(sum(prices) - 1.0) < 1e-9:  # type: ignore[arg-type]
+            return _resolution(prices[0])
+    elif isinstance(value, int | float) and math.isfinite(value):
+        number = float(value)
+        if number in _LEGACY_RESOLUTION_NUMBERS:
+            return _LEGACY_RESOLUTION_NUMBERS[number], None
+        if number == 1.0:
+            return "YES", None
+        if number == 0.0:
+            return "NO", None
+        if 0.0 < number < 1.0:
+            return "AMBIGUOUS", number
+    raise FieldError(
+        "resolution",
+        f"unmappable resolution {_shown(value)}; expected a platform's resolution value "
+        f"({', '.join(sorted(RESOLUTION_VALUES))}), true/false, or a final price from 0 to 1",
+        code=UNMAPPABLE_RESOLUTION,
+    )
+
+
+def _share(value: Any) -> float | None:
+    """A price or probability from 0 to 1 given as a number or numeric text, else None."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0.0 <= value <= 1.0 else None
+
+
+def _probability(value: Any) -> float:
+    share = _share(value)
+    if share is None:
+        raise FieldError(
+            "resolution_probability",
+            f"expected a probability from 0 to 1, got {_shown(value)}",
+            code=UNMAPPABLE_RESOLUTION,
+        )
+    return share
 
 
 class _NaiveTimestamp(Exception):

@@ -6,9 +6,14 @@ Adapters are pure: they plan requests (`PageRequest`), read response bodies and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from predict_pipeline.feeds.parsing import TimestampOutOfRange
+
+T = TypeVar("T")
 
 SIGNAL_TYPES = ("MARKET_PRICE", "SENTIMENT", "VOLUME", "NEWS", "SOCIAL", "EXPERT", "MANUAL")
 RESOLUTIONS = ("YES", "NO", "AMBIGUOUS", "CANCELLED")
@@ -39,6 +44,9 @@ class MarketFacts:
     close_time: datetime | None = None
     status: str = "unknown"  # one of MARKET_STATUSES
     resolution: str | None = None  # one of RESOLUTIONS once settled
+    # The probability a market resolved to when it settled at neither 1 nor 0 (Manifold MKT,
+    # Kalshi scalar, a Polymarket 50-50): kept beside its AMBIGUOUS resolution.
+    resolution_probability: float | None = None
     resolution_time: datetime | None = None
     parent_id: str | None = None  # event / series / market group the question belongs to
     outcome: str | None = None  # the outcome this question prices ("Yes", an answer's text)
@@ -96,3 +104,51 @@ class ParsedPage:
     next_requests: list[PageRequest] = field(default_factory=list)
     cursor: str | None = None  # incremental cursor to persist for the feed
     rejects: list[RecordReject] = field(default_factory=list)
+
+
+# What reading one item of a page can raise: a body whose shape or values the adapter cannot
+# read (PayloadError and the timestamp readers' errors are ValueErrors), or junk of a type the
+# field readers did not expect.
+ITEM_FAULTS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,  # nested junk deeper than the interpreter's stack
+)
+_DETAIL_CHARS = 300
+
+
+def item_reject(
+    index: int, item: Any, exc: BaseException, id_keys: tuple[str, ...]
+) -> RecordReject:
+    """The reject of item `index` that raised `exc`: its named reason, one line of detail, and
+    its id when the item still names one."""
+    ident = None
+    if isinstance(item, dict):
+        for key in id_keys:
+            value = item.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+                ident = str(value)[:MAX_SOURCE_EVENT_ID_BYTES]
+                break
+    detail = " ".join(str(exc).split())[:_DETAIL_CHARS] or type(exc).__name__
+    cause = exc if isinstance(exc, TimestampOutOfRange) else exc.__cause__
+    reason = cause.reason if isinstance(cause, TimestampOutOfRange) else "unreadable_item"
+    return RecordReject(reason, detail, index, ident, item)
+
+
+def read_each(
+    items: list[Any], read: Callable[[int, Any], T], *, id_keys: tuple[str, ...] = ("id",)
+) -> tuple[list[T], list[RecordReject]]:
+    """`read(index, item)` for every item of a page; an item it cannot read becomes a reject
+    with its reason and never stops the items after it."""
+    results: list[T] = []
+    rejects: list[RecordReject] = []
+    for index, item in enumerate(items):
+        try:
+            results.append(read(index, item))
+        except ITEM_FAULTS as exc:
+            rejects.append(item_reject(index, item, exc, id_keys))
+    return results, rejects

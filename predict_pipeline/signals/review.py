@@ -461,10 +461,11 @@ def _apply(
     # same market, linked to their own event, is left as it is).
     conn.execute(
         """INSERT INTO predict_meta.market_settlements
-             (source, source_event_id, event_id, resolution, resolved_at, last_price,
-              source_url, observed_at)
+             (source, source_event_id, event_id, resolution, resolution_probability,
+              resolved_at, last_price, source_url, observed_at)
            SELECT DISTINCT ON (k.market) ms.source, ms.source_event_id, k.target, ms.resolution,
-                  ms.resolved_at, ms.last_price, ms.source_url, ms.observed_at
+                  ms.resolution_probability, ms.resolved_at, ms.last_price, ms.source_url,
+                  ms.observed_at
            FROM review_markets k
            JOIN predict_meta.market_settlements ms
              ON ms.source = k.source AND ms.source_event_id = k.source_event_id

@@ -245,6 +245,7 @@ def save_settlements(
                 sid,
                 links.get(sid),
                 record.market.resolution,
+                _share(record.market.resolution_probability),
                 record.market.resolution_time or record.market.close_time,
                 None if price is None or not 0 <= price <= 1 else round(price, 4),
                 record.source_url,
@@ -254,15 +255,24 @@ def save_settlements(
     with conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO predict_meta.market_settlements
-                 (source, source_event_id, event_id, resolution, resolved_at, last_price,
-                  source_url, observed_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                 (source, source_event_id, event_id, resolution, resolution_probability,
+                  resolved_at, last_price, source_url, observed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (source, source_event_id, event_id) DO UPDATE SET
-                 resolution = EXCLUDED.resolution, resolved_at = EXCLUDED.resolved_at,
+                 resolution = EXCLUDED.resolution,
+                 resolution_probability = EXCLUDED.resolution_probability,
+                 resolved_at = EXCLUDED.resolved_at,
                  last_price = coalesce(EXCLUDED.last_price, market_settlements.last_price),
                  source_url = EXCLUDED.source_url, observed_at = EXCLUDED.observed_at""",
             rows,
         )
+
+
+def _share(value: Any) -> float | None:
+    """A resolution probability the table accepts: a finite number in [0, 1], else none."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0.0 <= value <= 1.0 else None
 
 
 def queue_unmatched(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> None:

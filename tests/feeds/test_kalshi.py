@@ -311,22 +311,29 @@ def test_candlesticks_in_every_documented_format(style):
 
 
 def test_errors_name_source_endpoint_and_item():
+    whole = kalshi.ADAPTER.parse(load("kalshi_markets_active_cents.json"), fetched_at=FETCHED_AT)
     body = load("kalshi_markets_active_cents.json")
     del body["markets"][3]["ticker"]
-    with pytest.raises(PayloadError) as missing:
-        kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
-    assert (missing.value.source, missing.value.endpoint) == ("kalshi", "markets")
-    assert "markets[3]" in missing.value.reason and "ticker" in missing.value.reason
+    page = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    [missing] = page.rejects
+    assert (missing.reason, missing.item_index, missing.source_event_id) == (
+        "unreadable_item",
+        3,
+        None,
+    )
+    assert missing.detail.startswith("kalshi markets: ") and "markets[3]" in missing.detail
+    assert len(page.records) == len(whole.records) - 2  # its price and volume alone
 
     body = load("kalshi_markets_active_cents.json")
     body["markets"][0]["last_price_dollars"] = "n/a"
-    with pytest.raises(PayloadError, match="KXELONTWEETS-25APR11-849.*last_price_dollars"):
-        kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    [reject] = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT).rejects
+    assert reject.source_event_id == "KXELONTWEETS-25APR11-849"
+    assert "last_price_dollars" in reject.detail
 
     body = load("kalshi_markets_active_cents.json")
     body["markets"][0]["yes_ask"] = 250
-    with pytest.raises(PayloadError, match="outside 0..100"):
-        kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    [reject] = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT).rejects
+    assert "outside 0..100" in reject.detail
 
     with pytest.raises(PayloadError) as unknown:
         kalshi.ADAPTER.parse({"series": []}, fetched_at=FETCHED_AT)
@@ -345,3 +352,31 @@ def test_null_lists_read_as_empty():
         {"ticker": "KXELONTWEETS-25MAR28-474.5", "candlesticks": None}, fetched_at=FETCHED_AT
     )
     assert (page.endpoint, page.records, page.skipped) == ("market_candlesticks", [], ())
+
+
+@pytest.mark.parametrize(
+    ("fields", "resolution", "probability"),
+    [
+        ({"result": "yes"}, "YES", None),
+        ({"result": "no"}, "NO", None),
+        ({"result": "void"}, "CANCELLED", None),
+        ({"result": "scalar", "settlement_value_dollars": "0.3700"}, "AMBIGUOUS", 0.37),
+        ({"result": "scalar", "settlement_value": 37}, "AMBIGUOUS", 0.37),
+        ({"result": "", "settlement_value_dollars": "1.0000"}, "YES", None),
+        ({"result": "", "settlement_value": 0}, "NO", None),
+        ({"result": ""}, None, None),
+    ],
+)
+def test_a_settled_market_resolves_as_kalshi_documents(fields, resolution, probability):
+    """The recorded finalized listing (legacy cents), its first market's result and settlement
+    fields set to each value Kalshi documents (Market.result, settlement_value[_dollars])."""
+    body = load("kalshi_markets_finalized_cents.json")
+    market = {
+        k: v
+        for k, v in body["markets"][0].items()
+        if k not in ("result", "settlement_value", "settlement_value_dollars")
+    }
+    body["markets"] = [{**market, **fields}]
+    page = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    facts = {(r.market.resolution, r.market.resolution_probability) for r in page.records}
+    assert facts == {(resolution, probability)}

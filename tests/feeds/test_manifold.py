@@ -212,20 +212,24 @@ def test_errors_name_source_endpoint_and_item():
     bets = load("manifold_bets.json")
     del bets[1]["probAfter"]
     request = PageRequest("bets", f"{BASE}/bets")
-    with pytest.raises(PayloadError) as missing:
-        manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, request=request)
-    assert (missing.value.source, missing.value.endpoint) == ("manifold", "bets")
-    assert "1LPJHNz5oAX4K6YtJlP1" in missing.value.reason and "probAfter" in missing.value.reason
+    page = manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, request=request)
+    [missing] = page.rejects
+    assert missing.item_index == 1 and missing.source_event_id == "1LPJHNz5oAX4K6YtJlP1"
+    assert missing.detail.startswith("manifold bets: ") and "probAfter" in missing.detail
+    assert {r.raw_data["id"] for r in page.records} == {bets[0]["id"]}
 
     markets = load("manifold_markets.json")
     markets[2]["probability"] = "high"
-    with pytest.raises(PayloadError, match="manifold markets: market 'l6pOZSLngN' probability"):
-        manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT)
+    page = manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT)
+    [reject] = page.rejects
+    assert reject.item_index == 2
+    assert reject.detail.startswith("manifold markets: market 'l6pOZSLngN' probability")
 
     markets = load("manifold_markets.json")
     del markets[5]["id"]
-    with pytest.raises(PayloadError, match=r"markets\[5\]: missing or invalid 'id'"):
-        manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT)
+    [reject] = manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT).rejects
+    assert (reject.item_index, reject.source_event_id) == (5, None)
+    assert "markets[5]: missing or invalid 'id'" in reject.detail
 
     market = load("manifold_market_by_id.json")
     market["resolution"] = "MAYBE"

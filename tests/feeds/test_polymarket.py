@@ -516,18 +516,29 @@ def test_outcomes_and_prices_of_different_length_are_rejected():
         parse(market)
 
 
-def test_non_numeric_price_is_rejected():
+def test_non_numeric_price_rejects_its_market_alone():
     markets = load("polymarket_gamma_markets.json")
+    whole = parse(load("polymarket_gamma_markets.json"))
     markets[3]["outcomePrices"] = '["n/a", "0.991"]'
-    with pytest.raises(
-        PayloadError,
-        match=r"polymarket gamma_markets: market 517314 outcome price 0 'n/a' is not a number",
-    ):
-        parse(markets)
+    page = parse(markets)
+    [reject] = page.rejects
+    assert (reject.reason, reject.item_index, reject.source_event_id) == (
+        "unreadable_item",
+        3,
+        "517314",
+    )
+    assert reject.detail == (
+        "polymarket gamma_markets: market 517314 outcome price 0 'n/a' is not a number"
+    )
+    assert reject.item is markets[3]
+    assert page.records == [r for r in whole.records if not r.source_event_id.startswith("517314")]
 
 
 def test_market_without_id_is_named_by_its_index():
     markets = load("polymarket_gamma_markets.json")
     del markets[1]["id"]
-    with pytest.raises(PayloadError, match="polymarket gamma_markets: item 1 has no id"):
-        parse(markets)
+    page = parse(markets)
+    [reject] = page.rejects
+    assert (reject.item_index, reject.source_event_id) == (1, None)
+    assert reject.detail == "polymarket gamma_markets: item 1 has no id"
+    assert len(page.records) > 0

@@ -154,20 +154,23 @@ def test_body_of_the_wrong_shape_names_source_and_endpoint():
         parse(load(), request=other)
 
 
-def test_non_numeric_price_names_the_contract():
+def test_non_numeric_price_rejects_its_market_alone():
+    whole = parse(load())
     payload = load()
     payload["markets"][0]["contracts"][0]["lastTradePrice"] = "0.25c"
-    with pytest.raises(
-        PayloadError,
-        match="predictit marketdata_all: contract 28361 lastTradePrice '0.25c' is not a number",
-    ):
-        parse(payload)
+    page = parse(payload)
+    [reject] = page.rejects
+    assert (reject.item_index, reject.source_event_id) == (0, str(payload["markets"][0]["id"]))
+    assert reject.detail == (
+        "predictit marketdata_all: contract 28361 lastTradePrice '0.25c' is not a number"
+    )
+    first = {str(c["id"]) for c in payload["markets"][0]["contracts"]}
+    assert page.records == [r for r in whole.records if r.source_event_id not in first]
 
 
 def test_contract_without_id_names_its_market_and_index():
     payload = load()
     del payload["markets"][1]["contracts"][2]["id"]
-    with pytest.raises(
-        PayloadError, match="predictit marketdata_all: market 8152 contract 2 has no id"
-    ):
-        parse(payload)
+    [reject] = parse(payload).rejects
+    assert reject.item_index == 1
+    assert reject.detail == "predictit marketdata_all: market 8152 contract 2 has no id"

@@ -238,21 +238,6 @@ def test_lf_and_crlf_and_bom_give_the_same_records():
             "source_url",
             "expected an http(s) URL, got 'javascript:alert(1)'",
         ),
-        (
-            "source_event_id,value,status\na,0.5,halted\n",
-            2,
-            3,
-            "status",
-            "unknown status 'halted'; expected one of ('open', 'closed', 'resolved', "
-            "'cancelled', 'unknown')",
-        ),
-        (
-            "source_event_id,value,resolution\na,0.5,MAYBE\n",
-            2,
-            3,
-            "resolution",
-            "unknown resolution 'MAYBE'; expected one of ('YES', 'NO', 'AMBIGUOUS', 'CANCELLED')",
-        ),
         ("source_event_id,title\na,x\n", 1, None, "value", "missing required column 'value'"),
         (
             "source_event_id,value,title\na,0.5\n",

@@ -1,0 +1,86 @@
+"""Metaculus's terminal states in both API shapes: the posts API's `question.resolution`
+("yes", "no", "ambiguous", "annulled", a multiple-choice option) and the earlier api2's numbers
+(1, 0, -1, -2) with `active_state`.
+
+The posts-API cases are the recorded post 578 (fixtures/payloads/SOURCES.md), open when it was
+recorded, with `status` and `resolution` set to each documented value. No api2 response was
+found recorded with provenance: the api2 item is built from the documented field names.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from predict_pipeline.feeds import metaculus
+
+PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+FETCHED_AT = datetime(2025, 8, 25, 19, 22, tzinfo=UTC)
+
+
+def _post() -> dict:
+    return json.loads((PAYLOADS / "metaculus_post_detail_with_cp.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("resolution", "outcome", "status"),
+    [
+        ("yes", "YES", "resolved"),
+        ("no", "NO", "resolved"),
+        ("ambiguous", "AMBIGUOUS", "resolved"),
+        ("annulled", "CANCELLED", "cancelled"),
+        (None, None, "resolved"),
+    ],
+)
+def test_a_resolved_binary_post_settles_as_metaculus_says(resolution, outcome, status):
+    post = _post()
+    post["question"] = {**post["question"], "status": "resolved", "resolution": resolution}
+    page = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+    [record] = page.records
+    assert (record.source_event_id, record.market.resolution, record.market.status) == (
+        "578",
+        outcome,
+        status,
+    )
+
+
+def test_an_unknown_binary_resolution_rejects_the_post_alone():
+    first, second = _post(), _post()
+    first["question"] = {**first["question"], "resolution": "maybe"}
+    body = {"results": [first, second], "next": None, "previous": None}
+    page = metaculus.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    [reject] = page.rejects
+    assert (reject.item_index, reject.source_event_id) == (0, "578")
+    assert "unknown value 'maybe'" in reject.detail
+    assert [r.source_event_id for r in page.records] == ["578"]
+
+
+@pytest.mark.parametrize(
+    ("number", "outcome"),
+    [(1.0, "YES"), (0.0, "NO"), (-1.0, "AMBIGUOUS"), (-2.0, "CANCELLED"), (None, None)],
+)
+def test_an_api2_question_reads_its_numeric_resolution(number, outcome):
+    item = {
+        "id": 3479,
+        "title": "Will it happen?",
+        "possibilities": {"type": "binary"},
+        "active_state": "RESOLVED" if number is not None else "OPEN",
+        "close_time": "2021-01-01T00:00:00Z",
+        "resolve_time": "2021-01-02T00:00:00Z",
+        "resolution": number,
+        "community_prediction": {"full": {"q1": 0.2, "q2": 0.35, "q3": 0.5}},
+    }
+    body = {"results": [item], "next": None, "previous": None}
+    [record] = metaculus.ADAPTER.parse(body, fetched_at=FETCHED_AT).records
+    assert (record.source_event_id, record.value, record.market.resolution) == (
+        "3479",
+        0.35,
+        outcome,
+    )
+    status = {None: "open", -2.0: "cancelled"}.get(number, "resolved")
+    assert record.market.status == status
+    if number is not None:
+        assert record.market.resolution_time == datetime(2021, 1, 2, tzinfo=UTC)
