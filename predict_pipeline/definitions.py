@@ -29,6 +29,7 @@ defs = dg.Definitions(
         feeds.raw_feed_fetches,
         signals.validated_signals,
         snapshots.event_snapshots,
+        snapshots.event_history,
         trust.trust_scores,
         calibration.event_resolutions,
         calibration.calibration_scores,

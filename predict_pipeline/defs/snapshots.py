@@ -10,7 +10,12 @@ from predict_pipeline.defs.catalog import (
     table_definition_metadata,
     with_table_metadata,
 )
-from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY
+from predict_pipeline.defs.partitions import (
+    BACKFILL_POLICY,
+    HISTORY_BACKFILL_POLICY,
+    HISTORY_DAILY,
+    HOURLY,
+)
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.signals import validated_signals
 from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
@@ -97,6 +102,56 @@ def event_snapshots(
                 },
                 [dict(zip(columns, row, strict=True)) for row in preview],
             ),
+        }
+    )
+    return on_last_partition(context, with_table_metadata(result, database, SNAPSHOTS_TABLE))
+
+
+@dg.asset(
+    partitions_def=HISTORY_DAILY,
+    backfill_policy=HISTORY_BACKFILL_POLICY,
+    group_name="event_state",
+    kinds={"postgres", "sql"},
+    owners=["team:data-platform"],
+    description=(
+        "prediction_snapshots of history older than the hourly axis, one partition per UTC "
+        "day from PREDICT_PARTITIONS_START: the same hourly snapshots as event_snapshots "
+        "(resolved events' up to their resolution), from the signals a backfill or an upload "
+        "of old data wrote. `predict-pipeline backfill` of an old period records these days "
+        "itself. Re-materialising replaces the day."
+    ),
+    metadata=table_definition_metadata(SNAPSHOTS_TABLE),
+)
+def event_history(
+    context: dg.AssetExecutionContext, config: SnapshotConfig, database: PostgresResource
+) -> dg.MaterializeResult:
+    window = context.partition_time_window
+    settings = PoolingSettings(
+        half_life_minutes=config.half_life_minutes, extremize=config.extremize
+    )
+    with database.connection() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('predict_snapshot_partitions'))")
+        conn.execute(
+            "SELECT predict_ensure_snapshot_partitions(%s, %s)",
+            (window.start + timedelta(hours=1), window.end),
+        ).fetchall()
+    snapshots = events = carried = 0
+    day = window.start
+    with database.connection(autocommit=True) as conn:
+        while day < window.end:  # a day per transaction: memory follows a day, not the range
+            with conn.transaction():
+                batch = compute_snapshots(
+                    conn, day, min(window.end, day + timedelta(days=1)), settings
+                )
+            snapshots, events = snapshots + batch.snapshots, max(events, batch.events)
+            carried += batch.carried_forward
+            day += timedelta(days=1)
+    result = dg.MaterializeResult(
+        metadata={
+            "days": int((window.end - window.start) / timedelta(days=1)),
+            "snapshots": snapshots,
+            "events": events,
+            "carried_forward": carried,
         }
     )
     return on_last_partition(context, with_table_metadata(result, database, SNAPSHOTS_TABLE))
