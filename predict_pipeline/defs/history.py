@@ -12,8 +12,7 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from predict_pipeline.config import Settings
-from predict_pipeline.config import PARTITIONS_START_VAR
+from predict_pipeline.config import PARTITIONS_START_VAR, Settings
 from predict_pipeline.defs.partitions import (
     HISTORY_DAILY,
     HOURLY,
