@@ -426,7 +426,14 @@ def _write_signals(conn: psycopg.Connection) -> int:
              AND w.fetched_at = (b.raw_data->>'fetched_at')::timestamptz""",
         (list(reliability), list(reliability.values())),
     )
-    return cursor.rowcount
+    written = cursor.rowcount
+    # Resolved events that got history are scored again (calibration/resolutions.py).
+    conn.execute(
+        "UPDATE prediction_resolutions SET scored_at = NULL WHERE scored_at IS NOT NULL"
+        " AND event_id IN (SELECT target FROM review_markets WHERE target IS NOT NULL"
+        " AND refusal IS NULL)"
+    )
+    return written
 
 
 def _apply(
