@@ -10,7 +10,7 @@ disagree the event is left open and an audit entry says which markets said what.
 resolution date or the resolution time, whichever is earlier. `final_probability` is the
 event's pooled probability at its last observation at or before close: at that moment t*,
 each market's (source, market id, signal type) latest probability at or before t* (within
-the pooling's 30-day carry-forward) is pooled in log-odds space as the snapshots pool, with
+the pooling's 30-day carry-forward of t*; however long before close t* itself was) is pooled in log-odds space as the snapshots pool, with
 weights `weight × reliability × 0.5^((t* − t_i) / 60 min)`, from the exact value
 (`raw_data.value_exact` where the DECIMAL column rounded it). It is read from the signals,
 not from the hourly snapshots, so an observation in the last partial hour counts.
@@ -196,7 +196,6 @@ last_seen AS (
   SELECT t.resolution_id, t.event_id, t.horizon,
          (SELECT max(s.fetched_at) FROM prediction_signals s
           WHERE s.event_id = t.event_id AND s.fetched_at <= t.cutoff
-            AND s.fetched_at > t.cutoff - %(carry)s
             AND s.signal_type = ANY(%(types)s) AND s.value IS NOT NULL) AS at
   FROM targets t
 ),

@@ -74,7 +74,10 @@ def _feed_in_order(
 
 def _global_all_time(conn, event_ids: list[uuid.UUID]):
     events = resolved_events(conn)
-    events = events[events["event_id"].isin(event_ids)].reset_index(drop=True)
+    events = events[events["event_id"].isin(event_ids)]
+    # The same rows in the same order for every copy (ids differ): sums add up identically.
+    events = events.sort_values(["resolved_at", "final_probability", "outcome"])
+    events = events.reset_index(drop=True)
     rows = calibration_rows(events, now=NOW + timedelta(days=1), categories=[])
     [row] = [r for r in rows if r.category_id is None and r.time_window == "ALL_TIME"]
     return row, events
@@ -187,13 +190,18 @@ def test_history_before_2020_flows_into_snapshots_resolutions_and_calibration(
     assert row.resolved_predictions == scored == len(events.dropna(subset=["final_probability"]))
     assert scored >= 40
     assert abs(row.brier_score - expected) < 1e-6
-    # The scored probability is the eve of the election's close, observed 2016-11-07 23:59.
+    # The scored probability is the last daily close before election day (most markets traded
+    # on 2016-11-07; California's Senate market's recording ends on 2016-10-27).
     observed = conn.execute(
-        "SELECT DISTINCT final_observed_at FROM prediction_resolutions WHERE event_id = ANY(%s)"
-        " AND final_observed_at IS NOT NULL",
+        "SELECT final_observed_at, count(*) FROM prediction_resolutions WHERE event_id = ANY(%s)"
+        " AND final_observed_at IS NOT NULL GROUP BY 1 ORDER BY 1",
         (event_ids,),
     ).fetchall()
-    assert observed == [(datetime(2016, 11, 7, 23, 59, tzinfo=UTC),)]
+    assert [at for at, _ in observed] == [
+        datetime(2016, 10, 27, 23, 59, tzinfo=UTC),
+        datetime(2016, 11, 7, 23, 59, tzinfo=UTC),
+    ]
+    assert sum(n for _, n in observed) == scored
 
     result = dg.materialize(
         [event_history],
@@ -208,19 +216,17 @@ def test_history_before_2020_flows_into_snapshots_resolutions_and_calibration(
         (event_ids,),
     ).fetchone()
     # Resolved events get snapshots for the day, up to their resolution.
-    assert snapshots[0] == len({e for e in event_ids}) - _unpriced_on(recording, date(2016, 11, 7))
-    assert snapshots[1:] == (
-        datetime(2016, 11, 7, 1, tzinfo=UTC),
-        datetime(2016, 11, 8, tzinfo=UTC),
-    )
+    assert snapshots[0] == len(event_ids) - _unpriced_on(recording, date(2016, 11, 7)) == 37
+    # A daily close is observed at 23:59: the day's only state is its last interval's.
+    assert snapshots[1:] == (datetime(2016, 11, 8, tzinfo=UTC), datetime(2016, 11, 8, tzinfo=UTC))
 
 
 def _unpriced_on(recording: Recording, day: date) -> int:
-    """Markets with no price on that day nor in the 30 days before (nothing to carry)."""
+    """Markets with no price on that day (the day before has no snapshots to carry)."""
     history = recording.history
     end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     seen = history[
-        (history["fetched_at"] < end) & (history["fetched_at"] >= end - timedelta(days=31))
+        (history["fetched_at"] < end) & (history["fetched_at"] >= end - timedelta(days=1))
     ]
     return len({m.market_id for m in recording.markets} - set(seen["market_id"]))
 
@@ -243,5 +249,6 @@ def test_the_time_axis_starts_where_configuration_says():
         ).stdout.split()
         shown[start] = out
     # Days from the configured start up to 2024; hours from max(start, 2024-01-01).
-    assert shown["2012-06-01"] == ["2012-06-01", "2024-01-01", "4230"]
+    days = (date(2024, 1, 1) - date(2012, 6, 1)).days
+    assert shown["2012-06-01"] == ["2012-06-01", "2024-01-01", str(days)]
     assert shown["2025-03-01"] == ["None", "2025-03-01", "0"]
