@@ -8,10 +8,11 @@ disagree the event is left open and an audit entry says which markets said what.
 
 **The scored probability is the last one before close.** A resolution's close is the event's
 resolution date or the resolution time, whichever is earlier. `final_probability` is the
-event's pooled probability at its last observation at or before close: at that moment t*,
-each market's (source, market id, signal type) latest probability at or before t* (within
-the pooling's 30-day carry-forward of t*; however long before close t* itself was) is pooled in log-odds space as the snapshots pool, with
-weights `weight × reliability × 0.5^((t* − t_i) / 60 min)`, from the exact value
+event's pooled probability at its last observation at or before close, however long before
+close that was: at that moment t*, each market's (source, market id, signal type) latest
+probability at or before t* (within the pooling's 30-day carry-forward of t*) is pooled in
+log-odds space as the snapshots pool, with weights
+`weight × reliability × 0.5^((t* − t_i) / 60 min)`, from the exact value
 (`raw_data.value_exact` where the DECIMAL column rounded it). It is read from the signals,
 not from the hourly snapshots, so an observation in the last partial hour counts.
 `final_probability_exact` keeps it unrounded (calibration scores it), `final_observed_at` is
