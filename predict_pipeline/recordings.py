@@ -287,3 +287,49 @@ def upload_recording(
     feed = load_feed(conn, feed_id)
     assert feed is not None
     return [land_upload(conn, landing, feed, data, name, now=now) for name, data in files]
+
+
+def load_recordings(
+    conn: psycopg.Connection,
+    landing: LandingZone,
+    *,
+    owner: uuid.UUID,
+    now: datetime,
+) -> tuple[list[uuid.UUID], bool]:
+    """The recordings' feeds for `owner`, their files landed once (at `now`, as uploads at
+    that hour); returns the feed ids and whether anything was landed now. `conn` must be in
+    autocommit mode, as `feeds upload`'s."""
+    feed_ids, landed = [], False
+    for recording in recordings():
+        with conn.transaction():
+            feed_id = create_recording_feed(conn, recording, owner=owner)
+        feed_ids.append(feed_id)
+        if conn.execute(
+            "SELECT 1 FROM prediction_feed_runs WHERE feed_id = %s LIMIT 1", (feed_id,)
+        ).fetchone():
+            continue
+        files = [("history.csv", recording.history_csv()), ("listing.csv", recording.listing_csv())]
+        upload_recording(conn, landing, feed_id, files, now=lambda: now)
+        landed = True
+    return feed_ids, landed
+
+
+# Per recording: markets, resolved YES/NO by the pipeline, scored, and the Brier score of the
+# scored ones (on the exact final probabilities calibration reads).
+RECORDING_SUMMARY_SQL = """
+SELECT f.name, count(*) AS markets,
+       count(r.id) FILTER (WHERE r.outcome IN ('YES', 'NO')) AS resolved,
+       count(r.id) FILTER (WHERE r.outcome IN ('YES', 'NO')
+                             AND r.final_probability_exact IS NOT NULL) AS scored,
+       avg((r.final_probability_exact - (r.outcome = 'YES')::int) ^ 2)
+         FILTER (WHERE r.outcome IN ('YES', 'NO')) AS brier
+FROM prediction_data_feeds f
+CROSS JOIN LATERAL jsonb_each_text(f.manual_event_mappings) AS m(market, event_id)
+LEFT JOIN prediction_resolutions r ON r.event_id = m.event_id::uuid
+WHERE f.id = ANY(%s)
+GROUP BY f.name ORDER BY f.name
+"""
+
+
+def recording_summary(conn: psycopg.Connection, feed_ids: list[uuid.UUID]) -> list[tuple]:
+    return conn.execute(RECORDING_SUMMARY_SQL, (feed_ids,)).fetchall()
