@@ -190,7 +190,7 @@ PREDICTIT_SETTLED_YES, PREDICTIT_SETTLED_NO = 0.95, 0.05
 def predictit_recording(directory: Path = PREDICTIT_DIR) -> Recording:
     with zipfile.ZipFile(directory / "DailyMarketData.zip") as archive:
         text = archive.read("DailyMarketData.csv").decode("utf-16")
-    daily = pd.read_csv(io.StringIO(text), sep="|", dtype=str)
+    daily = pd.read_csv(io.StringIO(text), sep="|", dtype=str, keep_default_na=False)
     contract = daily["ContractSymbol"].where(daily["ContractSymbol"] != "n/a", "")
     daily["market_id"] = daily["MarketId"] + ":" + contract.where(contract != "", "YES")
     # A day's close price, stamped at the end of its (UTC) day.
