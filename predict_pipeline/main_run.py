@@ -330,10 +330,14 @@ def run_main(
     ok = print_summary(target.app_url, [*feed_ids, *recorded], stages, fired, evaluated, top=top)
     with connect(target.app_url) as conn:
         summary = recording_summary(conn, recorded)
-    print(f"\n{'recording':<50} {'markets':>7} {'resolved':>8} {'scored':>6} {'Brier':>8}")
+    # Indented under its header: a line of this table is never read as a feed's line.
+    print(
+        f"\nrecorded real markets (demo/recordings){'markets':>19} {'resolved':>8} {'scored':>6}"
+        f" {'Brier':>8}"
+    )
     for name, markets, resolved, scored, brier in summary:
         shown = "-" if brier is None else f"{brier:.4f}"
-        print(f"{name[:50]:<50} {markets:>7} {resolved:>8} {scored:>6} {shown:>8}")
+        print(f"  {name[:56]:<56} {markets:>7} {resolved:>8} {scored:>6} {shown:>8}")
     print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1
 

@@ -70,6 +70,8 @@ class FeedValidationReport:
     page_errors: list[str] = field(default_factory=list)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    # UTC days (ISO) of the rows written or replaced: where history landed, for snapshots.
+    observed_days: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -335,7 +337,9 @@ def ingest_batches(
             yield matched
 
     written_blocks = store.copy_signal_blocks(conn, blocks())
-    replaced_events = store.replace_signals(conn, pd.concat(replacing, ignore_index=True))
+    replaced = pd.concat(replacing, ignore_index=True)
+    replaced_events = store.replace_signals(conn, replaced)
+    report.observed_days.update(_days(replaced))
     lap("pipeline")
     if fail_between_copy_and_queue is not None:
         fail_between_copy_and_queue()  # tests inject a crash here: nothing may remain
@@ -347,6 +351,7 @@ def ingest_batches(
     for block, written in written_blocks:
         rows = block[written.to_numpy()]
         report.written += len(rows)
+        report.observed_days.update(_days(rows))
         tally.add(rows["feed_run_id"], "written")
         pairs = rows[["feed_run_id", "event_id"]].drop_duplicates()  # a pair per run and event
         all_events.update(pairs["event_id"])
@@ -449,6 +454,12 @@ def _chunks(batches: list[RecordBatch], size: int) -> Iterator[list[RecordBatch]
                 chunk, count = [], 0
     if chunk:
         yield chunk
+
+
+def _days(rows: pd.DataFrame) -> set[str]:
+    if rows.empty:
+        return set()
+    return set(rows["fetched_at"].dt.strftime("%Y-%m-%d").unique())
 
 
 def with_exact_values(valid: pd.DataFrame) -> pd.DataFrame:
