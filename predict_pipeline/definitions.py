@@ -39,6 +39,8 @@ defs = dg.Definitions(
     jobs=[
         feeds.fetch_feeds_job,
         history.refresh_feed_history_job,
+        snapshots.event_history_job,
+        snapshots.late_snapshots_job,
         schedules.hourly_stages_job,
         schedules.calibration_job,
         rules.rule_actions_job,
@@ -53,7 +55,12 @@ defs = dg.Definitions(
         retention.calibration_after_retention_schedule,
         campaigns.campaign_loop_schedule,
     ],
-    sensors=[feeds.due_feeds_sensor, rules.rule_trigger_sensor, *campaigns.CAMPAIGN_SENSORS],
+    sensors=[
+        feeds.due_feeds_sensor,
+        snapshots.late_history_sensor,
+        rules.rule_trigger_sensor,
+        *campaigns.CAMPAIGN_SENSORS,
+    ],
     # Multiprocess, or Celery workers, as PREDICT_EXECUTOR says when a run starts.
     executor=predict_executor,
     resources={
