@@ -10,12 +10,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from predict_pipeline.cli_calibration import add_commands as add_calibration_commands
 from predict_pipeline.cli_campaigns import add_commands as add_campaign_commands
+from predict_pipeline.cli_connections import add_commands as add_connection_commands
 from predict_pipeline.cli_events import add_commands as add_event_commands
 from predict_pipeline.cli_feeds import add_commands as add_feed_commands
 from predict_pipeline.cli_retention import add_commands as add_retention_commands
+from predict_pipeline.cli_rules import add_commands as add_rule_commands
 from predict_pipeline.cli_signals import add_commands as add_signal_commands
 from predict_pipeline.cli_trust import add_commands as add_trust_commands
+from predict_pipeline.cli_users import add_commands as add_user_commands
 from predict_pipeline.config import (
     DATABASE_URL_VAR,
     HTTP_MODE_VAR,
@@ -184,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_trust_commands(commands)
     add_retention_commands(commands)
     add_campaign_commands(commands)
+    add_rule_commands(commands)
+    add_connection_commands(commands)
+    add_calibration_commands(commands)
+    add_user_commands(commands)
 
     backfill = commands.add_parser(
         "backfill",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from predict_pipeline.defs import (
+    alerts,
     calibration,
     campaigns,
     feeds,
+    health,
     history,
     retention,
     rules,
@@ -27,6 +29,7 @@ from predict_pipeline.defs.resources import (
 defs = dg.Definitions(
     assets=[
         feeds.raw_feed_fetches,
+        health.source_health_daily,
         signals.validated_signals,
         snapshots.event_snapshots,
         snapshots.event_history,
@@ -36,8 +39,10 @@ defs = dg.Definitions(
         *campaigns.CAMPAIGN_ASSETS,
         *retention.RETENTION_ASSETS,
     ],
+    asset_checks=[health.feeds_fresh, health.feeds_complete],
     jobs=[
         feeds.fetch_feeds_job,
+        health.feed_health_job,
         history.refresh_feed_history_job,
         snapshots.event_history_job,
         snapshots.late_snapshots_job,
@@ -45,12 +50,12 @@ defs = dg.Definitions(
         schedules.calibration_job,
         rules.rule_actions_job,
         retention.retention_job,
-        retention.calibration_refresh_job,
         *campaigns.CAMPAIGN_JOBS,
     ],
     schedules=[
         schedules.hourly_stages_schedule,
         schedules.calibration_schedule,
+        health.feed_health_schedule,
         retention.retention_schedule,
         retention.calibration_after_retention_schedule,
         campaigns.campaign_loop_schedule,
@@ -60,6 +65,8 @@ defs = dg.Definitions(
         snapshots.late_history_sensor,
         rules.rule_trigger_sensor,
         *campaigns.CAMPAIGN_SENSORS,
+        alerts.run_failure_alert_sensor,
+        alerts.feed_alerts_sensor,
     ],
     # Multiprocess, or Celery workers, as PREDICT_EXECUTOR says when a run starts.
     executor=predict_executor,

@@ -32,10 +32,12 @@ KEY_TEXT = generate_key()
 OTHER_KEY_TEXT = generate_key()
 
 ADD = ["campaigns", "results", "add", ZERO, "--start", "2025-03-01", "--end", "2025-03-07"]
+RULE = ["rules", "add", "x", "--as", "a@b.c", "--scope", "all", "--trigger", "EVENT_RESOLVED"]
+TEST_RULE = ["rules", "test", ZERO, "--event", ZERO, "--as", "a@b.c"]
 PUSH = ["campaigns", "results", "push", "--format", "json", "--file", "{file}"]
 
-# Arguments a command refuses whatever the database holds; {file}, {notjson}, {missing} are
-# files the test makes.
+# Arguments a command refuses whatever the database holds; {file}, {notjson}, {missing} and
+# {credentials} (a well-formed webhook secret) are files the test makes.
 BAD_ARGUMENTS: dict[tuple[str, ...], list[list[str]]] = {
     ("db", "upgrade"): [["db", "upgrade", "--all"]],
     ("db", "status"): [["db", "status", "extra"]],
@@ -137,6 +139,73 @@ BAD_ARGUMENTS: dict[tuple[str, ...], list[list[str]]] = {
         ["campaigns", "show", ZERO, "--user-email", "a@b.c"],
         ["campaigns", "show", ZERO],
     ],
+    ("rules", "add"): [
+        [*RULE[:-1], "PROBABILITY_CROSSES_ABOVE", "--params", '{"threshold": 2}'],
+        [*RULE[:-1], "NO_SUCH_TRIGGER"],
+        [*RULE, "--params", "{oops"],
+        [*RULE, "--actions", '[{"type": "fax"}]'],
+        [*RULE, "--active-hours", '{"timezone": "Mars/Olympus", "start": "08:00", "end": "9"}'],
+        [*RULE[:6], "everything", *RULE[7:]],
+        [*RULE[:6], f"event:{ZERO}", *RULE[7:]],
+        [*RULE[:6], "category:astrology", *RULE[7:]],
+        [*RULE[:3], "--as", "nobody@example.com", *RULE[5:]],
+        [*RULE, "--org", "nowhere"],
+        [*RULE, "--expires-at", "soon"],
+        RULE[:3] + RULE[5:],
+    ],
+    ("rules", "list"): [["rules", "list", "--as", "nobody@example.com"]],
+    ("rules", "show"): [
+        ["rules", "show", ZERO, "--as", "a@b.c"],
+        ["rules", "show", "rule-1", "--as", "a@b.c"],
+        ["rules", "show", ZERO],
+    ],
+    ("rules", "enable"): [["rules", "enable", ZERO, "--as", "a@b.c"]],
+    ("rules", "disable"): [["rules", "disable", ZERO, "--as", "nobody@example.com"]],
+    ("rules", "test"): [
+        TEST_RULE,
+        [*TEST_RULE, "--at", "yesterday"],
+        [*TEST_RULE, "--at", "2026-03-01T12:00"],
+        TEST_RULE[:3] + TEST_RULE[5:],
+    ],
+    ("connections", "add"): [
+        ["connections", "add", "slack", "--credentials-file", "{credentials}", "--as", "a@b.c"],
+        ["connections", "add", "webhook", "--credentials-file", "{file}", "--as", "a@b.c"],
+        ["connections", "add", "webhook", "--credentials-file", "{notjson}", "--as", "a@b.c"],
+        ["connections", "add", "webhook", "--credentials-file", "{missing}", "--as", "a@b.c"],
+        ["connections", "add", "fax", "--credentials-file", "{credentials}", "--as", "a@b.c"],
+        [
+            *("connections", "add", "webhook", "--credentials-file", "{credentials}"),
+            *("--as", "nobody@example.com"),
+        ],
+    ],
+    ("connections", "list"): [
+        ["connections", "list", "--as", "nobody@example.com"],
+        ["connections", "list"],
+    ],
+    ("connections", "revoke"): [
+        ["connections", "revoke", "fax", "--as", "a@b.c"],
+        ["connections", "revoke", ZERO, "--as", "a@b.c"],
+        ["connections", "revoke", "email", "--as", "a@b.c"],
+    ],
+    ("events", "add"): [
+        ["events", "add", "Q", "--as", "a@b.c", "--category", "astrology"],
+        ["events", "add", " ", "--as", "a@b.c"],
+        ["events", "add", "Q", "--as", "nobody@example.com"],
+        ["events", "add", "Q", "--as", "a@b.c", "--resolution-date", "June"],
+        ["events", "add", "Q", "--as", "a@b.c", "--private", "--org", "x"],
+        ["events", "add", "Q"],
+    ],
+    ("events", "list"): [["events", "list", "--limit", "0"], ["events", "list", "--as", "x"]],
+    ("calibration", "show"): [
+        ["calibration", "show", "--window", "1D"],
+        ["calibration", "show", "--category", "astrology"],
+    ],
+    ("users", "add"): [
+        ["users", "add", "a@b.c"],
+        ["users", "add", "A@B.C"],
+        ["users", "add", "not-an-address"],
+        ["users", "add", "new@example.com", "--id", "user-1"],
+    ],
 }
 
 # A well-formed call of each command that needs the database (or the key): the environment
@@ -168,11 +237,33 @@ DATABASE_CALLS: dict[tuple[str, ...], list[str]] = {
     ],
     ("campaigns", "results", "push"): [*PUSH, "--user-email", "a@b.c"],
     ("campaigns", "show"): ["campaigns", "show", ZERO, "--user-email", "a@b.c"],
+    ("rules", "add"): RULE,
+    ("rules", "list"): ["rules", "list"],
+    ("rules", "show"): ["rules", "show", ZERO, "--as", "a@b.c"],
+    ("rules", "enable"): ["rules", "enable", ZERO, "--as", "a@b.c"],
+    ("rules", "disable"): ["rules", "disable", ZERO, "--as", "a@b.c"],
+    ("rules", "test"): TEST_RULE,
+    ("connections", "add"): [
+        *("connections", "add", "webhook", "--credentials-file", "{credentials}"),
+        *("--as", "a@b.c"),
+    ],
+    ("connections", "list"): ["connections", "list", "--as", "a@b.c"],
+    ("connections", "revoke"): ["connections", "revoke", "slack", "--as", "a@b.c"],
+    ("events", "add"): ["events", "add", "Q", "--as", "a@b.c"],
+    ("events", "list"): ["events", "list"],
+    ("calibration", "show"): ["calibration", "show"],
+    ("users", "add"): ["users", "add", "new@example.com"],
 }
 # Commands that work without any database: a file parser, and stopping a server not running.
 NO_DATABASE = {("feeds", "parse"), ("db", "stop-embedded")}
 # Commands that decrypt or encrypt secrets, so the key is checked before they start.
-KEY_CALLS = {("run",), ("dev",), ("backfill",), ("webhooks", "serve")}
+KEY_CALLS = {
+    ("run",),
+    ("dev",),
+    ("backfill",),
+    ("webhooks", "serve"),
+    ("connections", "add"),
+}
 
 BAD_ENVIRONMENTS = {
     "unreachable database": {"PREDICT_DATABASE_URL": UNREACHABLE},
@@ -245,9 +336,11 @@ def environment(db_url, tmp_path) -> Iterator[dict[str, str]]:
     )
     (tmp_path / "file.json").write_text('{"markets": []}')
     (tmp_path / "notjson.json").write_text("{not json")
+    (tmp_path / "credentials.json").write_text('{"secret": "a-webhook-signing-secret"}')
     try:
         yield {
             "{file}": str(tmp_path / "file.json"),
+            "{credentials}": str(tmp_path / "credentials.json"),
             "{notjson}": str(tmp_path / "notjson.json"),
             "{missing}": str(tmp_path / "missing.json"),
         }

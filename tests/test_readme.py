@@ -180,3 +180,56 @@ def test_link_check_finds_links_that_leave_the_repository_or_miss(text, problem)
     """The check above, on READMEs with and without the faults it must catch."""
     found = broken_links(f"# predict_pipeline\n\n{text}\n", PROJECT_ROOT)
     assert found == ([problem] if problem else [])
+
+
+def test_writing_a_rule_example_creates_the_connection_and_rule_in_the_demo_database(
+    db_url, tmp_path
+):
+    """The README's rule example, command by command, on the demo database: the connection
+    lands encrypted and the rule lands with the block's trigger, params and actions."""
+    from predict_pipeline.rules.execute import connection_aad
+
+    key = generate_key()
+    with connect(db_url) as conn, conn.transaction():
+        seed_demo(conn, encryption_key=decode_key(key))
+    echo, connection, add, listing = _shell_block("Writing a rule")
+    assert echo[0] == "echo" and echo[2] == ">", echo
+    (tmp_path / echo[3]).write_text(echo[1])
+    cli = str(Path(sys.executable).parent / "predict-pipeline")
+    env = {**os.environ, "PREDICT_DATABASE_URL": db_url, "PREDICT_ENCRYPTION_KEY": key}
+
+    def run(argv: list[str]) -> str:
+        assert argv[0] == ".venv/bin/predict-pipeline", argv
+        done = subprocess.run(
+            [cli, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    connection_id = uuid.UUID(run(connection).split()[2])
+    created = re.match(r"rule (\S+) created", run(add))
+    assert created, "rules add did not print the new rule's id"
+    rule_id = uuid.UUID(created.group(1))
+    options = dict(zip(add[4::2], add[5::2], strict=True))
+    with connect(db_url) as conn:
+        envelope = conn.execute(
+            "SELECT credentials FROM prediction_action_connections WHERE id = %s",
+            (connection_id,),
+        ).fetchone()[0]
+        rule = conn.execute(
+            "SELECT user_id, scope_type, scope_tag, trigger_type, trigger_params, actions,"
+            " active_hours FROM prediction_rules WHERE id = %s",
+            (rule_id,),
+        ).fetchone()
+    plain = decrypt_json(envelope, key=decode_key(key), aad=connection_aad(connection_id))
+    assert plain == json.loads(echo[1])
+    assert rule == (
+        DEMO_USER_ID,
+        "tag",
+        options["--scope"].split(":", 1)[1],
+        options["--trigger"],
+        json.loads(options["--params"]),
+        json.loads(options["--actions"]),
+        json.loads(options["--active-hours"]),
+    )
+    assert str(rule_id) in run(listing)

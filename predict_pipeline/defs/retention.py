@@ -6,7 +6,7 @@ Dry run: run config ``{"resources": {"retention": {"config": {"dry_run": true}}}
 ``predict-pipeline retention run --dry-run``) reports the same numbers and changes nothing.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +17,8 @@ import psycopg
 
 from predict_pipeline.config import Settings
 from predict_pipeline.db.connection import MAINTENANCE_ROLE, connect
-from predict_pipeline.defs.calibration import calibration_scores, event_resolutions
 from predict_pipeline.defs.resources import PostgresResource
+from predict_pipeline.defs.schedules import calibration_job
 from predict_pipeline.retention.audit_archive import archive_audit_log
 from predict_pipeline.retention.counters import refresh_counters
 from predict_pipeline.retention.operational import (
@@ -87,9 +87,21 @@ def _metadata(report: StepReport) -> dict[str, Any]:
     return metadata
 
 
-def _run_step(context: dg.AssetExecutionContext, report: StepReport) -> dg.MaterializeResult:
+StepEvent = dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckResult
+
+
+def _run_step(
+    context: dg.AssetExecutionContext,
+    report: StepReport,
+    check_results: Sequence[dg.AssetCheckResult] = (),
+) -> Iterator[StepEvent]:
     context.log.info(("dry run: would do " if report.dry_run else "") + report.summary())
-    return dg.MaterializeResult(metadata=_metadata(report))
+    if report.dry_run:
+        # Nothing changed: observed, not materialised, so the last materialisation stays real.
+        yield dg.AssetObservation(asset_key=context.asset_key, metadata=_metadata(report))
+        yield from check_results
+    else:
+        yield dg.MaterializeResult(metadata=_metadata(report), check_results=check_results)
 
 
 def _asset(name: str, description: str, **kwargs):
@@ -99,6 +111,7 @@ def _asset(name: str, description: str, **kwargs):
         kinds={"postgres"},
         owners=["team:data-platform"],
         description=description,
+        output_required=False,  # a dry run yields an observation only
         **kwargs,
     )
 
@@ -111,10 +124,10 @@ def _policy_step(name: str, description: str, prune: Callable[..., StepReport]):
         context: dg.AssetExecutionContext,
         database: PostgresResource,
         retention: RetentionResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[StepEvent]:
         with _maintenance(database) as conn:
             report = prune(conn, retention.policy(), datetime.now(UTC), dry_run=retention.dry_run)
-        return _run_step(context, report)
+        yield from _run_step(context, report)
 
     return step
 
@@ -154,7 +167,7 @@ snapshot_retention = _policy_step(
 )
 def audit_log_archive(
     context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
-) -> dg.MaterializeResult:
+) -> Iterator[StepEvent]:
     with _maintenance(database) as conn:
         report = archive_audit_log(
             conn,
@@ -163,7 +176,7 @@ def audit_log_archive(
             datetime.now(UTC),
             dry_run=retention.dry_run,
         )
-    return _run_step(context, report)
+    yield from _run_step(context, report)
 
 
 @_asset(
@@ -182,7 +195,7 @@ def audit_log_archive(
 )
 def monthly_partitions(
     context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
-) -> dg.MaterializeResult:
+) -> Iterator[StepEvent]:
     now = datetime.now(UTC)
     policy = retention.policy()
     with _maintenance(database) as conn:
@@ -190,28 +203,20 @@ def monthly_partitions(
             conn, now, policy.partition_months_ahead, dry_run=retention.dry_run
         )
         missing = partitions_ahead_missing(conn, now, policy.partition_months_ahead)
-    context.log.info(("dry run: would do " if report.dry_run else "") + report.summary())
     absent = {table: months for table, months in missing.items() if months}
-    return dg.MaterializeResult(
-        metadata=_metadata(report),
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="partitions_ahead",
-                passed=not absent,
-                # A dry run creates nothing, so what is missing is reported, not fatal.
-                severity=dg.AssetCheckSeverity.WARN
-                if retention.dry_run
-                else dg.AssetCheckSeverity.ERROR,
-                description=(
-                    "missing partitions: "
-                    + "; ".join(f"{t}: {', '.join(m)}" for t, m in absent.items())
-                    if absent
-                    else f"partitions exist {policy.partition_months_ahead} months ahead"
-                ),
-                metadata={"missing": dg.MetadataValue.json(missing)},
-            )
-        ],
+    check = dg.AssetCheckResult(
+        check_name="partitions_ahead",
+        passed=not absent,
+        # A dry run creates nothing, so what is missing is reported, not fatal.
+        severity=dg.AssetCheckSeverity.WARN if retention.dry_run else dg.AssetCheckSeverity.ERROR,
+        description=(
+            "missing partitions: " + "; ".join(f"{t}: {', '.join(m)}" for t, m in absent.items())
+            if absent
+            else f"partitions exist {policy.partition_months_ahead} months ahead"
+        ),
+        metadata={"missing": dg.MetadataValue.json(missing)},
     )
+    yield from _run_step(context, report, [check])
 
 
 @_asset(
@@ -223,10 +228,10 @@ def monthly_partitions(
 )
 def usage_counters(
     context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
-) -> dg.MaterializeResult:
+) -> Iterator[StepEvent]:
     with _maintenance(database) as conn:
         report = refresh_counters(conn, datetime.now(UTC), dry_run=retention.dry_run)
-    return _run_step(context, report)
+    yield from _run_step(context, report)
 
 
 @dataclass(slots=True)
@@ -308,14 +313,14 @@ def purge_dagster_runs(
 )
 def dagster_storage_retention(
     context: dg.AssetExecutionContext, retention: RetentionResource
-) -> dg.MaterializeResult:
+) -> Iterator[StepEvent]:
     policy = retention.policy()
     report = purge_dagster_runs(
         context.instance,
         older_than=datetime.now(UTC) - timedelta(days=policy.dagster_run_days),
         dry_run=retention.dry_run,
     )
-    return _run_step(context, report)
+    yield from _run_step(context, report)
 
 
 RETENTION_ASSETS = [
@@ -346,16 +351,10 @@ retention_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-calibration_refresh_job = dg.define_asset_job(
-    "calibration_refresh_job",
-    selection=[event_resolutions, calibration_scores],
-    description="Resolutions from settled markets, then calibration scores.",
-)
-
 # After retention (03:00) has finished with the tables calibration reads.
 calibration_after_retention_schedule = dg.ScheduleDefinition(
     name="calibration_after_retention_schedule",
-    job=calibration_refresh_job,
+    job=calibration_job,
     cron_schedule="30 3 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,

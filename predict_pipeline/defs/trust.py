@@ -79,7 +79,7 @@ def trust_scores(
                 interval_end=interval.end,
                 config=trust_config,
             )
-            written = save_trust(conn, result, interval.end)
+            written = save_trust(conn, result, interval.end, start=interval.start)
             for key in totals:
                 totals[key] += getattr(written, key)
             for flag in result.flags:

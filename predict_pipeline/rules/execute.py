@@ -91,7 +91,7 @@ def run_execution(
     results = run_actions(
         row["actions"],
         context=context,
-        connections=_connections(conn, row["user_id"], encryption_key),
+        connections=user_connections(conn, row["user_id"], encryption_key),
         http_client_factory=http_client_factory,
         smtp_factory=smtp_factory,
         database_executor=database_action,
@@ -113,7 +113,7 @@ def run_execution(
     return status
 
 
-def _connections(
+def user_connections(
     conn: psycopg.Connection, user_id: uuid.UUID, key: bytes
 ) -> dict[str, dict[str, Any]]:
     """The user's connections by platform, credentials decrypted (never logged)."""
@@ -123,10 +123,13 @@ def _connections(
         " WHERE user_id = %s",
         (user_id,),
     ):
-        try:
-            secret = decrypt_json(credentials, key=key, aad=connection_aad(connection_id))
-        except SecretDecryptError:
-            secret, status = {}, "ERROR"  # the action reports the connection as unusable
+        if status == "REVOKED":
+            secret = {}  # revoking erased the ciphertext; the action says it is revoked
+        else:
+            try:
+                secret = decrypt_json(credentials, key=key, aad=connection_aad(connection_id))
+            except SecretDecryptError:
+                secret, status = {}, "ERROR"  # the action reports the connection as unusable
         found[platform] = {"status": status, "expires_at": expires_at, "credentials": secret}
     return found
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -79,7 +79,11 @@ class TrustWrite:
     flags_kept_reviewed: int
 
 
-def save_trust(conn: psycopg.Connection, result: TrustResult, end: datetime) -> TrustWrite:
+def save_trust(
+    conn: psycopg.Connection, result: TrustResult, end: datetime, *, start: datetime | None = None
+) -> TrustWrite:
+    """Write the interval's scores and flags, the events' current trust, and the trust score of
+    the interval's snapshots. `start` defaults to the hour before `end` (the asset's intervals)."""
     # Scores are updated in place (keyed by event and interval end) so the flags that point
     # at them stay linked when an interval is re-run.
     existing = {
@@ -185,6 +189,16 @@ def save_trust(conn: psycopg.Connection, result: TrustResult, end: datetime) -> 
              AND NOT EXISTS (SELECT 1 FROM prediction_trust_scores later
                              WHERE later.event_id = e.id AND later.computed_at > %(end)s)""",
         {"end": end},
+    )
+    # The interval's snapshots carry its trust score: a backfill computes every snapshot of its
+    # range before any trust, so the event's current score they were written with is not theirs.
+    conn.execute(
+        """UPDATE prediction_snapshots s SET trust_score = t.overall_score
+           FROM prediction_trust_scores t
+           WHERE t.computed_at = %(end)s AND s.event_id = t.event_id
+             AND s.snapshot_at > %(start)s AND s.snapshot_at <= %(end)s
+             AND s.trust_score IS DISTINCT FROM t.overall_score""",
+        {"start": start or end - timedelta(hours=1), "end": end},
     )
     return TrustWrite(len(score_ids), new, updated, kept)
 

@@ -10,7 +10,7 @@ import pytest
 
 from predict_pipeline import cli
 from predict_pipeline.definitions import defs
-from predict_pipeline.defs.retention import purge_dagster_runs
+from predict_pipeline.defs.retention import RETENTION_ASSETS, purge_dagster_runs
 from predict_pipeline.retention.partitions import missing_months
 from tests.retention.conftest import (
     NOW,
@@ -88,6 +88,9 @@ def test_dry_run_changes_nothing_and_reports_what_the_real_run_does(
 
     assert dry.success
     assert _state(admin_conn) == before
+    # Observed, not materialised: the assets' last materialisation stays the last real run.
+    assert all(not dry.asset_materializations_for_node(a.op.name) for a in RETENTION_ASSETS)
+    assert all(len(dry.asset_observations_for_node(a.op.name)) == 1 for a in RETENTION_ASSETS)
     assert not list((tmp_path / "archive").rglob("*.parquet"))
     real = run_retention()
     assert real.success
@@ -182,7 +185,9 @@ def test_schedules_run_retention_at_three_and_calibration_after_it():
     assert retention.job_name == "retention_job"
     calibration = defs.resolve_schedule_def("calibration_after_retention_schedule")
     assert (calibration.cron_schedule, calibration.execution_timezone) == ("30 3 * * *", "UTC")
-    job = defs.resolve_job_def("calibration_refresh_job")
+    # One calibration job, two schedules: hourly, and after retention has pruned.
+    assert calibration.job_name == defs.resolve_schedule_def("calibration_schedule").job_name
+    job = defs.resolve_job_def(calibration.job_name)
     assert {n.name for n in job.nodes} == {"event_resolutions", "calibration_scores"}
 
 

@@ -128,3 +128,48 @@ def test_trust_asset_materialises_with_its_checks(conn, db_url, spiking, dagster
         "VOLUME_SPIKE": 1,
         "WASH_TRADING": 1,
     }
+
+
+def test_a_ranged_run_gives_each_snapshot_its_hours_trust_score(
+    conn, db_url, spiking, dagster_instance
+):
+    """A backfill writes every snapshot of its range before any trust score exists; the trust
+    step then sets each snapshot's trust_score to the score of the hour it closes."""
+    import dagster as dg
+
+    from predict_pipeline.defs.partitions import HOURLY
+    from predict_pipeline.defs.resources import PostgresResource
+    from predict_pipeline.defs.trust import trust_scores
+
+    first = START - timedelta(hours=2)
+    conn.execute("UPDATE prediction_snapshots SET trust_score = NULL")
+    result = dg.materialize(
+        [trust_scores],
+        instance=dagster_instance,
+        resources={"database": PostgresResource(url=db_url)},
+        tags={
+            "dagster/asset_partition_range_start": HOURLY.get_partition_key_for_timestamp(
+                first.timestamp()
+            ),
+            "dagster/asset_partition_range_end": HOURLY.get_partition_key_for_timestamp(
+                START.timestamp()
+            ),
+        },
+    )
+    assert result.success
+    rows = conn.execute(
+        """SELECT s.snapshot_at, s.trust_score, t.overall_score
+           FROM prediction_snapshots s
+           LEFT JOIN prediction_trust_scores t
+             ON t.event_id = s.event_id AND t.computed_at = s.snapshot_at
+           WHERE s.event_id = %s AND s.snapshot_at > %s ORDER BY s.snapshot_at""",
+        (spiking, first),
+    ).fetchall()
+    assert [r[0] for r in rows] == [first + timedelta(hours=h) for h in (1, 2, 3)]
+    assert all(r[1] is not None and r[1] == r[2] for r in rows)
+    # Hours outside the range keep what they had (none here).
+    [(before,)] = conn.execute(
+        "SELECT trust_score FROM prediction_snapshots WHERE event_id = %s AND snapshot_at = %s",
+        (spiking, first),
+    ).fetchall()
+    assert before is None

@@ -18,6 +18,7 @@ from predict_pipeline.defs.partitions import HOURLY
 
 TABLES = {
     "raw_feed_fetches": "prediction_feed_runs",
+    "source_health_daily": "prediction_source_health_daily",
     "validated_signals": "prediction_signals",
     "event_snapshots": "prediction_snapshots",
     "event_history": "prediction_snapshots",
