@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from predict_pipeline.errors import ConfigError
@@ -24,6 +25,9 @@ EXECUTOR_VAR = "PREDICT_EXECUTOR"  # multiprocess | celery (predict_pipeline/def
 CELERY_BROKER_VAR = "PREDICT_CELERY_BROKER_URL"
 CELERY_BACKEND_VAR = "PREDICT_CELERY_BACKEND_URL"
 CELERY_QUEUE_VAR = "PREDICT_CELERY_QUEUE"
+PARTITIONS_START_VAR = "PREDICT_PARTITIONS_START"
+# PredictIt opened in 2014 (Polymarket in 2020, Kalshi 2021): history from then fits the axis.
+DEFAULT_PARTITIONS_START = date(2014, 1, 1)
 
 
 def default_state_dir() -> Path:
@@ -48,6 +52,7 @@ class Settings:
     celery_broker_url: str | None = None  # None: dagster-celery's default (local RabbitMQ)
     celery_backend_url: str | None = None  # None: dagster-celery's default (rpc://)
     celery_queue: str | None = None  # None: dagster-celery's queue, "dagster"
+    partitions_start: date = DEFAULT_PARTITIONS_START  # the first day of the time axis
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,7 +74,27 @@ class Settings:
             celery_broker_url=env.get(CELERY_BROKER_VAR) or None,
             celery_backend_url=env.get(CELERY_BACKEND_VAR) or None,
             celery_queue=env.get(CELERY_QUEUE_VAR) or None,
+            partitions_start=partitions_start(env),
         )
+
+
+def partitions_start(env: Mapping[str, str] | None = None) -> date:
+    """The first UTC day of the pipeline's time axis (PREDICT_PARTITIONS_START, ISO date)."""
+    env = os.environ if env is None else env
+    text = (env.get(PARTITIONS_START_VAR) or "").strip()
+    if not text:
+        return DEFAULT_PARTITIONS_START
+    try:
+        value = date.fromisoformat(text)
+    except ValueError:
+        value = None
+    # Dagster's partitions and the validation's accepted range both begin after 1900.
+    if value is None or not date(1970, 1, 1) <= value <= date(2200, 1, 1):
+        raise ConfigError(
+            f"{PARTITIONS_START_VAR}={text!r} is not an ISO date (YYYY-MM-DD) from 1970 on:"
+            " fix, or unset for 2014-01-01"
+        )
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

@@ -28,9 +28,11 @@ from typing import Any
 
 import dagster as dg
 
-from predict_pipeline.config import HTTP_MODE_VAR, REPLAY_DIR_VAR
+from predict_pipeline.config import HTTP_MODE_VAR, REPLAY_DIR_VAR, Settings
 from predict_pipeline.db.connection import connect
-from predict_pipeline.demo import DEMO_HISTORY_HOURS, REPLAY_DIR, seed_demo
+from predict_pipeline.demo import DEMO_HISTORY_HOURS, DEMO_USER_ID, REPLAY_DIR, seed_demo
+from predict_pipeline.ingestion.landing import LandingZone
+from predict_pipeline.recordings import load_recordings, recording_summary
 from predict_pipeline.runtime import bootstrap
 from predict_pipeline.secrets import load_key_from_env
 
@@ -224,6 +226,15 @@ def run_main(
             simulator_config=simulator_config,
         )
     simulated = feed_ids[-1]
+    # Recorded real resolved markets (demo/recordings), uploaded once as a user would: the
+    # calibration then scores real forecasts, not only the simulator's.
+    with connect(target.app_url, autocommit=True) as conn:
+        recorded, landed = load_recordings(
+            conn,
+            LandingZone(Settings.from_env().landing_zone),
+            owner=DEMO_USER_ID,
+            now=now,
+        )
     hour = now.replace(minute=0, second=0, microsecond=0)
     current = HOURLY.get_partition_key_for_timestamp(now.timestamp())
     past = [
@@ -231,7 +242,8 @@ def run_main(
         for h in range(history_hours, 0, -1)
     ]
     assets = list(defs.assets or [])
-    windowed = [a for a in assets if a.partitions_def is not None]
+    # The hourly stages; event_history (days before the hourly axis) runs on its own axis.
+    windowed = [a for a in assets if a.partitions_def == HOURLY]
     # Retention has its own schedule and command (`predict-pipeline retention run`); the
     # campaign loop runs below, week by week.
     whole = [
@@ -244,6 +256,8 @@ def run_main(
     stages: list[tuple[str, bool]] = []
     with dg.DagsterInstance.get() as instance:
         complete = _complete_partitions(instance, [*past, current], now=now)
+        if landed:
+            complete.discard(current)  # the uploads landed in this hour: validate it again
         todo = [key for key in past if key not in complete]
         if todo:
             # The simulator's history, one ranged run (as a backfill of the range would be).
@@ -313,7 +327,17 @@ def run_main(
         f"\npredict_pipeline — main job, demo window {past[0] if past else current} .. "
         f"{current} UTC, {where}, HTTP {os.environ[HTTP_MODE_VAR]}"
     )
-    ok = print_summary(target.app_url, feed_ids, stages, fired, evaluated, top=top)
+    ok = print_summary(target.app_url, [*feed_ids, *recorded], stages, fired, evaluated, top=top)
+    with connect(target.app_url) as conn:
+        summary = recording_summary(conn, recorded)
+    # Indented under its header: a line of this table is never read as a feed's line.
+    print(
+        f"\nrecorded real markets (demo/recordings){'markets':>19} {'resolved':>8} {'scored':>6}"
+        f" {'Brier':>8}"
+    )
+    for name, markets, resolved, scored, brier in summary:
+        shown = "-" if brier is None else f"{brier:.4f}"
+        print(f"  {name[:56]:<56} {markets:>7} {resolved:>8} {scored:>6} {shown:>8}")
     print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1
 

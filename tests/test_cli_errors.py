@@ -271,6 +271,7 @@ BAD_ENVIRONMENTS = {
     "bad disable-after setting": {"PREDICT_FEED_DISABLE_AFTER_FAILURES": "five"},
     "bad http mode": {"PREDICT_HTTP_MODE": "offline"},
     "bad executor": {"PREDICT_EXECUTOR": "threads"},
+    "bad partitions start": {"PREDICT_PARTITIONS_START": "2016-13-01"},
 }
 KEY_ENVIRONMENTS = {
     "missing key": {"PREDICT_ENCRYPTION_KEY": None},

@@ -140,6 +140,11 @@ def test_main_run_summary_matches_the_database_and_a_second_run_changes_nothing(
     for window, scored, score in brier:
         assert f"{window} {score} ({scored} resolved)" in out
     assert db[7] > 0 and all(scored > 0 for _, scored, _ in brier)
+    # The recorded real markets (demo/recordings): markets, resolved, scored, Brier.
+    assert re.search(
+        r"Recorded: Manifold MetaculusBot markets \(2022\)\s+80\s+76\s+75\s+0\.0281\n", out
+    )
+    assert re.search(r"Recorded: PredictIt 2016 election markets\s+59\s+58\s+58\s+0\.1327\n", out)
 
     # The campaign loop: five open campaigns predicted, both weeks of results scored against
     # the prediction made before each, calibrated; the line says what the tables hold.

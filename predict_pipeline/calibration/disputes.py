@@ -15,7 +15,11 @@ from datetime import datetime, timedelta
 import psycopg
 
 from predict_pipeline.audit import record_audit
-from predict_pipeline.calibration.resolutions import DEFAULT_DISPUTE_WINDOW, EVENT_STATUS
+from predict_pipeline.calibration.resolutions import (
+    DEFAULT_DISPUTE_WINDOW,
+    EVENT_STATUS,
+    score_resolutions,
+)
 
 OUTCOMES = tuple(EVENT_STATUS)
 DECISIONS = ("upheld", "dismissed", "overturned")
@@ -57,15 +61,12 @@ def resolve_manually(
             "SELECT 1 FROM prediction_resolutions WHERE event_id = %s", (event_id,)
         ).fetchone():
             raise WorkflowError(f"event {event_id} is already resolved; dispute it instead")
-        close_at = min(event[1], now) if event[1] else now
         resolution_id = conn.execute(
             """INSERT INTO prediction_resolutions
-                 (event_id, outcome, outcome_details, evidence_urls, final_probability,
+                 (event_id, outcome, outcome_details, evidence_urls,
                   market_final_probability, resolved_by, resolution_method, resolved_at,
                   dispute_window_end)
                VALUES (%(event)s, %(outcome)s, %(details)s, %(urls)s,
-                 (SELECT probability FROM prediction_snapshots WHERE event_id = %(event)s
-                    AND snapshot_at <= %(close)s ORDER BY snapshot_at DESC LIMIT 1),
                  (SELECT round(avg(last_price), 4) FROM predict_meta.market_settlements
                     WHERE event_id = %(event)s),
                  %(by)s, 'manual', %(now)s, %(window_end)s)
@@ -75,13 +76,14 @@ def resolve_manually(
                 "outcome": outcome,
                 "details": details,
                 "urls": evidence_urls or None,
-                "close": close_at,
                 "by": resolved_by,
                 "now": now,
                 "window_end": now + dispute_window,
             },
         ).fetchone()[0]
         _set_event_status(conn, event_id, outcome, now)
+        # Scored as every resolution is: the last observation at or before close.
+        score_resolutions(conn, now=now, resolution_ids=[resolution_id], created={resolution_id})
         record_audit(
             conn,
             action="event.resolved",

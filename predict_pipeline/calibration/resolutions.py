@@ -4,13 +4,30 @@ calibration scores: every step set-based and audit-logged.
 An ACTIVE event is resolved from its markets when every linked market that reported a
 settlement reports the same outcome (`resolution_method = 'market_settled'`); when they
 disagree the event is left open and an audit entry says which markets said what.
-`final_probability` is the event's pooled probability at close (the last snapshot at or
-before the close or resolution time); `market_final_probability` the settled markets' mean
-last price.
+`market_final_probability` is the settled markets' mean last price.
+
+**The scored probability is the last one before close.** A resolution's close is the event's
+resolution date or the resolution time, whichever is earlier. `final_probability` is the
+event's pooled probability at its last observation at or before close, however long before
+close that was: at that moment t*, each market's (source, market id, signal type) latest
+probability at or before t* (within the pooling's 30-day carry-forward of t*) is pooled in
+log-odds space as the snapshots pool, with weights
+`weight × reliability × 0.5^((t* − t_i) / 60 min)`, from the exact value
+(`raw_data.value_exact` where the DECIMAL column rounded it). It is read from the signals,
+not from the hourly snapshots, so an observation in the last partial hour counts.
+`final_probability_exact` keeps it unrounded (calibration scores it), `final_observed_at` is
+t*, and `probability_1d/7d/30d` are the same at the last observation a day, a week and 30
+days before close.
+
+**Scores do not depend on arrival order.** Stage 2 clears `scored_at` of a resolution when
+it writes signals for its event; every run scores the resolutions without `scored_at`
+(set-based, one statement), and a resolution whose scores change when history arrived after
+it is audited as `resolution.rescored` with the scores before and after.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,7 +35,7 @@ import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.audit import record_audit
+from predict_pipeline.audit import record_audit, record_audits
 
 DEFAULT_DISPUTE_WINDOW = timedelta(hours=48)
 EVENT_STATUS = {
@@ -34,6 +51,7 @@ class ResolutionReport:
     resolved: list[tuple[str, str]]  # (event title, outcome)
     conflicts: list[str]  # event titles left open because markets disagree
     finalised: int
+    rescored: int = 0  # resolutions whose scores changed because history arrived after them
 
 
 _SETTLED_SQL = """
@@ -41,13 +59,12 @@ SELECT ms.event_id, e.title, array_agg(DISTINCT ms.resolution ORDER BY ms.resolu
        max(ms.resolved_at), avg(ms.last_price)::float8,
        jsonb_object_agg(ms.source || ':' || ms.source_event_id, ms.resolution),
        array_agg(DISTINCT ms.source_url) FILTER (WHERE ms.source_url IS NOT NULL),
-       e.resolution_date,
        jsonb_object_agg(ms.source || ':' || ms.source_event_id, ms.resolution_probability)
          FILTER (WHERE ms.resolution_probability IS NOT NULL)
 FROM predict_meta.market_settlements ms
 JOIN prediction_events e ON e.id = ms.event_id AND e.status = 'ACTIVE'
 WHERE NOT EXISTS (SELECT 1 FROM prediction_resolutions r WHERE r.event_id = ms.event_id)
-GROUP BY ms.event_id, e.title, e.resolution_date
+GROUP BY ms.event_id, e.title
 """
 
 
@@ -56,6 +73,7 @@ def resolve_from_markets(
 ) -> ResolutionReport:
     resolved: list[tuple[str, str]] = []
     conflicts: list[str] = []
+    created: set = set()
     for (
         event_id,
         title,
@@ -64,7 +82,6 @@ def resolve_from_markets(
         market_p,
         by_market,
         urls,
-        close,
         resolved_to,
     ) in conn.execute(_SETTLED_SQL).fetchall():
         if len(outcomes) > 1:
@@ -73,28 +90,22 @@ def resolve_from_markets(
             continue
         outcome = outcomes[0]
         resolved_at = min(settled_at, now) if settled_at else now
-        close_at = min(close, resolved_at) if close else resolved_at
-        final = conn.execute(
-            "SELECT probability FROM prediction_snapshots WHERE event_id = %s"
-            " AND snapshot_at <= %s ORDER BY snapshot_at DESC LIMIT 1",
-            (event_id, close_at),
-        ).fetchone()
         resolution_id = conn.execute(
             """INSERT INTO prediction_resolutions
-                 (event_id, outcome, outcome_details, evidence_urls, final_probability,
+                 (event_id, outcome, outcome_details, evidence_urls,
                   market_final_probability, resolution_method, resolved_at, dispute_window_end)
-               VALUES (%s, %s, %s, %s, %s, %s, 'market_settled', %s, %s) RETURNING id""",
+               VALUES (%s, %s, %s, %s, %s, 'market_settled', %s, %s) RETURNING id""",
             (
                 event_id,
                 outcome,
                 settlement_details(by_market, resolved_to),
                 urls,
-                final[0] if final else None,
                 None if market_p is None else round(market_p, 4),
                 resolved_at,
                 now + dispute_window,
             ),
         ).fetchone()[0]
+        created.add(resolution_id)
         conn.execute(
             "UPDATE prediction_events SET status = %s, resolved_at = %s, updated_at = now()"
             " WHERE id = %s",
@@ -115,7 +126,8 @@ def resolve_from_markets(
             new_state={"status": EVENT_STATUS[outcome], "outcome": outcome},
         )
         resolved.append((title, outcome))
-    return ResolutionReport(resolved, conflicts, finalise_resolutions(conn, now=now))
+    rescored = score_resolutions(conn, now=now, created=created)
+    return ResolutionReport(resolved, conflicts, finalise_resolutions(conn, now=now), rescored)
 
 
 def settlement_details(by_market: dict[str, str], resolved_to: dict[str, float] | None) -> str:
@@ -177,23 +189,153 @@ def finalise_resolutions(conn: psycopg.Connection, *, now: datetime) -> int:
 
 
 _SCORED_SQL = """
-SELECT r.event_id, e.category_id, r.outcome, r.final_probability::float8 AS final_probability,
-       r.resolved_at, h.p_1d, h.p_7d, h.p_30d
+SELECT r.event_id, e.category_id, r.outcome,
+       coalesce(r.final_probability_exact, r.final_probability::float8) AS final_probability,
+       r.resolved_at, r.probability_1d AS p_1d, r.probability_7d AS p_7d,
+       r.probability_30d AS p_30d
 FROM prediction_resolutions r
 JOIN prediction_events e ON e.id = r.event_id
-CROSS JOIN LATERAL (
-  SELECT
-    (SELECT probability::float8 FROM prediction_snapshots s WHERE s.event_id = r.event_id
-       AND s.snapshot_at <= coalesce(least(e.resolution_date, r.resolved_at), r.resolved_at)
-                            - interval '1 day' ORDER BY s.snapshot_at DESC LIMIT 1) AS p_1d,
-    (SELECT probability::float8 FROM prediction_snapshots s WHERE s.event_id = r.event_id
-       AND s.snapshot_at <= coalesce(least(e.resolution_date, r.resolved_at), r.resolved_at)
-                            - interval '7 days' ORDER BY s.snapshot_at DESC LIMIT 1) AS p_7d,
-    (SELECT probability::float8 FROM prediction_snapshots s WHERE s.event_id = r.event_id
-       AND s.snapshot_at <= coalesce(least(e.resolution_date, r.resolved_at), r.resolved_at)
-                            - interval '30 days' ORDER BY s.snapshot_at DESC LIMIT 1) AS p_30d
-) h
 """
+
+PROBABILITY_TYPES = ("MARKET_PRICE", "EXPERT", "MANUAL")
+# The snapshots' pooling (predict_pipeline/snapshots/compute.py): clip, half-life, carry-forward.
+_POOLING = {"eps": 0.001, "half_life": 60.0, "carry": timedelta(days=30), "alpha": 1.0}
+
+# Every resolution to score, at close and at each horizon before it: the last observation at
+# or before that moment, each market's latest probability at or before it, pooled.
+_SCORE_SQL = """
+WITH targets AS (
+  SELECT r.id AS resolution_id, r.event_id, h.horizon,
+         least(coalesce(e.resolution_date, r.resolved_at), r.resolved_at) - h.back AS cutoff
+  FROM prediction_resolutions r
+  JOIN prediction_events e ON e.id = r.event_id
+  CROSS JOIN (VALUES (0, interval '0'), (1, interval '1 day'), (7, interval '7 days'),
+                     (30, interval '30 days')) AS h(horizon, back)
+  WHERE r.scored_at IS NULL AND (%(ids)s::uuid[] IS NULL OR r.id = ANY(%(ids)s::uuid[]))
+),
+last_seen AS (
+  SELECT t.resolution_id, t.event_id, t.horizon,
+         (SELECT max(s.fetched_at) FROM prediction_signals s
+          WHERE s.event_id = t.event_id AND s.fetched_at <= t.cutoff
+            AND s.signal_type = ANY(%(types)s) AND s.value IS NOT NULL) AS at
+  FROM targets t
+),
+latest AS (
+  SELECT l.resolution_id, l.horizon, l.at, m.v, m.w
+  FROM last_seen l
+  CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (s.source, coalesce(s.source_event_id, s.id::text), s.signal_type)
+           coalesce((s.raw_data->>'value_exact')::float8, s.value::float8) AS v,
+           coalesce(s.weight::float8, 1) * coalesce(s.reliability::float8, 1)
+             * power(0.5, extract(epoch FROM l.at - s.fetched_at)::float8
+                          / (60.0 * %(half_life)s)) AS w
+    FROM prediction_signals s
+    WHERE s.event_id = l.event_id AND s.fetched_at <= l.at AND s.fetched_at > l.at - %(carry)s
+      AND s.signal_type = ANY(%(types)s) AND s.value IS NOT NULL
+    ORDER BY s.source, coalesce(s.source_event_id, s.id::text), s.signal_type,
+             s.fetched_at DESC, coalesce((s.raw_data->>'value_exact')::float8,
+                                         s.value::float8) DESC
+  ) m
+  WHERE l.at IS NOT NULL
+),
+pooled AS (
+  SELECT resolution_id, horizon, max(at) AS at,
+         1 / (1 + exp(-%(alpha)s * sum(w * ln(least(greatest(v, %(eps)s), 1 - %(eps)s)
+                                             / (1 - least(greatest(v, %(eps)s), 1 - %(eps)s))))
+                      / nullif(sum(w), 0))) AS p
+  FROM latest GROUP BY 1, 2
+),
+at_each AS (
+  -- Without signals (retention dropped them), the last snapshot at or before the moment.
+  SELECT t.resolution_id, t.horizon, coalesce(p.p, snap.probability) AS p,
+         coalesce(p.at, snap.snapshot_at) AS at
+  FROM targets t
+  LEFT JOIN pooled p USING (resolution_id, horizon)
+  LEFT JOIN LATERAL (
+    SELECT s.probability::float8 AS probability, s.snapshot_at FROM prediction_snapshots s
+    WHERE p.p IS NULL AND s.event_id = t.event_id AND s.snapshot_at <= t.cutoff
+    ORDER BY s.snapshot_at DESC LIMIT 1
+  ) snap ON true
+),
+scores AS (
+  SELECT resolution_id,
+         max(p) FILTER (WHERE horizon = 0) AS p0, max(at) FILTER (WHERE horizon = 0) AS at0,
+         max(p) FILTER (WHERE horizon = 1) AS p1, max(p) FILTER (WHERE horizon = 7) AS p7,
+         max(p) FILTER (WHERE horizon = 30) AS p30
+  FROM at_each GROUP BY 1
+)
+UPDATE prediction_resolutions r SET
+  -- A resolution with no observation keeps a final probability set by hand.
+  final_probability = CASE WHEN s.p0 IS NULL THEN old.final_probability
+                           ELSE round(s.p0::numeric, 4) END,
+  final_probability_exact = s.p0, final_observed_at = s.at0,
+  probability_1d = s.p1, probability_7d = s.p7, probability_30d = s.p30, scored_at = %(now)s
+FROM scores s, prediction_resolutions old
+WHERE r.id = s.resolution_id AND old.id = r.id
+RETURNING r.id, r.event_id, old.final_probability_exact, old.final_observed_at, old.probability_1d,
+          old.probability_7d, old.probability_30d,
+          r.final_probability_exact, r.final_observed_at, r.probability_1d, r.probability_7d,
+          r.probability_30d
+"""
+
+
+def score_resolutions(
+    conn: psycopg.Connection,
+    *,
+    now: datetime,
+    resolution_ids: list | None = None,
+    created: Collection = (),
+) -> int:
+    """Score every resolution that has no scores yet or whose event got signals since it was
+    scored (scored_at cleared by stage 2), or only `resolution_ids`; returns how many earlier
+    resolutions' scores changed, each audited as `resolution.rescored` (those `created` in
+    the caller's run are audited as resolved instead)."""
+    rows = conn.execute(
+        _SCORE_SQL,
+        {
+            **_POOLING,
+            "types": list(PROBABILITY_TYPES),
+            "ids": resolution_ids,
+            "now": now,
+        },
+    ).fetchall()
+    entries = []
+    for row in rows:
+        resolution_id, event_id = row[:2]
+        before, after = row[2:7], row[7:12]
+        if resolution_id in created or before == after:
+            continue
+        names = ("final_probability", "final_observed_at", "p_1d", "p_7d", "p_30d")
+        entries.append(
+            (
+                resolution_id,
+                {
+                    "event_id": str(event_id),
+                    "reason": "signals were written for the event after it was scored",
+                    "before": dict(zip(names, before, strict=True)),
+                    "after": dict(zip(names, after, strict=True)),
+                },
+            )
+        )
+    record_audits(
+        conn,
+        action="resolution.rescored",
+        resource_type="prediction_resolutions",
+        entries=entries,
+        actor_type="system",
+    )
+    return len(entries)
+
+
+def mark_for_rescoring(conn: psycopg.Connection, event_ids: list) -> int:
+    """Resolutions of these events are scored again at the next run (their history grew)."""
+    if not event_ids:
+        return 0
+    return conn.execute(
+        "UPDATE prediction_resolutions SET scored_at = NULL"
+        " WHERE event_id = ANY(%s) AND scored_at IS NOT NULL",
+        (list(event_ids),),
+    ).rowcount
 
 
 def resolved_events(conn: psycopg.Connection) -> pd.DataFrame:

@@ -32,9 +32,10 @@ class ResolutionConfig(dg.Config):
     description=(
         "prediction_resolutions from settled markets: an ACTIVE event whose linked markets "
         "all settled the same way is resolved (method market_settled, final_probability = "
-        "the pooled probability at close, a 48 h dispute window); disagreeing markets leave "
-        "it open with an audit entry. Dispute windows that closed with no open dispute become "
-        "final."
+        "the pooled probability at the last observation at or before close, a 48 h dispute "
+        "window); disagreeing markets leave it open with an audit entry. Resolutions whose "
+        "event got history after they were scored are scored again (audited "
+        "resolution.rescored). Dispute windows that closed with no open dispute become final."
     ),
     metadata=table_definition_metadata(RESOLUTIONS_TABLE),
 )
@@ -50,6 +51,7 @@ def event_resolutions(config: ResolutionConfig, database: PostgresResource) -> d
             "resolved": len(report.resolved),
             "conflicts": len(report.conflicts),
             "finalised": report.finalised,
+            "rescored": report.rescored,
             "resolved_events": preview_table(
                 {"event": "string", "outcome": "string"},
                 [{"event": t, "outcome": o} for t, o in report.resolved],

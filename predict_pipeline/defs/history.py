@@ -12,8 +12,14 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from predict_pipeline.config import Settings
-from predict_pipeline.defs.partitions import HOURLY, PARTITIONS_START, hourly_windows
+from predict_pipeline.config import PARTITIONS_START_VAR, Settings
+from predict_pipeline.defs.partitions import (
+    HISTORY_DAILY,
+    HOURLY,
+    axis_start,
+    hourly_start,
+    hourly_windows,
+)
 from predict_pipeline.defs.resources import (
     HttpClientResource,
     LandingZoneResource,
@@ -24,8 +30,10 @@ from predict_pipeline.ingestion.runner import RateLimiters, fetch_window
 from predict_pipeline.ingestion.store import Feed, load_feed
 from predict_pipeline.plans import live_holds
 from predict_pipeline.signals.stage import validate_window
+from predict_pipeline.snapshots.compute import compute_snapshots
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 class FeedHistoryConfig(dg.Config):
@@ -85,11 +93,11 @@ def history_windows(start: str, end: str, *, now: datetime) -> tuple[datetime, d
         last = last.replace(minute=0, second=0, microsecond=0) + HOUR
     current_hour = now.replace(minute=0, second=0, microsecond=0)
     last = min(last, current_hour)
-    earliest = datetime.strptime(PARTITIONS_START, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+    earliest = axis_start()
     if first < earliest:
         raise ValueError(
-            f"start {first:%Y-%m-%d %H:%M} is before the partitions begin ({earliest:%Y-%m-%d}):"
-            " move PARTITIONS_START in predict_pipeline/defs/partitions.py earlier first"
+            f"start {first:%Y-%m-%d %H:%M} is before the time axis begins ({earliest:%Y-%m-%d}):"
+            f" set {PARTITIONS_START_VAR} to that day or earlier for every process, and restart"
         )
     if first >= last:
         raise ValueError(
@@ -104,6 +112,31 @@ def _utc(text: str, name: str) -> datetime:
     except ValueError as exc:
         raise ValueError(f"{name} {text!r} is not an ISO 8601 date or time") from exc
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _snapshot_period(conn: psycopg.Connection, start: datetime, end: datetime, totals: dict):
+    """Snapshots of the period a day at a time; each day before the hourly axis is recorded as
+    an event_history partition, each hour after it as an event_snapshots partition."""
+    day = start.replace(hour=0)
+    while day < end:
+        first, last = max(start, day), min(end, day + DAY)
+        with conn.transaction():
+            batch = compute_snapshots(conn, first, last)
+        totals["snapshots"] += batch.snapshots
+        if day < hourly_start():
+            yield dg.AssetMaterialization(
+                asset_key="event_history",
+                partition=HISTORY_DAILY.get_partition_key_for_timestamp(day.timestamp()),
+                metadata={"snapshots": batch.snapshots, "events": batch.events},
+            )
+        else:
+            for window in hourly_windows(first, last):
+                yield dg.AssetMaterialization(
+                    asset_key="event_snapshots",
+                    partition=HOURLY.get_partition_key_for_timestamp(window.start.timestamp()),
+                    metadata={"snapshots_of_the_day": batch.snapshots},
+                )
+        day += DAY
 
 
 @dg.op(
@@ -127,7 +160,7 @@ def refresh_feed_history(
     limiters = RateLimiters(enabled=http_mode == "live")
     zone = landing.zone()
     failed: list[str] = []
-    totals = {"windows": 0, "pages": 0, "records": 0, "written": 0, "rejected": 0}
+    totals = {"windows": 0, "pages": 0, "records": 0, "written": 0, "rejected": 0, "snapshots": 0}
     with database.connection(autocommit=True) as conn, http.client() as client:
         try:
             feed, start, end = check_request(
@@ -175,6 +208,8 @@ def refresh_feed_history(
             ):
                 totals[name] += value
             tags = {"predict/feed_id": str(feed_id)}  # tag values allow no spaces
+            if window.start < hourly_start():
+                continue  # history kept by the day: event_history records its days below
             yield dg.AssetMaterialization(
                 asset_key="raw_feed_fetches",
                 partition=key,
@@ -193,6 +228,9 @@ def refresh_feed_history(
                 metadata={"feed": feed.name, "written": written, "rejected": rejected},
                 tags=tags,
             )
+        # The period's snapshots follow at once (resolved events' too, up to resolution), so
+        # what a backfill brought is scored without a further step.
+        yield from _snapshot_period(conn, start, end, totals)
     context.log.info(f"refreshed {totals}")
     if failed:
         raise dg.Failure(

@@ -110,6 +110,18 @@ def validated_signals(
             "unmatched": sum(r.unmatched for r in reports),
             "written": sum(r.written for r in reports),
             "events_updated": sum(r.events for r in reports),
+            # Days before this window that got rows (an upload or backfill of old history):
+            # late_history_sensor snapshots them.
+            LATE_HISTORY_DAYS: dg.MetadataValue.json(
+                sorted(
+                    {
+                        day
+                        for r in reports
+                        for day in r.observed_days
+                        if day < time_window.start.date().isoformat()
+                    }
+                )
+            ),
             "rejected_reasons": dg.MetadataValue.json(reasons),
             "feeds_failed": len(failed),
             "rejected_by_reason": preview_table(
@@ -154,6 +166,9 @@ def validated_signals(
         ],
     )
     return on_last_partition(context, with_table_metadata(result, database, SIGNALS_TABLE))
+
+
+LATE_HISTORY_DAYS = "late_history_days"
 
 
 def _feeds_table(reports: list[FeedValidationReport]) -> dg.TableMetadataValue:

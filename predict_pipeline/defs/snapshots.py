@@ -1,6 +1,6 @@
 """Dagster layer of stage 3: event_snapshots (snapshots, event state, explanations)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -10,9 +10,16 @@ from predict_pipeline.defs.catalog import (
     table_definition_metadata,
     with_table_metadata,
 )
-from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY
+from predict_pipeline.defs.partitions import (
+    BACKFILL_POLICY,
+    HISTORY_BACKFILL_POLICY,
+    HISTORY_DAILY,
+    HOURLY,
+    axis_start,
+    hourly_start,
+)
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.defs.signals import validated_signals
+from predict_pipeline.defs.signals import LATE_HISTORY_DAYS, validated_signals
 from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
 from predict_pipeline.snapshots.explain import MoveThresholds, explain_moves
 from predict_pipeline.usage import refresh_usage
@@ -100,3 +107,141 @@ def event_snapshots(
         }
     )
     return on_last_partition(context, with_table_metadata(result, database, SNAPSHOTS_TABLE))
+
+
+@dg.asset(
+    partitions_def=HISTORY_DAILY,
+    backfill_policy=HISTORY_BACKFILL_POLICY,
+    group_name="event_state",
+    kinds={"postgres", "sql"},
+    owners=["team:data-platform"],
+    description=(
+        "prediction_snapshots of history older than the hourly axis, one partition per UTC "
+        "day from PREDICT_PARTITIONS_START: the same hourly snapshots as event_snapshots "
+        "(resolved events' up to their resolution), from the signals a backfill or an upload "
+        "of old data wrote. `predict-pipeline backfill` of an old period records these days "
+        "itself. Re-materialising replaces the day."
+    ),
+    metadata=table_definition_metadata(SNAPSHOTS_TABLE),
+)
+def event_history(
+    context: dg.AssetExecutionContext, config: SnapshotConfig, database: PostgresResource
+) -> dg.MaterializeResult:
+    window = context.partition_time_window
+    settings = PoolingSettings(
+        half_life_minutes=config.half_life_minutes, extremize=config.extremize
+    )
+    with database.connection() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('predict_snapshot_partitions'))")
+        conn.execute(
+            "SELECT predict_ensure_snapshot_partitions(%s, %s)",
+            (window.start + timedelta(hours=1), window.end),
+        ).fetchall()
+    snapshots = events = carried = 0
+    day = window.start
+    with database.connection(autocommit=True) as conn:
+        while day < window.end:  # a day per transaction: memory follows a day, not the range
+            with conn.transaction():
+                batch = compute_snapshots(
+                    conn, day, min(window.end, day + timedelta(days=1)), settings
+                )
+            snapshots, events = snapshots + batch.snapshots, max(events, batch.events)
+            carried += batch.carried_forward
+            day += timedelta(days=1)
+    result = dg.MaterializeResult(
+        metadata={
+            "days": int((window.end - window.start) / timedelta(days=1)),
+            "snapshots": snapshots,
+            "events": events,
+            "carried_forward": carried,
+        }
+    )
+    return on_last_partition(context, with_table_metadata(result, database, SNAPSHOTS_TABLE))
+
+
+event_history_job = dg.define_asset_job(
+    "event_history_job",
+    selection=dg.AssetSelection.assets(event_history),
+    description="Snapshots of days before the hourly axis (event_history), for a day range.",
+)
+late_snapshots_job = dg.define_asset_job(
+    "late_snapshots_job",
+    selection=dg.AssetSelection.assets(event_snapshots),
+    description="event_snapshots again for past hours that got history late (an upload).",
+)
+# Days per run: event_history's backfill policy; hours per run: event_snapshots' (two weeks).
+_DAYS_PER_RUN = {"event_history_job": 92, "late_snapshots_job": 14}
+
+
+def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
+    """(job, first partition, last partition) of the runs that snapshot these UTC days:
+    days before the hourly axis as event_history ranges, later days as their hours of
+    event_snapshots; consecutive days share a run, up to a run's size."""
+    runs: list[tuple[str, str, str]] = []
+    first_hour = hourly_start().date()
+    span: list[date] = []
+
+    def flush() -> None:
+        if not span:
+            return
+        if span[0] < first_hour:
+            runs.append(("event_history_job", f"{span[0]:%Y-%m-%d}", f"{span[-1]:%Y-%m-%d}"))
+        else:
+            runs.append(
+                ("late_snapshots_job", f"{span[0]:%Y-%m-%d}-00:00", f"{span[-1]:%Y-%m-%d}-23:00")
+            )
+        span.clear()
+
+    for day in sorted({date.fromisoformat(d) for d in days if d >= f"{axis_start():%Y-%m-%d}"}):
+        job = "event_history_job" if day < first_hour else "late_snapshots_job"
+        if span and (
+            day != span[-1] + timedelta(days=1)
+            or (span[0] < first_hour) != (day < first_hour)
+            or len(span) >= _DAYS_PER_RUN[job]
+        ):
+            flush()
+        span.append(day)
+    flush()
+    return runs
+
+
+@dg.sensor(
+    jobs=[event_history_job, late_snapshots_job],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Snapshots history that arrived late: reads the days before their window that "
+        "validated_signals wrote rows for (an upload or a backfill of old data, "
+        "late_history_days in its materialisations) and launches event_history for days "
+        "before the hourly axis and event_snapshots for later days' hours, consecutive days "
+        "in one run."
+    ),
+)
+def late_history_sensor(context: dg.SensorEvaluationContext):
+    after = int(context.cursor or 0)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("validated_signals"), after_storage_id=after),
+        limit=500,
+        ascending=True,
+    ).records
+    if not records:
+        return dg.SkipReason("no validated_signals materialisation since the last tick")
+    days: set[str] = set()
+    for record in records:
+        materialization = record.asset_materialization
+        value = materialization.metadata.get(LATE_HISTORY_DAYS) if materialization else None
+        if value is not None:
+            days.update(value.value)  # type: ignore[arg-type]
+    last = max(r.storage_id for r in records)
+    requests = [
+        dg.RunRequest(
+            run_key=f"{job}:{first}:{end}:{last}",
+            job_name=job,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": end,
+            },
+        )
+        for job, first, end in late_history_runs(sorted(days))
+    ]
+    return dg.SensorResult(run_requests=requests, cursor=str(last))

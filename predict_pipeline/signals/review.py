@@ -419,7 +419,11 @@ def _write_signals(conn: psycopg.Connection) -> int:
              WHERE k.target IS NOT NULL AND k.refusal IS NULL AND b.signal_type IS NOT NULL
                AND b.raw_data->>'fetched_at' IS NOT NULL
              ON CONFLICT DO NOTHING
-             RETURNING feed_id, source_event_id, signal_type, fetched_at)
+             RETURNING feed_id, source_event_id, signal_type, fetched_at, event_id),
+           rescoring AS (
+             -- Resolved events that got history are scored again (calibration/resolutions).
+             UPDATE prediction_resolutions SET scored_at = NULL
+             WHERE scored_at IS NOT NULL AND event_id IN (SELECT event_id FROM written))
            UPDATE review_batch b SET written = true FROM written w
            WHERE w.feed_id = b.feed_id AND w.source_event_id IS NOT DISTINCT FROM b.source_event_id
              AND w.signal_type = b.signal_type

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 
+from predict_pipeline.calibration.resolutions import mark_for_rescoring
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from predict_pipeline.feeds.push import UploadError, parse_upload
@@ -68,6 +70,8 @@ class FeedValidationReport:
     page_errors: list[str] = field(default_factory=list)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    # UTC days (ISO) of the rows written or replaced: where history landed, for snapshots.
+    observed_days: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -292,7 +296,8 @@ def ingest_batches(
     lap("lookups")
 
     tally = _Tally()
-    seen: set[tuple[Any, ...]] = set()
+    best: dict[tuple[Any, ...], tuple[tuple[int, float], str | None]] = {}
+    replacing: list[pd.DataFrame] = []
 
     def blocks() -> Iterator[pd.DataFrame]:
         for chunk in _chunks(batches, BLOCK_RECORDS):
@@ -304,11 +309,16 @@ def ingest_batches(
                 frame, now=now, pull_source=definition.supports_pull, clock_skew=clock_skew
             )
             tally.rejected.append(result.rejected)
-            valid = store.with_buckets(result.valid)
+            valid = with_exact_values(store.with_buckets(result.valid))
             tally.add(valid["feed_run_id"], "valid")
-            duplicate = _duplicates(valid, seen, stored)
-            tally.add(valid.loc[duplicate, "feed_run_id"], "deduplicated")
-            fresh = valid[~duplicate]
+            duplicate, replaces = _dedup(valid, best, stored, str(feed.id))
+            tally.add(valid.loc[duplicate | replaces, "feed_run_id"], "deduplicated")
+            replacing.append(
+                valid[replaces.to_numpy() & valid["source_event_id"].isin(links).to_numpy()].assign(
+                    event_id=lambda f: f["source_event_id"].map(links)
+                )
+            )
+            fresh = valid[~(duplicate | replaces)]
             event_ids = fresh["source_event_id"].map(links)
             is_matched = event_ids.notna().to_numpy()
             matched = fresh[is_matched].assign(event_id=event_ids[is_matched])
@@ -317,7 +327,7 @@ def ingest_batches(
             tally.add(matched["feed_run_id"], "matched")
             tally.add(unmatched["feed_run_id"], "unmatched")
             report.valid += len(valid)
-            report.deduplicated += int(duplicate.sum())
+            report.deduplicated += int((duplicate | replaces).sum())
             report.matched += len(matched)
             report.unmatched += len(unmatched)
             report.discarded += len(fresh) - len(matched) - len(unmatched)
@@ -327,6 +337,9 @@ def ingest_batches(
             yield matched
 
     written_blocks = store.copy_signal_blocks(conn, blocks())
+    replaced = pd.concat(replacing, ignore_index=True)
+    replaced_events = store.replace_signals(conn, replaced)
+    report.observed_days.update(_days(replaced))
     lap("pipeline")
     if fail_between_copy_and_queue is not None:
         fail_between_copy_and_queue()  # tests inject a crash here: nothing may remain
@@ -338,12 +351,15 @@ def ingest_batches(
     for block, written in written_blocks:
         rows = block[written.to_numpy()]
         report.written += len(rows)
+        report.observed_days.update(_days(rows))
         tally.add(rows["feed_run_id"], "written")
         pairs = rows[["feed_run_id", "event_id"]].drop_duplicates()  # a pair per run and event
         all_events.update(pairs["event_id"])
         for run_id, event_id in zip(pairs["feed_run_id"], pairs["event_id"], strict=True):
             events_by_run.setdefault(None if pd.isna(run_id) else run_id, set()).add(event_id)
     report.events = len(all_events)
+    # A resolved event's history grew: its scores are computed again (calibration/resolutions).
+    mark_for_rescoring(conn, list(all_events | replaced_events))
     # Validation's own empty result has the rejected shape (reasons, detail) when nothing came.
     unread = rejects_frame(batches, feed_id=str(feed.id))
     rejected = pd.concat(
@@ -440,30 +456,73 @@ def _chunks(batches: list[RecordBatch], size: int) -> Iterator[list[RecordBatch]
         yield chunk
 
 
-def _duplicates(
-    valid: pd.DataFrame, seen: set[tuple[Any, ...]], stored: set[tuple[Any, ...]]
-) -> pd.Series:
-    """Rows whose dedup key is stored already or came earlier in this batch (keyed rows only).
+def _days(rows: pd.DataFrame) -> set[str]:
+    if rows.empty:
+        return set()
+    return set(rows["fetched_at"].dt.strftime("%Y-%m-%d").unique())
 
-    Keys are (source, source_event_id, signal_type, bucket as epoch nanoseconds): plain Python
-    values, so building and hashing them stays cheap."""
-    buckets = valid["bucket"].array.asi8.tolist()
-    flags = []
-    for key in zip(
-        valid["source"].tolist(),
-        valid["source_event_id"].tolist(),
-        valid["signal_type"].tolist(),
-        buckets,
-        strict=True,
-    ):
+
+def with_exact_values(valid: pd.DataFrame) -> pd.DataFrame:
+    """`raw_data.value_exact` holds the value where the DECIMAL(10,4) column rounds it, so that
+    scores and the dedup's tie-break read the value as observed."""
+    values = valid["value"].to_numpy(dtype=float, na_value=np.nan)
+    rounds = ~np.isnan(values) & (np.round(values, 4) != values)
+    if not rounds.any():
+        return valid
+    valid = valid.copy()
+    raw = valid["raw_data"].tolist()
+    for i in np.flatnonzero(rounds):
+        raw[i] = {**(raw[i] if isinstance(raw[i], dict) else {}), "value_exact": float(values[i])}
+    valid["raw_data"] = raw
+    return valid
+
+
+def _dedup(
+    valid: pd.DataFrame,
+    best: dict[tuple[Any, ...], tuple[tuple[int, float], str | None]],
+    stored: dict[tuple[Any, ...], tuple[tuple[int, float], str | None]],
+    feed_id: str,
+) -> tuple[pd.Series, pd.Series]:
+    """Which rows are duplicates, and which replace a row written before, by the dedup rule.
+
+    One row per key (source, source_event_id, signal_type, 5-minute bucket as epoch
+    nanoseconds) is kept whatever the input order: the latest observation of the bucket, and
+    of equal times the higher value (exact). A stored row is replaced only by a row of the same
+    feed (another feed's is a duplicate: the fact is stored once). `best` carries each key's
+    kept rank and feed from block to block."""
+    times = valid["fetched_at"].array.asi8.tolist()
+    values = [store.rank_value(v) for v in valid["value"].tolist()]
+    duplicate = [False] * len(valid)
+    replaces = [False] * len(valid)
+    # Best first, so the first row of a key in the block is the block's winner.
+    order = sorted(range(len(valid)), key=lambda i: (times[i], values[i]), reverse=True)
+    keys = list(
+        zip(
+            valid["source"].tolist(),
+            valid["source_event_id"].tolist(),
+            valid["signal_type"].tolist(),
+            valid["bucket"].array.asi8.tolist(),
+            strict=True,
+        )
+    )
+    for i in order:
+        key = keys[i]
         if not isinstance(key[1], str):
-            flags.append(False)  # no source_event_id: the dedup index does not apply
-        elif key in seen or key in stored:
-            flags.append(True)
+            continue  # no source_event_id: the dedup index does not apply
+        rank = (times[i], values[i])
+        kept = best.get(key) or stored.get(key)
+        if kept is None:
+            best[key] = (rank, feed_id)
+        elif kept[1] == feed_id and rank > kept[0]:
+            best[key] = (rank, feed_id)
+            replaces[i] = True
         else:
-            seen.add(key)
-            flags.append(False)
-    return pd.Series(flags, index=valid.index, dtype=bool)
+            best.setdefault(key, kept)
+            duplicate[i] = True
+    return (
+        pd.Series(duplicate, index=valid.index, dtype=bool),
+        pd.Series(replaces, index=valid.index, dtype=bool),
+    )
 
 
 def _parse_page(

@@ -55,22 +55,76 @@ def stored_keys(
     sources: set[str],
     earliest: datetime | None,
     latest: datetime | None,
-) -> set[tuple[str, str, str, int]]:
-    """Dedup keys already stored in the 5-minute buckets from `earliest` to `latest`."""
+) -> dict[tuple[str, str, str, int], tuple[tuple[int, float], str | None]]:
+    """Dedup keys already stored in the 5-minute buckets from `earliest` to `latest`, each with
+    its row's rank (observation time as epoch nanoseconds, exact value) and feed."""
     if not sources or earliest is None or latest is None:
-        return set()
+        return {}
     start = pd.Timestamp(earliest).floor(BUCKET).to_pydatetime()
     end = pd.Timestamp(latest).floor(BUCKET).to_pydatetime() + timedelta(minutes=5)
     rows = conn.execute(
         """SELECT source, source_event_id, signal_type,
-                  date_bin('5 minutes', fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+                  date_bin('5 minutes', fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+                  fetched_at, coalesce((raw_data->>'value_exact')::float8, value::float8),
+                  feed_id::text
            FROM prediction_signals
            WHERE source = ANY(%s) AND source_event_id IS NOT NULL
              AND fetched_at >= %s AND fetched_at < %s""",
         (sorted(sources), start, end),
     ).fetchall()
     # Same key shape as the stage's dedup: bucket as epoch nanoseconds.
-    return {(s, e, t, pd.Timestamp(b).value) for s, e, t, b in rows}
+    return {
+        (s, e, t, pd.Timestamp(b).value): ((pd.Timestamp(f).value, rank_value(v)), feed)
+        for s, e, t, b, f, v, feed in rows
+    }
+
+
+def rank_value(value: Any) -> float:
+    """A value's place in the dedup's tie-break (higher wins); no value ranks lowest."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return -math.inf
+    return float(value)
+
+
+# A row of the batch replaces the stored row of its key (same feed, later or higher): the
+# best replacement per key, and only if it still outranks the stored row.
+_REPLACE_SQL = """
+UPDATE prediction_signals p SET
+  event_id = r.event_id, source_url = r.source_url, value = r.value, raw_data = r.raw_data,
+  narrative = r.narrative, weight = r.weight, reliability = r.reliability,
+  fetched_at = r.fetched_at, created_at = now()
+FROM (SELECT DISTINCT ON (source, source_event_id, signal_type,
+                          date_bin('5 minutes', fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'))
+             *, coalesce((raw_data->>'value_exact')::float8, value::float8) AS exact
+      FROM signals_replacing
+      ORDER BY source, source_event_id, signal_type,
+               date_bin('5 minutes', fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+               fetched_at DESC, exact DESC NULLS LAST) r
+WHERE p.source = r.source AND p.source_event_id = r.source_event_id
+  AND p.signal_type = r.signal_type AND p.feed_id = r.feed_id
+  AND date_bin('5 minutes', p.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+      = date_bin('5 minutes', r.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+  AND (r.fetched_at, coalesce(r.exact, '-infinity'))
+      > (p.fetched_at, coalesce((p.raw_data->>'value_exact')::float8, p.value::float8,
+                                '-infinity'))
+RETURNING p.event_id
+"""
+
+
+def replace_signals(conn: psycopg.Connection, rows: pd.DataFrame) -> set[Any]:
+    """Stored rows outranked by rows of this batch from the same feed take their values (the
+    bucket, hence the month partition, stays the same); returns the events touched."""
+    if rows.empty:
+        return set()
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS signals_replacing"
+        " (LIKE prediction_signals INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    conn.execute("TRUNCATE signals_replacing")
+    staging_sql = _COPY_SQL.replace("prediction_signals", "signals_replacing", 1)
+    with conn.cursor().copy(staging_sql) as copy:
+        copy.write(csv_block(rows))
+    return {r[0] for r in conn.execute(_REPLACE_SQL).fetchall()}
 
 
 def ensure_partitions(conn: psycopg.Connection, months: Iterable[datetime]) -> list[str]:

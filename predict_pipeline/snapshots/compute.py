@@ -1,7 +1,9 @@
 """Stage 3: per-event snapshots of each hourly interval, computed set-based in PostgreSQL.
 
 For every ACTIVE event with signals in an interval, or with an earlier state to carry forward,
-one `prediction_snapshots` row at the interval's end (`snapshot_at` = interval end, UTC):
+one `prediction_snapshots` row at the interval's end (`snapshot_at` = interval end, UTC); a
+resolved or cancelled event gets them too for the intervals up to the one its resolution falls
+in, so history that arrives after the resolution is snapshotted like any other:
 
 **Pooled probability.** MARKET_PRICE, EXPERT and MANUAL signals are pooled in log-odds space:
 
@@ -175,7 +177,8 @@ def _per_event_sql(slots: int, event_range: str = "") -> str:
          a.n_sources, CASE WHEN a.n_sources >= 2 THEN round(a.spread::numeric, 6) END AS spread,
          a.n AS signal_count, a.sent_num / nullif(a.sent_w, 0) AS sentiment, a.volume
   FROM {aggregated}
-  JOIN prediction_events e ON e.id = a.event_id AND e.status = 'ACTIVE'"""  # noqa: S608
+  JOIN prediction_events e ON e.id = a.event_id
+   AND (e.status = 'ACTIVE' OR a.snapshot_at - interval '1 hour' < e.resolved_at)"""  # noqa: S608
 
 
 def _per_event_ranges_sql(slots: int, ranges: int) -> tuple[str, dict[str, uuid.UUID]]:
@@ -239,7 +242,7 @@ candidates AS (
     SELECT event_id, 1 AS n FROM per_event
     UNION ALL
     SELECT p.event_id, 0 FROM prior p JOIN prediction_events e ON e.id = p.event_id
-    WHERE e.status = 'ACTIVE'
+    WHERE e.status = 'ACTIVE' OR e.resolved_at > %(start)s
   ) c GROUP BY 1
 ),
 grid AS (
@@ -312,8 +315,10 @@ SELECT v.event_id, v.snapshot_at, v.probability,
        v.prev_probability,
        round(v.prev_sentiment::numeric, 4) AS prev_sentiment,
        v.prev_divergence
-FROM volatile v
+FROM volatile v JOIN prediction_events e ON e.id = v.event_id
 WHERE NOT v.stored AND v.state_logit IS NOT NULL
+  -- A resolved event's intervals end with the one its resolution falls in.
+  AND (e.status = 'ACTIVE' OR v.snapshot_at - interval '1 hour' < e.resolved_at)
 """
 
 _SOURCES_SQL = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,11 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.calibration.resolutions import finalise_resolutions, resolve_from_markets
+from predict_pipeline.calibration.resolutions import (
+    finalise_resolutions,
+    mark_for_rescoring,
+    resolve_from_markets,
+)
 from predict_pipeline.defs.calibration import calibration_scores
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.demo import REPLAY_DIR
@@ -229,3 +234,60 @@ def test_auto_resolution_from_each_recorded_settled_payload(conn, source, payloa
         (event,),
     ).fetchone()
     assert (outcome, method) == (settled.market.resolution, "market_settled")
+
+
+def _price(conn, event, source: str, market: str, value: float, at: datetime) -> None:
+    conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (at, at)).fetchall()
+    conn.execute(
+        "INSERT INTO prediction_signals (event_id, source, source_event_id, signal_type, value,"
+        " weight, reliability, fetched_at) VALUES (%s, %s, %s, 'MARKET_PRICE', %s, 1, 0.9, %s)",
+        (event, source, market, value, at),
+    )
+
+
+def test_final_probability_is_the_pooled_one_at_the_last_observation_before_close(conn):
+    event = _event(conn, "last-partial-hour")
+    close = NOW - timedelta(hours=1)  # _settle's resolution time: 14:40
+    _price(conn, event, "kalshi", "kalshi:A", 0.40, close - timedelta(hours=3))
+    _price(conn, event, "polymarket", "polymarket:B", 0.70, close - timedelta(minutes=30))
+    _price(conn, event, "kalshi", "kalshi:A", 0.60, close - timedelta(minutes=10))  # 14:30
+    _price(conn, event, "kalshi", "kalshi:A", 0.99, close + timedelta(minutes=5))  # after close
+    _settle(conn, event, "kalshi:A", "YES")
+    with conn.transaction():
+        resolve_from_markets(conn, now=NOW)
+    final, exact, observed = conn.execute(
+        "SELECT final_probability::float8, final_probability_exact, final_observed_at"
+        " FROM prediction_resolutions"
+    ).fetchone()
+    # At 14:30 each market's latest price is pooled: A 0.60 (age 0), B 0.70 (age 20 min).
+    w_a, w_b = 0.9, 0.9 * 0.5 ** (20 / 60)
+    logit = (w_a * math.log(0.6 / 0.4) + w_b * math.log(0.7 / 0.3)) / (w_a + w_b)
+    expected = 1 / (1 + math.exp(-logit))
+    assert observed == close - timedelta(minutes=10)
+    assert exact == pytest.approx(expected, abs=1e-12)
+    assert final == round(expected, 4)
+
+
+def test_history_arriving_after_the_resolution_rescores_it_audited(conn):
+    event = _event(conn, "late-history")
+    close = NOW - timedelta(hours=1)
+    _settle(conn, event, "kalshi:A", "YES")
+    with conn.transaction():
+        resolve_from_markets(conn, now=NOW)
+    assert conn.execute(
+        "SELECT final_probability_exact FROM prediction_resolutions"
+    ).fetchone() == (None,)
+    # Stage 2 writes the history and marks the resolution; the next run rescores it.
+    _price(conn, event, "kalshi", "kalshi:A", 0.8, close - timedelta(minutes=1))
+    assert mark_for_rescoring(conn, [event]) == 1
+    with conn.transaction():
+        report = resolve_from_markets(conn, now=NOW + timedelta(hours=1))
+    assert report.rescored == 1
+    assert conn.execute(
+        "SELECT final_probability_exact FROM prediction_resolutions"
+    ).fetchone() == (pytest.approx(0.8, abs=1e-12),)
+    [(details,)] = conn.execute(
+        "SELECT details FROM prediction_audit_log WHERE action = 'resolution.rescored'"
+    ).fetchall()
+    assert details["before"]["final_probability"] is None
+    assert details["after"]["final_probability"] == pytest.approx(0.8, abs=1e-12)

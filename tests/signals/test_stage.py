@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -15,7 +16,7 @@ from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.runner import fetch_window
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.linking import display_market_id
-from predict_pipeline.signals.stage import validate_window
+from predict_pipeline.signals.stage import _dedup, validate_window
 from tests.support.feeds import KEY, USER_ID, feed_run, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
@@ -157,7 +158,70 @@ def test_duplicate_in_same_bucket_dropped_next_bucket_kept(conn, landing):
     )
     [report] = validate_window(conn, landing, WINDOW, now=NOW)
     assert report.deduplicated == 1
-    assert [s[2] for s in _signals(conn)] == [0.61, 0.65]
+    # The bucket's latest observation is kept (10:14 over 10:10).
+    assert [s[2] for s in _signals(conn)] == [0.63, 0.65]
+
+
+BUCKET_ROWS = {
+    "early": _row("rain", 0.61, minute=10),
+    "late_low": _row("rain", 0.63, minute=14),
+    "late_high": _row("rain", 0.70, minute=14),  # same time: the higher value wins
+    "next_bucket": _row("rain", 0.123456, minute=16),  # rounds in DECIMAL(10,4)
+}
+
+
+@pytest.mark.parametrize(
+    "deliveries",
+    [
+        [["early", "late_low", "late_high", "next_bucket"]],
+        [["late_high"], ["late_low", "early"], ["next_bucket"]],
+        [["next_bucket", "early"], ["late_low"], ["late_high"]],
+        [["late_low"], ["late_high", "early", "next_bucket"]],
+    ],
+    ids=["one-file", "best-first", "best-last", "interleaved"],
+)
+def test_dedup_keeps_the_same_observation_whatever_the_order(conn, landing, deliveries):
+    event = _event(conn, "Will it rain in Lisbon tomorrow?", "rain-lisbon")
+    feed_id = make_feed(
+        conn, "upload", {}, manual_event_mappings=psycopg.types.json.Jsonb({"rain": str(event)})
+    )
+    for number, names in enumerate(deliveries):
+        body = "\n".join(json.dumps(BUCKET_ROWS[n]) for n in names).encode()
+        land_upload(
+            conn, landing, load_feed(conn, feed_id), body, f"d{number}.jsonl", now=lambda: NOW
+        )
+        validate_window(conn, landing, WINDOW, now=NOW)
+    rows = conn.execute(
+        "SELECT value::float8, fetched_at, raw_data->'value_exact' FROM prediction_signals"
+        " ORDER BY fetched_at"
+    ).fetchall()
+    assert rows == [
+        (0.70, WINDOW.start + timedelta(minutes=14), None),
+        (0.1235, WINDOW.start + timedelta(minutes=16), 0.123456),
+    ]
+
+
+def test_a_stored_row_is_replaced_only_by_its_own_feed():
+    at = pd.Timestamp(WINDOW.start + timedelta(minutes=14))
+    valid = pd.DataFrame(
+        {
+            "source": ["polymarket", "polymarket"],
+            "source_event_id": ["m1", "m2"],
+            "signal_type": ["MARKET_PRICE", "MARKET_PRICE"],
+            "fetched_at": pd.Series([at, at], dtype="datetime64[ns, UTC]"),
+            "value": [0.7, 0.7],
+        }
+    )
+    valid["bucket"] = valid["fetched_at"].dt.floor("5min")
+    bucket = valid["bucket"].iloc[0].value
+    earlier = ((at - pd.Timedelta(minutes=2)).value, 0.6)
+    stored = {
+        ("polymarket", "m1", "MARKET_PRICE", bucket): (earlier, "feed-a"),
+        ("polymarket", "m2", "MARKET_PRICE", bucket): (earlier, "feed-b"),
+    }
+    duplicate, replaces = _dedup(valid, {}, stored, "feed-a")
+    assert replaces.tolist() == [True, False]  # m1 was stored by this feed: later row wins
+    assert duplicate.tolist() == [False, True]  # m2 by another feed: stored once, kept
 
 
 def test_replayed_markets_match_events_and_the_rest_queue_with_suggestions(conn, landing):

@@ -21,6 +21,7 @@ TABLES = {
     "source_health_daily": "prediction_source_health_daily",
     "validated_signals": "prediction_signals",
     "event_snapshots": "prediction_snapshots",
+    "event_history": "prediction_snapshots",
     "trust_scores": "prediction_trust_scores",
     "event_resolutions": "prediction_resolutions",
     "calibration_scores": "prediction_calibration_scores",
@@ -63,6 +64,8 @@ def test_every_asset_declares_the_table_it_writes_before_it_runs():
 def test_materialisations_carry_the_live_schema_and_row_count(pipeline):
     with connect(pipeline.db_url, role=None, autocommit=True) as conn:
         for asset, table in TABLES.items():
+            if asset == "event_history":
+                continue  # days before the hourly axis: tests/calibration/test_real_recordings.py
             metadata = _materialisation(pipeline.instance, asset)
             assert metadata["dagster/table_name"].value == f"public.{table}"
             schema = metadata["dagster/column_schema"].schema

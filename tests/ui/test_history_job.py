@@ -123,10 +123,15 @@ def test_refresh_fetches_and_writes_the_feeds_history_hour_by_hour(
             for e in result.get_asset_materialization_events()
             if e.asset_key == dg.AssetKey(asset)
         )
-        for asset in ("raw_feed_fetches", "validated_signals")
+        for asset in ("raw_feed_fetches", "validated_signals", "event_snapshots")
     }
     expected = [(start + timedelta(hours=h)).strftime("%Y-%m-%d-%H:00") for h in range(6)]
-    assert keys == {"raw_feed_fetches": expected, "validated_signals": expected}
+    # The period's snapshots follow in the same run (the hours of the hourly axis).
+    assert keys == {
+        "raw_feed_fetches": expected,
+        "validated_signals": expected,
+        "event_snapshots": expected,
+    }
     assert result.output_for_node("refresh_feed_history")["written"] == signals[0]
     # Launched again for the same period: nothing new is written.
     assert _run(resources, dagster_instance, feed, start.isoformat(), end.isoformat()).success
@@ -157,8 +162,12 @@ def test_history_period_is_whole_hours_and_never_the_open_hour():
     )
     with pytest.raises(ValueError, match="no complete hour"):
         history_windows("2026-11-22T18:00", "2026-11-23", now=NOW)
-    with pytest.raises(ValueError, match="before the partitions begin"):
-        history_windows("2023-06-01", "2024-02-01", now=NOW)
+    # History before 2024 is on the daily axis, from PREDICT_PARTITIONS_START (2014-01-01).
+    assert history_windows("2016-06-01", "2016-06-02", now=NOW)[0] == datetime(
+        2016, 6, 1, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="before the time axis begins.*PREDICT_PARTITIONS_START"):
+        history_windows("2013-06-01", "2014-02-01", now=NOW)
     with pytest.raises(ValueError, match="not an ISO 8601"):
         history_windows("yesterday", "2024-02-01", now=NOW)
 

@@ -1,0 +1,59 @@
+"""late_history_sensor: days of old history that stage 2 wrote become snapshot runs."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from predict_pipeline.defs.signals import LATE_HISTORY_DAYS
+from predict_pipeline.defs.snapshots import late_history_runs, late_history_sensor
+
+
+def _validated(instance: dg.DagsterInstance, partition: str, days: list[str]) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="validated_signals",
+            partition=partition,
+            metadata={LATE_HISTORY_DAYS: dg.MetadataValue.json(days)},
+        )
+    )
+
+
+def test_consecutive_days_share_a_run_on_their_own_axis():
+    days = ["2016-11-07", "2016-11-06", "2016-11-09", "2023-12-31", "2024-01-01", "2024-01-02"]
+    assert late_history_runs(days) == [
+        ("event_history_job", "2016-11-06", "2016-11-07"),
+        ("event_history_job", "2016-11-09", "2016-11-09"),
+        ("event_history_job", "2023-12-31", "2023-12-31"),
+        ("late_snapshots_job", "2024-01-01-00:00", "2024-01-02-23:00"),
+    ]
+    # Before the time axis there is no partition to run; a quarter of days is one run.
+    assert late_history_runs(["2013-12-31"]) == []
+    year = [f"{date(2015, 1, 1) + timedelta(days=n):%Y-%m-%d}" for n in range(365)]
+    assert late_history_runs(year) == [
+        ("event_history_job", "2015-01-01", "2015-04-02"),
+        ("event_history_job", "2015-04-03", "2015-07-03"),
+        ("event_history_job", "2015-07-04", "2015-10-03"),
+        ("event_history_job", "2015-10-04", "2015-12-31"),
+    ]
+
+
+def test_sensor_requests_runs_for_the_late_days_once(dagster_instance):
+    _validated(dagster_instance, "2026-11-23-09:00", ["2016-11-06", "2016-11-07"])
+    _validated(dagster_instance, "2026-11-23-10:00", [])
+    context = dg.build_sensor_context(instance=dagster_instance)
+    result = late_history_sensor(context)
+    assert [
+        (
+            r.job_name,
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+        )
+        for r in result.run_requests
+    ] == [("event_history_job", "2016-11-06", "2016-11-07")]
+    # The next tick starts after what was read: nothing new, nothing requested.
+    again = late_history_sensor(
+        dg.build_sensor_context(instance=dagster_instance, cursor=result.cursor)
+    )
+    assert isinstance(again, dg.SkipReason)
