@@ -168,8 +168,16 @@ def create_feed(
     event_mapping_mode: str | None = None,
 ) -> uuid.UUID:
     """Insert a feed; PlanLimitError when its owner's plan has no room for another (max_feeds,
-    checked by the database for every path)."""
+    checked by the database for every path); FeedStateError for a DEPRECATED or DISABLED
+    source (its existing feeds go on, or stop, but it takes no new ones)."""
     with plan_limits(), conn.transaction():
+        source = conn.execute(
+            "SELECT source_id, coalesce(status, 'ACTIVE') FROM prediction_data_sources"
+            " WHERE id = %s",
+            (source_id,),
+        ).fetchone()
+        if source is not None and source[1] != "ACTIVE":
+            raise FeedStateError(f"source {source[0]} is {source[1]}: it takes no new feeds")
         conn.execute(
             """INSERT INTO prediction_data_feeds
                  (id, source_id, user_id, name, config, poll_interval_minutes, cron_expression,
@@ -479,3 +487,119 @@ def advance_next_run(conn: psycopg.Connection, feed: Feed, now: datetime) -> dat
         (due, feed.id),
     )
     return due
+
+
+# What `feeds enable|disable|pause|resume` do to a feed, and the audit action of each.
+FEED_ACTIONS = {
+    "enable": "feed.enabled",
+    "disable": "feed.disabled",
+    "pause": "feed.paused",
+    "resume": "feed.resumed",
+}
+
+
+class FeedStateError(ValueError):
+    """A feed that cannot be found (for this user) or cannot take the change."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStateChange:
+    feed_id: uuid.UUID
+    name: str
+    action: str
+    changed: bool  # False: the feed was already so (nothing written, nothing audited)
+    enabled: bool
+    paused: bool
+    next_run_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "feed_id": str(self.feed_id),
+            "name": self.name,
+            "action": self.action,
+            "changed": self.changed,
+            "enabled": self.enabled,
+            "paused": self.paused,
+            "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None,
+        }
+
+
+def change_feed_state(
+    conn: psycopg.Connection,
+    feed_id: uuid.UUID,
+    action: str,
+    *,
+    now: datetime,
+    owner: uuid.UUID | None = None,
+) -> FeedStateChange:
+    """Enable (closing its breaker: counters reset, due now), disable (by hand: never probed),
+    pause (kept as is, not polled) or resume (due now) a feed, audited; with `owner`, only a
+    feed of that user's. Doing what is already so changes nothing."""
+    if action not in FEED_ACTIONS:
+        raise FeedStateError(f"unknown action {action!r}")
+    with conn.transaction():
+        row = conn.execute(
+            """SELECT f.name, f.enabled, f.paused_at, f.user_id, coalesce(s.status, 'ACTIVE'),
+                      s.source_id, s.supports_pull, f.auto_disabled_at, f.consecutive_failures
+               FROM prediction_data_feeds f JOIN prediction_data_sources s ON s.id = f.source_id
+               WHERE f.id = %s FOR UPDATE OF f""",
+            (feed_id,),
+        ).fetchone()
+        if row is None or (owner is not None and row[3] != owner):
+            whose = "" if owner is None else " of this user"
+            raise FeedStateError(f"no feed {feed_id}{whose}")
+        name, enabled, paused_at, user_id, source_status, source, pull, auto_at, failures = row
+        if action == "enable" and not enabled and source_status in CLOSED_SOURCE_STATUSES:
+            raise FeedStateError(f"source {source} is {source_status}: its feeds stay disabled")
+        due = now if pull else None
+        if action == "enable":
+            changed = not enabled
+            sql = """UPDATE prediction_data_feeds SET enabled = true, auto_disabled_at = NULL,
+                       breaker_probe_at = NULL, breaker_failed_probes = 0,
+                       consecutive_failures = 0, next_run_at = %(due)s, updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"enabled": False}, {"enabled": True}
+        elif action == "disable":
+            changed = enabled
+            sql = """UPDATE prediction_data_feeds SET enabled = false, auto_disabled_at = NULL,
+                       breaker_probe_at = NULL, breaker_failed_probes = 0, updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"enabled": True}, {"enabled": False}
+        elif action == "pause":
+            changed = paused_at is None
+            sql = """UPDATE prediction_data_feeds SET paused_at = %(now)s, updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"paused": False}, {"paused": True}
+        else:
+            changed = paused_at is not None
+            sql = """UPDATE prediction_data_feeds SET paused_at = NULL,
+                       next_run_at = CASE WHEN enabled THEN %(due)s ELSE next_run_at END,
+                       updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"paused": True}, {"paused": False}
+        if changed:
+            conn.execute(sql, {"id": feed_id, "now": now, "due": due})
+            record_audit(
+                conn,
+                action=FEED_ACTIONS[action],
+                resource_type="prediction_data_feeds",
+                resource_id=feed_id,
+                actor_type="user" if owner is not None else "service",
+                actor_id=owner,
+                details={
+                    "feed_name": name,
+                    "source": source,
+                    "owner": str(user_id),
+                    **({"was_auto_disabled_at": auto_at.isoformat()} if auto_at else {}),
+                    **({"consecutive_failures": failures} if action == "enable" else {}),
+                },
+                previous_state=before,
+                new_state=after,
+            )
+        state = conn.execute(
+            "SELECT enabled, paused_at IS NOT NULL, next_run_at FROM prediction_data_feeds"
+            " WHERE id = %s",
+            (feed_id,),
+        ).fetchone()
+    assert state is not None
+    return FeedStateChange(feed_id, name, action, changed, state[0], state[1], state[2])
