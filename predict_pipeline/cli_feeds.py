@@ -209,15 +209,18 @@ def _list(args: argparse.Namespace) -> int:
     target = bootstrap()
     with connect(target.app_url) as conn:
         rows = conn.execute(
-            "SELECT id, name, source_id, enabled, consecutive_failures, last_run_status,"
-            " last_run_at, coalesce(last_error, '') FROM v_feed_health ORDER BY name"
+            "SELECT h.id, h.name, h.source_id, h.enabled, h.consecutive_failures,"
+            " h.last_run_status, h.last_run_at, coalesce(h.last_error, ''), f.paused_at,"
+            " f.breaker_probe_at FROM v_feed_health h JOIN prediction_data_feeds f ON f.id = h.id"
+            " ORDER BY h.name"
         ).fetchall()
-    print(f"{'feed id':<36}  {'name':<36} {'source':<10} {'on':<3} {'fails':>5}  last run")
-    for fid, name, source, enabled, fails, status, at, error in rows:
+    print(f"{'feed id':<36}  {'name':<36} {'source':<10} {'on':<11} {'fails':>5}  last run")
+    for fid, name, source, enabled, fails, status, at, error, paused, probe in rows:
         when = f"{status} {at:%Y-%m-%d %H:%M}" if at else "never"
+        # on: yes, paused, no (by hand), or the time of an auto-disabled feed's next probe
+        on = "paused" if paused else "yes" if enabled else f"probe {probe:%H:%M}" if probe else "no"
         print(
-            f"{fid!s:<36}  {name[:36]:<36} {source:<10} {'yes' if enabled else 'no':<3}"
-            f" {fails:>5}  {when}  {error[:60]}"
+            f"{fid!s:<36}  {name[:36]:<36} {source:<10} {on:<11} {fails:>5}  {when}  {error[:60]}"
         )
     return 0
 

@@ -1,6 +1,7 @@
 """Dagster layer of stage 1: raw_feed_fetches, its check, the due-feeds sensor and job."""
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -240,7 +241,7 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
     now = datetime.now(UTC)
     partition_key = HOURLY.get_partition_key_for_timestamp(now.timestamp())
     requests = []
-    waiting: dict[str, int] = {}  # why due feeds were not launched this tick -> how many
+    waiting: Counter[str] = Counter()  # why due feeds were not launched this tick -> how many
     busy = feeds_in_flight(context.instance)
     live = Settings.from_env().http_mode == "live"
     with database.connection() as conn:
@@ -257,13 +258,10 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
         )
         for feed in due + probes:
             if str(feed.id) in busy:
-                waiting["a fetch run already queued or in progress"] = (
-                    waiting.get("a fetch run already queued or in progress", 0) + 1
-                )
+                waiting["a fetch run already queued or in progress"] += 1
                 continue
             if quota.get(feed.source, 1) <= 0:
-                reason = f"{feed.source} spent its requests per day (rate_limit_rpd)"
-                waiting[reason] = waiting.get(reason, 0) + 1
+                waiting[f"{feed.source} spent its requests per day (rate_limit_rpd)"] += 1
                 continue
             if feed.probing:
                 key = f"probe:{feed.id}:{feed.breaker_probe_at.isoformat()}"  # type: ignore[union-attr]

@@ -132,11 +132,11 @@ def fetch_window(
     if probe:
         feeds = load_feeds(conn, feed_ids=feed_ids, probes=True)
     elif feed_ids is not None:
-        feeds = load_feeds(conn, feed_ids=feed_ids)
+        feeds = load_feeds(conn, feed_ids=feed_ids, with_paused=mode == "backfill")
     elif mode == "poll":
         feeds = load_feeds(conn, due_before=window.end)
     else:
-        feeds = load_feeds(conn, backfill_only=True)
+        feeds = load_feeds(conn, backfill_only=True, with_paused=True)
     limiters = rate_limiters or RateLimiters()
     held = live_holds(conn, "feed", now(), [f.id for f in feeds]) if feeds else {}
     quota = (

@@ -97,14 +97,16 @@ def load_feeds(
     due_before: datetime | None = None,
     backfill_only: bool = False,
     probes: bool = False,
+    with_paused: bool = False,
 ) -> list[Feed]:
-    """Feeds that may be fetched: enabled, not paused, of a source that is not DISABLED; the
-    named ones, or those due before a time (pollable sources only: push-only feeds are never
-    polled), or all (ordered by name). With `probes`, the auto-disabled feeds instead (their
-    breaker open), and `due_before` selects those whose half-open probe is due."""
+    """Feeds that may be fetched: enabled, not paused (unless `with_paused`: a pause stops
+    polling, not a history asked for), of a source that is not DISABLED; the named ones, or
+    those due before a time (pollable sources only: push-only feeds are never polled), or all
+    (ordered by name). With `probes`, the auto-disabled feeds instead (their breaker open), and
+    `due_before` selects those whose half-open probe is due."""
     conditions = [
         "NOT f.enabled AND f.breaker_probe_at IS NOT NULL" if probes else "f.enabled",
-        "f.paused_at IS NULL",
+        "TRUE" if with_paused else "f.paused_at IS NULL",
         "coalesce(s.status, 'ACTIVE') <> ALL(%s)",
     ]
     params: list[Any] = [list(CLOSED_SOURCE_STATUSES)]

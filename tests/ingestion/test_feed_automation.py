@@ -377,6 +377,21 @@ def test_backfill_failures_never_count_toward_disabling_live_polling(
     ).fetchone() == (6,)
 
 
+def test_a_paused_feed_is_not_polled_but_its_history_can_be_fetched(
+    conn, admin_conn, client, landing, server
+):
+    server.add("/api", Reply(200, GOOD))
+    config = custom_config(server.url("/api"), window_start_param="from", window_end_param="to")
+    feed = make_feed(conn, "custom_api", config, paused_at=NOW - timedelta(days=1))
+    admin_conn.execute(
+        "UPDATE prediction_data_sources SET supports_backfill = true WHERE source_id = 'custom_api'"
+    )
+    assert _fetch(conn, client, landing, [feed]) == []  # a run queued before the pause
+    assert server.hits("/api") == 0
+    [history] = _fetch(conn, client, landing, [feed], mode="backfill")
+    assert history.status == "SUCCESS" and server.hits("/api") == 1
+
+
 def test_replayed_backfill_without_recorded_history_is_skipped_with_its_reason(
     conn, dagster_instance, tmp_path, monkeypatch, database
 ):

@@ -53,6 +53,8 @@ def test_enable_closes_an_open_breaker_and_makes_the_feed_due(conn, env, capsys)
         breaker_failed_probes=2,
         next_run_at=opened,
     )
+    [listed] = [line for line in run(capsys, "list")[1].splitlines() if str(feed) in line]
+    assert " probe 16:00 " in listed  # auto-disabled: when its breaker is next tried
     before = datetime.now(UTC)
     code, out, err = run(capsys, "enable", str(feed), "--as", "feeds@example.com", "--json")
     assert (code, err) == (0, "")
@@ -87,6 +89,8 @@ def test_pause_then_resume(conn, env, capsys):
     code, out, _ = run(capsys, "pause", str(feed), "--json")
     assert code == 0 and json.loads(out)["paused"] is True
     assert feed_row(conn, feed)["paused_at"] is not None
+    [listed] = [line for line in run(capsys, "list")[1].splitlines() if str(feed) in line]
+    assert " paused " in listed
     assert load_feeds(conn, due_before=later + timedelta(days=1)) == []  # never due while paused
     code, out, _ = run(capsys, "pause", str(feed))
     assert out == f"feed {feed} (seasonal): already paused\n"
