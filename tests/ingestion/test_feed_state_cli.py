@@ -179,3 +179,27 @@ def test_help_shows_an_example(capsys, command):
     out = capsys.readouterr().out
     assert exited.value.code == 0
     assert f"example:\n  predict-pipeline feeds {command} " in out and "--as USER" in out
+
+
+def test_a_paused_feed_or_a_disabled_source_refuses_pushes_and_nothing_lands(
+    conn, admin_conn, env, capsys, tmp_path
+):
+    from predict_pipeline.ingestion.landing import LandingZone
+    from predict_pipeline.ingestion.pushed import PushRefused, land_upload
+    from predict_pipeline.ingestion.store import load_feed
+
+    landing = LandingZone(str(tmp_path / "landing"))
+    body = b"source_event_id,value\nm1,0.4\n"
+    feed_id = make_feed(conn, "upload", {}, name="uploads")
+    run(capsys, "pause", str(feed_id))
+    with pytest.raises(PushRefused) as refused:
+        land_upload(conn, landing, load_feed(conn, feed_id), body, "polls.csv")
+    assert refused.value.status == 409 and str(refused.value).endswith("is paused (feeds resume)")
+    run(capsys, "resume", str(feed_id))
+    admin_conn.execute(
+        "UPDATE prediction_data_sources SET status = 'DISABLED' WHERE source_id = 'upload'"
+    )
+    with pytest.raises(PushRefused, match="source upload is DISABLED"):
+        land_upload(conn, landing, load_feed(conn, feed_id), body, "polls.csv")
+    assert conn.execute("SELECT count(*) FROM prediction_feed_runs").fetchone() == (0,)
+    assert not (tmp_path / "landing").exists() or not any((tmp_path / "landing").rglob("*.gz"))
