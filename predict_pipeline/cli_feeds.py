@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from predict_pipeline.config import Settings
-from predict_pipeline.errors import CommandError
+from predict_pipeline.errors import CommandError, uuid_argument
 from predict_pipeline.feeds.push import UploadError, parse_upload
 from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.feeds.registry import SOURCES, source_definition
@@ -132,7 +132,7 @@ def _add(args: argparse.Namespace) -> int:
 
     from predict_pipeline.db.connection import connect
     from predict_pipeline.ingestion.runner import credentials_aad
-    from predict_pipeline.ingestion.store import create_feed
+    from predict_pipeline.ingestion.store import FeedStateError, create_feed
     from predict_pipeline.plans import PlanLimitError
     from predict_pipeline.runtime import bootstrap
     from predict_pipeline.secrets import encrypt_json, load_key_from_env
@@ -193,7 +193,7 @@ def _add(args: argparse.Namespace) -> int:
                 credentials_encrypted=encrypted,
                 event_mapping_mode=args.mapping,
             )
-        except PlanLimitError as exc:
+        except (PlanLimitError, FeedStateError) as exc:
             raise FeedCommandError(f"feed not created: {exc}") from None
     print(
         f"feed {feed_id} created ({args.source}, every "
@@ -209,17 +209,61 @@ def _list(args: argparse.Namespace) -> int:
     target = bootstrap()
     with connect(target.app_url) as conn:
         rows = conn.execute(
-            "SELECT id, name, source_id, enabled, consecutive_failures, last_run_status,"
-            " last_run_at, coalesce(last_error, '') FROM v_feed_health ORDER BY name"
+            "SELECT h.id, h.name, h.source_id, h.enabled, h.consecutive_failures,"
+            " h.last_run_status, h.last_run_at, coalesce(h.last_error, ''), f.paused_at,"
+            " f.breaker_probe_at FROM v_feed_health h JOIN prediction_data_feeds f ON f.id = h.id"
+            " ORDER BY h.name"
         ).fetchall()
-    print(f"{'feed id':<36}  {'name':<36} {'source':<10} {'on':<3} {'fails':>5}  last run")
-    for fid, name, source, enabled, fails, status, at, error in rows:
+    print(f"{'feed id':<36}  {'name':<36} {'source':<10} {'on':<11} {'fails':>5}  last run")
+    for fid, name, source, enabled, fails, status, at, error, paused, probe in rows:
         when = f"{status} {at:%Y-%m-%d %H:%M}" if at else "never"
+        # on: yes, paused, no (by hand), or the time of an auto-disabled feed's next probe
+        on = "paused" if paused else "yes" if enabled else f"probe {probe:%H:%M}" if probe else "no"
         print(
-            f"{fid!s:<36}  {name[:36]:<36} {source:<10} {'yes' if enabled else 'no':<3}"
-            f" {fails:>5}  {when}  {error[:60]}"
+            f"{fid!s:<36}  {name[:36]:<36} {source:<10} {on:<11} {fails:>5}  {when}  {error[:60]}"
         )
     return 0
+
+
+def _change_state(args: argparse.Namespace) -> int:
+    """`feeds enable|disable|pause|resume FEED_ID`: as the operator, or as --as USER on their
+    own feeds only."""
+    from predict_pipeline.db.connection import connect
+    from predict_pipeline.ingestion.store import FeedStateError, change_feed_state
+    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.tenancy import find_user
+
+    target = bootstrap()
+    with connect(target.app_url, autocommit=True) as conn:
+        try:
+            owner = find_user(conn, args.as_user) if args.as_user else None
+            change = change_feed_state(
+                conn, args.feed_id, args.feeds_command, now=datetime.now(UTC), owner=owner
+            )
+        except (LookupError, FeedStateError) as exc:
+            raise FeedCommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(change.as_json()))
+        return 0
+    done = {"enable": "enabled", "disable": "disabled", "pause": "paused", "resume": "resumed"}
+    said = done[change.action] if change.changed else f"already {done[change.action]}"
+    if change.action == "resume" and change.changed and not change.enabled:
+        said += " (still disabled: feeds enable to poll it)"
+    elif change.action == "enable" and change.paused:
+        said += " (still paused: feeds resume to poll it)"
+    due = f", next poll {change.next_run_at:%Y-%m-%d %H:%M} UTC" if change.next_run_at else ""
+    live = change.enabled and not change.paused
+    print(f"feed {change.feed_id} ({change.name}): {said}{due if live else ''}")
+    return 0
+
+
+# `feeds enable|disable|pause|resume`: what each does, for its --help.
+_STATE_COMMANDS = {
+    "enable": "turn a feed on: its breaker closes (failures reset) and it is due at once",
+    "disable": "turn a feed off until `feeds enable` (never probed, unlike an auto-disable)",
+    "pause": "stop polling (and refuse pushes) keeping config, cursor and health",
+    "resume": "poll a paused feed again, due at once",
+}
 
 
 def _serve_webhooks(args: argparse.Namespace) -> int:
@@ -263,6 +307,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add.set_defaults(func=_add)
 
     feeds.add_parser("list", help="feeds and their health").set_defaults(func=_list)
+
+    for name, text in _STATE_COMMANDS.items():
+        command = feeds.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}.",
+            epilog=f"example:\n  predict-pipeline feeds {name} "
+            "6f1c0c1e-5b1a-4d4e-9a53-2f1f0d6b9c11 --as ana@example.com --json",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument("feed_id", type=uuid_argument, help="the feed's id (feeds list)")
+        command.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USER",
+            help="act as this user (id or e-mail): only their own feeds; without it, any "
+            "feed (the operator's view)",
+        )
+        command.add_argument("--json", action="store_true", help="print the result as JSON")
+        command.set_defaults(func=_change_state)
 
     webhooks = commands.add_parser("webhooks", help="receive webhook deliveries").add_subparsers(
         dest="webhooks_command", required=True

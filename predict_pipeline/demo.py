@@ -244,7 +244,8 @@ def _seed_feed(
         # is given another chance.
         conn.execute(
             "UPDATE prediction_data_feeds SET config = %s, enabled = true,"
-            " auto_disabled_at = NULL, updated_at = now() WHERE id = %s",
+            " auto_disabled_at = NULL, breaker_probe_at = NULL, breaker_failed_probes = 0,"
+            " consecutive_failures = 0, updated_at = now() WHERE id = %s",
             (Jsonb(config), row[0]),
         )
         return row[0]

@@ -107,7 +107,12 @@ class ResponseTooLargeError(FetchError):
 
 
 class AuthFailedError(FetchError):
-    """401/403: the credentials were refused (never retried)."""
+    """401/403: the credentials were refused (never retried). `expired`: the source said they
+    expired (RFC 6750's WWW-Authenticate error_description, e.g. "The access token expired")."""
+
+    def __init__(self, url: str, reason: str, *, expired: bool = False, **kwargs: Any):
+        super().__init__(url, reason, **kwargs)
+        self.expired = expired
 
 
 class HttpStatusError(FetchError):
@@ -850,8 +855,13 @@ def _status_failure(
         miss = body.decode("utf-8", errors="replace")
         return ReplayMissError(url, miss, attempts=attempts, status_code=code), False
     if code in AUTH_FAILED_STATUSES:
+        expired = "expired" in response.headers.get("www-authenticate", "").lower()
         return AuthFailedError(
-            url, f"{phrase}: credentials refused", attempts=attempts, status_code=code
+            url,
+            f"{phrase}: credentials {'expired' if expired else 'refused'}",
+            expired=expired,
+            attempts=attempts,
+            status_code=code,
         ), False
     if code == 429:
         return RateLimitedError(url, phrase, attempts=attempts, status_code=code), True

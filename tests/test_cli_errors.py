@@ -63,6 +63,14 @@ BAD_ARGUMENTS: dict[tuple[str, ...], list[list[str]]] = {
         ["feeds", "add", "polymarket", "x", "--user-email", "a@b.c", "--config", "[1]"],
     ],
     ("feeds", "list"): [["feeds", "list", "--all"]],
+    **{
+        ("feeds", change): [
+            ["feeds", change, "feed-1"],
+            ["feeds", change, ZERO],
+            ["feeds", change, ZERO, "--as", "nobody@example.com"],
+        ]
+        for change in ("enable", "disable", "pause", "resume")
+    },
     ("webhooks", "serve"): [["webhooks", "serve", "--port", "http"]],
     ("signals", "review"): [["signals", "review", "--limit", "many"]],
     ("signals", "resolve"): [
@@ -217,6 +225,10 @@ DATABASE_CALLS: dict[tuple[str, ...], list[str]] = {
     ("feeds", "upload"): ["feeds", "upload", ZERO, "{file}"],
     ("feeds", "add"): ["feeds", "add", "polymarket", "x", "--user-email", "a@b.c"],
     ("feeds", "list"): ["feeds", "list"],
+    **{
+        ("feeds", change): ["feeds", change, ZERO]
+        for change in ("enable", "disable", "pause", "resume")
+    },
     ("webhooks", "serve"): ["webhooks", "serve", "--port", "0"],
     ("signals", "review"): ["signals", "review"],
     ("signals", "resolve"): ["signals", "resolve", ZERO, "--discard"],

@@ -1,6 +1,7 @@
 """Dagster layer of stage 1: raw_feed_fetches, its check, the due-feeds sensor and job."""
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -20,15 +21,32 @@ from predict_pipeline.defs.resources import (
     SecretsResource,
 )
 from predict_pipeline.ingestion.runner import (
+    HELD,
     FeedFetchReport,
     RateLimiters,
     fetch_window,
     fetch_windows,
 )
-from predict_pipeline.ingestion.store import advance_next_run, close_stale_runs, load_feeds
+from predict_pipeline.ingestion.store import (
+    Feed,
+    advance_next_run,
+    claim_probe,
+    close_stale_runs,
+    load_feeds,
+    requests_left_today,
+)
 from predict_pipeline.plans import describe_holds, record_plan_holds, recorded_holds
 
 SOURCE_TAG = "predict/source"
+FEED_TAG = "predict/feed_id"  # on every fetch run the sensor launches: one feed per run
+# A fetch run in one of these states still holds its feed: no second fetch is launched.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 FEED_RUNS_TABLE = "prediction_feed_runs"
 FETCH_POOL = "feed_fetches"  # `dagster instance concurrency set feed_fetches 1` in production
 
@@ -38,6 +56,7 @@ class FeedFetchConfig(dg.Config):
 
     feed_ids: list[str] = []  # empty: every enabled feed that is due (or supports backfill)
     mode: str = "auto"  # auto: past windows are backfilled, the current one is polled
+    probe: bool = False  # the feeds are auto-disabled ones due a half-open probe
 
 
 @dg.asset(
@@ -97,6 +116,7 @@ def raw_feed_fetches(
                 encryption_key=secrets.key,
                 rate_limiters=limiters,
                 disable_after_failures=Settings.from_env().disable_after_failures,
+                probe=config.probe,
             )
     for report in reports:
         log = context.log.info if report.ok else context.log.warning
@@ -106,7 +126,8 @@ def raw_feed_fetches(
             + (f" — {report.error}" if report.error else "")
         )
     failed = [r for r in reports if r.status != "SUCCESS" and not r.held]
-    held = [r for r in reports if r.held]
+    held = [r for r in reports if r.status == HELD]
+    skipped = [r for r in reports if r.held and r.status != HELD]
     result = dg.MaterializeResult(
         metadata={
             "windows": len(hours),
@@ -114,6 +135,7 @@ def raw_feed_fetches(
             "feeds_fetched": len(reports),
             "feeds_failed": len(failed),
             "feeds_held_by_plan": len(held),
+            "feeds_skipped": len(skipped),  # daily quota spent, or nothing recorded to replay
             "pages": sum(r.pages for r in reports),
             "records_parsed": sum(r.records for r in reports),
             "requests": sum(r.requests for r in reports),
@@ -174,24 +196,54 @@ fetch_feeds_job = dg.define_asset_job(
 )
 
 
+def feeds_in_flight(instance: dg.DagsterInstance) -> set[str]:
+    """Feeds (ids) with a fetch run queued or in progress: one query of the run storage."""
+    runs = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=fetch_feeds_job.name, statuses=IN_FLIGHT)
+    )
+    return {r.dagster_run.tags[FEED_TAG] for r in runs if FEED_TAG in r.dagster_run.tags}
+
+
+def fetch_request(feed: Feed, partition_key: str, run_key: str, *, probe: bool) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=partition_key,
+        run_config=dg.RunConfig(
+            ops={
+                "raw_feed_fetches": FeedFetchConfig(
+                    feed_ids=[str(feed.id)], mode="poll", probe=probe
+                )
+            }
+        ),
+        tags={SOURCE_TAG: feed.source, FEED_TAG: str(feed.id), "predict/feed": feed.name[:60]},
+    )
+
+
 @dg.sensor(
     job=fetch_feeds_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Launches a fetch run per due feed (enabled, next_run_at reached) for the current "
-        "hour window, tagged with its source so the run queue limits concurrency per source, "
-        "and advances next_run_at by the feed's poll interval or cron expression. Feeds their "
-        "owner's plan holds (subscription not in force, or beyond max_feeds) are skipped, with "
-        "the reason in the tick's skip reason and an observation of raw_feed_fetches when a "
-        "hold begins or ends; they resume when the plan allows. Each tick also closes feed "
-        "runs left RUNNING for over STALE_RUN_AFTER (2 hours) as FAILED."
+        "Launches a fetch run per due feed (enabled, not paused, of a pollable source that is "
+        "not DISABLED, next_run_at reached) for the current hour window, tagged with its "
+        "source so the run queue limits concurrency per source, and advances next_run_at by "
+        "the feed's poll interval or cron expression. Push-only feeds (upload, webhook) are "
+        "never polled. A feed with a fetch run still queued or in progress gets no second one; "
+        "a source that spent its rate_limit_rpd over the last 24 hours waits. An auto-disabled "
+        "feed whose cool-off passed gets one half-open probe run, which re-enables it on "
+        "success. Feeds their owner's plan holds (subscription not in force, or beyond "
+        "max_feeds) are skipped, with the reason in the tick's skip reason and an observation "
+        "of raw_feed_fetches when a hold begins or ends; they resume when the plan allows. Each "
+        "tick also closes feed runs left RUNNING for over STALE_RUN_AFTER (2 hours) as FAILED."
     ),
 )
 def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresResource):
     now = datetime.now(UTC)
     partition_key = HOURLY.get_partition_key_for_timestamp(now.timestamp())
     requests = []
+    waiting: Counter[str] = Counter()  # why due feeds were not launched this tick -> how many
+    busy = feeds_in_flight(context.instance)
+    live = Settings.from_env().http_mode == "live"
     with database.connection() as conn:
         closed = close_stale_runs(conn, now)
         if closed:
@@ -199,28 +251,35 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
         changes = record_plan_holds(conn, now).of("feed")
         holds = recorded_holds(conn, "feed")
         held = {feed_id for feed_id, _, _ in holds}
-        for feed in load_feeds(conn, due_before=now):
-            if feed.id in held:
-                continue  # stays due: it is fetched as soon as its plan allows
-            due = feed.next_run_at or now
+        due = [f for f in load_feeds(conn, due_before=now) if f.id not in held]
+        probes = [f for f in load_feeds(conn, due_before=now, probes=True) if f.id not in held]
+        quota = (
+            requests_left_today(conn, sorted({f.source for f in due + probes}), now) if live else {}
+        )
+        for feed in due + probes:
+            if str(feed.id) in busy:
+                waiting["a fetch run already queued or in progress"] += 1
+                continue
+            if quota.get(feed.source, 1) <= 0:
+                waiting[f"{feed.source} spent its requests per day (rate_limit_rpd)"] += 1
+                continue
+            if feed.probing:
+                key = f"probe:{feed.id}:{feed.breaker_probe_at.isoformat()}"  # type: ignore[union-attr]
+                claim_probe(conn, feed, now)
+                requests.append(fetch_request(feed, partition_key, key, probe=True))
+                continue
+            at = feed.next_run_at or now
             advance_next_run(conn, feed, now)
             requests.append(
-                dg.RunRequest(
-                    run_key=f"{feed.id}:{due.isoformat()}",
-                    partition_key=partition_key,
-                    run_config=dg.RunConfig(
-                        ops={
-                            "raw_feed_fetches": FeedFetchConfig(
-                                feed_ids=[str(feed.id)], mode="poll"
-                            )
-                        }
-                    ),
-                    tags={SOURCE_TAG: feed.source, "predict/feed": feed.name[:60]},
-                )
+                fetch_request(feed, partition_key, f"{feed.id}:{at.isoformat()}", probe=False)
             )
     skipped = describe_holds(holds, "feed") if holds else None
     if skipped:
         context.log.info(skipped)
+    if waiting:
+        said = "; ".join(f"{count} due feed(s) wait: {why}" for why, count in waiting.items())
+        context.log.info(said)
+        skipped = f"{skipped}; {said}" if skipped else said
     observations = []
     if changes:
         observations.append(

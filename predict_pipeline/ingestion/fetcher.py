@@ -342,6 +342,7 @@ def _fetch_error(request: PageRequest, exc: FetchError) -> dict[str, Any]:
         "reason": str(exc),
         "attempts": exc.attempts,
         "status_code": exc.status_code,
+        **({"auth_expired": True} if isinstance(exc, AuthFailedError) and exc.expired else {}),
     }
 
 

@@ -40,6 +40,7 @@ from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, landing_fault
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.ingestion.store import (
+    CLOSED_SOURCE_STATUSES,
     Feed,
     FeedRunResult,
     finish_feed_run,
@@ -310,6 +311,10 @@ def _require_source(feed: Feed, source: str) -> None:
         raise PushRefused(f"feed {feed.id} is a {feed.source} feed, not a {source} feed", 409)
     if not feed.enabled:
         raise PushRefused(f"feed {feed.id} is disabled", 409)
+    if feed.paused_at is not None:
+        raise PushRefused(f"feed {feed.id} is paused (feeds resume)", 409)
+    if feed.source_status in CLOSED_SOURCE_STATUSES:
+        raise PushRefused(f"source {feed.source} is {feed.source_status}", 409)
 
 
 def _webhook_secret(feed: Feed, encryption_key: Callable[[], bytes]) -> bytes:

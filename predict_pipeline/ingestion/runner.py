@@ -16,7 +16,7 @@ import psycopg
 from predict_pipeline.feeds.base import FetchMode, FetchWindow, history_chunks
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.http import HttpClient, TokenBucket
-from predict_pipeline.ingestion.fetcher import FetchOutcome, fetch_feed
+from predict_pipeline.ingestion.fetcher import MAX_PAGES_PER_FETCH, FetchOutcome, fetch_feed
 from predict_pipeline.ingestion.landing import (
     BACKFILL_FILE,
     LandingZone,
@@ -24,11 +24,13 @@ from predict_pipeline.ingestion.landing import (
     poll_file_name,
 )
 from predict_pipeline.ingestion.store import (
+    SKIPPED,
     Feed,
     FeedRunResult,
     advance_next_run,
     finish_feed_run,
     load_feeds,
+    requests_left_today,
     start_feed_run,
 )
 from predict_pipeline.plans import live_holds
@@ -36,6 +38,9 @@ from predict_pipeline.secrets import SecretDecryptError, SecretKeyError, decrypt
 
 # A feed its owner's plan holds is not fetched; its report says why (no feed run is written).
 HELD = "HELD"
+# A feed whose source spent its rate_limit_rpd over the last 24 hours: not fetched, no feed
+# run (the quota is the source's, not the feed's fault); it stays due.
+OVER_QUOTA = "OVER_QUOTA"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +66,9 @@ class FeedFetchReport:
 
     @property
     def held(self) -> bool:
-        """Not fetched: its owner's plan holds it (the reason is in `error`)."""
-        return self.status == HELD
+        """Not fetched: its owner's plan holds it, or its source's daily quota is spent, or
+        there was nothing to fetch from (SKIPPED); the reason is in `error`."""
+        return self.status in (HELD, OVER_QUOTA, SKIPPED)
 
 
 def window_mode(window: FetchWindow, now: datetime) -> FetchMode:
@@ -112,22 +118,32 @@ def fetch_window(
     encryption_key: Callable[[], bytes] | None = None,
     rate_limiters: RateLimiters | None = None,
     disable_after_failures: int = 5,
+    probe: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[FeedFetchReport]:
-    """Fetch the window for the selected feeds; `conn` must be in autocommit mode.
+    """Fetch the window for the selected feeds; `conn` must be in autocommit mode. With
+    `probe`, the selected feeds are auto-disabled ones whose half-open probe is due.
 
     Each feed's run row is committed when it starts, so a crash mid-fetch leaves a RUNNING
     row that says so, and its result is committed with the feed's health in one transaction.
+    A source's rate_limit_rpd is honoured when requests spend quota (live, not replay).
     """
     mode = mode or window_mode(window, now())
-    if feed_ids is not None:
-        feeds = load_feeds(conn, feed_ids=feed_ids)
+    if probe:
+        feeds = load_feeds(conn, feed_ids=feed_ids, probes=True)
+    elif feed_ids is not None:
+        feeds = load_feeds(conn, feed_ids=feed_ids, with_paused=mode == "backfill")
     elif mode == "poll":
         feeds = load_feeds(conn, due_before=window.end)
     else:
-        feeds = load_feeds(conn, backfill_only=True)
+        feeds = load_feeds(conn, backfill_only=True, with_paused=True)
     limiters = rate_limiters or RateLimiters()
     held = live_holds(conn, "feed", now(), [f.id for f in feeds]) if feeds else {}
+    quota = (
+        requests_left_today(conn, sorted({f.source for f in feeds}), now())
+        if feeds and limiters.enabled
+        else {}
+    )
     reports = []
     for feed in feeds:
         definition = source_definition(feed.source)
@@ -136,39 +152,50 @@ def fetch_window(
         if mode == "backfill" and not feed.supports_backfill:
             continue  # the source has no history API; its history is what was polled
         if feed.id in held:
-            reports.append(_held_report(feed, mode, held[feed.id]))
+            reports.append(_held_report(feed, mode, f"held by its plan: {held[feed.id]}"))
             continue
-        reports.append(
-            _fetch_one(
-                conn,
-                client,
-                landing,
-                window,
-                feed,
-                mode,
-                encryption_key=encryption_key,
-                limiter=limiters.for_source(feed.source, feed.rate_limit_rpm),
-                disable_after_failures=disable_after_failures,
-                now=now,
+        left = quota.get(feed.source)
+        if left is not None and left <= 0:
+            reason = (
+                f"source {feed.source} spent its {feed.rate_limit_rpd} requests per day "
+                "(rate_limit_rpd) over the last 24 hours"
             )
+            reports.append(_held_report(feed, mode, reason, OVER_QUOTA))
+            continue
+        report = _fetch_one(
+            conn,
+            client,
+            landing,
+            window,
+            feed,
+            mode,
+            encryption_key=encryption_key,
+            limiter=limiters.for_source(feed.source, feed.rate_limit_rpm),
+            disable_after_failures=disable_after_failures,
+            max_pages=MAX_PAGES_PER_FETCH if left is None else min(left, MAX_PAGES_PER_FETCH),
+            spends_quota=limiters.enabled,
+            now=now,
         )
+        if left is not None:
+            quota[feed.source] = left - report.requests
+        reports.append(report)
     return reports
 
 
-def _held_report(feed: Feed, mode: FetchMode, reason: str) -> FeedFetchReport:
+def _held_report(feed: Feed, mode: FetchMode, reason: str, status: str = HELD) -> FeedFetchReport:
     return FeedFetchReport(
         feed_id=str(feed.id),
         feed_name=feed.name,
         source=feed.source,
         feed_run_id="",
         mode=mode,
-        status=HELD,
+        status=status,
         pages=0,
         records=0,
         requests=0,
         bytes_received=0,
         duration_ms=0,
-        error=f"held by its plan: {reason}",
+        error=reason,
         landing_file=None,
         auto_disabled=False,
     )
@@ -185,6 +212,8 @@ def _fetch_one(
     encryption_key: Callable[[], bytes] | None,
     limiter: TokenBucket | None,
     disable_after_failures: int,
+    max_pages: int,
+    spends_quota: bool,
     now: Callable[[], datetime],
 ) -> FeedFetchReport:
     definition = source_definition(feed.source)
@@ -213,8 +242,13 @@ def _fetch_one(
             trusted=definition.trusted,
             rate_limiter=limiter,
             limits=definition.response_limits,
+            max_pages=max_pages,
             now=now,
         )
+        if mode == "backfill":
+            _skip_unrecorded(outcome.result)
+    if not spends_quota:
+        outcome.result.error_details["quota"] = False  # replayed: rate_limit_rpd not spent
     landing_file = None
     if outcome.pages:
         name = BACKFILL_FILE if mode == "backfill" else poll_file_name(started, str(run_id))
@@ -227,9 +261,15 @@ def _fetch_one(
             outcome.result.error_details["landing_file"] = written.path
     with conn.transaction():
         health = finish_feed_run(
-            conn, feed, run_id, outcome.result, disable_after_failures=disable_after_failures
+            conn,
+            feed,
+            run_id,
+            outcome.result,
+            disable_after_failures=disable_after_failures,
+            # History is not the live feed: a failed backfill never disables live polling.
+            counts_toward_health=mode == "poll",
         )
-        if mode == "poll" and not health.auto_disabled:
+        if mode == "poll" and not health.auto_disabled and (feed.enabled or health.re_enabled):
             advance_next_run(conn, feed, outcome.result.completed_at)
     result = outcome.result
     return FeedFetchReport(
@@ -247,6 +287,23 @@ def _fetch_one(
         error=result.error_message,
         landing_file=landing_file,
         auto_disabled=health.auto_disabled,
+    )
+
+
+def _skip_unrecorded(result: FeedRunResult) -> None:
+    """A backfill in replay mode without a recording of any history it asked for: the feed is
+    not at fault (the demo's recordings hold no such history), so the run is SKIPPED with that
+    reason instead of FAILED. (A poll without a recording stays FAILED: polls are recorded.)"""
+    errors = result.error_details.get("errors") or []
+    missed = [e for e in errors if e.get("kind") == "ReplayMissError"]
+    if result.status != "FAILED" or not missed or len(missed) != len(errors):
+        return
+    if result.error_details.get("pages_landed"):
+        return
+    result.status = SKIPPED
+    result.error_message = (
+        f"skipped: replay mode has no recorded history for this feed ({len(missed)} "
+        f"request(s) unanswered, first: {missed[0].get('url')})"
     )
 
 

@@ -22,6 +22,14 @@ LATENCY_RUNS = 20
 # bounded by its pages and each request's deadline; a push lands in seconds): the
 # run-monitoring sweep closes it as FAILED. A run that does finish later overwrites that.
 STALE_RUN_AFTER = timedelta(hours=2)
+# An auto-disabled feed's breaker is half-open after this cool-off: one probe poll re-enables
+# it on success; each failed probe doubles the cool-off, up to BREAKER_MAX_COOL_OFF.
+BREAKER_COOL_OFF = timedelta(hours=1)
+BREAKER_MAX_COOL_OFF = timedelta(hours=24)
+# A fetch that is no fault of the feed (replay mode without a recording): never a failure.
+SKIPPED = "SKIPPED"
+# Sources whose status keeps their feeds from being fetched (or pushed to), and from new feeds.
+CLOSED_SOURCE_STATUSES = ("DISABLED",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,18 @@ class Feed:
     default_weight: float | None = None
     event_mapping_mode: str | None = None
     manual_event_mappings: dict[str, Any] | None = None
+    source_status: str = "ACTIVE"  # prediction_data_sources.status
+    rate_limit_rpd: int | None = None
+    paused_at: datetime | None = None
+    auto_disabled_at: datetime | None = None
+    breaker_probe_at: datetime | None = None
+    breaker_failed_probes: int = 0
+    auth_status: str | None = None
+
+    @property
+    def probing(self) -> bool:
+        """Auto-disabled and due a half-open probe (its breaker is not closed by hand)."""
+        return not self.enabled and self.breaker_probe_at is not None
 
     def effective_config(self) -> dict[str, Any]:
         """The source's defaults overlaid with the feed's own configuration."""
@@ -59,7 +79,9 @@ _FEED_COLUMNS = """
     s.default_config, f.credentials_encrypted, f.poll_interval_minutes, f.cron_expression,
     f.next_run_at, f.enabled, f.consecutive_failures, s.supports_pull, s.supports_backfill,
     s.rate_limit_rpm, fs.cursor, f.default_signal_type, f.default_weight::float8 AS default_weight,
-    f.event_mapping_mode, f.manual_event_mappings
+    f.event_mapping_mode, f.manual_event_mappings, coalesce(s.status, 'ACTIVE') AS source_status,
+    s.rate_limit_rpd, f.paused_at, f.auto_disabled_at, f.breaker_probe_at,
+    f.breaker_failed_probes, f.auth_status
 """
 _FEED_FROM = """
     FROM prediction_data_feeds f
@@ -74,15 +96,27 @@ def load_feeds(
     feed_ids: list[uuid.UUID] | None = None,
     due_before: datetime | None = None,
     backfill_only: bool = False,
+    probes: bool = False,
+    with_paused: bool = False,
 ) -> list[Feed]:
-    """Enabled feeds: the named ones, or those due before a time, or all (ordered by name)."""
-    conditions = ["f.enabled"]
-    params: list[Any] = []
+    """Feeds that may be fetched: enabled, not paused (unless `with_paused`: a pause stops
+    polling, not a history asked for), of a source that is not DISABLED; the named ones, or
+    those due before a time (pollable sources only: push-only feeds are never polled), or all
+    (ordered by name). With `probes`, the auto-disabled feeds instead (their breaker open), and
+    `due_before` selects those whose half-open probe is due."""
+    conditions = [
+        "NOT f.enabled AND f.breaker_probe_at IS NOT NULL" if probes else "f.enabled",
+        "TRUE" if with_paused else "f.paused_at IS NULL",
+        "coalesce(s.status, 'ACTIVE') <> ALL(%s)",
+    ]
+    params: list[Any] = [list(CLOSED_SOURCE_STATUSES)]
     if feed_ids is not None:
         conditions.append("f.id = ANY(%s)")
         params.append(list(feed_ids))
     if due_before is not None:
-        conditions.append("(f.next_run_at IS NULL OR f.next_run_at <= %s)")
+        conditions.append("s.supports_pull")
+        due_at = "f.breaker_probe_at" if probes else "f.next_run_at"
+        conditions.append(f"({due_at} IS NULL OR {due_at} <= %s)")
         params.append(due_before)
     if backfill_only:
         conditions.append("s.supports_backfill")
@@ -90,6 +124,36 @@ def load_feeds(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()
     return [Feed(**row) for row in rows]
+
+
+def claim_probe(conn: psycopg.Connection, feed: Feed, now: datetime) -> datetime:
+    """A probe is launched: its next one waits a full cool-off, so a probe run that never
+    finishes does not keep the feed's breaker from being tried again."""
+    probe_at = now + breaker_cool_off(feed.breaker_failed_probes)
+    conn.execute(
+        "UPDATE prediction_data_feeds SET breaker_probe_at = %s, updated_at = now() WHERE id = %s",
+        (probe_at, feed.id),
+    )
+    return probe_at
+
+
+def requests_left_today(
+    conn: psycopg.Connection, sources: list[str], now: datetime
+) -> dict[str, int]:
+    """Requests each of these sources may still send (rate_limit_rpd less what its feeds' live
+    runs sent over the 24 hours before `now`); sources without a daily limit are left out."""
+    rows = conn.execute(
+        """SELECT s.source_id, s.rate_limit_rpd - coalesce(sum(r.request_count), 0)::int
+           FROM prediction_data_sources s
+           LEFT JOIN prediction_data_feeds f ON f.source_id = s.id
+           LEFT JOIN prediction_feed_runs r ON r.feed_id = f.id
+             AND r.started_at > %s AND r.started_at <= %s
+             AND r.error_details->>'quota' IS DISTINCT FROM 'false'
+           WHERE s.source_id = ANY(%s) AND s.rate_limit_rpd IS NOT NULL
+           GROUP BY s.source_id, s.rate_limit_rpd""",
+        (now - timedelta(days=1), now, sources),
+    ).fetchall()
+    return {source: max(0, left) for source, left in rows}
 
 
 def create_feed(
@@ -106,8 +170,16 @@ def create_feed(
     event_mapping_mode: str | None = None,
 ) -> uuid.UUID:
     """Insert a feed; PlanLimitError when its owner's plan has no room for another (max_feeds,
-    checked by the database for every path)."""
+    checked by the database for every path); FeedStateError for a DEPRECATED or DISABLED
+    source (its existing feeds go on, or stop, but it takes no new ones)."""
     with plan_limits(), conn.transaction():
+        source = conn.execute(
+            "SELECT source_id, coalesce(status, 'ACTIVE') FROM prediction_data_sources"
+            " WHERE id = %s",
+            (source_id,),
+        ).fetchone()
+        if source is not None and source[1] != "ACTIVE":
+            raise FeedStateError(f"source {source[0]} is {source[1]}: it takes no new feeds")
         conn.execute(
             """INSERT INTO prediction_data_feeds
                  (id, source_id, user_id, name, config, poll_interval_minutes, cron_expression,
@@ -175,6 +247,24 @@ class FeedRunResult:
 class FeedHealth:
     consecutive_failures: int
     auto_disabled: bool
+    re_enabled: bool = False  # a half-open probe succeeded
+
+
+def breaker_cool_off(failed_probes: int) -> timedelta:
+    """How long an auto-disabled feed waits before its next probe, after this many failed ones."""
+    return min(BREAKER_COOL_OFF * 2 ** min(failed_probes, 16), BREAKER_MAX_COOL_OFF)
+
+
+def auth_state(result: FeedRunResult) -> str | None:
+    """The auth_status a run tells of: EXPIRED when the source said the credentials expired,
+    INVALID for any other 401/403, ACTIVE when requests were answered, else None (unknown)."""
+    if result.status == "AUTH_FAILED":
+        errors = result.error_details.get("errors") or []
+        expired = any(e.get("auth_expired") for e in errors if isinstance(e, dict))
+        return "EXPIRED" if expired else "INVALID"
+    if result.status in ("SUCCESS", "PARTIAL"):
+        return "ACTIVE"
+    return None
 
 
 def finish_feed_run(
@@ -184,8 +274,14 @@ def finish_feed_run(
     result: FeedRunResult,
     *,
     disable_after_failures: int,
+    counts_toward_health: bool = True,
 ) -> FeedHealth:
-    """Close the run and keep the feed's health current; auto-disable (audited) past the limit."""
+    """Close the run and keep the feed's health current; auto-disable (audited) past the limit,
+    and close the breaker of an auto-disabled feed whose probe succeeded (audited).
+
+    A run that does not count toward health (a backfill: history is not the live feed; a
+    SKIPPED fetch) leaves consecutive_failures, last_error and the breaker alone; what it says
+    of the credentials (auth_status) still holds."""
     conn.execute(
         """UPDATE prediction_feed_runs
            SET completed_at = %s, duration_ms = %s, status = %s, signals_fetched = %s,
@@ -205,6 +301,14 @@ def finish_feed_run(
             run_id,
         ),
     )
+    if feed.supports_pull:  # a push's refusal is the sender's signature, not our credentials
+        _record_auth(conn, feed, auth_state(result), result.completed_at)
+    counts = counts_toward_health and result.status != SKIPPED
+    if not counts:
+        row = conn.execute(
+            "SELECT consecutive_failures FROM prediction_data_feeds WHERE id = %s", (feed.id,)
+        ).fetchone()
+        return FeedHealth(consecutive_failures=row[0] if row else 0, auto_disabled=False)
     row = conn.execute(
         """UPDATE prediction_data_feeds f
            SET last_successful_run = CASE WHEN %(failed)s THEN f.last_successful_run
@@ -219,7 +323,8 @@ def finish_feed_run(
                    ORDER BY started_at DESC LIMIT %(latency_runs)s) r),
                updated_at = now()
            WHERE f.id = %(feed_id)s
-           RETURNING f.consecutive_failures, f.enabled""",
+           RETURNING f.consecutive_failures, f.enabled, f.breaker_probe_at IS NOT NULL,
+                     f.breaker_failed_probes""",
         {
             "failed": result.failed,
             "completed_at": result.completed_at,
@@ -229,15 +334,18 @@ def finish_feed_run(
         },
     ).fetchone()
     assert row is not None
-    failures, enabled = row
+    failures, enabled, breaker_open, failed_probes = row
     if result.cursor is not None and not result.failed:
         save_cursor(conn, feed.id, result.cursor)
+    if not enabled and breaker_open:
+        return _probed(conn, feed, run_id, result, failures, failed_probes)
     disabled = bool(enabled and failures >= disable_after_failures)
     if disabled:
+        probe_at = result.completed_at + breaker_cool_off(0)
         conn.execute(
             "UPDATE prediction_data_feeds SET enabled = false, auto_disabled_at = %s,"
-            " updated_at = now() WHERE id = %s",
-            (result.completed_at, feed.id),
+            " breaker_probe_at = %s, breaker_failed_probes = 0, updated_at = now() WHERE id = %s",
+            (result.completed_at, probe_at, feed.id),
         )
         record_audit(
             conn,
@@ -254,11 +362,80 @@ def finish_feed_run(
                 "last_status": result.status,
                 "last_error": result.error_message,
                 "feed_run_id": str(run_id),
+                "probe_at": probe_at.isoformat(),
             },
             previous_state={"enabled": True},
             new_state={"enabled": False},
         )
     return FeedHealth(consecutive_failures=failures, auto_disabled=disabled)
+
+
+def _probed(
+    conn: psycopg.Connection,
+    feed: Feed,
+    run_id: uuid.UUID,
+    result: FeedRunResult,
+    failures: int,
+    failed_probes: int,
+) -> FeedHealth:
+    """The half-open probe of an auto-disabled feed: success closes the breaker (the feed is
+    enabled again, its counters reset); failure keeps it open and doubles the cool-off."""
+    if result.failed:
+        probe_at = result.completed_at + breaker_cool_off(failed_probes + 1)
+        conn.execute(
+            "UPDATE prediction_data_feeds SET breaker_probe_at = %s,"
+            " breaker_failed_probes = breaker_failed_probes + 1, updated_at = now() WHERE id = %s",
+            (probe_at, feed.id),
+        )
+        action = "feed.probe_failed"
+        new_state = {"enabled": False, "probe_at": probe_at.isoformat()}
+    else:
+        conn.execute(
+            "UPDATE prediction_data_feeds SET enabled = true, auto_disabled_at = NULL,"
+            " breaker_probe_at = NULL, breaker_failed_probes = 0, consecutive_failures = 0,"
+            " updated_at = now() WHERE id = %s",
+            (feed.id,),
+        )
+        action, new_state = "feed.re_enabled", {"enabled": True}
+    record_audit(
+        conn,
+        action=action,
+        resource_type="prediction_data_feeds",
+        resource_id=feed.id,
+        severity="WARNING" if result.failed else "INFO",
+        actor_type="system",
+        details={
+            "feed_name": feed.name,
+            "source": feed.source,
+            "probe_status": result.status,
+            "probe_error": result.error_message,
+            "failed_probes": failed_probes + (1 if result.failed else 0),
+            "feed_run_id": str(run_id),
+        },
+        previous_state={"enabled": False},
+        new_state=new_state,
+    )
+    return FeedHealth(
+        consecutive_failures=failures if result.failed else 0,
+        auto_disabled=False,
+        re_enabled=not result.failed,
+    )
+
+
+def _record_auth(conn: psycopg.Connection, feed: Feed, state: str | None, at: datetime) -> None:
+    """auth_status as the run found it. An expiry learnt from a refusal is dated no later than
+    the refusal (auth_expires_at); credentials that work again clear an expiry already past."""
+    if state is None:
+        return
+    conn.execute(
+        """UPDATE prediction_data_feeds SET auth_status = %(state)s,
+             auth_expires_at = CASE
+               WHEN %(state)s = 'EXPIRED' THEN least(coalesce(auth_expires_at, %(at)s), %(at)s)
+               WHEN %(state)s = 'ACTIVE' AND auth_expires_at <= %(at)s THEN NULL
+               ELSE auth_expires_at END
+           WHERE id = %(feed_id)s""",
+        {"state": state, "at": at, "feed_id": feed.id},
+    )
 
 
 def close_stale_runs(
@@ -312,3 +489,119 @@ def advance_next_run(conn: psycopg.Connection, feed: Feed, now: datetime) -> dat
         (due, feed.id),
     )
     return due
+
+
+# What `feeds enable|disable|pause|resume` do to a feed, and the audit action of each.
+FEED_ACTIONS = {
+    "enable": "feed.enabled",
+    "disable": "feed.disabled",
+    "pause": "feed.paused",
+    "resume": "feed.resumed",
+}
+
+
+class FeedStateError(ValueError):
+    """A feed that cannot be found (for this user) or cannot take the change."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStateChange:
+    feed_id: uuid.UUID
+    name: str
+    action: str
+    changed: bool  # False: the feed was already so (nothing written, nothing audited)
+    enabled: bool
+    paused: bool
+    next_run_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "feed_id": str(self.feed_id),
+            "name": self.name,
+            "action": self.action,
+            "changed": self.changed,
+            "enabled": self.enabled,
+            "paused": self.paused,
+            "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None,
+        }
+
+
+def change_feed_state(
+    conn: psycopg.Connection,
+    feed_id: uuid.UUID,
+    action: str,
+    *,
+    now: datetime,
+    owner: uuid.UUID | None = None,
+) -> FeedStateChange:
+    """Enable (closing its breaker: counters reset, due now), disable (by hand: never probed),
+    pause (kept as is, not polled) or resume (due now) a feed, audited; with `owner`, only a
+    feed of that user's. Doing what is already so changes nothing."""
+    if action not in FEED_ACTIONS:
+        raise FeedStateError(f"unknown action {action!r}")
+    with conn.transaction():
+        row = conn.execute(
+            """SELECT f.name, f.enabled, f.paused_at, f.user_id, coalesce(s.status, 'ACTIVE'),
+                      s.source_id, s.supports_pull, f.auto_disabled_at, f.consecutive_failures
+               FROM prediction_data_feeds f JOIN prediction_data_sources s ON s.id = f.source_id
+               WHERE f.id = %s FOR UPDATE OF f""",
+            (feed_id,),
+        ).fetchone()
+        if row is None or (owner is not None and row[3] != owner):
+            whose = "" if owner is None else " of this user"
+            raise FeedStateError(f"no feed {feed_id}{whose}")
+        name, enabled, paused_at, user_id, source_status, source, pull, auto_at, failures = row
+        if action == "enable" and not enabled and source_status in CLOSED_SOURCE_STATUSES:
+            raise FeedStateError(f"source {source} is {source_status}: its feeds stay disabled")
+        due = now if pull else None
+        if action == "enable":
+            changed = not enabled
+            sql = """UPDATE prediction_data_feeds SET enabled = true, auto_disabled_at = NULL,
+                       breaker_probe_at = NULL, breaker_failed_probes = 0,
+                       consecutive_failures = 0, next_run_at = %(due)s, updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"enabled": False}, {"enabled": True}
+        elif action == "disable":
+            changed = enabled
+            sql = """UPDATE prediction_data_feeds SET enabled = false, auto_disabled_at = NULL,
+                       breaker_probe_at = NULL, breaker_failed_probes = 0, updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"enabled": True}, {"enabled": False}
+        elif action == "pause":
+            changed = paused_at is None
+            sql = """UPDATE prediction_data_feeds SET paused_at = %(now)s, updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"paused": False}, {"paused": True}
+        else:
+            changed = paused_at is not None
+            sql = """UPDATE prediction_data_feeds SET paused_at = NULL,
+                       next_run_at = CASE WHEN enabled THEN %(due)s ELSE next_run_at END,
+                       updated_at = now()
+                     WHERE id = %(id)s"""
+            before, after = {"paused": True}, {"paused": False}
+        if changed:
+            conn.execute(sql, {"id": feed_id, "now": now, "due": due})
+            record_audit(
+                conn,
+                action=FEED_ACTIONS[action],
+                resource_type="prediction_data_feeds",
+                resource_id=feed_id,
+                actor_type="user" if owner is not None else "service",
+                actor_id=owner,
+                details={
+                    "feed_name": name,
+                    "source": source,
+                    "owner": str(user_id),
+                    **({"was_auto_disabled_at": auto_at.isoformat()} if auto_at else {}),
+                    **({"consecutive_failures": failures} if action == "enable" else {}),
+                },
+                previous_state=before,
+                new_state=after,
+            )
+        state = conn.execute(
+            "SELECT enabled, paused_at IS NOT NULL, next_run_at FROM prediction_data_feeds"
+            " WHERE id = %s",
+            (feed_id,),
+        ).fetchone()
+    assert state is not None
+    return FeedStateChange(feed_id, name, action, changed, state[0], state[1], state[2])

@@ -164,7 +164,7 @@ def test_execution_delivers_a_signed_webhook_and_retries_a_503(conn, server):
 
 
 @pytest.mark.parametrize("repeat", [1, 2])
-def test_sensor_requests_one_run_per_firing_and_advances_its_cursor(
+def test_sensor_requests_one_run_per_tick_and_advances_its_cursor(
     conn, db_url, server, dagster_instance, repeat
 ):
     event = _event(conn)
@@ -181,7 +181,11 @@ def test_sensor_requests_one_run_per_firing_and_advances_its_cursor(
         "SELECT trigger_snapshot->>'state_key' FROM prediction_rule_executions"
     ).fetchall()
     assert state_key.startswith("PROBABILITY_CROSSES_ABOVE:0.5->0.65@")
-    assert request.run_key == f"{rule}:{event}:{state_key}"
+    firing_key = f"{rule}:{event}:{state_key}"
+    assert request.run_key == f"rule-firings:{hashlib.sha256(firing_key.encode()).hexdigest()[:32]}"
+    [(execution,)] = conn.execute("SELECT id FROM prediction_rule_executions").fetchall()
+    config = request.run_config["ops"]["run_rule_actions"]["config"]
+    assert config == {"execution_ids": [str(execution)]}
     assert datetime.fromisoformat(result.cursor) >= now
     for _ in range(repeat - 1):  # the same window evaluated again: no second firing
         again = rule_trigger_sensor(
