@@ -14,7 +14,8 @@ sensor with its actions run inline, and a summary.
 Safe to run again: a partition whose last materialisation of trust_scores came after its end
 (or, for the current hour, any) is complete and not redone, and a feed already fetched for a
 window is not fetched again, so a second run in the same hour writes nothing new; a later run
-completes what is missing (the new hours, and the hour that was current before).
+completes what is missing (the new hours, and the hour that was current before). The summary
+names what was skipped as already complete, and where each named run's log is.
 """
 
 from __future__ import annotations
@@ -119,26 +120,37 @@ def _fetch_config(config_class: Any, feed_ids: list[uuid.UUID], mode: str) -> dg
     return dg.RunConfig(ops={"raw_feed_fetches": config_class(feed_ids=ids, mode=mode)})
 
 
+# The terminal gets the summary; each run's full log stays in the Dagster instance (the UI).
+_QUIET = {"console": {"config": {"log_level": "WARNING"}}}
+
+
 def _materialise(
+    job_name: str,
     assets: list[Any],
     selection: list[Any],
     *,
     instance: dg.DagsterInstance,
     resources: dict[str, Any],
     run_config: dg.RunConfig,
+    run_ids: list[str],
     partition_key: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> bool:
-    result = dg.materialize(
-        assets,
-        instance=instance,
+    """One named run (the UI lists it by name, not as an ephemeral job); its id is kept."""
+    job = dg.Definitions(
+        assets=assets,
+        jobs=[dg.define_asset_job(job_name, selection=selection)],
         resources=resources,
-        selection=selection,
+    ).resolve_job_def(job_name)
+    config = dg.RunConfig(ops=run_config.ops, resources=run_config.resources, loggers=_QUIET)
+    result = job.execute_in_process(
+        run_config=config,
+        instance=instance,
         partition_key=partition_key,
-        run_config=run_config,
         tags=tags,
         raise_on_error=False,
     )
+    run_ids.append(result.run_id)
     return result.success
 
 
@@ -148,7 +160,8 @@ def campaign_loop_demo(
     instance: dg.DagsterInstance,
     resources: dict[str, Any],
     assets: Sequence[Any],
-) -> list[tuple[str, bool]]:
+    run_ids: list[str],
+) -> list[tuple[str, bool | None]]:
     """The campaign loop as a marketer lives it: the finished campaign's history, a prediction,
     the first week's results (pushed as an ad platform export, scored against that
     prediction), a new prediction, the second week, and the calibration. A week already stored
@@ -184,11 +197,13 @@ def campaign_loop_demo(
             (
                 label,
                 _materialise(
+                    f"run_campaign_week_{period}_job",
                     loop,
                     selection,
                     instance=instance,
                     resources=resources,
                     run_config=dg.RunConfig(),
+                    run_ids=run_ids,
                 ),
             )
         )
@@ -253,7 +268,9 @@ def run_main(
         and not {"retention", "campaigns"} & set(a.group_names_by_key.values())
     ]
     downstream = [a for a in windowed if a is not raw_feed_fetches]
-    stages: list[tuple[str, bool]] = []
+    # A stage is ok (True), FAILED (False) or skipped as already complete (None).
+    stages: list[tuple[str, bool | None]] = []
+    run_ids: list[str] = []
     with dg.DagsterInstance.get() as instance:
         complete = _complete_partitions(instance, [*past, current], now=now)
         if landed:
@@ -270,6 +287,7 @@ def run_main(
                 (
                     f"history {todo[0]} .. {todo[-1]} ({len(windows)} h)",
                     _materialise(
+                        "run_history_job",
                         windowed,
                         windowed if fetch else downstream,
                         instance=instance,
@@ -277,6 +295,7 @@ def run_main(
                         run_config=_fetch_config(FeedFetchConfig, [simulated], "backfill")
                         if fetch
                         else dg.RunConfig(),
+                        run_ids=run_ids,
                         tags={
                             "dagster/asset_partition_range_start": todo[0],
                             "dagster/asset_partition_range_end": todo[-1],
@@ -284,6 +303,8 @@ def run_main(
                     ),
                 )
             )
+        elif past:
+            stages.append((f"history {past[0]} .. {past[-1]} ({len(past)} h)", None))
         if current not in complete:
             window = hourly_windows(hour, hour + timedelta(hours=1))
             fetched = _fetched(target.app_url, feed_ids, "poll", window)
@@ -292,10 +313,12 @@ def run_main(
                 (
                     f"current hour {current} (poll)",
                     _materialise(
+                        "run_current_hour_job",
                         windowed,
                         windowed if due else downstream,
                         instance=instance,
                         resources=defs.resources,
+                        run_ids=run_ids,
                         partition_key=current,
                         run_config=_fetch_config(FeedFetchConfig, due, "poll")
                         if due
@@ -303,22 +326,30 @@ def run_main(
                     ),
                 )
             )
+        else:
+            stages.append((f"current hour {current} (poll)", None))
         # Resolutions and calibration over everything that is now known.
         stages.append(
             (
                 "resolutions and calibration",
                 _materialise(
+                    "run_resolutions_job",
                     whole,
                     whole,
                     instance=instance,
                     resources=defs.resources,
                     run_config=dg.RunConfig(),
+                    run_ids=run_ids,
                 ),
             )
         )
         stages.extend(
             campaign_loop_demo(
-                target.app_url, instance=instance, resources=defs.resources, assets=assets
+                target.app_url,
+                instance=instance,
+                resources=defs.resources,
+                assets=assets,
+                run_ids=run_ids,
             )
         )
     fired, evaluated = _evaluate_rules(target.app_url, since=run_started - timedelta(hours=1))
@@ -338,6 +369,11 @@ def run_main(
     for name, markets, resolved, scored, brier in summary:
         shown = "-" if brier is None else f"{brier:.4f}"
         print(f"  {name[:56]:<56} {markets:>7} {resolved:>8} {scored:>6} {shown:>8}")
+    print(
+        f"\nrun logs: {len(run_ids)} Dagster runs ({run_ids[0][:8]} .. {run_ids[-1][:8]}) in"
+        f" the instance of {os.environ.get('DAGSTER_HOME') or 'DAGSTER_HOME'}/dagster.yaml:"
+        " `make dev`, then Runs"
+    )
     print(f"\n{'ok' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1
 
@@ -376,17 +412,18 @@ def campaign_summary(
 def print_summary(
     app_url: str,
     feed_ids: list[uuid.UUID],
-    stages: list[tuple[str, bool]],
+    stages: list[tuple[str, bool | None]],
     fired: list[tuple[str, str]],
     evaluated: int,
     *,
     top: int,
 ) -> bool:
     """The summary tables, read back from the database; False if any stage or feed failed."""
-    ok = all(success for _, success in stages)
+    ok = all(success is not False for _, success in stages)
     print(f"\n{'stage':<58} result")
+    shown = {True: "ok", False: "FAILED", None: "skipped: already complete"}
     for label, success in stages:
-        print(f"{label[:58]:<58} {'ok' if success else 'FAILED'}")
+        print(f"{label[:58]:<58} {shown[success]}")
     if not stages:
         print("(nothing to do)")
     with connect(app_url) as conn:

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import dagster as dg
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
@@ -59,8 +60,11 @@ def _row_counts(url: str) -> dict[str, int]:
 
 def _run(capsys, now: datetime) -> str:
     code = run_main(now=now, history_hours=HISTORY_HOURS, simulator_config=SIMULATOR)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0, out
+    # The terminal gets the summary; Dagster's step-by-step log stays in the instance.
+    assert " - DEBUG - " not in out + err and " - INFO - " not in out + err
+    assert re.search(r"run logs: \d+ Dagster runs \(\w{8} \.\. \w{8}\)", out)
     return out
 
 
@@ -175,9 +179,22 @@ def test_main_run_summary_matches_the_database_and_a_second_run_changes_nothing(
     assert calibrated == (scored, Decimal(shown[4]))
     assert 0 < int(shown[7]) <= scored
 
+    # Each run is named for what it does: the UI lists no __ephemeral_asset_job__.
+    with dg.DagsterInstance.get() as instance:
+        jobs = {run.job_name for run in instance.get_runs()}
+    assert jobs == {
+        "run_history_job",
+        "run_current_hour_job",
+        "run_resolutions_job",
+        *(f"run_campaign_week_{week}_job" for week in range(3)),
+    }
+
     counts = _row_counts(run_env)
     again = _run(capsys, now)
     assert _row_counts(run_env) == counts
+    # What it did not redo, it says: the history hours and the current hour are complete.
+    assert re.search(r"\nhistory .* \(9 h\) +skipped: already complete\n", again)
+    assert re.search(r"\ncurrent hour .* \(poll\) +skipped: already complete\n", again)
     assert "0 fired in this run" in again
     with connect(run_env, role=None) as conn:
         twice = conn.execute(
