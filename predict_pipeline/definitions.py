@@ -39,7 +39,6 @@ defs = dg.Definitions(
         *campaigns.CAMPAIGN_ASSETS,
         *retention.RETENTION_ASSETS,
     ],
-    asset_checks=[health.feeds_fresh, health.feeds_complete],
     jobs=[
         feeds.fetch_feeds_job,
         health.feed_health_job,

@@ -1,5 +1,5 @@
-"""Dagster layer of feed health: the source_health_daily asset, the feeds' freshness and
-completeness checks, and the hourly job that runs them (logic in ingestion/health.py)."""
+"""Dagster layer of feed health: the source_health_daily asset with the feeds' freshness and
+completeness checks, and the hourly job that runs it (logic in ingestion/health.py)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +11,7 @@ from predict_pipeline.ingestion.health import (
     COMPLETENESS_DROP,
     FRESHNESS_FACTOR,
     MIN_TRAILING,
+    FeedCompleteness,
     FeedFreshness,
     feed_completeness,
     feed_freshness,
@@ -37,6 +38,27 @@ class SourceHealthConfig(dg.Config):
         "table. Each run recomputes its days and replaces their rows."
     ),
     metadata=table_definition_metadata(HEALTH_TABLE),
+    # Checks of the asset, not of raw_feed_fetches: every backfill run would carry them.
+    check_specs=[
+        dg.AssetCheckSpec(
+            "feeds_fresh",
+            asset="source_health_daily",
+            description=(
+                f"Warns when an enabled polled feed's last successful poll is older than "
+                f"{FRESHNESS_FACTOR:g} expected intervals (its poll interval, or its cron's "
+                "longest gap in the week before)."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            "feeds_complete",
+            asset="source_health_daily",
+            description=(
+                f"Warns when a feed's latest successful poll fetched under "
+                f"{COMPLETENESS_DROP:.0%} of the median of its polls before it (judged after "
+                f"{MIN_TRAILING} polls)."
+            ),
+        ),
+    ],
 )
 def source_health_daily(
     context: dg.AssetExecutionContext, config: SourceHealthConfig, database: PostgresResource
@@ -46,6 +68,10 @@ def source_health_daily(
     first = last - timedelta(days=max(1, config.days) - 1)
     with database.connection() as conn:
         rows = write_daily_health(conn, first, last, now)
+        checks = [
+            feeds_fresh(feed_freshness(conn, now)),
+            feeds_complete(feed_completeness(conn, now)),
+        ]
         platform = conn.execute(
             f"""SELECT source, feeds, runs, error_rate, freshness_score, completeness_score,
                        health_score, status, issues
@@ -66,7 +92,8 @@ def source_health_daily(
             "days": f"{first}..{last}",
             "today": dg.MetadataValue.md(table),
             "unhealthy_sources": [s for s, *_, st, _i in platform if st == "unhealthy"],
-        }
+        },
+        check_results=checks,
     )
     return with_table_metadata(result, database, HEALTH_TABLE)
 
@@ -79,19 +106,10 @@ def _health_line(row: tuple) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-@dg.asset_check(
-    asset="raw_feed_fetches",
-    description=(
-        f"Warns when an enabled polled feed's last successful poll is older than "
-        f"{FRESHNESS_FACTOR:g} expected intervals (its poll interval, or its cron's longest gap)."
-    ),
-)
-def feeds_fresh(database: PostgresResource) -> dg.AssetCheckResult:
-    now = datetime.now(UTC)
-    with database.connection() as conn:
-        feeds = feed_freshness(conn, now)
+def feeds_fresh(feeds: list[FeedFreshness]) -> dg.AssetCheckResult:
     stale = [f for f in feeds if f.stale]
     return dg.AssetCheckResult(
+        check_name="feeds_fresh",
         passed=not stale,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{len(stale)} of {len(feeds)} polled feeds stale",
@@ -102,19 +120,10 @@ def feeds_fresh(database: PostgresResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset="raw_feed_fetches",
-    description=(
-        f"Warns when a feed's latest successful poll fetched under {COMPLETENESS_DROP:.0%} of "
-        f"the median of its polls before it (judged after {MIN_TRAILING} polls)."
-    ),
-)
-def feeds_complete(database: PostgresResource) -> dg.AssetCheckResult:
-    now = datetime.now(UTC)
-    with database.connection() as conn:
-        feeds = feed_completeness(conn, now)
+def feeds_complete(feeds: list[FeedCompleteness]) -> dg.AssetCheckResult:
     dropped = [f for f in feeds if f.dropped]
     return dg.AssetCheckResult(
+        check_name="feeds_complete",
         passed=not dropped,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{len(dropped)} of {len(feeds)} feeds dropped",
@@ -139,9 +148,8 @@ def _stale(feed: FeedFreshness) -> str:
 
 feed_health_job = dg.define_asset_job(
     "feed_health_job",
-    selection=dg.AssetSelection.assets(source_health_daily)
-    | dg.AssetSelection.checks(feeds_fresh, feeds_complete),
-    description="source_health_daily and the feeds' freshness and completeness checks.",
+    selection=dg.AssetSelection.assets(source_health_daily),
+    description="source_health_daily with the feeds' freshness and completeness checks.",
 )
 
 feed_health_schedule = dg.ScheduleDefinition(

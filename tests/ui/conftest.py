@@ -65,6 +65,9 @@ def pipeline(db_url, dagster_instance, tmp_path, monkeypatch) -> Materialised:
         run_config=dg.RunConfig(ops={"raw_feed_fetches": fetch}),
     ).success
     assert dg.materialize(whole, instance=dagster_instance, resources=resources).success
-    loop = campaign_loop_demo(db_url, instance=dagster_instance, resources=resources, assets=assets)
-    assert all(success for _, success in loop), loop
+    run_ids: list[str] = []
+    loop = campaign_loop_demo(
+        db_url, instance=dagster_instance, resources=resources, assets=assets, run_ids=run_ids
+    )
+    assert all(success for _, success in loop) and len(run_ids) == 3, loop
     return Materialised(db_url, dagster_instance, partition, resources)
