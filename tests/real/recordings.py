@@ -134,9 +134,7 @@ def metaculus_api2_questions() -> Recording:
     """Eleven api2 question details, read as one `/api2/questions/` page: the listing carried
     the same question objects (`results`), so the page is the details side by side."""
     folder = REAL / "metaculus" / "api2_questions_tetra"
-    questions = [
-        json.loads(_read(folder / f"{name}.json.gz")) for name in METACULUS_API2_QUESTIONS
-    ]
+    questions = [json.loads(_read(folder / f"{name}.json.gz")) for name in METACULUS_API2_QUESTIONS]
     return Recording(
         "metaculus",
         "GET /api2/questions/{id}/, 11 question details of November 2021",
