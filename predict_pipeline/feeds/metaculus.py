@@ -482,18 +482,24 @@ def _from_api2(item: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     """An item of the earlier API (`/api2/questions/`) in the posts API's shape: the item is
     its own post and question, `possibilities.type` its type, `active_state` its status,
     `resolution` a number (1 yes, 0 no, -1 ambiguous, -2 annulled) and
-    `community_prediction.full.q2` its community median."""
+    `community_prediction.full.q2` its community median. A question detail
+    (`/api2/questions/{id}/`) has no `active_state`: a resolution makes it resolved."""
     possibilities = item.get("possibilities")
     kind = possibilities.get("type") if isinstance(possibilities, dict) else None
     community = item.get("community_prediction")
     full = community.get("full") if isinstance(community, dict) else None
     median = full.get("q2") if isinstance(full, dict) else None
     state = item.get("active_state")
+    resolution = item.get("resolution")
+    if not isinstance(state, str) and resolution is not None:
+        # A question detail carries no active_state (its `status` is moderation: "A"
+        # approved): a resolution is what says it is resolved.
+        state = "resolved"
     question = {
         "id": item.get("id"),
         "type": kind if kind == "binary" else f"api2 {kind}",
         "title": item.get("title"),
-        "resolution": item.get("resolution"),
+        "resolution": resolution,
         "status": state.lower() if isinstance(state, str) else None,
         "actual_close_time": item.get("close_time"),
         "actual_resolve_time": item.get("resolve_time"),

@@ -3,8 +3,9 @@
 (1, 0, -1, -2) with `active_state`.
 
 The posts-API cases are the recorded post 578 (fixtures/payloads/SOURCES.md), open when it was
-recorded, with `status` and `resolution` set to each documented value. No api2 response was
-found recorded with provenance: the api2 item is built from the documented field names.
+recorded, with `status` and `resolution` set to each documented value. The api2 listing item
+is built from the documented field names; the api2 question details are real recordings
+(tests/fixtures/real/SOURCES.md, TetraspaceW/metaculus-tetra).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from predict_pipeline.feeds import metaculus
+from tests.real.recordings import metaculus_api2_questions
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
 FETCHED_AT = datetime(2025, 8, 25, 19, 22, tzinfo=UTC)
@@ -84,3 +86,26 @@ def test_an_api2_question_reads_its_numeric_resolution(number, outcome):
     assert record.market.status == status
     if number is not None:
         assert record.market.resolution_time == datetime(2021, 1, 2, tzinfo=UTC)
+
+
+def test_real_api2_question_details_read_resolved_without_active_state():
+    """The recorded details carry no `active_state` (their `status` "A" is moderation):
+    7386 resolved 1.0 and 455 resolved -1.0 are resolved, 1493 (no resolution) stays
+    unknown, and the continuous, discussion and hidden-CP questions give no record."""
+    recording = metaculus_api2_questions()
+    assert {item["status"] for item in recording.items} == {"A"}
+    assert not any("active_state" in item for item in recording.items)
+    page = metaculus.ADAPTER.parse(recording.payload, fetched_at=recording.fetched_at)
+    read = {
+        r.source_event_id: (r.value, r.market.status, r.market.resolution) for r in page.records
+    }
+    assert read == {
+        "7386": (0.99, "resolved", "YES"),
+        "455": (0.05, "resolved", "AMBIGUOUS"),
+        "1493": (0.2, "unknown", None),
+    }
+    assert page.rejects == []
+    skipped = {s.item: s.reason for s in page.skipped}
+    assert skipped["8541"] == "community prediction not visible (latest null)"
+    assert skipped["956"] == "question type 'api2 discussion' has no probability"
+    assert sum("api2 continuous" in reason for reason in skipped.values()) == 6

@@ -113,6 +113,38 @@ def predictit_snapshot() -> Recording:
     )
 
 
+# The question-detail bodies (GET /api2/questions/{id}/) TetraspaceW/metaculus-tetra recorded
+# for its tests, in this order; each is vendored whole (gzip only).
+METACULUS_API2_QUESTIONS = (
+    "resolved_probability_example",
+    "ambiguously_resolved_example",
+    "probability_example",
+    "tournament_example",
+    "resolved_range_example",
+    "ambiguously_resolved_range_example",
+    "range_example",
+    "logarithmic_range_example",
+    "date_range_example",
+    "logarithmic_date_range_example",
+    "discussion_example",
+)
+
+
+def metaculus_api2_questions() -> Recording:
+    """Eleven api2 question details, read as one `/api2/questions/` page: the listing carried
+    the same question objects (`results`), so the page is the details side by side."""
+    folder = REAL / "metaculus" / "api2_questions_tetra"
+    questions = [json.loads(_read(folder / f"{name}.json.gz")) for name in METACULUS_API2_QUESTIONS]
+    return Recording(
+        "metaculus",
+        "GET /api2/questions/{id}/, 11 question details of November 2021",
+        "TetraspaceW/metaculus-tetra@3dceaeb823e10145f8bf1a612a8bd3bd0f4232f8:tests/*.json",
+        {"results": questions, "next": None},
+        datetime(2021, 11, 20, 23, 0, tzinfo=UTC),
+        questions,
+    )
+
+
 def every_recording() -> list[Recording]:
     return [
         manifold_listing(),
@@ -121,6 +153,7 @@ def every_recording() -> list[Recording]:
         polymarket_open_listing(),
         kalshi_finalized(),
         predictit_snapshot(),
+        metaculus_api2_questions(),
     ]
 
 
@@ -131,6 +164,9 @@ def every_recording() -> list[Recording]:
 _MANIFOLD = {"YES": "YES", "NO": "NO", "MKT": "AMBIGUOUS", "CANCEL": "CANCELLED"}
 # docs.kalshi.com Market.result: yes, no, scalar (a fraction of the payout), void; "" open.
 _KALSHI = {"yes": "YES", "no": "NO", "scalar": "AMBIGUOUS", "void": "CANCELLED"}
+# api2 (the Metaculus/metaculus-era API): a binary question's resolution 1 yes, 0 no,
+# -1 ambiguous, -2 annulled; a continuous one's is the resolved value (scaled) or -1 / -2.
+_METACULUS_API2 = {1.0: "YES", 0.0: "NO", -1.0: "AMBIGUOUS", -2.0: "CANCELLED"}
 
 
 @dataclass
@@ -163,6 +199,19 @@ def platform_outcomes(recording: Recording) -> PlatformView:
     elif recording.platform == "kalshi":
         for market in recording.items:
             view.outcomes[market["ticker"]] = _KALSHI.get(market.get("result") or "")
+    elif recording.platform == "metaculus":
+        for question in recording.items:
+            kind = question["possibilities"]["type"]
+            resolution = question.get("resolution")
+            if kind == "binary" or resolution is None:
+                view.outcomes[str(question["id"])] = (
+                    None if resolution is None else _METACULUS_API2[float(resolution)]
+                )
+            else:
+                view.untold[str(question["id"])] = (
+                    f"{kind} question resolved to {resolution}: a distribution, from which the"
+                    " pipeline reads no probability and so no market"
+                )
     elif recording.platform == "predictit":
         # The public marketdata API publishes no outcome: a settled market leaves the snapshot.
         for market in recording.items:

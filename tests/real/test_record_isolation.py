@@ -64,7 +64,7 @@ def _listing(recording: recordings.Recording) -> Page:
     if isinstance(payload, list):
         rebuild: Callable[[list[Any]], Any] = list
     else:
-        key = "markets"
+        key = "results" if recording.platform == "metaculus" else "markets"
         rebuild = lambda items: {**payload, key: items}  # noqa: E731
     request = (
         PageRequest("markets", "https://recorded.invalid", context=recording.request_context)
@@ -111,6 +111,7 @@ PAGES: dict[str, Callable[[], Page]] = {
     "kalshi-events": lambda: _wrapped("kalshi", "kalshi_events.json", "events", "next_requests"),
     "metaculus-posts": lambda: _wrapped("metaculus", "metaculus_posts_list.json", "results"),
     "predictit-229": lambda: _listing(recordings.predictit_snapshot()),
+    "metaculus-api2-11": lambda: _listing(recordings.metaculus_api2_questions()),
 }
 
 

@@ -27,6 +27,7 @@ from tests.real.recordings import (
     Recording,
     kalshi_finalized,
     manifold_listing,
+    metaculus_api2_questions,
     platform_outcomes,
     polymarket_btc_5m,
     polymarket_open_listing,
@@ -114,6 +115,7 @@ CASES = {
     "polymarket-open-listing": polymarket_open_listing,
     "kalshi-finalized": kalshi_finalized,
     "predictit": predictit_snapshot,
+    "metaculus-api2-questions": metaculus_api2_questions,
 }
 
 
@@ -144,6 +146,7 @@ EXPECTED_RESOLVED = {
     "polymarket-open-listing": (0, 0, 0),
     "kalshi-finalized": (13, 0, 0),
     "predictit": (0, 0, 0),
+    "metaculus-api2-questions": (2, 1, 0),
 }
 
 
