@@ -176,7 +176,7 @@ _DAYS_PER_RUN = {"event_history_job": 92, "late_snapshots_job": 14}
 def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
     """(job, first partition, last partition) of the runs that snapshot these UTC days:
     days before the hourly axis as event_history ranges, later days as their hours of
-    event_snapshots; consecutive days share a run, up to a run's size."""
+    event_snapshots; days within a run's size of the run's first day share it."""
     runs: list[tuple[str, str, str]] = []
     first_hour = hourly_start().date()
     span: list[date] = []
@@ -194,10 +194,11 @@ def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
 
     for day in sorted({date.fromisoformat(d) for d in days if d >= f"{axis_start():%Y-%m-%d}"}):
         job = "event_history_job" if day < first_hour else "late_snapshots_job"
+        # Days within one run's size share it, gaps included (an empty day costs little): a
+        # year of scattered days is a few runs, not one per stretch of consecutive days.
         if span and (
-            day != span[-1] + timedelta(days=1)
-            or (span[0] < first_hour) != (day < first_hour)
-            or len(span) >= _DAYS_PER_RUN[job]
+            (span[0] < first_hour) != (day < first_hour)
+            or (day - span[0]).days >= _DAYS_PER_RUN[job]
         ):
             flush()
         span.append(day)
@@ -213,8 +214,8 @@ def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
         "Snapshots history that arrived late: reads the days before their window that "
         "validated_signals wrote rows for (an upload or a backfill of old data, "
         "late_history_days in its materialisations) and launches event_history for days "
-        "before the hourly axis and event_snapshots for later days' hours, consecutive days "
-        "in one run."
+        "before the hourly axis and event_snapshots for later days' hours; days within a "
+        "run's size (92 days of history, 14 of hours) share one run, gaps included."
     ),
 )
 def late_history_sensor(context: dg.SensorEvaluationContext):

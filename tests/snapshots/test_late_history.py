@@ -20,13 +20,20 @@ def _validated(instance: dg.DagsterInstance, partition: str, days: list[str]) ->
     )
 
 
-def test_consecutive_days_share_a_run_on_their_own_axis():
+def test_days_within_a_runs_size_share_a_run_on_their_own_axis():
     days = ["2016-11-07", "2016-11-06", "2016-11-09", "2023-12-31", "2024-01-01", "2024-01-02"]
     assert late_history_runs(days) == [
-        ("event_history_job", "2016-11-06", "2016-11-07"),
-        ("event_history_job", "2016-11-09", "2016-11-09"),
+        ("event_history_job", "2016-11-06", "2016-11-09"),  # the gap day runs too, empty
         ("event_history_job", "2023-12-31", "2023-12-31"),
         ("late_snapshots_job", "2024-01-01-00:00", "2024-01-02-23:00"),
+    ]
+    # Scattered days (a year of recorded markets) are a run per 92 days, not per stretch.
+    scattered = [f"{date(2022, 1, 1) + timedelta(days=n):%Y-%m-%d}" for n in range(0, 365, 3)]
+    assert late_history_runs(scattered) == [
+        ("event_history_job", "2022-01-01", "2022-04-01"),  # day 90: the last within 92
+        ("event_history_job", "2022-04-04", "2022-07-03"),
+        ("event_history_job", "2022-07-06", "2022-10-04"),
+        ("event_history_job", "2022-10-07", "2022-12-30"),
     ]
     # Before the time axis there is no partition to run; a quarter of days is one run.
     assert late_history_runs(["2013-12-31"]) == []
