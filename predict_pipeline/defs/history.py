@@ -160,7 +160,15 @@ def refresh_feed_history(
     limiters = RateLimiters(enabled=http_mode == "live")
     zone = landing.zone()
     failed: list[str] = []
-    totals = {"windows": 0, "pages": 0, "records": 0, "written": 0, "rejected": 0, "snapshots": 0}
+    totals = {
+        "windows": 0,
+        "skipped": 0,
+        "pages": 0,
+        "records": 0,
+        "written": 0,
+        "rejected": 0,
+        "snapshots": 0,
+    }
     with database.connection(autocommit=True) as conn, http.client() as client:
         try:
             feed, start, end = check_request(
@@ -183,12 +191,19 @@ def refresh_feed_history(
                 rate_limiters=limiters,
                 disable_after_failures=Settings.from_env().disable_after_failures,
             )
-            if not reports:  # the feed was disabled meanwhile: too many failures in a row
+            if not reports:  # disabled or paused meanwhile, or its source no longer active
                 raise dg.Failure(
-                    f"feed {feed.name!r} was disabled after failed fetches; "
+                    f"feed {feed.name!r} can no longer be fetched (disabled, paused, or its "
+                    f"source not active: predict-pipeline feeds list says which); "
                     f"windows that failed: {failed}"
                 )
             fetched = reports[0]
+            if fetched.status == "SKIPPED":  # e.g. replay without a recording: not a failure
+                totals["skipped"] += 1
+                context.log.info(
+                    f"{fetched.feed_name}, {window.start:%Y-%m-%d %H:%M}: skipped: {fetched.error}"
+                )
+                continue
             signals = validate_window(conn, zone, window, now=datetime.now(UTC), feed_ids=[feed_id])
             key = HOURLY.get_partition_key_for_timestamp(window.start.timestamp())
             errors = [fetched.error] if not fetched.ok else []

@@ -221,3 +221,21 @@ def test_cli_backfill_runs_the_job_on_the_instance_and_reports(conn, db_url, rep
     )
     assert refused.returncode == 2
     assert "no complete hour between 2026-01-01 00:00 and 2025-01-01 00:00" in refused.stderr
+
+
+def test_refresh_skips_windows_without_recorded_history_in_replay(
+    conn, resources, dagster_instance
+):
+    """Replay without a recording is SKIPPED, not failed: the job succeeds and says so."""
+    feed = make_feed(conn, "metaculus", {"post_ids": [999]}, credentials={"token": "t"})
+    start = HISTORY_START.replace(minute=0)
+    end = start + timedelta(hours=3)
+    result = _run(resources, dagster_instance, feed, start.isoformat(), end.isoformat())
+    assert result.success
+    totals = result.output_for_node("refresh_feed_history")
+    assert (totals["skipped"], totals["windows"], totals["written"]) == (3, 0, 0)
+    runs = conn.execute(
+        "SELECT status, count(*) FROM prediction_feed_runs WHERE feed_id = %s GROUP BY 1",
+        (feed,),
+    ).fetchall()
+    assert runs == [("SKIPPED", 3)]
