@@ -1,5 +1,6 @@
 """Dagster layer of stage 3: event_snapshots (snapshots, event state, explanations)."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -171,6 +172,9 @@ late_snapshots_job = dg.define_asset_job(
 )
 # Days per run: event_history's backfill policy; hours per run: event_snapshots' (two weeks).
 _DAYS_PER_RUN = {"event_history_job": 92, "late_snapshots_job": 14}
+# As many as the run queue runs at once (dagster.yaml): a long upload drains over ticks
+# instead of filling the queue ahead of everyone's runs.
+MAX_LATE_RUNS_PER_TICK = 4
 
 
 def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
@@ -215,25 +219,35 @@ def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
         "validated_signals wrote rows for (an upload or a backfill of old data, "
         "late_history_days in its materialisations) and launches event_history for days "
         "before the hourly axis and event_snapshots for later days' hours; days within a "
-        "run's size (92 days of history, 14 of hours) share one run, gaps included."
+        "run's size (92 days of history, 14 of hours) share one run, gaps included; at most "
+        "four runs a tick, the rest on the next ticks."
     ),
 )
 def late_history_sensor(context: dg.SensorEvaluationContext):
-    after = int(context.cursor or 0)
+    # The cursor: the last materialisation read, and the days whose runs wait for a later tick.
+    state = json.loads(context.cursor) if context.cursor else {"after": 0, "pending": []}
+    if isinstance(state, int):  # a cursor written before days could wait
+        state = {"after": state, "pending": []}
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("validated_signals"), after_storage_id=after),
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("validated_signals"), after_storage_id=state["after"]
+        ),
         limit=500,
         ascending=True,
     ).records
-    if not records:
-        return dg.SkipReason("no validated_signals materialisation since the last tick")
-    days: set[str] = set()
+    days: set[str] = set(state["pending"])
     for record in records:
         materialization = record.asset_materialization
         value = materialization.metadata.get(LATE_HISTORY_DAYS) if materialization else None
         if value is not None:
             days.update(value.value)  # type: ignore[arg-type]
-    last = max(r.storage_id for r in records)
+    if not days:
+        return dg.SkipReason(
+            "no validated_signals materialisation with late days since the last tick"
+        )
+    last = max((r.storage_id for r in records), default=state["after"])
+    runs = late_history_runs(sorted(days))
+    launched, waiting = runs[:MAX_LATE_RUNS_PER_TICK], runs[MAX_LATE_RUNS_PER_TICK:]
     requests = [
         dg.RunRequest(
             run_key=f"{job}:{first}:{end}:{last}",
@@ -243,6 +257,16 @@ def late_history_sensor(context: dg.SensorEvaluationContext):
                 "dagster/asset_partition_range_end": end,
             },
         )
-        for job, first, end in late_history_runs(sorted(days))
+        for job, first, end in launched
     ]
-    return dg.SensorResult(run_requests=requests, cursor=str(last))
+    pending = sorted(d for d in days if any(_covers(run, d) for run in waiting))
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps({"after": last, "pending": pending}),
+    )
+
+
+def _covers(run: tuple[str, str, str], day: str) -> bool:
+    """Whether a late-history run's partition range holds this UTC day."""
+    _job, first, end = run
+    return first[:10] <= day <= end[:10]

@@ -64,3 +64,30 @@ def test_sensor_requests_runs_for_the_late_days_once(dagster_instance):
         dg.build_sensor_context(instance=dagster_instance, cursor=result.cursor)
     )
     assert isinstance(again, dg.SkipReason)
+
+
+def test_a_long_upload_drains_over_ticks_without_filling_the_queue(dagster_instance):
+    """Two years of late days are eight runs: four a tick, the rest on the next tick."""
+    years = [f"{date(2016, 1, 1) + timedelta(days=n):%Y-%m-%d}" for n in range(731)]
+    _validated(dagster_instance, "2026-11-23-09:00", years)
+    expected = late_history_runs(years)
+    assert len(expected) == 8  # 731 days at 92 a run
+    cursor, launched, ticks = None, [], []
+    while True:
+        result = late_history_sensor(
+            dg.build_sensor_context(instance=dagster_instance, cursor=cursor)
+        )
+        if isinstance(result, dg.SkipReason):
+            break
+        ticks.append(len(result.run_requests))
+        launched += [
+            (
+                r.job_name,
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in result.run_requests
+        ]
+        cursor = result.cursor
+    assert ticks == [4, 4]
+    assert launched == expected  # every run once, in order
