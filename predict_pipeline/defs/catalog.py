@@ -7,7 +7,8 @@ in code that could drift from the migrations) shows the schema; `dagster/row_cou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -162,27 +163,91 @@ def with_table_metadata(
     )
 
 
-def on_last_partition(
-    context: dg.AssetExecutionContext, result: dg.MaterializeResult
-) -> dg.MaterializeResult:
-    """In a run of several partitions, the run's metadata recorded once, on its last partition.
+@dataclass(frozen=True, slots=True)
+class PartitionedTable:
+    """Where a partitioned asset's rows sit in its table: the column that places a row in a
+    partition, and whether rows are stamped at their interval's end (snapshots and trust
+    scores are: an hour's row is at the hour's end, so a partition holds (start, end]).
+    Without a time column (feed runs belong to fetch windows, not to a moment) the caller's
+    counts give each partition's `dagster/row_count`."""
 
-    Dagster copies a result's metadata into every partition's materialization: for a
-    two-week backfill run, 336 copies of the column schema, the previews and the run's totals
-    (each claiming to be that hour's). The other partitions name the run's range instead.
+    table: str
+    time_column: str | None
+    stamped_at_end: bool = False
+
+
+def partition_row_counts(
+    conn: psycopg.Connection, spec: PartitionedTable, windows: Sequence[dg.TimeWindow]
+) -> list[int]:
+    """Rows of the table in each partition window, in one statement for the whole run."""
+    assert spec.time_column is not None, f"{spec.table} has no time column to count by"
+    column = sql.Identifier(spec.time_column)
+    lower, upper = (">", "<=") if spec.stamped_at_end else (">=", "<")
+    query = sql.SQL(
+        """SELECT count(t.{column}) FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[])
+             WITH ORDINALITY AS w(starts, ends, n)
+           LEFT JOIN {schema}.{table} t
+             ON t.{column} {lower} w.starts AND t.{column} {upper} w.ends
+           GROUP BY w.n ORDER BY w.n"""
+    ).format(
+        column=column,
+        schema=sql.Identifier(SCHEMA),
+        table=sql.Identifier(spec.table),
+        lower=sql.SQL(lower),
+        upper=sql.SQL(upper),
+    )
+    rows = conn.execute(
+        query, {"starts": [w.start for w in windows], "ends": [w.end for w in windows]}
+    ).fetchall()
+    return [count for (count,) in rows]
+
+
+def partitioned_result(
+    context: dg.AssetExecutionContext,
+    result: dg.MaterializeResult,
+    database: PostgresResource,
+    spec: PartitionedTable,
+    counts: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dg.MaterializeResult:
+    """A partitioned asset's result: each partition its own small counts and
+    `dagster/row_count` (the rows of the table in that partition), the run's heavy metadata
+    (table schema, previews, the run's totals, `table_rows`) once, on its last partition.
+
+    Dagster copies a result's metadata into every partition's materialization: for a two-week
+    backfill run, 336 copies of the column schema and of totals each claiming to be that hour's.
     """
     keys = context.partition_keys
-    if len(keys) <= 1:
-        return result
-    context.add_asset_metadata(dict(result.metadata or {}), partition_key=keys[-1])
-    return dg.MaterializeResult(
-        asset_key=result.asset_key,
-        metadata={
+    partitions = context.assets_def.partitions_def
+    assert partitions is not None, "partitioned_result is for partitioned assets"
+    windows = [partitions.time_window_for_partition_key(key) for key in keys]  # type: ignore[attr-defined]
+    with database.connection(autocommit=True) as conn:
+        catalog = table_metadata(conn, spec.table)
+        placed = spec.time_column is not None
+        rows = partition_row_counts(conn, spec, windows) if placed else [None] * len(keys)
+    catalog["table_rows"] = catalog.pop("dagster/row_count")
+    own = {
+        key: {
+            **(counts or {}).get(key, {}),
+            **({"dagster/row_count": count} if count is not None else {}),
+        }
+        for key, count in zip(keys, rows, strict=True)
+    }
+    heavy = {**(result.metadata or {}), **catalog}
+    if len(keys) == 1:
+        metadata: Mapping[str, Any] = {**heavy, **own[keys[0]]}
+    else:
+        for key in keys[:-1]:
+            context.add_asset_metadata(own[key], partition_key=key)
+        context.add_asset_metadata({**heavy, **own[keys[-1]]}, partition_key=keys[-1])
+        metadata = {
             "run_partitions": dg.MetadataValue.text(
                 f"{keys[0]} to {keys[-1]} ({len(keys)} partitions, one run);"
                 f" the run's metadata is on {keys[-1]}"
             )
-        },
+        }
+    return dg.MaterializeResult(
+        asset_key=result.asset_key,
+        metadata=metadata,
         check_results=result.check_results,
         data_version=result.data_version,
         tags=result.tags,

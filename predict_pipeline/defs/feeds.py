@@ -3,15 +3,16 @@
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
 from predict_pipeline.config import Settings
 from predict_pipeline.defs.catalog import (
-    on_last_partition,
+    PartitionedTable,
+    partitioned_result,
     preview_table,
     table_definition_metadata,
-    with_table_metadata,
 )
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import (
@@ -20,6 +21,7 @@ from predict_pipeline.defs.resources import (
     PostgresResource,
     SecretsResource,
 )
+from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.ingestion.runner import (
     HELD,
     FeedFetchReport,
@@ -103,10 +105,11 @@ def raw_feed_fetches(
     http_mode = http.settings()[0]
     limiters = RateLimiters(enabled=http_mode == "live")  # a replay does not spend quota
     reports: list[FeedFetchReport] = []
+    by_window: list[tuple[FetchWindow, list[FeedFetchReport]]] = []
     with database.connection(autocommit=True) as conn, http.client() as client:
         zone = landing.zone()
         for window in windows:
-            reports += fetch_window(
+            fetched = fetch_window(
                 conn,
                 client,
                 zone,
@@ -118,6 +121,8 @@ def raw_feed_fetches(
                 disable_after_failures=Settings.from_env().disable_after_failures,
                 probe=config.probe,
             )
+            by_window.append((window, fetched))
+            reports += fetched
     for report in reports:
         log = context.log.info if report.ok else context.log.warning
         log(
@@ -160,7 +165,40 @@ def raw_feed_fetches(
             )
         ],
     )
-    return on_last_partition(context, with_table_metadata(result, database, FEED_RUNS_TABLE))
+    return partitioned_result(
+        context,
+        result,
+        database,
+        PartitionedTable(FEED_RUNS_TABLE, time_column=None),
+        _partition_counts(context, by_window),
+    )
+
+
+def _partition_counts(
+    context: dg.AssetExecutionContext, by_window: list[tuple[FetchWindow, list[FeedFetchReport]]]
+) -> dict[str, dict[str, Any]]:
+    """Each partition's feed runs: those of the fetch windows that cover its hour (a day-long
+    history window covers 24 partitions, and says so)."""
+    counts: dict[str, dict[str, Any]] = {}
+    for key in context.partition_keys:
+        hour = HOURLY.time_window_for_partition_key(key)
+        covering = [
+            (window, got)
+            for window, got in by_window
+            if window.start <= hour.start and hour.end <= window.end
+        ]
+        got = [report for _, report_list in covering for report in report_list]
+        counts[key] = {
+            "dagster/row_count": len(got),
+            "partition_feed_runs": len(got),
+            "partition_records": sum(r.records for r in got),
+            "partition_failed": sum(r.status != "SUCCESS" and not r.held for r in got),
+            # ISO 8601 intervals: a day-long history window shows as such in each of its hours.
+            "partition_fetch_windows": dg.MetadataValue.text(
+                ", ".join(f"{w.start:%Y-%m-%dT%H:%M}/{w.end:%Y-%m-%dT%H:%M}" for w, _ in covering)
+            ),
+        }
+    return counts
 
 
 def _runs_table(reports: list[FeedFetchReport]) -> dg.TableMetadataValue:

@@ -1,15 +1,16 @@
 """Dagster layer of stage 2: validated_signals and its checks."""
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from psycopg.rows import dict_row
 
 from predict_pipeline.defs.catalog import (
-    on_last_partition,
+    PartitionedTable,
+    partitioned_result,
     preview_table,
     table_definition_metadata,
-    with_table_metadata,
 )
 from predict_pipeline.defs.feeds import raw_feed_fetches
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
@@ -165,7 +166,33 @@ def validated_signals(
             ),
         ],
     )
-    return on_last_partition(context, with_table_metadata(result, database, SIGNALS_TABLE))
+    return partitioned_result(
+        context,
+        result,
+        database,
+        PartitionedTable(SIGNALS_TABLE, "fetched_at"),
+        _partition_counts(context, reports),
+    )
+
+
+def _partition_counts(
+    context: dg.AssetExecutionContext, reports: list[FeedValidationReport]
+) -> dict[str, dict[str, int]]:
+    """Each partition's records, rejected and written, by the records' own hour (a record
+    whose time could not be read is counted in the run's totals only)."""
+    hourly: Counter[tuple[str, datetime]] = Counter()
+    for report in reports:
+        hourly.update(report.hourly)
+    counts = {}
+    for key in context.partition_keys:
+        hour = HOURLY.time_window_for_partition_key(key).start
+        valid, rejected = hourly[("valid", hour)], hourly[("rejected", hour)]
+        counts[key] = {
+            "partition_records": valid + rejected,
+            "partition_rejected": rejected,
+            "partition_written": hourly[("written", hour)],
+        }
+    return counts
 
 
 LATE_HISTORY_DAYS = "late_history_days"

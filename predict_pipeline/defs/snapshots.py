@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from predict_pipeline.defs.catalog import (
-    on_last_partition,
+    PartitionedTable,
+    partitioned_result,
     preview_table,
     table_definition_metadata,
-    with_table_metadata,
 )
 from predict_pipeline.defs.partitions import (
     BACKFILL_POLICY,
@@ -26,6 +26,8 @@ from predict_pipeline.snapshots.explain import MoveThresholds, explain_moves
 from predict_pipeline.usage import refresh_usage
 
 SNAPSHOTS_TABLE = "prediction_snapshots"
+# Rows are stamped at their interval's end: an hour partition holds (start, end].
+SNAPSHOTS_ROWS = PartitionedTable(SNAPSHOTS_TABLE, "snapshot_at", stamped_at_end=True)
 
 
 class SnapshotConfig(dg.Config):
@@ -107,7 +109,7 @@ def event_snapshots(
             ),
         }
     )
-    return on_last_partition(context, with_table_metadata(result, database, SNAPSHOTS_TABLE))
+    return partitioned_result(context, result, database, SNAPSHOTS_ROWS)
 
 
 @dg.asset(
@@ -157,7 +159,7 @@ def event_history(
             "carried_forward": carried,
         }
     )
-    return on_last_partition(context, with_table_metadata(result, database, SNAPSHOTS_TABLE))
+    return partitioned_result(context, result, database, SNAPSHOTS_ROWS)
 
 
 event_history_job = dg.define_asset_job(

@@ -5,10 +5,10 @@ from datetime import timedelta
 import dagster as dg
 
 from predict_pipeline.defs.catalog import (
-    on_last_partition,
+    PartitionedTable,
+    partitioned_result,
     preview_table,
     table_definition_metadata,
-    with_table_metadata,
 )
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import PostgresResource
@@ -17,6 +17,8 @@ from predict_pipeline.trust import TrustConfig, compute_trust
 from predict_pipeline.trust.store import load_inputs, save_trust
 
 TRUST_TABLE = "prediction_trust_scores"
+# Rows are stamped at their interval's end: an hour partition holds (start, end].
+TRUST_ROWS = PartitionedTable(TRUST_TABLE, "computed_at", stamped_at_end=True)
 
 
 class TrustAssetConfig(dg.Config):
@@ -137,4 +139,4 @@ def trust_scores(
             ),
         ],
     )
-    return on_last_partition(context, with_table_metadata(result, database, TRUST_TABLE))
+    return partitioned_result(context, result, database, TRUST_ROWS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -72,6 +73,8 @@ class FeedValidationReport:
     error: str | None = None
     # UTC days (ISO) of the rows written or replaced: where history landed, for snapshots.
     observed_days: set[str] = field(default_factory=set)
+    # (count, UTC hour) -> records of that hour by their own time: each partition's counts.
+    hourly: Counter[tuple[str, datetime]] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -327,6 +330,7 @@ def ingest_batches(
             tally.add(matched["feed_run_id"], "matched")
             tally.add(unmatched["feed_run_id"], "unmatched")
             report.valid += len(valid)
+            _count_hours(report.hourly, "valid", valid["fetched_at"])
             report.deduplicated += int((duplicate | replaces).sum())
             report.matched += len(matched)
             report.unmatched += len(unmatched)
@@ -352,6 +356,7 @@ def ingest_batches(
         rows = block[written.to_numpy()]
         report.written += len(rows)
         report.observed_days.update(_days(rows))
+        _count_hours(report.hourly, "written", rows["fetched_at"])
         tally.add(rows["feed_run_id"], "written")
         pairs = rows[["feed_run_id", "event_id"]].drop_duplicates()  # a pair per run and event
         all_events.update(pairs["event_id"])
@@ -368,6 +373,7 @@ def ingest_batches(
         ignore_index=True,
     )
     report.rejected = len(rejected)
+    _count_hours(report.hourly, "rejected", rejected["fetched_at"])
     report.rejected_reasons = _reason_counts(rejected)
     _account(conn, feed, tally, events_by_run, rejected, report, now)
     lap("queue_and_account")
@@ -454,6 +460,13 @@ def _chunks(batches: list[RecordBatch], size: int) -> Iterator[list[RecordBatch]
                 chunk, count = [], 0
     if chunk:
         yield chunk
+
+
+def _count_hours(hourly: Counter[tuple[str, datetime]], count: str, times: pd.Series) -> None:
+    """Adds the rows to their UTC hours; a time validation could not read places no row."""
+    hours = pd.to_datetime(times, utc=True, errors="coerce").dropna().dt.floor("h")
+    for hour, rows in hours.value_counts().items():
+        hourly[(count, hour.to_pydatetime())] += int(rows)
 
 
 def _days(rows: pd.DataFrame) -> set[str]:

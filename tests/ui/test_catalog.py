@@ -13,8 +13,22 @@ from psycopg import sql
 
 from predict_pipeline.db.connection import connect
 from predict_pipeline.definitions import defs
-from predict_pipeline.defs.catalog import column_schema, on_last_partition, read_column_schema
+from predict_pipeline.defs.catalog import (
+    PartitionedTable,
+    column_schema,
+    partition_row_counts,
+    partitioned_result,
+    read_column_schema,
+)
+from predict_pipeline.defs.feeds import FeedFetchConfig
 from predict_pipeline.defs.partitions import HOURLY
+from predict_pipeline.defs.resources import (
+    HttpClientResource,
+    LandingZoneResource,
+    PostgresResource,
+    SecretsResource,
+)
+from tests.scaleout.history_server import HistoryServer, seed_history_feed
 
 TABLES = {
     "raw_feed_fetches": "prediction_feed_runs",
@@ -61,7 +75,22 @@ def test_every_asset_declares_the_table_it_writes_before_it_runs():
     assert declared == {asset: f"public.{table}" for asset, table in TABLES.items()}
 
 
+# How a partition's rows are found in its table, by a route of this test's own.
+PARTITION_ROWS = {
+    "validated_signals": "fetched_at >= %(start)s AND fetched_at < %(end)s",
+    "event_snapshots": "snapshot_at > %(start)s AND snapshot_at <= %(end)s",
+    "trust_scores": "computed_at > %(start)s AND computed_at <= %(end)s",
+}
+
+
+def _rows_in(conn, asset: str, hour: dict) -> int:
+    query = sql.SQL("SELECT count(*) FROM public.{} WHERE ").format(sql.Identifier(TABLES[asset]))
+    return conn.execute(query + sql.SQL(PARTITION_ROWS[asset]), hour).fetchone()[0]
+
+
 def test_materialisations_carry_the_live_schema_and_row_count(pipeline):
+    window = HOURLY.time_window_for_partition_key(pipeline.partition)
+    hour = {"start": window.start, "end": window.end}
     with connect(pipeline.db_url, role=None, autocommit=True) as conn:
         for asset, table in TABLES.items():
             if asset == "event_history":
@@ -73,9 +102,21 @@ def test_materialisations_carry_the_live_schema_and_row_count(pipeline):
             assert shown == _live_columns(conn, table), asset
             count = sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(table))
             rows = conn.execute(count).fetchone()[0]
-            assert metadata["dagster/row_count"].value == rows, asset
             assert rows > 0, f"the demo wrote nothing into {table}"
+            if asset == "raw_feed_fetches":
+                # Feed runs belong to fetch windows: the partition's rows are its polls' runs.
+                row_count = metadata["dagster/row_count"].value
+                assert row_count == metadata["partition_feed_runs"].value == rows
+                assert metadata["table_rows"].value == rows
+            elif asset in PARTITION_ROWS:
+                # Partitioned: the partition's rows; the table's size is `table_rows`.
+                in_hour = _rows_in(conn, asset, hour)
+                assert metadata["dagster/row_count"].value == in_hour > 0, asset
+                assert metadata["table_rows"].value == rows, asset
+            else:
+                assert metadata["dagster/row_count"].value == rows, asset
         signals = _materialisation(pipeline.instance, "validated_signals")
+        assert signals["partition_written"].value == signals["dagster/row_count"].value
         columns = {c.name: c for c in signals["dagster/column_schema"].schema.columns}
         # Partitioned by month, the key is (id, fetched_at): neither column is unique alone.
         assert columns["id"].constraints.other == ["primary key"]
@@ -130,14 +171,34 @@ def test_column_schema_is_read_once_per_process_and_database(db_url):
         assert read_column_schema(conn, "prediction_events") == first
 
 
+SIGNAL_ROWS = PartitionedTable("prediction_signals", "fetched_at")
+
+
 @dg.asset(partitions_def=HOURLY, backfill_policy=dg.BackfillPolicy.single_run())
-def hours_written(context) -> dg.MaterializeResult:  # Dagster refuses a string annotation
-    result = dg.MaterializeResult(metadata={"written": 10 * len(context.partition_keys)})
-    return on_last_partition(context, result)
+def hours_written(context, database: PostgresResource) -> dg.MaterializeResult:
+    keys = context.partition_keys
+    result = dg.MaterializeResult(metadata={"written": 10 * len(keys)})
+    counts = {key: {"partition_written": 10} for key in keys}
+    return partitioned_result(context, result, database, SIGNAL_ROWS, counts)
 
 
 START = datetime(2025, 3, 31, 22, tzinfo=UTC)  # the signals below span two months
 DAY = timedelta(days=1)
+
+
+def _signals_every_ten_minutes(conn) -> None:
+    """Twelve signals from START + 10 min to START + 2 h: 5 in 22:00, 6 in 23:00, 1 at 00:00."""
+    conn.execute(
+        "INSERT INTO prediction_events (title, slug) VALUES ('Counted by hour', 'counted-by-hour')"
+    )
+    conn.execute("SELECT predict_ensure_signal_partitions(%s, %s)", (START, START + DAY))
+    conn.execute(
+        "INSERT INTO prediction_signals (event_id, source, source_event_id, signal_type,"
+        " value, fetched_at) SELECT (SELECT id FROM prediction_events LIMIT 1), 'kalshi',"
+        " 'm-' || i, 'MARKET_PRICE', 0.5, %s::timestamptz + i * interval '10 minutes'"
+        " FROM generate_series(1, 12) i",
+        (START,),
+    )
 
 
 def _partition_metadata(instance: dg.DagsterInstance, partition: str) -> dict:
@@ -145,29 +206,56 @@ def _partition_metadata(instance: dg.DagsterInstance, partition: str) -> dict:
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("hours_written"), asset_partitions=[partition]),
         limit=1,
     ).records
-    return dict(records[0].asset_materialization.metadata)
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def test_a_ranged_run_records_its_metadata_once_on_its_last_partition(dagster_instance):
-    job = dg.Definitions(assets=[hours_written]).resolve_implicit_global_asset_job_def()
-    first, last = "2025-03-01-00:00", "2025-03-01-23:00"
+def test_a_ranged_run_gives_each_partition_its_counts_and_the_heavy_metadata_once(
+    db_url, dagster_instance
+):
+    with connect(db_url, role=None, autocommit=True) as conn:
+        _signals_every_ten_minutes(conn)
+    job = dg.Definitions(
+        assets=[hours_written], resources={"database": PostgresResource(url=db_url)}
+    ).resolve_implicit_global_asset_job_def()
+    first, last = "2025-03-31-22:00", "2025-04-01-01:00"
     ranged = job.execute_in_process(
         instance=dagster_instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
     )
-    single = job.execute_in_process(instance=dagster_instance, partition_key="2025-03-02-00:00")
+    single = job.execute_in_process(instance=dagster_instance, partition_key="2025-03-31-23:00")
     assert ranged.success and single.success
-    note = f"{first} to {last} (24 partitions, one run); the run's metadata is on {last}"
-    assert {k: v.value for k, v in _partition_metadata(dagster_instance, first).items()} == {
-        "run_partitions": note
+    note = f"{first} to {last} (4 partitions, one run); the run's metadata is on {last}"
+    own = {"run_partitions": note, "partition_written": 10}
+    assert _partition_metadata(dagster_instance, first) == {**own, "dagster/row_count": 5}
+    assert _partition_metadata(dagster_instance, "2025-04-01-00:00") == {
+        **own,
+        "dagster/row_count": 1,
     }
-    assert {k: v.value for k, v in _partition_metadata(dagster_instance, last).items()} == {
-        "run_partitions": note,
-        "written": 240,
+    heavy = _partition_metadata(dagster_instance, last)
+    assert {k: heavy.pop(k) for k in ("dagster/column_schema",)}  # the schema, once
+    assert heavy == {
+        **own,
+        "written": 40,
+        "dagster/row_count": 0,
+        "table_rows": 12,
+        "dagster/table_name": "public.prediction_signals",
     }
-    assert {
-        k: v.value for k, v in _partition_metadata(dagster_instance, "2025-03-02-00:00").items()
-    } == {"written": 10}
+    # A one-partition run (the latest materialisation of 23:00) carries all of it.
+    alone = _partition_metadata(dagster_instance, "2025-03-31-23:00")
+    assert "run_partitions" not in alone and "dagster/column_schema" in alone
+    assert (alone["dagster/row_count"], alone["written"], alone["table_rows"]) == (6, 10, 12)
+
+
+def test_rows_stamped_at_their_intervals_end_belong_to_the_hour_they_close(db_url):
+    with connect(db_url, role=None, autocommit=True) as conn:
+        _signals_every_ten_minutes(conn)
+        windows = [
+            HOURLY.time_window_for_partition_key(key)
+            for key in ("2025-03-31-22:00", "2025-03-31-23:00", "2025-04-01-00:00")
+        ]
+        stamped_at_end = PartitionedTable("prediction_signals", "fetched_at", stamped_at_end=True)
+        assert partition_row_counts(conn, SIGNAL_ROWS, windows) == [5, 6, 1]
+        assert partition_row_counts(conn, stamped_at_end, windows) == [6, 6, 0]
 
 
 def test_row_counts_are_exact_up_to_the_limit_and_estimated_past_it(db_url, monkeypatch):
@@ -198,3 +286,68 @@ def test_row_counts_are_exact_up_to_the_limit_and_estimated_past_it(db_url, monk
         assert catalog.row_count(conn, "prediction_signals") == (12, True)
         conn.execute("DELETE FROM prediction_signals")
         assert catalog.row_count(conn, "prediction_signals") == (12, True)  # not counted again
+
+
+def test_a_backfill_run_counts_each_hour_of_the_real_stages(db_url, dagster_instance, tmp_path):
+    """A 3-hour ranged run of the stages: each hour its own records, written and rows, equal
+    to what the database holds for that hour; the run's totals once, on the last hour."""
+    origin = datetime(2025, 6, 1, tzinfo=UTC)
+    server = HistoryServer(6, origin, 3)
+    try:
+        with connect(db_url, role=None, autocommit=True) as conn:
+            feed = seed_history_feed(conn, server.url, 6)
+        stages = {"raw_feed_fetches", "validated_signals", "event_snapshots", "trust_scores"}
+        resources = {
+            "database": PostgresResource(url=db_url),
+            "http": HttpClientResource(mode="live", allow_private_hosts=["127.0.0.1"]),
+            "landing": LandingZoneResource(root=str(tmp_path / "landing")),
+            "secrets": SecretsResource(),
+        }
+        job = dg.Definitions(
+            assets=[a for a in defs.assets or [] if {k.path[-1] for k in a.keys} & stages],
+            resources=resources,
+        ).resolve_implicit_global_asset_job_def()
+        hours = ["2025-06-01-00:00", "2025-06-01-01:00", "2025-06-01-02:00"]
+        result = job.execute_in_process(
+            instance=dagster_instance,
+            run_config=dg.RunConfig(
+                ops={"raw_feed_fetches": FeedFetchConfig(feed_ids=[str(feed)], mode="backfill")}
+            ),
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: hours[0],
+                ASSET_PARTITION_RANGE_END_TAG: hours[-1],
+            },
+        )
+        assert result.success
+    finally:
+        server.close()
+
+    def metadata(asset: str, hour: str) -> dict:
+        records = dagster_instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[hour]), limit=1
+        ).records
+        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+    with connect(db_url, role=None, autocommit=True) as conn:
+        for hour in hours:
+            window = HOURLY.time_window_for_partition_key(hour)
+            span = {"start": window.start, "end": window.end}
+            signals = metadata("validated_signals", hour)
+            in_hour = _rows_in(conn, "validated_signals", span)
+            # The server's 6 markets price every hour: 6 records an hour, all written.
+            assert in_hour == 6
+            assert (
+                signals["partition_records"],
+                signals["partition_rejected"],
+                signals["partition_written"],
+                signals["dagster/row_count"],
+            ) == (6, 0, in_hour, in_hour)
+            for asset in ("event_snapshots", "trust_scores"):
+                rows = _rows_in(conn, asset, span)
+                assert metadata(asset, hour)["dagster/row_count"] == rows > 0, asset
+            fetches = metadata("raw_feed_fetches", hour)
+            # The history came as one window (a day's part): each hour names it and its run.
+            assert fetches["partition_fetch_windows"] == "2025-06-01T00:00/2025-06-01T03:00"
+            assert fetches["dagster/row_count"] == fetches["partition_feed_runs"] == 1
+            assert ("written" in signals) == (hour == hours[-1])  # the run's totals, once
+        assert metadata("validated_signals", hours[-1])["written"] == 18
