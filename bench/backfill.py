@@ -40,9 +40,9 @@ import yaml
 from _db import FULL, fresh_database
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.dagster_storage import storage_config
+from predict_pipeline.db.bootstrap import EVENT_BATCH_SIZE, EVENT_BATCH_VAR
 from predict_pipeline.db.connection import connect, dagster_storage_url
-from predict_pipeline.runtime import EVENT_BATCH_SIZE, EVENT_BATCH_VAR
+from predict_pipeline.defs.storage import storage_config
 from tests.scaleout.celery_workers import celery_workers
 from tests.scaleout.history_server import HistoryServer, seed_history_feed
 

@@ -178,11 +178,11 @@ def _run(url: str, assets: list, start: datetime, end: datetime) -> tuple[dict[s
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from predict_pipeline.dagster_storage import storage_config
+    from predict_pipeline.db.bootstrap import EVENT_BATCH_SIZE, EVENT_BATCH_VAR
     from predict_pipeline.db.connection import dagster_storage_url
     from predict_pipeline.defs.partitions import HOURLY
     from predict_pipeline.defs.resources import PostgresResource
-    from predict_pipeline.runtime import EVENT_BATCH_SIZE, EVENT_BATCH_VAR
+    from predict_pipeline.defs.storage import storage_config
 
     os.environ.setdefault(EVENT_BATCH_VAR, EVENT_BATCH_SIZE)  # as `predict-pipeline` sets it
     first = HOURLY.get_partition_key_for_timestamp(start.timestamp())

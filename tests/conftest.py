@@ -122,8 +122,8 @@ def dagster_instance(db_url):
     """A Dagster instance whose run/event/schedule storage is the test's Postgres database."""
     import dagster as dg
 
-    from predict_pipeline.dagster_storage import storage_config
     from predict_pipeline.db.connection import dagster_storage_url
+    from predict_pipeline.defs.storage import storage_config
 
     overrides = {"storage": storage_config(dagster_storage_url(db_url))}
     with dg.instance_for_test(overrides=overrides) as instance:

@@ -439,7 +439,7 @@ def test_missing_or_wrong_key_is_one_line_and_records_nothing(
 
 
 def test_the_right_key_passes_the_check(environment, db_url):
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     assert bootstrap(require_key=True).app_url == db_url
 

@@ -9,8 +9,8 @@ from dagster._core.storage.tags import (
 from sqlalchemy import event
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.dagster_storage import POOL_SIZES, PooledPostgresStorage
 from predict_pipeline.db.connection import dagster_storage_url
+from predict_pipeline.defs.storage import POOL_SIZES, PooledPostgresStorage
 
 HOURS = dg.HourlyPartitionsDefinition(start_date="2025-01-01-00:00")
 

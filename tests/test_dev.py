@@ -34,9 +34,9 @@ from predict_pipeline.config import (
     REPLAY_DIR_VAR,
     STATE_DIR_VAR,
 )
+from predict_pipeline.db.bootstrap import DAGSTER_URL_VAR
 from predict_pipeline.db.connection import connect
 from predict_pipeline.demo import REPLAY_DIR, seed_demo
-from predict_pipeline.runtime import DAGSTER_URL_VAR
 from predict_pipeline.secrets import ENCRYPTION_KEY_ENV, decode_key, generate_key
 
 STARTUP_TIMEOUT_S = 300

@@ -14,8 +14,8 @@ from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.db.connection import connect
 from predict_pipeline.defs.partitions import hourly_windows
 from predict_pipeline.demo import REPLAY_DIR
+from predict_pipeline.demo.run import run_main
 from predict_pipeline.feeds.base import history_chunks
-from predict_pipeline.main_run import run_main
 from predict_pipeline.secrets import generate_key
 
 # Smaller than the demo's defaults (12 hours, 120 events a day) to keep the suite quick, but

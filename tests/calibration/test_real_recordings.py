@@ -26,15 +26,15 @@ from predict_pipeline.calibration.resolutions import resolve_from_markets, resol
 from predict_pipeline.config import PARTITIONS_START_VAR, partitions_start
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.snapshots import event_history
-from predict_pipeline.errors import ConfigError
-from predict_pipeline.ingestion.pushed import hour_window
-from predict_pipeline.recordings import (
+from predict_pipeline.demo.recordings import (
     Recording,
     create_recording_feed,
     manifold_recording,
     predictit_recording,
     upload_recording,
 )
+from predict_pipeline.errors import ConfigError
+from predict_pipeline.ingestion.pushed import hour_window
 from predict_pipeline.signals.stage import validate_window
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Two toy services under `predict_pipeline.devserver.supervise`, for its tests.
+"""Two toy services under `predict_pipeline.cli.dev.supervise`, for its tests.
 
 `python -m tests.support.supervised DIR` runs them until a signal or a death, printing what the
 supervisor prints. The stubborn service leaves behind an orphan in its own session that
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from predict_pipeline.devserver import Service, supervise
+from predict_pipeline.cli.dev import Service, supervise
 
 ORPHAN = """
 import os, signal, sys, time

@@ -19,7 +19,7 @@ from predict_pipeline.defs.resources import (
     SecretsResource,
 )
 from predict_pipeline.demo import REPLAY_DIR, seed_demo
-from predict_pipeline.main_run import campaign_loop_demo
+from predict_pipeline.demo.run import campaign_loop_demo
 from predict_pipeline.secrets import decode_key, generate_key
 
 

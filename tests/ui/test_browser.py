@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.dagster_storage import storage_config
 from predict_pipeline.db.connection import dagster_storage_url
 from predict_pipeline.definitions import defs
+from predict_pipeline.defs.storage import storage_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.cli_acting import (
+from predict_pipeline.cli.acting import (
     acting_as,
     acting_user_option,
     command,
@@ -131,8 +131,8 @@ def _resolve_scope(conn, kind: str, value: str | None) -> tuple[uuid.UUID | None
 
 def _add(args: argparse.Namespace) -> int:
     from predict_pipeline.audit import record_audits
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.plans import PlanLimitError, plan_limits
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.tenancy import find_org
 
     checked = _validated(args)  # before any connection: a bad rule never touches the database
@@ -234,7 +234,7 @@ def _scope_text(kind: str, value: str | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     target = bootstrap()
     with reader(target.app_url, args.as_user) as (conn, _):
@@ -280,7 +280,7 @@ def _visible_rule(conn, rule_id: uuid.UUID, who: str) -> dict[str, Any]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     target = bootstrap()
     with acting_as(target.app_url, args.as_user) as (conn, _):
@@ -319,11 +319,11 @@ def _show(args: argparse.Namespace) -> int:
 def _set_enabled(enabled: bool):
     def run(args: argparse.Namespace) -> int:
         from predict_pipeline.audit import record_audits
+        from predict_pipeline.db.bootstrap import bootstrap
         from predict_pipeline.plans import PlanLimitError, plan_limits
         from predict_pipeline.rules import RuleError
         from predict_pipeline.rules.actions import validate_actions
         from predict_pipeline.rules.triggers import validate_rule
-        from predict_pipeline.runtime import bootstrap
 
         target = bootstrap()
         verb = "enabled" if enabled else "disabled"
@@ -375,9 +375,9 @@ def _set_enabled(enabled: bool):
 
 
 def _test(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
     from predict_pipeline.rules.dry_run import explain_rule
-    from predict_pipeline.runtime import bootstrap
 
     target = bootstrap()
     at = args.at or datetime.now(UTC)

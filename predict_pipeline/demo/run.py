@@ -30,11 +30,11 @@ from typing import Any
 import dagster as dg
 
 from predict_pipeline.config import HTTP_MODE_VAR, REPLAY_DIR_VAR, Settings
+from predict_pipeline.db.bootstrap import bootstrap
 from predict_pipeline.db.connection import connect
-from predict_pipeline.demo import DEMO_HISTORY_HOURS, DEMO_USER_ID, REPLAY_DIR, seed_demo
+from predict_pipeline.demo.recordings import load_recordings, recording_summary
+from predict_pipeline.demo.seed import DEMO_HISTORY_HOURS, DEMO_USER_ID, REPLAY_DIR, seed_demo
 from predict_pipeline.ingestion.landing import LandingZone
-from predict_pipeline.recordings import load_recordings, recording_summary
-from predict_pipeline.runtime import bootstrap
 from predict_pipeline.secrets import load_key_from_env
 
 TOP_EVENTS = 12
@@ -167,7 +167,7 @@ def campaign_loop_demo(
     prediction), a new prediction, the second week, and the calibration. A week already stored
     is not sent again, so a second run adds nothing."""
     from predict_pipeline.campaigns.intake import receive_push
-    from predict_pipeline.demo import DEMO_EXPORT_MAPPING, DEMO_USER_ID, demo_results_export
+    from predict_pipeline.demo.seed import DEMO_EXPORT_MAPPING, DEMO_USER_ID, demo_results_export
 
     loop = [a for a in assets if "campaigns" in a.group_names_by_key.values()]
     by_key = {key.to_user_string(): a for a in loop for key in a.keys}

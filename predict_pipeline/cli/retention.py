@@ -10,7 +10,7 @@ DRY_RUN_NOTE = " (dry run: nothing changed)"
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     bootstrap()
     from predict_pipeline.definitions import defs  # after bootstrap: the env names the database

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from predict_pipeline.cli_acting import acting_user_option, command, emit, reader, table
+from predict_pipeline.cli.acting import acting_user_option, command, emit, reader, table
 
 WINDOWS = ("7D", "30D", "90D", "ALL_TIME")
 _EVENT_COLUMNS = (
@@ -46,7 +46,7 @@ _CAMPAIGN_COLUMNS = (
 
 
 def _show(args: argparse.Namespace) -> int:
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     target = bootstrap()
     windows = [args.window] if args.window else list(WINDOWS)

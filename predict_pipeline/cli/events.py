@@ -22,8 +22,8 @@ class EventsCommandError(CommandError):
 
 def _with_connection(step: Callable[..., Any], **kwargs: Any) -> Any:
     from predict_pipeline.calibration.disputes import WorkflowError
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
 
     target = bootstrap()
     with connect(target.app_url, autocommit=True) as conn:
@@ -105,9 +105,9 @@ def _add(args: argparse.Namespace) -> int:
     import psycopg
 
     from predict_pipeline.audit import record_audits
-    from predict_pipeline.cli_acting import acting_as, emit
+    from predict_pipeline.cli.acting import acting_as, emit
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.plans import PlanLimitError, plan_limits
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.signals.linking import slug_base
     from predict_pipeline.tenancy import find_org
 
@@ -178,8 +178,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from predict_pipeline.cli_acting import emit, reader, table
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.cli.acting import emit, reader, table
+    from predict_pipeline.db.bootstrap import bootstrap
 
     target = bootstrap()
     with reader(target.app_url, args.as_user) as (conn, _):
@@ -236,7 +236,7 @@ def _limit(text: str) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from predict_pipeline.cli_acting import acting_user_option, command, when_argument
+    from predict_pipeline.cli.acting import acting_user_option, command, when_argument
 
     outcomes = ["YES", "NO", "AMBIGUOUS", "CANCELLED"]
     events = commands.add_parser("events", help="events: create, list, resolve").add_subparsers(

@@ -14,8 +14,8 @@ from predict_pipeline.errors import CommandError, uuid_argument
 
 
 def _review(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.tenancy import find_org, find_user
     from predict_pipeline.trust.store import unreviewed_flags
 
@@ -41,8 +41,8 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.trust.store import review_flag
 
     target = bootstrap()

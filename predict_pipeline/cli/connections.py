@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.cli_acting import (
+from predict_pipeline.cli.acting import (
     acting_as,
     acting_user_option,
     command,
@@ -78,7 +78,7 @@ def _checked(platform: str, credentials: dict[str, Any]) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.secrets import load_key_from_env
 
     credentials = _credentials(args.credentials_file)
@@ -153,7 +153,7 @@ def _store(conn, user_id, args, credentials, key) -> tuple[uuid.UUID, bool]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     target = bootstrap()
     with acting_as(target.app_url, args.as_user) as (conn, _):
@@ -188,7 +188,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     from predict_pipeline.audit import record_audits
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     try:
         connection_id: uuid.UUID | None = uuid.UUID(args.connection)

@@ -54,8 +54,8 @@ def _when(text: str) -> str:
 
 def _connected(step: Callable[..., Any]) -> Any:
     """Run `step(conn, user_id)` on the pipeline's connection, as the user of --user-email."""
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
 
     def run(args: argparse.Namespace) -> int:
         target = bootstrap()

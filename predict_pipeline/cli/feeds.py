@@ -88,11 +88,11 @@ def _parse(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
     from predict_pipeline.ingestion.landing import LandingZone
     from predict_pipeline.ingestion.pushed import LandingFailed, PushRefused, land_upload
     from predict_pipeline.ingestion.store import load_feed
-    from predict_pipeline.runtime import bootstrap
 
     target = bootstrap()
     path = Path(args.file)
@@ -130,11 +130,11 @@ def _add(args: argparse.Namespace) -> int:
     """Create a feed: config validated against its source's schema, credentials encrypted."""
     import jsonschema
 
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
     from predict_pipeline.ingestion.runner import credentials_aad
     from predict_pipeline.ingestion.store import FeedStateError, create_feed
     from predict_pipeline.plans import PlanLimitError
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.secrets import encrypt_json, load_key_from_env
 
     try:
@@ -203,8 +203,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
 
     target = bootstrap()
     with connect(target.app_url) as conn:
@@ -228,9 +228,9 @@ def _list(args: argparse.Namespace) -> int:
 def _change_state(args: argparse.Namespace) -> int:
     """`feeds enable|disable|pause|resume FEED_ID`: as the operator, or as --as USER on their
     own feeds only."""
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
     from predict_pipeline.ingestion.store import FeedStateError, change_feed_state
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.tenancy import find_user
 
     target = bootstrap()
@@ -267,9 +267,9 @@ _STATE_COMMANDS = {
 
 
 def _serve_webhooks(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.ingestion.landing import LandingZone
     from predict_pipeline.ingestion.webhook_server import ReceiverLimits, serve
-    from predict_pipeline.runtime import bootstrap
 
     target = bootstrap(require_key=True)
     chosen = {field: getattr(args, field) for field, _, _ in _RECEIVER_FLAGS.values()}

@@ -11,16 +11,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from predict_pipeline.cli_calibration import add_commands as add_calibration_commands
-from predict_pipeline.cli_campaigns import add_commands as add_campaign_commands
-from predict_pipeline.cli_connections import add_commands as add_connection_commands
-from predict_pipeline.cli_events import add_commands as add_event_commands
-from predict_pipeline.cli_feeds import add_commands as add_feed_commands
-from predict_pipeline.cli_retention import add_commands as add_retention_commands
-from predict_pipeline.cli_rules import add_commands as add_rule_commands
-from predict_pipeline.cli_signals import add_commands as add_signal_commands
-from predict_pipeline.cli_trust import add_commands as add_trust_commands
-from predict_pipeline.cli_users import add_commands as add_user_commands
+from predict_pipeline.cli.calibration import add_commands as add_calibration_commands
+from predict_pipeline.cli.campaigns import add_commands as add_campaign_commands
+from predict_pipeline.cli.connections import add_commands as add_connection_commands
+from predict_pipeline.cli.events import add_commands as add_event_commands
+from predict_pipeline.cli.feeds import add_commands as add_feed_commands
+from predict_pipeline.cli.retention import add_commands as add_retention_commands
+from predict_pipeline.cli.rules import add_commands as add_rule_commands
+from predict_pipeline.cli.signals import add_commands as add_signal_commands
+from predict_pipeline.cli.trust import add_commands as add_trust_commands
+from predict_pipeline.cli.users import add_commands as add_user_commands
 from predict_pipeline.config import (
     DATABASE_URL_VAR,
     HTTP_MODE_VAR,
@@ -71,15 +71,15 @@ def _db_stop_embedded(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from predict_pipeline.main_run import run_main
+    from predict_pipeline.demo.run import run_main
 
     return run_main()
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from predict_pipeline.demo import REPLAY_DIR
-    from predict_pipeline.devserver import require_free_port, serve
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.cli.dev import require_free_port, serve
+    from predict_pipeline.db.bootstrap import bootstrap
+    from predict_pipeline.demo.seed import REPLAY_DIR
 
     require_free_port(args.host, args.port)  # before a first main job, not after it
 
@@ -95,7 +95,7 @@ def _dev(args: argparse.Namespace) -> int:
     if not has_feeds:
         # A fresh database: the UI opens on the demo's materialised graph, not an empty one.
         print("predict-pipeline dev: no feeds yet, running the main job first (make run)")
-        from predict_pipeline.main_run import run_main
+        from predict_pipeline.demo.run import run_main
 
         if run_main() != 0:
             print("predict-pipeline dev: the main job failed; the UI shows which step and why")
@@ -112,7 +112,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     """The UI's refresh_feed_history_job, run here: recorded in the instance like any run."""
-    from predict_pipeline.runtime import bootstrap
+    from predict_pipeline.db.bootstrap import bootstrap
 
     target = bootstrap(require_key=True)
     from predict_pipeline.defs.history import FeedHistoryConfig, HistoryRequestError, check_request
@@ -259,7 +259,3 @@ def _crash_log(exc: BaseException) -> Path:
         return log
     except OSError:
         return Path("<not written: the state directory is not writable>")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,7 @@ import uuid
 
 import psycopg
 
-from predict_pipeline.cli_acting import command, emit
+from predict_pipeline.cli.acting import command, emit
 from predict_pipeline.errors import CommandError, uuid_argument
 
 # One @, something on both sides, a dot in the domain: a typo, not RFC 5322, is what is refused.
@@ -28,8 +28,8 @@ def _email(text: str) -> str:
 
 def _add(args: argparse.Namespace) -> int:
     from predict_pipeline.audit import record_audits
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
 
     target = bootstrap()
     user_id = args.id or uuid.uuid4()

@@ -42,8 +42,8 @@ def _filter(args: argparse.Namespace, conn, *, status: str | None):
 
 
 def _review(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.signals.review import count_items, review_items
 
     target = bootstrap()
@@ -81,8 +81,8 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
+    from predict_pipeline.db.bootstrap import bootstrap
     from predict_pipeline.db.connection import connect
-    from predict_pipeline.runtime import bootstrap
     from predict_pipeline.signals.review import ReviewError, decision_of, resolve, resolve_item
 
     target = bootstrap()
