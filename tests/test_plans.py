@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from predict_pipeline import cli
 from predict_pipeline.db.connection import APP_ROLE, PIPELINE_ROLE, connect
-from predict_pipeline.defs.feeds import FeedFetchConfig, due_feeds_sensor, raw_feed_fetches
+from predict_pipeline.defs.ingestion import FeedFetchConfig, due_feeds_sensor, raw_feed_fetches
 from predict_pipeline.defs.partitions import HOURLY
 from predict_pipeline.defs.resources import (
     HttpClientResource,

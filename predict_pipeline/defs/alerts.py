@@ -67,3 +67,6 @@ def feed_alerts_sensor(context: dg.SensorEvaluationContext, database: PostgresRe
     with database.connection() as conn:
         alerts = feed_alerts(conn, datetime.now(UTC))
     return dg.SkipReason(_raise(database, alerts) if alerts else "every feed healthy")
+
+
+defs = dg.Definitions(sensors=[run_failure_alert_sensor, feed_alerts_sensor])

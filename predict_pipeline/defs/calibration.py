@@ -1,4 +1,5 @@
-"""Dagster layer of stage 5: event_resolutions and calibration_scores."""
+"""Dagster layer of stage 5: event_resolutions and calibration_scores, and the one
+calibration job with its two schedules (hourly, and after the nightly retention)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,6 @@ from predict_pipeline.defs.catalog import (
     with_table_metadata,
 )
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.defs.snapshots import event_snapshots
 
 RESOLUTIONS_TABLE = "prediction_resolutions"
 CALIBRATION_TABLE = "prediction_calibration_scores"
@@ -25,7 +25,7 @@ class ResolutionConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[event_snapshots],
+    deps=["event_snapshots"],
     group_name="calibration",
     kinds={"postgres"},
     owners=["team:data-platform"],
@@ -64,7 +64,7 @@ def event_resolutions(config: ResolutionConfig, database: PostgresResource) -> d
 
 
 @dg.asset(
-    deps=[event_resolutions],
+    deps=["event_resolutions"],
     group_name="calibration",
     kinds={"pandas", "postgres"},
     owners=["team:data-platform"],
@@ -119,3 +119,39 @@ def calibration_scores(database: PostgresResource) -> dg.MaterializeResult:
         )
         metadata[f"scored_{window.lower()}"] = row.resolved_predictions
     return with_table_metadata(dg.MaterializeResult(metadata=metadata), database, CALIBRATION_TABLE)
+
+
+calibration_job = dg.define_asset_job(
+    "calibration_job",
+    selection=["event_resolutions", "calibration_scores"],
+    description="event_resolutions → calibration_scores over everything resolved so far.",
+)
+
+
+calibration_schedule = dg.ScheduleDefinition(
+    name="calibration_schedule",
+    job=calibration_job,
+    cron_schedule="30 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Hourly at :30: resolves events whose linked markets all settled, finalises closed "
+        "dispute windows, and recomputes calibration (with its reliability diagram)."
+    ),
+)
+
+# After retention (03:00) has finished with the tables calibration reads.
+calibration_after_retention_schedule = dg.ScheduleDefinition(
+    name="calibration_after_retention_schedule",
+    job=calibration_job,
+    cron_schedule="30 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+defs = dg.Definitions(
+    assets=[event_resolutions, calibration_scores],
+    jobs=[calibration_job],
+    schedules=[calibration_schedule, calibration_after_retention_schedule],
+)

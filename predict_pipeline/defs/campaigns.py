@@ -417,3 +417,11 @@ def campaign_repredict_sensor(context: dg.SensorEvaluationContext, database: Pos
 CAMPAIGN_ASSETS = [campaign_results, campaign_predictions, campaign_calibration]
 CAMPAIGN_JOBS = [campaign_loop_job, campaign_predictions_job]
 CAMPAIGN_SENSORS = [campaign_results_sensor, campaign_repredict_sensor]
+
+
+defs = dg.Definitions(
+    assets=CAMPAIGN_ASSETS,
+    jobs=CAMPAIGN_JOBS,
+    schedules=[campaign_loop_schedule],
+    sensors=CAMPAIGN_SENSORS,
+)

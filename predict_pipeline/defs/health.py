@@ -163,3 +163,8 @@ feed_health_schedule = dg.ScheduleDefinition(
         "is fresh and complete (one run an hour, whatever the number of feeds)."
     ),
 )
+
+
+defs = dg.Definitions(
+    assets=[source_health_daily], jobs=[feed_health_job], schedules=[feed_health_schedule]
+)

@@ -268,3 +268,6 @@ def refresh_feed_history(
 )
 def refresh_feed_history_job():
     refresh_feed_history()
+
+
+defs = dg.Definitions(jobs=[refresh_feed_history_job])

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import dagster as dg
 import psycopg
 
-from predict_pipeline.config import Settings
+from predict_pipeline.config import DATABASE_URL_VAR, Settings
 from predict_pipeline.db.connection import PIPELINE_ROLE, connect, resolve_database
 from predict_pipeline.http import HttpClient, build_http_client
 from predict_pipeline.ingestion.landing import LandingZone
@@ -98,3 +98,15 @@ class SecretsResource(dg.ConfigurableResource):
 
     def key(self) -> bytes:
         return load_key_from_env()
+
+
+# What every run is wired to. The database URL is named as an EnvVar so the UI shows where it
+# comes from (every entry point exports it: `predict-pipeline run|dev|backfill` resolve the
+# embedded default or PREDICT_DATABASE_URL first); the other settings are optional and read
+# from the environment on use, with defaults.
+RESOURCES = {
+    "database": PostgresResource(url=dg.EnvVar(DATABASE_URL_VAR)),
+    "http": HttpClientResource(),
+    "landing": LandingZoneResource(),
+    "secrets": SecretsResource(),
+}

@@ -18,7 +18,6 @@ import psycopg
 from predict_pipeline.config import Settings
 from predict_pipeline.db.connection import MAINTENANCE_ROLE, connect
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.defs.schedules import calibration_job
 from predict_pipeline.retention.audit_archive import archive_audit_log
 from predict_pipeline.retention.counters import refresh_counters
 from predict_pipeline.retention.operational import (
@@ -351,16 +350,15 @@ retention_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-# After retention (03:00) has finished with the tables calibration reads.
-calibration_after_retention_schedule = dg.ScheduleDefinition(
-    name="calibration_after_retention_schedule",
-    job=calibration_job,
-    cron_schedule="30 3 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
 
 def retention_run_config(*, dry_run: bool, **policy: Any) -> dict[str, Any]:
     """Run config of retention_job: the mode and any policy field."""
     return {"resources": {"retention": {"config": {"dry_run": dry_run, **policy}}}}
+
+
+defs = dg.Definitions(
+    assets=RETENTION_ASSETS,
+    jobs=[retention_job],
+    schedules=[retention_schedule],
+    resources={"retention": RetentionResource()},
+)

@@ -163,3 +163,6 @@ def _quiet_tick(report: TickReport, hourly_since: datetime | None, held: str | N
     if hourly_since is not None:
         said += f" (hourly rules evaluated since {hourly_since:%H:%M} UTC)"
     return f"{said}; {held}" if held else said
+
+
+defs = dg.Definitions(jobs=[rule_actions_job], sensors=[rule_trigger_sensor])

@@ -12,7 +12,6 @@ from predict_pipeline.defs.catalog import (
     preview_table,
     table_definition_metadata,
 )
-from predict_pipeline.defs.feeds import raw_feed_fetches
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import LandingZoneResource, PostgresResource
 from predict_pipeline.feeds.base import history_chunks
@@ -31,7 +30,7 @@ class SignalValidationConfig(dg.Config):
 @dg.asset(
     partitions_def=HOURLY,
     backfill_policy=BACKFILL_POLICY,
-    deps=[raw_feed_fetches],
+    deps=["raw_feed_fetches"],
     group_name="signals",
     kinds={"pandas", "postgres"},
     owners=["team:data-platform"],
@@ -218,3 +217,6 @@ def _feeds_table(reports: list[FeedValidationReport]) -> dg.TableMetadataValue:
         ],
         limit=len(reports),
     )
+
+
+defs = dg.Definitions(assets=[validated_signals])

@@ -20,7 +20,7 @@ from predict_pipeline.defs.partitions import (
     hourly_start,
 )
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.defs.signals import LATE_HISTORY_DAYS, validated_signals
+from predict_pipeline.defs.signals import LATE_HISTORY_DAYS
 from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
 from predict_pipeline.snapshots.explain import MoveThresholds, explain_moves
 from predict_pipeline.usage import refresh_usage
@@ -42,8 +42,8 @@ class SnapshotConfig(dg.Config):
 @dg.asset(
     partitions_def=HOURLY,
     backfill_policy=BACKFILL_POLICY,
-    deps=[validated_signals],
-    group_name="event_state",
+    deps=["validated_signals"],
+    group_name="snapshots",
     kinds={"postgres", "sql"},
     owners=["team:data-platform"],
     description=(
@@ -115,7 +115,7 @@ def event_snapshots(
 @dg.asset(
     partitions_def=HISTORY_DAILY,
     backfill_policy=HISTORY_BACKFILL_POLICY,
-    group_name="event_state",
+    group_name="snapshots",
     kinds={"postgres", "sql"},
     owners=["team:data-platform"],
     description=(
@@ -272,3 +272,10 @@ def _covers(run: tuple[str, str, str], day: str) -> bool:
     """Whether a late-history run's partition range holds this UTC day."""
     _job, first, end = run
     return first[:10] <= day <= end[:10]
+
+
+defs = dg.Definitions(
+    assets=[event_snapshots, event_history],
+    jobs=[event_history_job, late_snapshots_job],
+    sensors=[late_history_sensor],
+)

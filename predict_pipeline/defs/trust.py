@@ -12,7 +12,6 @@ from predict_pipeline.defs.catalog import (
 )
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.defs.snapshots import event_snapshots
 from predict_pipeline.trust import TrustConfig, compute_trust
 from predict_pipeline.trust.store import load_inputs, save_trust
 
@@ -29,7 +28,7 @@ class TrustAssetConfig(dg.Config):
 @dg.asset(
     partitions_def=HOURLY,
     backfill_policy=BACKFILL_POLICY,
-    deps=[event_snapshots],
+    deps=["event_snapshots"],
     group_name="trust",
     kinds={"pandas", "postgres"},
     owners=["team:data-platform"],
@@ -140,3 +139,6 @@ def trust_scores(
         ],
     )
     return partitioned_result(context, result, database, TRUST_ROWS)
+
+
+defs = dg.Definitions(assets=[trust_scores])

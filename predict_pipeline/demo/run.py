@@ -229,7 +229,7 @@ def run_main(
         os.environ.setdefault(REPLAY_DIR_VAR, str(REPLAY_DIR))
     target = bootstrap(require_key=True)
     from predict_pipeline.definitions import defs  # after bootstrap: the env names the database
-    from predict_pipeline.defs.feeds import FeedFetchConfig, raw_feed_fetches
+    from predict_pipeline.defs.ingestion import FeedFetchConfig, raw_feed_fetches
     from predict_pipeline.defs.partitions import HOURLY, hourly_windows
 
     with connect(target.app_url) as conn, conn.transaction():

@@ -18,7 +18,7 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 
-from predict_pipeline.defs.feeds import (
+from predict_pipeline.defs.ingestion import (
     FEED_TAG,
     FeedFetchConfig,
     due_feeds_sensor,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from predict_pipeline.defs.feeds import (
+from predict_pipeline.defs.ingestion import (
     SOURCE_TAG,
     FeedFetchConfig,
     due_feeds_sensor,

@@ -10,7 +10,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from predict_pipeline.defs.feeds import FeedFetchConfig, raw_feed_fetches
+from predict_pipeline.defs.ingestion import FeedFetchConfig, raw_feed_fetches
 from predict_pipeline.defs.partitions import HOURLY
 from predict_pipeline.defs.resources import (
     HttpClientResource,

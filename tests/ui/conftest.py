@@ -10,7 +10,7 @@ import pytest
 
 from predict_pipeline.db.connection import connect
 from predict_pipeline.definitions import defs
-from predict_pipeline.defs.feeds import FeedFetchConfig
+from predict_pipeline.defs.ingestion import FeedFetchConfig
 from predict_pipeline.defs.partitions import HOURLY
 from predict_pipeline.defs.resources import (
     HttpClientResource,

@@ -20,7 +20,7 @@ from predict_pipeline.defs.catalog import (
     partitioned_result,
     read_column_schema,
 )
-from predict_pipeline.defs.feeds import FeedFetchConfig
+from predict_pipeline.defs.ingestion import FeedFetchConfig
 from predict_pipeline.defs.partitions import HOURLY
 from predict_pipeline.defs.resources import (
     HttpClientResource,

@@ -340,3 +340,6 @@ def due_feeds_sensor(context: dg.SensorEvaluationContext, database: PostgresReso
         skip_reason=None if requests else (skipped or "no feed is due"),
         asset_events=observations,
     )
+
+
+defs = dg.Definitions(assets=[raw_feed_fetches], jobs=[fetch_feeds_job], sensors=[due_feeds_sensor])
