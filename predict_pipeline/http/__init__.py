@@ -9,14 +9,11 @@ from predict_pipeline.http.client import (
     FetchStats,
     HttpClient,
     ReplayTransport,
-    Resolver,
     ResponseLimits,
     TokenBucket,
     backoff_delay,
     build_http_client,
-    check_url_allowed,
     parse_retry_after,
-    resolve_host,
 )
 from predict_pipeline.http.errors import (
     AuthFailedError,
@@ -32,6 +29,11 @@ from predict_pipeline.http.errors import (
     TransportFailure,
     UnsafeUrlError,
     redact_url,
+)
+from predict_pipeline.http.guard import (
+    Resolver,
+    check_url_allowed,
+    resolve_host,
 )
 
 __all__ = [
