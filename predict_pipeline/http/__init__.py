@@ -6,11 +6,9 @@ The names other modules import; where each lives is this package's own business.
 from predict_pipeline.http.client import (
     CONNECT_TIMEOUT_S,
     FetchResponse,
-    FetchStats,
     HttpClient,
     ReplayTransport,
     ResponseLimits,
-    TokenBucket,
     backoff_delay,
     build_http_client,
     parse_retry_after,
@@ -34,6 +32,12 @@ from predict_pipeline.http.guard import (
     Resolver,
     check_url_allowed,
     resolve_host,
+)
+from predict_pipeline.http.ratelimit import (
+    TokenBucket,
+)
+from predict_pipeline.http.stats import (
+    FetchStats,
 )
 
 __all__ = [

@@ -18,11 +18,10 @@ import logging
 import random
 import re
 import ssl
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -48,6 +47,8 @@ from predict_pipeline.http.errors import (
     redact_url,
 )
 from predict_pipeline.http.guard import Resolver, _parse_allow_list, check_url_allowed, resolve_host
+from predict_pipeline.http.ratelimit import TokenBucket
+from predict_pipeline.http.stats import FetchStats
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
@@ -63,8 +64,6 @@ USER_AGENT = "predict-pipeline/0.1"
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 AUTH_FAILED_STATUSES = frozenset({401, 403})
-# httpx headers are case-insensitive, so these also match "x-ratelimit-remaining".
-RATE_LIMIT_REMAINING_HEADERS = ("X-RateLimit-Remaining", "RateLimit-Remaining")
 # Only these request headers follow a redirect to another origin; the rest may carry credentials.
 CROSS_ORIGIN_HEADERS = frozenset({"accept", "accept-language", "content-type", "user-agent"})
 
@@ -105,90 +104,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if when.tzinfo is None:  # "-0000" parses naive; HTTP-dates are always GMT
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
-
-
-# ---------------------------------------------------------------------------------------------
-# Rate limiting and stats
-
-
-class TokenBucket:
-    """Thread-safe token bucket: `rate_per_minute` sustained, up to `burst` at once.
-
-    Size it from a source's `rate_limit_rpm`. `acquire()` reserves a token and sleeps until it
-    is due, so concurrent callers queue in order instead of racing.
-    """
-
-    def __init__(
-        self,
-        rate_per_minute: float,
-        burst: int = 1,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        if rate_per_minute <= 0:
-            raise ValueError(f"rate_per_minute must be positive, got {rate_per_minute}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst}")
-        self.rate_per_minute = rate_per_minute
-        self.burst = burst
-        self._per_second = rate_per_minute / 60.0
-        self._tokens = float(burst)
-        self._sleep = sleep
-        self._clock = clock
-        self._updated = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping until it is available; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(float(self.burst), self._tokens + elapsed * self._per_second)
-            self._updated = now
-            self._tokens -= 1.0
-            wait = -self._tokens / self._per_second if self._tokens < 0 else 0.0
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-
-@dataclass
-class FetchStats:
-    """One feed run's HTTP numbers; pass the same object to every `send` of the run."""
-
-    requests: int = 0  # every attempt, retries included
-    bytes_received: int = 0  # response bodies after content decoding
-    rate_limit_remaining: int | None = None  # the last integer the source reported
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count_request(self) -> None:
-        with self._lock:
-            self.requests += 1
-
-    def count_response(self, response: httpx.Response, body_bytes: int) -> None:
-        remaining = _rate_limit_remaining(response.headers)
-        with self._lock:
-            self.bytes_received += body_bytes
-            if remaining is not None:
-                self.rate_limit_remaining = remaining
-
-    def as_dict(self) -> dict[str, int | None]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "bytes_received": self.bytes_received,
-                "rate_limit_remaining": self.rate_limit_remaining,
-            }
-
-
-def _rate_limit_remaining(headers: httpx.Headers) -> int | None:
-    for name in RATE_LIMIT_REMAINING_HEADERS:
-        value = headers.get(name)
-        # Anything but a plain integer (for example a structured-field list) is not a count.
-        if value is not None and value.strip().isdigit():
-            return int(value.strip())
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
