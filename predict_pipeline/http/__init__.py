@@ -7,7 +7,6 @@ from predict_pipeline.http.client import (
     CONNECT_TIMEOUT_S,
     FetchResponse,
     HttpClient,
-    ReplayTransport,
     ResponseLimits,
     backoff_delay,
     build_http_client,
@@ -35,6 +34,9 @@ from predict_pipeline.http.guard import (
 )
 from predict_pipeline.http.ratelimit import (
     TokenBucket,
+)
+from predict_pipeline.http.replay import (
+    ReplayTransport,
 )
 from predict_pipeline.http.stats import (
     FetchStats,
