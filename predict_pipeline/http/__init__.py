@@ -8,9 +8,7 @@ from predict_pipeline.http.client import (
     FetchResponse,
     HttpClient,
     ResponseLimits,
-    backoff_delay,
     build_http_client,
-    parse_retry_after,
 )
 from predict_pipeline.http.errors import (
     AuthFailedError,
@@ -37,6 +35,10 @@ from predict_pipeline.http.ratelimit import (
 )
 from predict_pipeline.http.replay import (
     ReplayTransport,
+)
+from predict_pipeline.http.retry import (
+    backoff_delay,
+    parse_retry_after,
 )
 from predict_pipeline.http.stats import (
     FetchStats,

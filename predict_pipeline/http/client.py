@@ -16,14 +16,12 @@ import contextvars
 import json
 import logging
 import random
-import re
 import ssl
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +46,7 @@ from predict_pipeline.http.errors import (
 from predict_pipeline.http.guard import Resolver, _parse_allow_list, check_url_allowed, resolve_host
 from predict_pipeline.http.ratelimit import TokenBucket
 from predict_pipeline.http.replay import REPLAY_MANIFEST, REPLAY_MISS_HEADER, ReplayTransport
+from predict_pipeline.http.retry import backoff_delay, parse_retry_after
 from predict_pipeline.http.stats import FetchStats
 
 CONNECT_TIMEOUT_S = 5.0
@@ -68,39 +67,10 @@ AUTH_FAILED_STATUSES = frozenset({401, 403})
 CROSS_ORIGIN_HEADERS = frozenset({"accept", "accept-language", "content-type", "user-agent"})
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_SECONDS = re.compile(r"\d+(\.\d+)?")
 
 # httpx logs every request line at INFO, query string included: a feed's query credentials
 # must not reach a log that someone turns up to INFO.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure helpers
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> float:
-    """Full-jitter exponential backoff before retry number `attempt` (1-based): [0, ceiling)."""
-    if attempt < 1:
-        raise ValueError(f"retry attempt numbers start at 1, got {attempt}")
-    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
-    return rng() * ceiling
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date); None if unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if _SECONDS.fullmatch(text):
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses naive; HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 # ---------------------------------------------------------------------------------------------
