@@ -7,7 +7,6 @@ from predict_pipeline.http.client import (
     CONNECT_TIMEOUT_S,
     FetchResponse,
     HttpClient,
-    ResponseLimits,
     build_http_client,
 )
 from predict_pipeline.http.errors import (
@@ -29,6 +28,9 @@ from predict_pipeline.http.guard import (
     Resolver,
     check_url_allowed,
     resolve_host,
+)
+from predict_pipeline.http.limits import (
+    ResponseLimits,
 )
 from predict_pipeline.http.ratelimit import (
     TokenBucket,

@@ -12,20 +12,16 @@ time instead of holding the fetch and every feed queued behind it.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import random
-import ssl
 import time
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import httpcore
 import httpx
 
 from predict_pipeline.feeds.records import PageRequest
@@ -38,22 +34,26 @@ from predict_pipeline.http.errors import (
     InvalidJsonError,
     RateLimitedError,
     ReplayMissError,
-    ResponseTooLargeError,
     TransportFailure,
     UnsafeUrlError,
     redact_url,
 )
 from predict_pipeline.http.guard import Resolver, _parse_allow_list, check_url_allowed, resolve_host
+from predict_pipeline.http.limits import (
+    _DEADLINE,
+    ResponseLimits,
+    _deadline_error,
+    _deadline_passed,
+    _read_body,
+)
 from predict_pipeline.http.ratelimit import TokenBucket
 from predict_pipeline.http.replay import REPLAY_MANIFEST, REPLAY_MISS_HEADER, ReplayTransport
 from predict_pipeline.http.retry import backoff_delay, parse_retry_after
 from predict_pipeline.http.stats import FetchStats
+from predict_pipeline.http.transport import _live_transport
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a response body after content decoding
-DECODED_CHUNK_BYTES = 1024 * 1024  # the most a compressed body is inflated by at a time
-REQUEST_DEADLINE_S = 120.0  # one send, from the first attempt to the last byte
 MAX_RETRIES = 4  # retries after the first attempt, so at most 5 requests per URL
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -67,6 +67,7 @@ AUTH_FAILED_STATUSES = frozenset({401, 403})
 CROSS_ORIGIN_HEADERS = frozenset({"accept", "accept-language", "content-type", "user-agent"})
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_LIMITS = ResponseLimits()  # frozen, so one shared default is safe
 
 # httpx logs every request line at INFO, query string included: a feed's query credentials
 # must not reach a log that someone turns up to INFO.
@@ -103,109 +104,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseLimits:
-    """What one send may take: decoded body bytes, and seconds from its start to the last byte
-    (every attempt, retry wait and redirect included)."""
-
-    max_bytes: int = MAX_RESPONSE_BYTES
-    deadline_s: float = REQUEST_DEADLINE_S
-
-    def __post_init__(self) -> None:
-        if self.max_bytes < 1 or not self.deadline_s > 0:
-            raise ValueError(f"response limits must be positive, got {self}")
-
-    def within(self, cap: ResponseLimits) -> ResponseLimits:
-        """These limits, none looser than `cap`'s."""
-        return ResponseLimits(
-            min(self.max_bytes, cap.max_bytes), min(self.deadline_s, cap.deadline_s)
-        )
-
-
-# The deadline of the send under way in this thread; the network backend below cuts every
-# socket wait (connect, TLS, write, read) at it.
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "predict_http_deadline", default=None
-)
-
-
-def _until_deadline(timeout: float | None, expired: type[Exception]) -> float | None:
-    deadline = _DEADLINE.get()
-    if deadline is None:
-        return timeout
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise expired("the request's deadline passed")
-    return remaining if timeout is None else min(timeout, remaining)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream):
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _until_deadline(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _until_deadline(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        bounded = _until_deadline(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
-        self._backend = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        bounded = _until_deadline(timeout, httpcore.ConnectTimeout)
-        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
-        return _DeadlineStream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        bounded = _until_deadline(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
-
-
-def _live_transport() -> httpx.HTTPTransport:
-    """httpx's transport over a pool whose sockets keep to the send's deadline. httpx takes no
-    network backend, so its pool is replaced by an equal one built with ours (httpx's default
-    limits); the client therefore does not read HTTP(S)_PROXY from the environment."""
-    transport = httpx.HTTPTransport()
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=100,
-        max_keepalive_connections=20,
-        keepalive_expiry=5.0,
-        network_backend=_DeadlineBackend(),
-    )
-    return transport
-
-
 class HttpClient:
     """Sends `PageRequest`s with retries, rate limiting, stats and the SSRF guard.
 
@@ -221,7 +119,7 @@ class HttpClient:
         backoff_max: float = BACKOFF_MAX_S,
         retry_after_max: float = RETRY_AFTER_MAX_S,
         transport: httpx.BaseTransport | None = None,
-        limits: ResponseLimits = ResponseLimits(),
+        limits: ResponseLimits = _DEFAULT_LIMITS,
         allow_private_hosts: Iterable[str] = (),
         resolver: Resolver | None = resolve_host,
         user_agent: str = USER_AGENT,
@@ -423,92 +321,6 @@ class HttpClient:
             }
         )
         return self._client.build_request(method, target, headers=headers, content=content)
-
-
-def _read_body(
-    response: httpx.Response,
-    url: str,
-    attempts: int,
-    limits: ResponseLimits,
-    stats: FetchStats,
-) -> bytes:
-    """The decoded body, streamed: refused as soon as it passes `limits.max_bytes` (unread when
-    its Content-Length already does), or when the send's deadline passes."""
-    declared = response.headers.get("Content-Length", "").strip()
-    received = 0
-    if not (declared.isdigit() and int(declared) > limits.max_bytes):
-        chunks: list[bytes] = []
-        for chunk in _decoded_chunks(response):
-            received += len(chunk)
-            if received > limits.max_bytes:
-                break
-            chunks.append(chunk)
-            if _deadline_passed():  # a transport without our sockets (replay) is checked here
-                raise DeadlineExceededError(url, "deadline passed", attempts=attempts)
-        else:
-            return b"".join(chunks)
-    stats.count_response(response, received)
-    raise ResponseTooLargeError(
-        url,
-        f"response_too_large: the body passed {_mib(limits.max_bytes)} after decoding "
-        f"(HTTP {response.status_code}); refused without reading further",
-        attempts=attempts,
-        status_code=response.status_code,
-    )
-
-
-def _decoded_chunks(response: httpx.Response) -> Iterator[bytes]:
-    """The body as it is decoded, at most DECODED_CHUNK_BYTES at a time: a compressed chunk
-    that inflates a thousandfold is never inflated whole. gzip and deflate (all the client
-    asks for) are inflated here; any other encoding a server sends anyway goes through
-    httpx's own decoders."""
-    if response.is_stream_consumed:  # built whole in memory (replay): decoded already
-        yield response.content
-        return
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        yield from response.iter_raw()
-        return
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        yield from response.iter_bytes()
-        return
-    # gzip or zlib framing, told apart by its header; raw deflate when a "deflate" has none.
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
-    started = False
-    for raw in response.iter_raw():
-        data = raw
-        while data:
-            try:
-                chunk = inflater.decompress(data, DECODED_CHUNK_BYTES)
-            except zlib.error as exc:
-                if started or encoding != "deflate":
-                    raise httpx.DecodingError(f"{encoding} body: {exc}") from None
-                inflater, started = zlib.decompressobj(-zlib.MAX_WBITS), True
-                continue
-            started = True
-            if chunk:
-                yield chunk
-            data = inflater.unconsumed_tail
-    tail = inflater.flush()
-    if tail:
-        yield tail
-
-
-def _deadline_passed(after: float = 0.0) -> bool:
-    deadline = _DEADLINE.get()
-    return deadline is not None and time.monotonic() + after >= deadline
-
-
-def _deadline_error(url: str, attempts: int, limits: ResponseLimits) -> DeadlineExceededError:
-    return DeadlineExceededError(
-        url,
-        f"deadline_exceeded: no complete response within {limits.deadline_s:g} s",
-        attempts=attempts,
-    )
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:g} MiB" if size >= 2**20 else f"{size} bytes"
 
 
 def _status_failure(
