@@ -1,6 +1,19 @@
 """The one HTTP client every feed uses: retries, rate limits, stats, SSRF guard and replay.
 
-The names other modules import; where each lives is this package's own business.
+`HttpClient.send(PageRequest)` returns a `FetchResponse` or raises a typed `FetchError` that the
+caller maps to a feed-run status. Nothing here knows about Dagster or Postgres.
+
+Every send is bounded (`ResponseLimits`, per source in the registry): the body is streamed and
+refused as soon as it passes `max_bytes` after decoding (a gzip bomb never inflates whole), and
+the whole send (attempts, retry waits, redirects) ends at `deadline_s`: every socket wait of a
+live request is cut at the deadline, so a server dripping a byte every few seconds fails on
+time instead of holding the fetch and every feed queued behind it.
+
+One module per concern: client (HttpClient, FetchResponse, build_http_client), errors (the
+FetchError family, redact_url), guard (the SSRF guard), ratelimit (TokenBucket), stats
+(FetchStats), retry (backoff and Retry-After), limits (ResponseLimits, the deadline, bounded
+body reading), transport (the deadline-keeping live transport) and replay (ReplayTransport).
+This module re-exports the names the rest of the project imports from predict_pipeline.http.
 """
 
 from predict_pipeline.http.client import (

@@ -1,13 +1,11 @@
-"""The one HTTP client every feed uses: retries, rate limits, stats, SSRF guard and replay.
+"""The client: `HttpClient.send(PageRequest)` returns a `FetchResponse` or raises a typed
+`FetchError` that the caller maps to a feed-run status. Nothing here knows about Dagster or
+Postgres.
 
-`HttpClient.send(PageRequest)` returns a `FetchResponse` or raises a typed `FetchError` that the
-caller maps to a feed-run status. Nothing here knows about Dagster or Postgres.
-
-Every send is bounded (`ResponseLimits`, per source in the registry): the body is streamed and
-refused as soon as it passes `max_bytes` after decoding (a gzip bomb never inflates whole), and
-the whole send (attempts, retry waits, redirects) ends at `deadline_s`: every socket wait of a
-live request is cut at the deadline, so a server dripping a byte every few seconds fails on
-time instead of holding the fetch and every feed queued behind it.
+A send checks each hop's URL with the SSRF guard (guard.py), paces itself with the caller's
+token bucket (ratelimit.py), retries 429/5xx and transport failures with backoff or Retry-After
+(retry.py), follows redirects by hand, and keeps to its response limits and deadline
+(limits.py) over the live transport (transport.py) or the replay transport (replay.py).
 """
 
 from __future__ import annotations
@@ -72,10 +70,6 @@ _DEFAULT_LIMITS = ResponseLimits()  # frozen, so one shared default is safe
 # httpx logs every request line at INFO, query string included: a feed's query credentials
 # must not reach a log that someone turns up to INFO.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-# ---------------------------------------------------------------------------------------------
-# Responses and the client
 
 
 @dataclass(frozen=True, slots=True)
