@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)
 # The UI's port under `make dev` (make dev PORT=3100).
 PORT ?= 3000
 
-.PHONY: install run dev test lint bench browser clean-state
+.PHONY: install run dev test test-fast lint bench browser clean-state
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ browser:
 
 test: lint browser
 	$(VENV)/bin/pytest
+
+# The inner loop: everything but the end-to-end tests marked slow (make run, make dev, the
+# whole-graph UI tests, Celery, receiver load); `make test` stays the full suite.
+test-fast: install
+	$(VENV)/bin/pytest -m "not slow"
 
 # The peer bench's loaders (dlt) are a bench-only dependency group, never a runtime dependency;
 # `make install` syncs them away again.

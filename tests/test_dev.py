@@ -39,6 +39,9 @@ from predict_pipeline.db.connection import connect
 from predict_pipeline.demo import REPLAY_DIR, seed_demo
 from predict_pipeline.secrets import ENCRYPTION_KEY_ENV, decode_key, generate_key
 
+# End-to-end: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 STARTUP_TIMEOUT_S = 300
 STOP_BOUND_S = 10.0
 BIN = Path(sys.executable).parent

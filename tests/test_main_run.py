@@ -18,6 +18,9 @@ from predict_pipeline.demo.run import run_main
 from predict_pipeline.feeds.base import history_chunks
 from predict_pipeline.secrets import generate_key
 
+# End-to-end: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 # Smaller than the demo's defaults (12 hours, 120 events a day) to keep the suite quick, but
 # past the 6 baseline hours the trust detectors need.
 HISTORY_HOURS = 9

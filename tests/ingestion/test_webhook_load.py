@@ -21,12 +21,16 @@ from datetime import UTC, datetime
 
 import httpx
 import psycopg
+import pytest
 
 from predict_pipeline.ingestion.pushed import hour_window
 from predict_pipeline.signals.linking import display_market_id
 from predict_pipeline.signals.stage import validate_window
 from tests.support.feeds import make_feed
 from tests.support.receiver import SECRET, delivery_body, running_receiver, signed_headers
+
+# End-to-end: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 FULL = os.environ.get("PREDICT_RECEIVER_LOAD") == "full"
 PHASES = [(2000, 20), (600, 150)] if FULL else [(300, 20), (300, 150)]

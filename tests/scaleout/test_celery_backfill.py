@@ -44,9 +44,12 @@ def _redis_reachable() -> bool:
     return True
 
 
-pytestmark = pytest.mark.skipif(
-    not _redis_reachable(), reason="environment: no Redis broker on 127.0.0.1:6379"
-)
+pytestmark = [
+    pytest.mark.slow,  # end-to-end: `make test-fast` leaves it out
+    pytest.mark.skipif(
+        not _redis_reachable(), reason="environment: no Redis broker on 127.0.0.1:6379"
+    ),
+]
 
 
 @pytest.fixture

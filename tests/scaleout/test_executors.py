@@ -15,6 +15,9 @@ from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.definitions import defs
 from predict_pipeline.defs.executors import PRELOAD_MODULES, celery_worker_config, predict_executor
 
+# End-to-end: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 BROKER = "redis://127.0.0.1:6379/7"
 
 

@@ -53,11 +53,14 @@ VIEWPORT = {"width": 2400, "height": 1350}
 # The graph's zoom in the picture: Dagster draws a node's full label from 0.6 up.
 GRAPH_SCALE = 0.7
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="no Chromium at /usr/bin/chromium (`make browser` installs it where root and apt "
-    "are available); the browser test needs it",
-)
+pytestmark = [
+    pytest.mark.slow,  # end-to-end: `make test-fast` leaves it out
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="no Chromium at /usr/bin/chromium (`make browser` installs it where root and apt "
+        "are available); the browser test needs it",
+    ),
+]
 
 T = TypeVar("T")
 

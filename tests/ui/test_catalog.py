@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -29,6 +30,9 @@ from predict_pipeline.defs.resources import (
     SecretsResource,
 )
 from tests.scaleout.history_server import HistoryServer, seed_history_feed
+
+# End-to-end: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 TABLES = {
     "raw_feed_fetches": "prediction_feed_runs",

@@ -29,6 +29,9 @@ from predict_pipeline.defs.resources import (
 from tests.conftest import FIXTURES
 from tests.support.feeds import KEY, make_feed
 
+# End-to-end: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 NOW = datetime(2026, 11, 22, 18, 20, tzinfo=UTC)
 
 
