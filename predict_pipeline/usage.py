@@ -1,5 +1,6 @@
 """prediction_usage_metrics, written here and nowhere else: what each user's feeds, rules,
-events, campaigns and explanations used in a usage period.
+events, campaigns and explanations used in a usage period; and the feeds' own counter
+(`signals_ingested_24h`), corrected from the rows by the daily refresh.
 
 A user's usage period at a time is the billing period of their subscription that contains it
 (`current_period_start` .. `current_period_end`), else the calendar month in UTC
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -226,3 +227,35 @@ def record_signals_ingested(
                  updated_at = now()""",
         {"user": user_id, "written": written, "at": at},
     )
+
+
+# Same definition as the signals stage's running total: what the feed's runs of the last 24
+# hours wrote.
+_FEEDS_24H = """
+WITH truth AS (
+  SELECT f.id, LEAST(coalesce(sum(r.signals_written), 0), 2147483647)::int AS ingested
+  FROM prediction_data_feeds f
+  LEFT JOIN prediction_feed_runs r ON r.feed_id = f.id AND r.started_at > %(since)s
+  GROUP BY f.id
+)
+{action}
+"""
+_FEEDS_24H_COUNT = (
+    "SELECT count(*) FROM truth t JOIN prediction_data_feeds f ON f.id = t.id"
+    " WHERE f.signals_ingested_24h IS DISTINCT FROM t.ingested"
+)
+_FEEDS_24H_UPDATE = """UPDATE prediction_data_feeds f
+  SET signals_ingested_24h = t.ingested, updated_at = now()
+  FROM truth t
+  WHERE f.id = t.id AND f.signals_ingested_24h IS DISTINCT FROM t.ingested"""
+
+
+def correct_feed_counters(conn: psycopg.Connection, now: datetime, *, dry_run: bool) -> int:
+    """Each feed's signals_ingested_24h recomputed from its runs of the 24 hours before `now`;
+    the number of feeds whose counter was wrong (corrected, unless `dry_run`)."""
+    since = now - timedelta(hours=24)
+    if dry_run:
+        return conn.execute(
+            _FEEDS_24H.format(action=_FEEDS_24H_COUNT), {"since": since}
+        ).fetchone()[0]
+    return conn.execute(_FEEDS_24H.format(action=_FEEDS_24H_UPDATE), {"since": since}).rowcount

@@ -15,11 +15,11 @@ from typing import Any
 import dagster as dg
 import psycopg
 
+from predict_pipeline import usage
 from predict_pipeline.config import Settings
 from predict_pipeline.db.connection import MAINTENANCE_ROLE, connect
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.retention.audit_archive import archive_audit_log
-from predict_pipeline.retention.counters import refresh_counters
 from predict_pipeline.retention.operational import (
     prune_feed_runs,
     prune_rule_executions,
@@ -228,8 +228,17 @@ def monthly_partitions(
 def usage_counters(
     context: dg.AssetExecutionContext, database: PostgresResource, retention: RetentionResource
 ) -> Iterator[StepEvent]:
-    with _maintenance(database) as conn:
-        report = refresh_counters(conn, datetime.now(UTC), dry_run=retention.dry_run)
+    now = datetime.now(UTC)
+    report = StepReport("counters", retention.dry_run)
+    with _maintenance(database) as conn, conn.transaction():
+        report.add(
+            "feed_counters_corrected",
+            usage.correct_feed_counters(conn, now, dry_run=retention.dry_run),
+        )
+        report.add(
+            "usage_rows_refreshed", usage.refresh_usage(conn, now, dry_run=retention.dry_run)
+        )
+    report.details["usage_at"] = now.isoformat()
     yield from _run_step(context, report)
 
 
