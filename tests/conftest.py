@@ -24,7 +24,7 @@ from predict_pipeline.ingestion.landing import LandingZone
 from tests.support.feeds import USER_ID
 from tests.support.http_server import ScriptedServer
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = PROJECT_ROOT / "fixtures"  # recorded real payloads, shared with the demo
 TEST_STATE_DIR = Path(os.environ.get("PREDICT_TEST_STATE_DIR", PROJECT_ROOT / "var" / "test"))
 EXTERNAL_URL = os.environ.get("PREDICT_TEST_DATABASE_URL")
 SERVERS = ["embedded", *(["external"] if EXTERNAL_URL else [])]

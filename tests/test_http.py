@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.http import (
     AuthFailedError,
@@ -42,7 +43,7 @@ from predict_pipeline.http import (
 )
 from tests.support.http_server import DripServer, Reply, ScriptedServer, gzip_of_zeros
 
-PAYLOADS = Path(__file__).parent / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 KALSHI_EVENTS = (PAYLOADS / "kalshi_events.json").read_bytes()
 MANIFOLD_MARKETS = (PAYLOADS / "manifold_markets.json").read_bytes()
 GAMMA_MARKETS = (PAYLOADS / "polymarket_gamma_markets.json").read_bytes()

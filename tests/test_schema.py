@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from psycopg import errors
 
-from tests.conftest import FIXTURES
-
-SPEC = (FIXTURES / "spec" / "schema.md").read_text()
+SPEC = (Path(__file__).parent / "fixtures" / "spec" / "schema.md").read_text()
 SPEC_SQL = "\n".join(re.findall(r"```sql\n(.*?)```", SPEC, re.S))
 
 _TYPES = {

@@ -1,11 +1,11 @@
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import jsonschema
 import pytest
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.custom_api import (
     ADAPTER,
@@ -19,7 +19,7 @@ from predict_pipeline.feeds.custom_api import (
 )
 from predict_pipeline.feeds.records import MarketFacts, PageRequest, PayloadError
 
-PAYLOADS = Path(__file__).parent.parent / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2026, 1, 31, 18, 10, 26, tzinfo=UTC)
 WINDOW = FetchWindow(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
 API = "https://api.example.org/v1/markets"

@@ -1,8 +1,8 @@
 import json
-from pathlib import Path
 
 import pytest
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds.fieldpath import (
     FieldPathError,
     ShapeError,
@@ -12,7 +12,7 @@ from predict_pipeline.feeds.fieldpath import (
     select_one,
 )
 
-PAYLOADS = Path(__file__).parent.parent / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 
 DOC = {
     "a": {"b": 1},

@@ -1,21 +1,21 @@
-"""Kalshi adapter against recorded payloads (tests/fixtures/payloads, see SOURCES.md)."""
+"""Kalshi adapter against recorded payloads (fixtures/payloads, see SOURCES.md)."""
 
 from __future__ import annotations
 
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import kalshi
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2025, 4, 5, 12, 0, tzinfo=UTC)
 BASE = "https://api.elections.kalshi.com/trade-api/v2"
 

@@ -1,20 +1,20 @@
-"""Metaculus adapter against recorded payloads (tests/fixtures/payloads, see SOURCES.md)."""
+"""Metaculus adapter against recorded payloads (fixtures/payloads, see SOURCES.md)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import metaculus
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 # The capture's date_accessed (SOURCES.md).
 FETCHED_AT = datetime(2025, 8, 25, 19, 22, 11, tzinfo=UTC)
 BASE = "https://www.metaculus.com/api"

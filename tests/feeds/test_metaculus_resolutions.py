@@ -5,21 +5,21 @@
 The posts-API cases are the recorded post 578 (fixtures/payloads/SOURCES.md), open when it was
 recorded, with `status` and `resolution` set to each documented value. The api2 listing item
 is built from the documented field names; the api2 question details are real recordings
-(tests/fixtures/real/SOURCES.md, TetraspaceW/metaculus-tetra).
+(fixtures/real/SOURCES.md, TetraspaceW/metaculus-tetra).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import metaculus
 from tests.real.recordings import metaculus_api2_questions
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2025, 8, 25, 19, 22, tzinfo=UTC)
 
 

@@ -6,17 +6,17 @@ import copy
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import polymarket
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.polymarket import ADAPTER
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2026, 2, 1, 12, 30, tzinfo=UTC)
 WINDOW = FetchWindow(
     datetime(2026, 3, 11, 0, 0, tzinfo=UTC), datetime(2026, 3, 12, 0, 0, tzinfo=UTC)

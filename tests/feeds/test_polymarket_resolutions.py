@@ -1,5 +1,5 @@
 """Polymarket's terminal states, on a real auto-resolved Gamma market object (the BTC 5-minute
-recording, tests/fixtures/real/SOURCES.md) with its UMA fields and final prices set to each
+recording, fixtures/real/SOURCES.md) with its UMA fields and final prices set to each
 state Gamma documents: resolved, proposed, disputed, a 50-50 split, not yet closed."""
 
 from __future__ import annotations

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import predictit
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.predictit import ADAPTER
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
-SNAPSHOT = (
-    Path(__file__).resolve().parents[1] / "fixtures" / "payloads" / "predictit_marketdata_all.json"
-)
+SNAPSHOT = PROJECT_ROOT / "fixtures" / "payloads" / "predictit_marketdata_all.json"
 FETCHED_AT = datetime(2026, 1, 31, 18, 11, tzinfo=UTC)
 WINDOW = FetchWindow(
     datetime(2026, 1, 31, 18, 0, tzinfo=UTC), datetime(2026, 1, 31, 18, 15, tzinfo=UTC)

@@ -43,7 +43,7 @@ def test_every_demo_feed_fetches_its_recorded_payload(conn, landing):
         assert run["bytes_received"] > 0
     kalshi = next(f for f, n in feeds.items() if n == "Kalshi Elon tweets (Mar 28, settled)")
     [page] = landing.read_window("kalshi", str(kalshi), WINDOW)
-    recorded = REPLAY_DIR / "../../tests/fixtures/payloads/kalshi_markets_finalized_cents.json"
+    recorded = REPLAY_DIR / "../../fixtures/payloads/kalshi_markets_finalized_cents.json"
     assert page.payload == json.loads(recorded.read_bytes())
     assert page.request["params"]["event_ticker"] == "KXELONTWEETS-25MAR28"
     assert "headers" not in page.request
@@ -51,9 +51,7 @@ def test_every_demo_feed_fetches_its_recorded_payload(conn, landing):
 
 def test_backfill_of_two_days_twice_gives_identical_landing_content(conn, tmp_path):
     detail = json.loads(
-        (
-            REPLAY_DIR / "../../tests/fixtures/payloads/metaculus_post_detail_with_cp.json"
-        ).read_bytes()
+        (REPLAY_DIR / "../../fixtures/payloads/metaculus_post_detail_with_cp.json").read_bytes()
     )
     history = detail["question"]["aggregations"]["recency_weighted"]["history"]
     first_point = datetime.fromtimestamp(history[0]["start_time"], tz=UTC)

@@ -1,4 +1,4 @@
-"""Real platform recordings (tests/fixtures/real, sources in its SOURCES.md) and what each
+"""Real platform recordings (fixtures/real, sources in its SOURCES.md) and what each
 platform itself says about its markets' outcomes, read straight from the raw payload by its
 documented fields, independently of the adapters.
 
@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
+from predict_pipeline.config import PROJECT_ROOT
+
+REAL = PROJECT_ROOT / "fixtures" / "real"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ way (delete keys, wrong types, nulls, huge strings, nested junk, the whole item 
 every other item's records are exactly those it gives on its own, while the mutated item gives
 at most its own records or rejects naming it.
 
-Pages: the real recordings of tests/fixtures/real (sources in its SOURCES.md) and the shapes
+Pages: the real recordings of fixtures/real (sources in its SOURCES.md) and the shapes
 only the shared recorded payloads have (Gamma events with nested markets, CLOB markets,
 Kalshi events, Metaculus posts, Manifold bets), each adapter's listing shapes.
 """
@@ -15,19 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.records import PageRequest, ParsedPage
 from predict_pipeline.feeds.registry import source_definition
 from tests.real import recordings
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 
 

@@ -2,7 +2,7 @@
 pipeline resolves, through the real path (adapter -> validated_signals' ingest -> settlements
 -> event_resolutions -> prediction_resolutions), one event per question of the recording.
 
-Every case names its source (repo@commit:path, tests/fixtures/real/SOURCES.md). The table is
+Every case names its source (repo@commit:path, fixtures/real/SOURCES.md). The table is
 printed (`pytest -s`) and asserted: no disagreement, nothing the platform resolved left open,
 nothing open resolved.
 """
@@ -139,7 +139,7 @@ def test_the_pipeline_resolves_what_the_platform_reports(conn, case):
 
 EXPECTED_RESOLVED = {
     # (questions the platform resolved, of which AMBIGUOUS, CANCELLED), counted from the
-    # payload's own fields (the breakdown is in tests/fixtures/real/SOURCES.md).
+    # payload's own fields (the breakdown is in fixtures/real/SOURCES.md).
     "manifold": (110, 13, 51),
     "polymarket-btc-5m": (292, 0, 0),
     "polymarket-btc-5m-history-proposed": (292, 0, 0),

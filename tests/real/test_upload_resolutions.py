@@ -3,7 +3,7 @@ MKT and CANCEL, Kalshi's void, Metaculus's annulled, Polymarket's final prices a
 platform documents lands; the unmappable row alone is rejected with its reason; the settled
 markets resolve their events, MKT with the probability Manifold resolved it to.
 
-The Manifold rows are real markets of the recorded listing (tests/fixtures/real/SOURCES.md:
+The Manifold rows are real markets of the recorded listing (fixtures/real/SOURCES.md:
 BonelessWater/predict-ngin@3279d9d1e3fc04269618d3dbd2393738acc0d186:manifold_markets.json)
 with their recorded resolution, resolutionProbability and resolutionTime.
 """

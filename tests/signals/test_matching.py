@@ -1,6 +1,6 @@
 """Market → event matching against real market titles from the recorded payloads.
 
-Markets come from tests/fixtures/payloads (see SOURCES.md); the events are written here, the
+Markets come from fixtures/payloads (see SOURCES.md); the events are written here, the
 way a platform editor would word them.
 """
 
@@ -10,13 +10,13 @@ import json
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.signals.matching import (
     DATE_CONFLICT_CAP,
@@ -36,7 +36,7 @@ from predict_pipeline.signals.matching import (
     score,
 )
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 END_2025 = datetime(2025, 12, 31, 12, tzinfo=UTC)
 END_FEB_2026 = datetime(2026, 2, 28, 12, tzinfo=UTC)
 
