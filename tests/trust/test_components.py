@@ -25,7 +25,7 @@ from predict_pipeline.trust.components import (
     OVERALL_WEIGHTS,
     score,
 )
-from predict_pipeline.trust.scenarios import (
+from tests.support.trust_scenarios import (
     WORDS,
     clean_markets,
     inject_narrative_plant,

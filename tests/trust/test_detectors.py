@@ -19,7 +19,7 @@ from predict_pipeline.trust.components import (
     shingles,
     similarity_groups,
 )
-from predict_pipeline.trust.scenarios import (
+from tests.support.trust_scenarios import (
     INJECTORS,
     WORDS,
     clean_markets,
