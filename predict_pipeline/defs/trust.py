@@ -34,8 +34,8 @@ class TrustAssetConfig(dg.Config):
     description=(
         "prediction_trust_scores per active event and hour (market integrity, sentiment "
         "authenticity, source diversity, volume and temporal consistency; formulas in "
-        "predict_pipeline/trust/components.py) and prediction_trust_flags with their evidence "
-        "(one detector per flag type, predict_pipeline/trust/detectors.py). Re-running an "
+        "predict_pipeline/trust/measure.py and score.py) and prediction_trust_flags with their "
+        "evidence (one detector per flag type, predict_pipeline/trust/detectors.py). Re-running an "
         "interval replaces its scores and never duplicates or overwrites a reviewed flag."
     ),
     metadata=table_definition_metadata(TRUST_TABLE),

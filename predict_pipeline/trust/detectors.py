@@ -1,6 +1,6 @@
 """Manipulation-flag detectors: one function per flag type, each over all scored events at once.
 
-Every detector reads the interval's shared measurements (`components.measure`: the series, robust
+Every detector reads the interval's shared measurements (`measure.measure`: the series, robust
 statistics and origins are defined there) and raises at most one Flag per event and interval;
 `dedup_key` = "event_id|flag_type|interval_start" makes re-running an interval idempotent. A
 "matching" NEWS signal has the sign of the move (positive sentiment = toward YES) and |value| >=
@@ -63,14 +63,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predict_pipeline.trust.components import (
-    PROBABILITY_CLIP,
-    SENTIMENT_TYPES,
-    Measurements,
-    explanations,
-    nanoseconds,
-    wash_summary,
-)
+from predict_pipeline.trust.config import PROBABILITY_CLIP, SENTIMENT_TYPES, nanoseconds
+from predict_pipeline.trust.explain import explanations
+from predict_pipeline.trust.measure import Measurements
+from predict_pipeline.trust.trades import wash_summary
 
 
 @dataclass(frozen=True, slots=True)
