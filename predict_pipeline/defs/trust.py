@@ -14,7 +14,7 @@ from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_win
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.snapshots import event_snapshots
 from predict_pipeline.trust import TrustConfig, compute_trust
-from predict_pipeline.trust.store import load_inputs, save_trust
+from predict_pipeline.trust.store import ScoredInterval, load_window, save_intervals
 
 TRUST_TABLE = "prediction_trust_scores"
 
@@ -61,16 +61,16 @@ def trust_scores(
         snapshot_stamp="end",  # prediction_snapshots are stamped at their interval's end
     )
     window = context.partition_time_window
-    totals = {"scores": 0, "flags_new": 0, "flags_updated": 0, "flags_kept_reviewed": 0}
+    intervals = hourly_windows(window.start, window.end)
     flag_types: dict[str, int] = {}
     raised: list[dict] = []
-    missing: list[str] = []
-    out_of_range = 0
     with database.connection() as conn:
-        for interval in hourly_windows(window.start, window.end):
-            signals, snapshots, events = load_inputs(
-                conn, interval.start, interval.end, trust_config
-            )
+        # A ranged (backfill) run reads its whole range and look-back once and scores each
+        # hour from memory; the writes and checks are set-based over the range.
+        inputs = load_window(conn, intervals[0].start, intervals[-1].end, trust_config)
+        scored = []
+        for interval in intervals:
+            signals, snapshots, events = inputs.inputs(interval.start, interval.end)
             result = compute_trust(
                 signals,
                 snapshots,
@@ -79,9 +79,7 @@ def trust_scores(
                 interval_end=interval.end,
                 config=trust_config,
             )
-            written = save_trust(conn, result, interval.end, start=interval.start)
-            for key in totals:
-                totals[key] += getattr(written, key)
+            scored.append(ScoredInterval(interval.start, interval.end, result))
             for flag in result.flags:
                 flag_types[flag.flag_type] = flag_types.get(flag.flag_type, 0) + 1
                 raised.append(
@@ -92,23 +90,40 @@ def trust_scores(
                         "description": flag.description,
                     }
                 )
-            missing += conn.execute(
-                """SELECT DISTINCT s.event_id::text FROM prediction_signals s
-                   JOIN prediction_events e ON e.id = s.event_id AND e.status = 'ACTIVE'
-                   WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s
-                     AND NOT EXISTS (SELECT 1 FROM prediction_trust_scores t
-                                     WHERE t.event_id = s.event_id AND t.computed_at = %(end)s)""",
-                {"start": interval.start, "end": interval.end},
-            ).fetchall()
-            out_of_range += conn.execute(
-                """SELECT count(*) FROM prediction_trust_scores WHERE computed_at = %s AND NOT (
-                     overall_score BETWEEN 0 AND 1 AND market_integrity BETWEEN 0 AND 1
-                     AND sentiment_authenticity BETWEEN 0 AND 1
-                     AND source_diversity BETWEEN 0 AND 1
-                     AND volume_consistency BETWEEN 0 AND 1
-                     AND temporal_consistency BETWEEN 0 AND 1)""",
-                (interval.end,),
-            ).fetchone()[0]
+        written = save_intervals(conn, scored)
+        params = {
+            "starts": [i.start for i in intervals],
+            "ends": [i.end for i in intervals],
+            "first": intervals[0].start,
+            "last": intervals[-1].end,
+        }
+        missing = conn.execute(
+            """SELECT DISTINCT s.event_id::text
+               FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) w(start_at, end_at)
+               JOIN prediction_signals s
+                 ON s.fetched_at >= w.start_at AND s.fetched_at < w.end_at
+               JOIN prediction_events e ON e.id = s.event_id AND e.status = 'ACTIVE'
+               WHERE s.fetched_at >= %(first)s AND s.fetched_at < %(last)s
+                 AND NOT EXISTS (SELECT 1 FROM prediction_trust_scores t
+                                 WHERE t.event_id = s.event_id AND t.computed_at = w.end_at)""",
+            params,
+        ).fetchall()
+        out_of_range = conn.execute(
+            """SELECT count(*) FROM prediction_trust_scores
+               WHERE computed_at = ANY(%(ends)s::timestamptz[]) AND NOT (
+                 overall_score BETWEEN 0 AND 1 AND market_integrity BETWEEN 0 AND 1
+                 AND sentiment_authenticity BETWEEN 0 AND 1
+                 AND source_diversity BETWEEN 0 AND 1
+                 AND volume_consistency BETWEEN 0 AND 1
+                 AND temporal_consistency BETWEEN 0 AND 1)""",
+            params,
+        ).fetchone()[0]
+    totals = {
+        "scores": written.scores,
+        "flags_new": written.flags_new,
+        "flags_updated": written.flags_updated,
+        "flags_kept_reviewed": written.flags_kept_reviewed,
+    }
     result = dg.MaterializeResult(
         metadata={
             **totals,
