@@ -224,19 +224,24 @@ def measure(
     )
 
 
-def _window_signals(
-    signals: pd.DataFrame,
-    window_ns: int,
-    end_ns: int,
-    start_ns: int,
-    length: int,
-    origin_lookback: timedelta,
-) -> pd.DataFrame:
+# Columns `prepare_signals` adds; a frame that has them all is read as prepared.
+PREPARED_COLUMNS = ("t", "w", "account", "lifetime", "id_rank")
+
+
+def prepare_signals(signals: pd.DataFrame) -> pd.DataFrame:
+    """The signals frame validated and read once, for all the intervals scored from it.
+
+    Adds t (fetched_at in ns), w (weight x reliability), account (raw_data's account of the
+    narrative types' rows), lifetime (a VOLUME row carrying a lifetime total) and id_rank (the
+    id's place in id order). `compute_trust` takes a prepared frame, or any slice of one, as it
+    is: a ranged run pays for this once, not once per interval.
+    """
     _require(signals, "signals", SIGNAL_INPUT_COLUMNS)
     t = _utc_ns(signals, "signals", "fetched_at", nullable=False)
-    keep = (t >= window_ns) & (t < end_ns)
-    frame = signals.loc[keep, list(SIGNAL_INPUT_COLUMNS)].copy()
-    t = t[keep]
+    return _prepared(signals[list(SIGNAL_INPUT_COLUMNS)].copy(), t)
+
+
+def _prepared(frame: pd.DataFrame, t: np.ndarray) -> pd.DataFrame:
     unknown = sorted(set(frame["signal_type"]) - set(SIGNAL_TYPES))
     if unknown:
         raise TrustInputError("signals", f"unknown signal_type values {unknown}")
@@ -257,8 +262,47 @@ def _window_signals(
         if pd.api.types.infer_dtype(frame[column], skipna=False) != "string":
             frame[column] = frame[column].astype(str)
     frame["t"] = t
-    frame["bucket"] = np.floor_divide(t - start_ns, length).astype("int64")
     frame["w"] = frame["weight"] * frame["reliability"]
+    kind = frame["signal_type"].to_numpy()
+    raw = frame["raw_data"].to_numpy()
+    narrative = np.isin(kind, NARRATIVE_TYPES)
+    account = np.full(len(frame), None, dtype=object)
+    account[narrative] = [account_of(r) for r in raw[narrative]]
+    frame["account"] = account
+    # A lifetime total (Kalshi, Manifold market listings) is a level, not a flow: not summed.
+    volume = kind == "VOLUME"
+    lifetime = np.zeros(len(frame), dtype=bool)
+    lifetime[volume] = [
+        isinstance(r, dict) and str(r.get("volume_scope", "")).startswith("lifetime")
+        for r in raw[volume]
+    ]
+    frame["lifetime"] = lifetime
+    rank = np.empty(len(frame), dtype="int64")
+    rank[np.argsort(frame["id"].to_numpy().astype("U"), kind="stable")] = np.arange(len(frame))
+    frame["id_rank"] = rank
+    return frame
+
+
+def _window_signals(
+    signals: pd.DataFrame,
+    window_ns: int,
+    end_ns: int,
+    start_ns: int,
+    length: int,
+    origin_lookback: timedelta,
+) -> pd.DataFrame:
+    if isinstance(signals, pd.DataFrame) and set(PREPARED_COLUMNS) <= set(signals.columns):
+        t = signals["t"].to_numpy()
+        keep = (t >= window_ns) & (t < end_ns)
+        frame = signals[keep] if not keep.all() else signals
+        frame = frame[[*SIGNAL_INPUT_COLUMNS, *PREPARED_COLUMNS]].copy()
+    else:
+        _require(signals, "signals", SIGNAL_INPUT_COLUMNS)
+        t = _utc_ns(signals, "signals", "fetched_at", nullable=False)
+        keep = (t >= window_ns) & (t < end_ns)
+        frame = _prepared(signals.loc[keep, list(SIGNAL_INPUT_COLUMNS)].copy(), t[keep])
+    t = frame["t"].to_numpy()
+    frame["bucket"] = np.floor_divide(t - start_ns, length).astype("int64")
     frame["origin"] = frame["source"]
     kind = frame["signal_type"].to_numpy()
     # Origins are read for NEWS (plants, corroboration) and for posts near the interval.
@@ -266,13 +310,13 @@ def _window_signals(
         np.isin(kind, NARRATIVE_TYPES) & (t >= start_ns - nanoseconds(origin_lookback))
     )
     if posts.any():
-        accounts = [account_of(raw) for raw in frame["raw_data"].to_numpy()[posts]]
+        accounts = frame["account"].to_numpy()[posts]
         origin = frame["origin"].to_numpy(dtype=object)
         origin[posts] = [
             s if a is None else f"{s}/{a}" for s, a in zip(origin[posts], accounts, strict=True)
         ]
         frame["origin"] = origin
-    return frame
+    return frame.drop(columns=["account"])
 
 
 def _window_snapshots(
@@ -332,8 +376,8 @@ def _event_info(events: pd.DataFrame) -> pd.DataFrame:
 def _ordered(sig: pd.DataFrame, event_ids: pd.Index) -> pd.DataFrame:
     """Rows in (event_id, t, id) order, whatever order they came in; `ev` = event position."""
     ev = event_ids.get_indexer(sig["event_id"])
-    order = np.lexsort((sig["id"].to_numpy().astype("U"), sig["t"].to_numpy(), ev))
-    out = sig.iloc[order].reset_index(drop=True)
+    order = np.lexsort((sig["id_rank"].to_numpy(), sig["t"].to_numpy(), ev))
+    out = sig.iloc[order].reset_index(drop=True).drop(columns=["id_rank"])
     out["ev"] = ev[order]
     out["src"] = pd.factorize(out["source"])[0]
     return out
@@ -448,13 +492,8 @@ def _volume(
     config: TrustConfig,
 ) -> pd.DataFrame:
     snap_vol = _grid(snap_last, "volume", event_ids, buckets)
-    flows = sig[sig["signal_type"] == "VOLUME"]
     # A lifetime total (Kalshi, Manifold market listings) is a level, not a flow: not summed.
-    lifetime = [
-        isinstance(raw, dict) and str(raw.get("volume_scope", "")).startswith("lifetime")
-        for raw in flows["raw_data"].to_numpy()
-    ]
-    flows = flows[~np.asarray(lifetime, dtype=bool)]
+    flows = sig[(sig["signal_type"] == "VOLUME").to_numpy() & ~sig["lifetime"].to_numpy()]
     sig_vol = _grid(flows, "value", event_ids, buckets, "sum") * 1000.0
     # One basis per event, never mixed: its snapshots if it has one for the interval.
     from_snap = ~np.isnan(snap_vol[:, -1])

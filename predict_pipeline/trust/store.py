@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from predict_pipeline.audit import record_audit
 from predict_pipeline.trust import TrustConfig, TrustResult
 from predict_pipeline.trust.config import COMPONENTS
+from predict_pipeline.trust.measure import prepare_signals
 
 
 def _frame(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> pd.DataFrame:
@@ -114,7 +115,8 @@ def load_window(
     ):
         for column in columns:
             frame[column] = pd.to_datetime(frame[column], utc=True)
-    signals = signals.sort_values("fetched_at", kind="stable", ignore_index=True)
+    # validated and read once (times, weights, accounts, lifetime volumes) for every interval
+    signals = prepare_signals(signals.sort_values("fetched_at", kind="stable", ignore_index=True))
     snapshots = snapshots.sort_values("snapshot_at", kind="stable", ignore_index=True)
     event_active = (events["status"] == "ACTIVE").to_numpy()
     event_resolved_ns = _ns(events["resolved_at"])
