@@ -139,7 +139,7 @@ def _written(conn: psycopg.Connection) -> dict[str, list[tuple]]:
     }
 
 
-def _materialize(db_url: str, instance, **selection) -> None:
+def _materialize(db_url: str, instance, block_hours: int = 48, **selection) -> None:
     import dagster as dg
 
     from predict_pipeline.defs.resources import PostgresResource
@@ -149,6 +149,7 @@ def _materialize(db_url: str, instance, **selection) -> None:
         [trust_scores],
         instance=instance,
         resources={"database": PostgresResource(url=db_url)},
+        run_config={"ops": {"trust_scores": {"config": {"read_block_hours": block_hours}}}},
         **selection,
     )
     assert result.success
@@ -159,12 +160,15 @@ def _key(at: datetime) -> str:
     return HOURLY.get_partition_key_for_timestamp(at.timestamp())
 
 
+@pytest.mark.parametrize("block_hours", [48, 4])
 def test_a_ranged_run_writes_exactly_what_its_single_hours_write(
-    conn, db_url, markets, dagster_instance
+    conn, db_url, markets, dagster_instance, block_hours
 ):
+    """In one block of reads, and in blocks of 4 hours (two reads of the six hours)."""
     _materialize(
         db_url,
         dagster_instance,
+        block_hours,
         tags={
             "dagster/asset_partition_range_start": _key(START),
             "dagster/asset_partition_range_end": _key(END - timedelta(hours=1)),
