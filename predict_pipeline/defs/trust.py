@@ -13,7 +13,7 @@ from predict_pipeline.defs.catalog import (
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.trust import TrustConfig, compute_trust
-from predict_pipeline.trust.store import load_inputs, save_trust
+from predict_pipeline.trust.store import ScoredInterval, load_window, save_intervals
 
 TRUST_TABLE = "prediction_trust_scores"
 # Rows are stamped at their interval's end: an hour partition holds (start, end].
@@ -23,6 +23,10 @@ TRUST_ROWS = PartitionedTable(TRUST_TABLE, "computed_at", stamped_at_end=True)
 class TrustAssetConfig(dg.Config):
     trailing_hours: int = 24  # the baseline window before each interval
     volume_spike_z: float = 3.5
+    # A ranged run reads its hours in blocks of this many, each block with its look-back in one
+    # read: memory stays that of a block's window whatever the range (a 336-hour backfill would
+    # otherwise hold two weeks of signals), and a signal is read (48 + 24) / 48 times, not 25.
+    read_block_hours: int = 48
 
 
 @dg.asset(
@@ -35,8 +39,8 @@ class TrustAssetConfig(dg.Config):
     description=(
         "prediction_trust_scores per active event and hour (market integrity, sentiment "
         "authenticity, source diversity, volume and temporal consistency; formulas in "
-        "predict_pipeline/trust/components.py) and prediction_trust_flags with their evidence "
-        "(one detector per flag type, predict_pipeline/trust/detectors.py). Re-running an "
+        "predict_pipeline/trust/measure.py and score.py) and prediction_trust_flags with their "
+        "evidence (one detector per flag type, predict_pipeline/trust/detectors.py). Re-running an "
         "interval replaces its scores and never duplicates or overwrites a reviewed flag."
     ),
     metadata=table_definition_metadata(TRUST_TABLE),
@@ -62,54 +66,69 @@ def trust_scores(
         snapshot_stamp="end",  # prediction_snapshots are stamped at their interval's end
     )
     window = context.partition_time_window
-    totals = {"scores": 0, "flags_new": 0, "flags_updated": 0, "flags_kept_reviewed": 0}
+    intervals = hourly_windows(window.start, window.end)
     flag_types: dict[str, int] = {}
     raised: list[dict] = []
-    missing: list[str] = []
-    out_of_range = 0
     with database.connection() as conn:
-        for interval in hourly_windows(window.start, window.end):
-            signals, snapshots, events = load_inputs(
-                conn, interval.start, interval.end, trust_config
-            )
-            result = compute_trust(
-                signals,
-                snapshots,
-                events,
-                interval_start=interval.start,
-                interval_end=interval.end,
-                config=trust_config,
-            )
-            written = save_trust(conn, result, interval.end, start=interval.start)
+        # A ranged (backfill) run reads each block of hours and its look-back once, scores
+        # each hour from memory, and writes the block set-based; the checks span the range.
+        totals = {"scores": 0, "flags_new": 0, "flags_updated": 0, "flags_kept_reviewed": 0}
+        block = max(1, config.read_block_hours)
+        for first in range(0, len(intervals), block):
+            hours = intervals[first : first + block]
+            inputs = load_window(conn, hours[0].start, hours[-1].end, trust_config)
+            scored = []
+            for interval in hours:
+                signals, snapshots, events = inputs.inputs(interval.start, interval.end)
+                result = compute_trust(
+                    signals,
+                    snapshots,
+                    events,
+                    interval_start=interval.start,
+                    interval_end=interval.end,
+                    config=trust_config,
+                )
+                scored.append(ScoredInterval(interval.start, interval.end, result))
+                for flag in result.flags:
+                    flag_types[flag.flag_type] = flag_types.get(flag.flag_type, 0) + 1
+                    raised.append(
+                        {
+                            "event_id": flag.event_id,
+                            "flag_type": flag.flag_type,
+                            "severity": flag.severity,
+                            "description": flag.description,
+                        }
+                    )
+            written = save_intervals(conn, scored)
             for key in totals:
                 totals[key] += getattr(written, key)
-            for flag in result.flags:
-                flag_types[flag.flag_type] = flag_types.get(flag.flag_type, 0) + 1
-                raised.append(
-                    {
-                        "event_id": flag.event_id,
-                        "flag_type": flag.flag_type,
-                        "severity": flag.severity,
-                        "description": flag.description,
-                    }
-                )
-            missing += conn.execute(
-                """SELECT DISTINCT s.event_id::text FROM prediction_signals s
-                   JOIN prediction_events e ON e.id = s.event_id AND e.status = 'ACTIVE'
-                   WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s
-                     AND NOT EXISTS (SELECT 1 FROM prediction_trust_scores t
-                                     WHERE t.event_id = s.event_id AND t.computed_at = %(end)s)""",
-                {"start": interval.start, "end": interval.end},
-            ).fetchall()
-            out_of_range += conn.execute(
-                """SELECT count(*) FROM prediction_trust_scores WHERE computed_at = %s AND NOT (
-                     overall_score BETWEEN 0 AND 1 AND market_integrity BETWEEN 0 AND 1
-                     AND sentiment_authenticity BETWEEN 0 AND 1
-                     AND source_diversity BETWEEN 0 AND 1
-                     AND volume_consistency BETWEEN 0 AND 1
-                     AND temporal_consistency BETWEEN 0 AND 1)""",
-                (interval.end,),
-            ).fetchone()[0]
+        params = {
+            "starts": [i.start for i in intervals],
+            "ends": [i.end for i in intervals],
+            "first": intervals[0].start,
+            "last": intervals[-1].end,
+        }
+        missing = conn.execute(
+            """SELECT DISTINCT s.event_id::text
+               FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) w(start_at, end_at)
+               JOIN prediction_signals s
+                 ON s.fetched_at >= w.start_at AND s.fetched_at < w.end_at
+               JOIN prediction_events e ON e.id = s.event_id AND e.status = 'ACTIVE'
+               WHERE s.fetched_at >= %(first)s AND s.fetched_at < %(last)s
+                 AND NOT EXISTS (SELECT 1 FROM prediction_trust_scores t
+                                 WHERE t.event_id = s.event_id AND t.computed_at = w.end_at)""",
+            params,
+        ).fetchall()
+        out_of_range = conn.execute(
+            """SELECT count(*) FROM prediction_trust_scores
+               WHERE computed_at = ANY(%(ends)s::timestamptz[]) AND NOT (
+                 overall_score BETWEEN 0 AND 1 AND market_integrity BETWEEN 0 AND 1
+                 AND sentiment_authenticity BETWEEN 0 AND 1
+                 AND source_diversity BETWEEN 0 AND 1
+                 AND volume_consistency BETWEEN 0 AND 1
+                 AND temporal_consistency BETWEEN 0 AND 1)""",
+            params,
+        ).fetchone()[0]
     result = dg.MaterializeResult(
         metadata={
             **totals,

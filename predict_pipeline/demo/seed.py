@@ -27,7 +27,7 @@ from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import simulator
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.secrets import encrypt_json
-from predict_pipeline.trust.components import FLAG_TYPES  # the detectors' (not OTHER)
+from predict_pipeline.trust.config import FLAG_TYPES  # the detectors' (not OTHER)
 
 DEMO_USER_ID = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
 DEMO_USER_EMAIL = "demo@predict-pipeline.local"

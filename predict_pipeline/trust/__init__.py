@@ -2,7 +2,8 @@
 
 `compute_trust` scores one interval for every event with signals in it (or an ACTIVE event with
 a snapshot in it): pure pandas over frames the caller loads, no database and no Dagster. The
-formulas are documented in `components` (scores) and `detectors` (flags).
+formulas are documented in `measure` (series and statistics), `score` (components, penalties,
+risk) and `detectors` (flags).
 """
 
 from __future__ import annotations
@@ -12,16 +13,10 @@ from datetime import datetime
 
 import pandas as pd
 
-from predict_pipeline.trust.components import (
-    FLAG_TYPES,
-    SCORE_COLUMNS,
-    TrustConfig,
-    TrustInputError,
-    measure,
-    raw_components,
-    score,
-)
+from predict_pipeline.trust.config import FLAG_TYPES, SCORE_COLUMNS, TrustConfig, TrustInputError
 from predict_pipeline.trust.detectors import Flag, detect_all
+from predict_pipeline.trust.measure import measure
+from predict_pipeline.trust.score import raw_components, score
 
 __all__ = [
     "FLAG_TYPES",

@@ -17,15 +17,15 @@ from predict_pipeline.trust import (
     TrustInputError,
     compute_trust,
 )
-from predict_pipeline.trust.components import (
+from predict_pipeline.trust.config import (
     COMPONENTS,
     FLAG_COMPONENTS,
     FLAG_PENALTY,
     FLAG_TYPES,
     OVERALL_WEIGHTS,
-    score,
 )
-from predict_pipeline.trust.scenarios import (
+from predict_pipeline.trust.score import score
+from tests.support.trust_scenarios import (
     WORDS,
     clean_markets,
     inject_narrative_plant,

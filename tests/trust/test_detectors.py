@@ -13,13 +13,9 @@ import numpy as np
 import pytest
 
 from predict_pipeline.trust import compute_trust
-from predict_pipeline.trust.components import (
-    FLAG_COMPONENTS,
-    normalise_text,
-    shingles,
-    similarity_groups,
-)
-from predict_pipeline.trust.scenarios import (
+from predict_pipeline.trust.config import FLAG_COMPONENTS
+from predict_pipeline.trust.text import normalise_text, shingles, similarity_groups
+from tests.support.trust_scenarios import (
     INJECTORS,
     WORDS,
     clean_markets,

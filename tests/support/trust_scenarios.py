@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from predict_pipeline.trust import FLAG_TYPES, TrustConfig, compute_trust
-from predict_pipeline.trust.components import SIGNAL_INPUT_COLUMNS
+from predict_pipeline.trust.config import SIGNAL_INPUT_COLUMNS
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 MARKET_SOURCES = ("polymarket", "kalshi", "manifold", "predictit")

@@ -1,0 +1,116 @@
+"""Narrative text: normalisation, word shingles, near-duplicate clusters of the signals'
+narratives (COORDINATED_ACTION, BOT_SENTIMENT and sentiment_authenticity read them)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from predict_pipeline.trust.config import NARRATIVE_TYPES, TrustConfig, nanoseconds
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_NON_WORD = re.compile(r"[\W_]+")  # letters and digits of any script survive
+
+
+def normalise_text(text: str) -> str:
+    """Case-folded, links dropped, punctuation and emoji folded to single spaces."""
+    return _NON_WORD.sub(" ", _URL.sub(" ", text.casefold())).strip()
+
+
+def shingles(text: str, size: int) -> frozenset[str]:
+    """The word `size`-grams of a normalised text (the words themselves when shorter)."""
+    words = text.split()
+    if len(words) < size:
+        return frozenset(words)
+    return frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
+
+
+def similarity_groups(texts: list[str], threshold: float, size: int) -> np.ndarray:
+    """Connected components of the texts whose shingle Jaccard is >= threshold (labels)."""
+    sets = [shingles(t, size) for t in texts]
+    vocab = {s: i for i, s in enumerate(sorted(set().union(*sets)))}
+    m = len(texts)
+    if not vocab:
+        return np.arange(m)
+    rows = np.repeat(np.arange(m), [len(s) for s in sets])
+    cols = np.fromiter((vocab[x] for s in sets for x in sorted(s)), dtype=np.int64, count=len(rows))
+    member = np.zeros((m, len(vocab)), dtype=np.float32)
+    member[rows, cols] = 1.0
+    size_of = member.sum(axis=1)
+    left: list[np.ndarray] = []
+    right: list[np.ndarray] = []
+    for lo in range(0, m, 1024):  # bounded memory for very large groups
+        inter = member[lo : lo + 1024] @ member.T
+        union = size_of[lo : lo + 1024, None] + size_of[None, :] - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            similar = (inter / union) >= threshold
+        i, j = np.nonzero(similar)
+        left.append(i + lo)
+        right.append(j)
+    return _components(m, np.concatenate(left), np.concatenate(right))
+
+
+def _components(m: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Label of each node = the smallest node of its connected component."""
+    labels = np.arange(m)
+    while True:
+        new = labels.copy()
+        np.minimum.at(new, i, labels[j])
+        np.minimum.at(new, j, labels[i])
+        new = new[new]
+        if np.array_equal(new, labels):
+            return labels
+        labels = new
+
+
+def narrative_clusters(
+    sig: pd.DataFrame, start_ns: int, end_ns: int, config: TrustConfig
+) -> pd.DataFrame:
+    """Narrative signals of [start - coordination window, end), clustered per event.
+
+    `cluster` is the id of the cluster's earliest signal; `cluster_size` counts the cluster's
+    signals inside the interval; `first` marks each cluster's earliest signal.
+    """
+    since = start_ns - nanoseconds(config.coordination_window)
+    rows = sig[
+        sig["signal_type"].isin(NARRATIVE_TYPES).to_numpy()
+        & (sig["t"].to_numpy() >= since)
+        & sig["narrative"].notna().to_numpy()
+    ]
+    rows = rows[rows["narrative"].astype(str).str.strip() != ""]
+    columns = [
+        "id",
+        "event_id",
+        "signal_type",
+        "source",
+        "origin",
+        "value",
+        "weight",
+        "reliability",
+        "t",
+        "bucket",
+    ]
+    rows = rows[columns].copy()
+    rows["text"] = [normalise_text(str(n)) for n in sig.loc[rows.index, "narrative"]]
+    rows = rows[rows["text"] != ""]  # links or emoji only: nothing to compare
+    text_id = rows.groupby(["event_id", "text"], sort=False).ngroup().to_numpy()
+    rows["text_id"] = text_id
+    label_of = np.arange(int(text_id.max()) + 1 if len(text_id) else 0)
+    uniq = rows.drop_duplicates("text_id")[["event_id", "text", "text_id"]]
+    many = uniq.groupby("event_id")["text_id"].transform("size") > 1
+    for _, group in uniq[many].groupby("event_id", sort=False):
+        ids = group["text_id"].to_numpy()
+        comp = similarity_groups(
+            list(group["text"]), config.narrative_similarity, config.narrative_shingle
+        )
+        label_of[ids] = ids[comp]
+    label = label_of[text_id]
+    rows["group"] = label
+    # rows are in (event_id, t, id) order, so the first row of a group is its earliest signal
+    rows["cluster"] = rows.groupby("group")["id"].transform("first")
+    rows["first"] = ~rows["group"].duplicated()
+    in_interval = rows["bucket"] == 0
+    rows["cluster_size"] = in_interval.groupby(rows["group"]).transform("sum").astype("int64")
+    return rows.drop(columns=["group", "text_id"])
