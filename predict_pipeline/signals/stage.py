@@ -32,7 +32,13 @@ from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
 from predict_pipeline.signals import linking, store
-from predict_pipeline.signals.frames import RecordBatch, batches_frame, empty_frame, rejects_frame
+from predict_pipeline.signals.frames import (
+    RecordBatch,
+    batches_frame,
+    concat_rows,
+    empty_frame,
+    rejects_frame,
+)
 from predict_pipeline.signals.matching import (
     DEFAULT_MATCH_THRESHOLD,
     EventRef,
@@ -362,10 +368,9 @@ def ingest_batches(
     mark_for_rescoring(conn, list(all_events | replaced_events))
     # Validation's own empty result has the rejected shape (reasons, detail) when nothing came.
     unread = rejects_frame(batches, feed_id=str(feed.id))
-    rejected = pd.concat(
+    rejected = concat_rows(
         [*tally.rejected, *([unread] if len(unread) else [])]
-        or [validate_signals(empty_frame(), now=now).rejected],
-        ignore_index=True,
+        or [validate_signals(empty_frame(), now=now).rejected]
     )
     report.rejected = len(rejected)
     report.rejected_reasons = _reason_counts(rejected)
