@@ -149,11 +149,13 @@ def validate_window(
                     fail_between_copy_and_queue=fail_between_copy_and_queue,
                     timings={},
                 )
+                store.record_files_validated(conn, str(feed.id), paths, now)
                 # A file read in part keeps the rejects its whole validation wrote.
                 _write_rejects(landing, [p for p in paths if p not in partial], rejected)
         except Exception as exc:  # one feed's fault, whatever it is, must not stop the others
             report.error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
-            _record_failure(conn, feed, paths, report.error)
+            with conn.transaction():
+                store.record_files_failed(conn, str(feed.id), paths, report.error)
         reports.append(report)
     return reports
 
@@ -789,23 +791,6 @@ def _account(
         )
     store.record_run_events(conn, events_by_run)
     store.record_feed_totals(conn, str(feed.id), feed.user_id, report.written, now)
-
-
-def _record_failure(conn: psycopg.Connection, feed: Feed, paths: list[str], error: str) -> None:
-    """The write was rolled back: the runs behind these pages say why, as FAILED (the status
-    and message they had are kept, so a later validation that writes restores them)."""
-    with conn.transaction():
-        conn.execute(
-            """UPDATE prediction_feed_runs SET status = 'FAILED',
-                 error_message = %s,
-                 error_details = coalesce(error_details, '{}'::jsonb)
-                   || jsonb_build_object('validation_error', %s::text)
-                   || CASE WHEN error_details ? 'fetch_status' THEN '{}'::jsonb
-                      ELSE jsonb_build_object('fetch_status', status,
-                                              'fetch_error_message', error_message) END
-               WHERE feed_id = %s AND error_details->>'landing_file' = ANY(%s)""",
-            (f"writing signals failed, nothing was written: {error}", error, feed.id, paths),
-        )
 
 
 def _write_rejects(landing: LandingZone, paths: list[str], rejected: pd.DataFrame) -> None:
