@@ -116,7 +116,7 @@ class NoSimilarity:
     """The 2 % new markets meet an event list that matches none of them (no model, no luck)."""
 
     def match_many(self, markets, events, *, threshold):
-        from predict_pipeline.signals.matching import MatchDecision
+        from predict_pipeline.signals.similarity import MatchDecision
 
         return [MatchDecision(None, 0.0, "none", []) for _ in markets]
 

@@ -39,13 +39,12 @@ from predict_pipeline.signals.frames import (
     empty_frame,
     rejects_frame,
 )
-from predict_pipeline.signals.matching import (
+from predict_pipeline.signals.matcher import Matcher, SimilarityMatcher
+from predict_pipeline.signals.similarity import (
     DEFAULT_MATCH_THRESHOLD,
     EventRef,
     MarketRef,
     MatchDecision,
-    Matcher,
-    SimilarityMatcher,
 )
 from predict_pipeline.signals.validation import (
     DEFAULT_CLOCK_SKEW,
