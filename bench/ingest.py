@@ -26,12 +26,9 @@ from predict_pipeline.db.connection import PIPELINE_ROLE, connect
 from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import save_links
-from predict_pipeline.signals.stage import (
-    FeedValidationReport,
-    MatchingSettings,
-    ingest_batches,
-)
+from predict_pipeline.signals.routing import MatchingSettings
 from predict_pipeline.signals.store import COPY_COLUMNS
 
 ROWS = 200_000

@@ -22,13 +22,10 @@ from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import display_market_id
-from predict_pipeline.signals.stage import (
-    FeedValidationReport,
-    MatchingSettings,
-    ingest_batches,
-    validate_window,
-)
+from predict_pipeline.signals.routing import MatchingSettings
+from predict_pipeline.signals.stage import validate_window
 from tests.support.feeds import USER_ID, feed_run, feed_run_landing, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)

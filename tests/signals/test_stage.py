@@ -15,8 +15,9 @@ from predict_pipeline.http import build_http_client
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.runner import fetch_window
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.signals.ingest import _dedup
 from predict_pipeline.signals.linking import display_market_id
-from predict_pipeline.signals.stage import _dedup, validate_window
+from predict_pipeline.signals.stage import validate_window
 from tests.support.feeds import KEY, USER_ID, feed_run, feed_run_landing, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
