@@ -5,8 +5,8 @@
 -- run through it and keeps the run's validation state on it. These were JSON keys of
 -- prediction_feed_runs.error_details (landing_file, window, validation, validated_at,
 -- validation_error, fetch_status, fetch_error_message): they are carried over below and removed
--- there, so error_details keeps only errors. A feed owner reads the rows of their own feeds, as
--- they read the runs; only the pipeline writes.
+-- there, so error_details keeps what the fetch says of itself, nothing of the hand-over. A feed
+-- owner reads the rows of their own feeds, as they read the runs; only the pipeline writes.
 CREATE TABLE prediction_feed_run_landings (
   feed_run_id UUID PRIMARY KEY REFERENCES prediction_feed_runs(id) ON DELETE CASCADE,
   feed_id UUID NOT NULL REFERENCES prediction_data_feeds(id) ON DELETE CASCADE,

@@ -232,7 +232,8 @@ class FeedRunResult:
     rate_limit_remaining: int | None = None
     signals_fetched: int = 0
     error_message: str | None = None
-    error_details: dict[str, Any] = field(default_factory=dict)  # errors only
+    # What the fetch says of itself: errors, mode, page counts (not the landing record).
+    error_details: dict[str, Any] = field(default_factory=dict)
     cursor: str | None = None
     # The landing record (prediction_feed_run_landings): the window fetched (a push: the hour
     # it landed in) and the file its pages landed in, if any.
