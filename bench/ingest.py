@@ -26,12 +26,9 @@ from predict_pipeline.db.connection import PIPELINE_ROLE, connect
 from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import save_links
-from predict_pipeline.signals.stage import (
-    FeedValidationReport,
-    MatchingSettings,
-    ingest_batches,
-)
+from predict_pipeline.signals.routing import MatchingSettings
 from predict_pipeline.signals.store import COPY_COLUMNS
 
 ROWS = 200_000
@@ -116,7 +113,7 @@ class NoSimilarity:
     """The 2 % new markets meet an event list that matches none of them (no model, no luck)."""
 
     def match_many(self, markets, events, *, threshold):
-        from predict_pipeline.signals.matching import MatchDecision
+        from predict_pipeline.signals.similarity import MatchDecision
 
         return [MatchDecision(None, 0.0, "none", []) for _ in markets]
 

@@ -29,6 +29,7 @@ from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.rules.execute import connection_aad
 from predict_pipeline.secrets import decode_key, encrypt_json, generate_key
 from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import display_market_id, visible_open_events
 from predict_pipeline.signals.review import (
     ReviewError,
@@ -37,12 +38,8 @@ from predict_pipeline.signals.review import (
     resolve_item,
     review_items,
 )
-from predict_pipeline.signals.stage import (
-    FeedValidationReport,
-    MatchingSettings,
-    ingest_batches,
-    validate_window,
-)
+from predict_pipeline.signals.routing import MatchingSettings
+from predict_pipeline.signals.stage import validate_window
 from predict_pipeline.trust.store import unreviewed_flags
 from tests.support.http_server import Reply
 

@@ -100,11 +100,11 @@ def _fetched(app_url: str, feed_ids: list[uuid.UUID], mode: str, windows: list[A
     already covered (a backfill fetches a day's hours in one run)."""
     with connect(app_url) as conn:
         rows = conn.execute(
-            """SELECT feed_id, (error_details->'window'->>0)::timestamptz,
-                      (error_details->'window'->>1)::timestamptz
-               FROM prediction_feed_runs
-               WHERE feed_id = ANY(%s) AND status IN ('SUCCESS', 'PARTIAL')
-                 AND error_details->>'mode' = %s""",
+            """SELECT r.feed_id, l.window_start, l.window_end
+               FROM prediction_feed_runs r
+               JOIN prediction_feed_run_landings l ON l.feed_run_id = r.id
+               WHERE r.feed_id = ANY(%s) AND r.status IN ('SUCCESS', 'PARTIAL')
+                 AND r.error_details->>'mode' = %s""",
             (feed_ids, mode),
         ).fetchall()
     return {

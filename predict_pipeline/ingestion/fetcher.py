@@ -124,7 +124,6 @@ def fetch_feed(
             )
         result.error_details = {
             "mode": mode,
-            "window": [window.start.isoformat(), window.end.isoformat()],
             "pages_landed": len(outcome.pages) - pages_failed,
             "pages_failed": pages_failed,
             **({"errors": errors[:20]} if errors else {}),

@@ -175,10 +175,11 @@ run AS (
   SELECT r.feed_id, (r.started_at AT TIME ZONE 'UTC')::date AS day, r.status, r.duration_ms,
          coalesce(r.signals_fetched, 0) AS records, r.completed_at,
          r.error_details->>'mode' = 'poll' AND r.status IN ('SUCCESS', 'PARTIAL') AS polled_ok,
-         coalesce((r.error_details->'validation'->>'rejected')::bigint, 0) AS rejected,
-         r.error_details->'validation'->'reasons' AS reasons
+         coalesce(l.records_rejected, 0)::bigint AS rejected,
+         l.rejected_reasons AS reasons
   FROM prediction_feed_runs r
   JOIN feed f ON f.feed_id = r.feed_id
+  LEFT JOIN prediction_feed_run_landings l ON l.feed_run_id = r.id
   WHERE r.started_at >= %(since)s - interval '7 days' AND r.started_at < %(until)s
 ),
 -- Freshness: the day cut at each successful poll; a piece is stale from the last success

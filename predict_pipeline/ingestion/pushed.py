@@ -181,9 +181,10 @@ def _claim_delivery(
     if claimed is not None:
         return None
     row = conn.execute(
-        """SELECT r.id, r.signals_fetched, r.error_details ->> 'landing_file'
+        """SELECT r.id, r.signals_fetched, l.landing_file
            FROM prediction_webhook_deliveries d
            JOIN prediction_feed_runs r ON r.id = d.feed_run_id
+           LEFT JOIN prediction_feed_run_landings l ON l.feed_run_id = r.id
            WHERE d.feed_id = %s AND d.delivery_id = %s""",
         (feed.id, delivery.delivery_id),
     ).fetchone()
@@ -279,10 +280,7 @@ def _finish(
     landing_file: str | None = None,
     rejects: Sequence[RecordReject] = (),
 ) -> None:
-    details: dict[str, Any] = {
-        "sha256": digest,
-        **({"landing_file": landing_file} if landing_file else {}),
-    }
+    details: dict[str, Any] = {"sha256": digest}
     if error:
         details["errors"] = [{"kind": "push", "reason": error}]
     if rejects:  # validation counts them with the run's other rejects; this is the first word
@@ -300,6 +298,8 @@ def _finish(
         signals_fetched=records,
         error_message=error,
         error_details=details,
+        window=hour_window(received_at),
+        landing_file=landing_file,
     )
     with conn.transaction():
         # A refused push is the sender's fault, not the feed's: it never auto-disables it.

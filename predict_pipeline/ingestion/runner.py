@@ -249,6 +249,7 @@ def _fetch_one(
             _skip_unrecorded(outcome.result)
     if not spends_quota:
         outcome.result.error_details["quota"] = False  # replayed: rate_limit_rpd not spent
+    outcome.result.window = window
     landing_file = None
     if outcome.pages:
         name = BACKFILL_FILE if mode == "backfill" else poll_file_name(started, str(run_id))
@@ -257,8 +258,7 @@ def _fetch_one(
         except (OSError, RecursionError) as exc:  # a full disk; a payload too deep to encode
             _landing_failed(outcome.result, exc)
         else:
-            landing_file = written.path
-            outcome.result.error_details["landing_file"] = written.path
+            landing_file = outcome.result.landing_file = written.path
     with conn.transaction():
         health = finish_feed_run(
             conn,

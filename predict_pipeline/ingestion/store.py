@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.audit import record_audit
+from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.plans import plan_limits
 
 FAILURE_STATUSES = ("FAILED", "TIMEOUT", "RATE_LIMITED", "AUTH_FAILED")
@@ -231,8 +232,13 @@ class FeedRunResult:
     rate_limit_remaining: int | None = None
     signals_fetched: int = 0
     error_message: str | None = None
+    # What the fetch says of itself: errors, mode, page counts (not the landing record).
     error_details: dict[str, Any] = field(default_factory=dict)
     cursor: str | None = None
+    # The landing record (prediction_feed_run_landings): the window fetched (a push: the hour
+    # it landed in) and the file its pages landed in, if any.
+    window: FetchWindow | None = None
+    landing_file: str | None = None
 
     @property
     def duration_ms(self) -> int:
@@ -301,6 +307,8 @@ def finish_feed_run(
             run_id,
         ),
     )
+    if result.window is not None:
+        record_landing(conn, feed.id, run_id, result.window, result.landing_file)
     if feed.supports_pull:  # a push's refusal is the sender's signature, not our credentials
         _record_auth(conn, feed, auth_state(result), result.completed_at)
     counts = counts_toward_health and result.status != SKIPPED
@@ -368,6 +376,24 @@ def finish_feed_run(
             new_state={"enabled": False},
         )
     return FeedHealth(consecutive_failures=failures, auto_disabled=disabled)
+
+
+def record_landing(
+    conn: psycopg.Connection,
+    feed_id: uuid.UUID,
+    run_id: uuid.UUID,
+    window: FetchWindow,
+    landing_file: str | None,
+) -> None:
+    """Stage 1's side of the landing record: what the run landed, for stage 2 to validate
+    (PENDING until it does). A run is closed once; writing its record again changes nothing."""
+    conn.execute(
+        """INSERT INTO prediction_feed_run_landings
+             (feed_run_id, feed_id, window_start, window_end, landing_file, validation_status)
+           VALUES (%s, %s, %s, %s, %s, CASE WHEN %s::text IS NULL THEN NULL ELSE 'PENDING' END)
+           ON CONFLICT (feed_run_id) DO NOTHING""",
+        (run_id, feed_id, window.start, window.end, landing_file, landing_file),
+    )
 
 
 def _probed(

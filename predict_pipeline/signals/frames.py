@@ -110,6 +110,36 @@ def rejects_frame(batches: list[RecordBatch], *, feed_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*SIGNAL_COLUMNS, "reasons", "detail"])
 
 
+def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames' rows as one frame (a new index), typed and filled as pandas 2 has always
+    concatenated them: a column's dtype comes from the frames that have a value in it, and a
+    frame with none (or no rows) gets the missing value of that dtype. pandas deprecates
+    leaving those frames out when it picks the dtype, so they are given the dtype first."""
+    if len(frames) < 2:
+        return pd.concat(frames, ignore_index=True)
+    casts: list[dict[str, pd.Series]] = [{} for _ in frames]
+    shared = [c for c in frames[0].columns if all(c in frame.columns for frame in frames)]
+    for column in shared:
+        series = [frame[column] for frame in frames]
+        missing = [len(s) == 0 or bool(s.isna().all()) for s in series]
+        if len({s.dtype for s in series}) == 1 or not any(missing):
+            continue
+        known = [s.iloc[:0] for s, empty in zip(series, missing, strict=True) if not empty]
+        dtype = pd.concat(known or [s.iloc[:0] for s in series]).dtype  # their common dtype
+        if dtype.kind in "iub":
+            continue  # no missing value of its own: pandas widens the column, as it always has
+        for index, s in enumerate(series):
+            if missing[index] and s.dtype != dtype:
+                casts[index][column] = pd.Series(index=s.index, dtype=dtype)
+    return pd.concat(
+        [
+            frame.assign(**cast) if cast else frame
+            for frame, cast in zip(frames, casts, strict=True)
+        ],
+        ignore_index=True,
+    )
+
+
 def empty_frame() -> pd.DataFrame:
     return _typed(pd.DataFrame({c: [] for c in SIGNAL_COLUMNS}, columns=SIGNAL_COLUMNS))
 

@@ -28,7 +28,7 @@ import orjson
 import psycopg
 
 from predict_pipeline.audit import record_audits
-from predict_pipeline.signals.matching import EventRef
+from predict_pipeline.signals.similarity import EventRef
 
 _FEED_PREFIX = re.compile(r"^feed:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:")
 

@@ -195,11 +195,8 @@ def test_auto_resolution_from_each_recorded_settled_payload(conn, source, payloa
     from predict_pipeline.feeds.registry import source_definition
     from predict_pipeline.ingestion.store import load_feed
     from predict_pipeline.signals.frames import RecordBatch
-    from predict_pipeline.signals.stage import (
-        FeedValidationReport,
-        MatchingSettings,
-        ingest_batches,
-    )
+    from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
+    from predict_pipeline.signals.routing import MatchingSettings
     from tests.conftest import FIXTURES
 
     body = json.loads((FIXTURES / "payloads" / payload).read_bytes())

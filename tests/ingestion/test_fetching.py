@@ -9,7 +9,15 @@ from urllib.parse import parse_qs, quote, quote_plus, urlencode
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.http import HttpClient, ResponseLimits
 from predict_pipeline.ingestion.runner import fetch_window
-from tests.support.feeds import KEY, custom_config, feed_row, feed_run, file_size_limit, make_feed
+from tests.support.feeds import (
+    KEY,
+    custom_config,
+    feed_row,
+    feed_run,
+    feed_run_landing,
+    file_size_limit,
+    make_feed,
+)
 from tests.support.http_server import DripServer, Reply, gzip_of_zeros
 
 WINDOW = FetchWindow(datetime(2026, 11, 22, 15, tzinfo=UTC), datetime(2026, 11, 22, 16, tzinfo=UTC))
@@ -50,6 +58,11 @@ def test_500_then_200_is_retried_and_succeeds(conn, client, landing, server, sle
     pages = list(landing.read_window("custom_api", str(feed), WINDOW))
     assert [p.payload for p in pages] == [json.loads(GOOD)]
     assert pages[0].feed_run_id == str(run["id"])
+    landed = feed_run_landing(conn, feed)  # stage 1's hand-over to stage 2
+    assert (landed["window_start"], landed["window_end"]) == (WINDOW.start, WINDOW.end)
+    assert landed["landing_file"] == report.landing_file
+    assert landed["validation_status"] == "PENDING"
+    assert set(run["error_details"]) == {"mode", "pages_landed", "pages_failed"}
     health = feed_row(conn, feed)
     assert health["consecutive_failures"] == 0 and health["last_successful_run"] == NOW
     assert health["next_run_at"] == NOW.replace(minute=35)  # default 15-minute poll interval
@@ -81,6 +94,9 @@ def test_read_timeout_is_timeout(conn, client, landing, server):
     run = feed_run(conn, feed)
     assert run["status"] == "TIMEOUT" and run["request_count"] == 3
     assert run["error_details"]["errors"][0]["kind"] == "FetchTimeoutError"
+    landed = feed_run_landing(conn, feed)  # the window was tried; nothing landed
+    assert (landed["window_start"], landed["landing_file"]) == (WINDOW.start, None)
+    assert landed["validation_status"] is None
 
 
 def test_401_is_auth_failed_without_retry(conn, client, landing, server):

@@ -22,7 +22,8 @@ from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.frames import RecordBatch
-from predict_pipeline.signals.stage import FeedValidationReport, MatchingSettings, ingest_batches
+from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
+from predict_pipeline.signals.routing import MatchingSettings
 from tests.real.recordings import (
     Recording,
     kalshi_finalized,

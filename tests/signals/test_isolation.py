@@ -15,19 +15,18 @@ from psycopg.types.json import Jsonb
 from predict_pipeline.defs.partitions import HOURLY
 from predict_pipeline.defs.resources import LandingZoneResource, PostgresResource
 from predict_pipeline.defs.signals import validated_signals
+from predict_pipeline.defs.snapshots import event_snapshots
+from predict_pipeline.defs.trust import trust_scores
 from predict_pipeline.feeds.records import NormalisedRecord
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import display_market_id
-from predict_pipeline.signals.stage import (
-    FeedValidationReport,
-    MatchingSettings,
-    ingest_batches,
-    validate_window,
-)
-from tests.support.feeds import feed_run, make_feed
+from predict_pipeline.signals.routing import MatchingSettings
+from predict_pipeline.signals.stage import validate_window
+from tests.support.feeds import USER_ID, feed_run, feed_run_landing, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
 WINDOW = hour_window(NOW)
@@ -91,7 +90,7 @@ def test_records_dated_year_1_or_9999_are_rejected_and_every_good_row_of_every_f
     bad = feed_run(conn, feeds["d"])
     assert bad["status"] == "SUCCESS" and bad["signals_written"] == 2
     assert bad["error_details"]["rejected_on_receipt"]["reasons"] == {"timestamp_out_of_range": 2}
-    assert bad["error_details"]["validation"]["reasons"] == {"timestamp_out_of_range": 2}
+    assert feed_run_landing(conn, feeds["d"])["rejected_reasons"] == {"timestamp_out_of_range": 2}
     assert {r.feed_name: r.rejected for r in reports} == {"a": 0, "b": 0, "c": 0, "d": 2}
 
 
@@ -204,3 +203,70 @@ def test_validated_signals_materialises_and_warns_when_one_feed_fails(
     assert failure["feed"] == "upload/a" and failure["error"].startswith("EOFError: ")
     assert _written(conn) == ["b-0", "b-1"]
     assert feed_run(conn, feeds["a"])["status"] == "FAILED"
+
+
+def test_a_feed_whose_rows_the_database_refuses_fails_alone_and_the_hour_flows_on(
+    conn, db_url, tmp_path, dagster_instance
+):
+    """Snapshots and trust follow the feeds that were written. Feed `capped` belongs to an
+    owner at their plan's max_events, and its market would become a new event: the database's
+    plan-limit trigger refuses that row (SQLSTATE PL001), which rolls back the feed's write.
+    Feed `good` of the same hour is written, snapshotted and scored."""
+    landed_at = datetime.now(UTC)  # the assets run on the wall clock
+    window = hour_window(landed_at)
+    landing = LandingZone(str(tmp_path / "landing"))
+    event = _event(conn)
+    good = _feed(conn, event, "good")
+    capped = make_feed(conn, "upload", {}, name="capped")  # auto mapping: creates events
+    conn.execute(
+        "INSERT INTO prediction_subscriptions (user_id, tier, status, max_events)"
+        " VALUES (%s, 'pro', 'active', 1)",
+        (USER_ID,),
+    )
+    conn.execute(
+        "INSERT INTO prediction_events (title, slug, created_by, is_public)"
+        " VALUES ('The owner''s one open question', 'owned', %s, false)",
+        (USER_ID,),
+    )
+    start = window.start - timedelta(minutes=5)
+    _land(conn, landing, good, _rows("good", start), landed_at)
+    question = {
+        "source_event_id": "new-question",
+        "value": 0.3,
+        "fetched_at": (start + timedelta(minutes=6)).isoformat(),
+        "title": "Will the harbour bridge reopen before the spring festival?",
+        "close_time": "2027-03-01T00:00:00Z",
+    }
+    _land(conn, landing, capped, [question], landed_at)
+    result = dg.materialize(
+        [validated_signals, event_snapshots, trust_scores],
+        instance=dagster_instance,
+        resources={
+            "database": PostgresResource(url=db_url),
+            "landing": LandingZoneResource(root=landing.root),
+        },
+        partition_key=HOURLY.get_partition_key_for_timestamp(landed_at.timestamp()),
+    )
+    assert result.success
+    assert _written(conn) == ["good-0", "good-1"]
+    refused = feed_run(conn, capped)
+    assert refused["status"] == "FAILED"
+    assert refused["error_message"].startswith("writing signals failed, nothing was written: ")
+    assert "plan limit: the pro plan allows 1 open events (max_events)" in refused["error_message"]
+    landed = feed_run_landing(conn, capped)
+    assert landed["validation_status"] == "FAILED" and landed["fetch_status"] == "SUCCESS"
+    assert "plan limit" in landed["validation_error"]
+    assert feed_run(conn, good)["status"] == "SUCCESS"
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    written = checks["every_feed_written"]
+    assert not written.passed and written.severity == dg.AssetCheckSeverity.WARN
+    [failure] = written.metadata["failed_feeds"].value
+    assert failure["feed"] == "upload/capped" and "plan limit" in failure["error"]
+    # The hour flowed on: the good feed's event has its snapshot and its trust score.
+    assert conn.execute(
+        "SELECT count(*) FROM prediction_snapshots WHERE event_id = %s", (event,)
+    ).fetchone() == (1,)
+    assert conn.execute(
+        "SELECT count(*) FROM prediction_trust_scores WHERE event_id = %s", (event,)
+    ).fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM prediction_events").fetchone() == (2,)

@@ -18,23 +18,25 @@ from hypothesis import strategies as st
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
-from predict_pipeline.signals.matching import (
+from predict_pipeline.signals.matcher import (
+    MAX_CANDIDATES,
+    EventIndex,
+    Matcher,
+    SimilarityMatcher,
+)
+from predict_pipeline.signals.similarity import (
     DATE_CONFLICT_CAP,
     DEFAULT_MATCH_THRESHOLD,
     DIRECTION_CONFLICT_CAP,
-    MAX_CANDIDATES,
     NUMBER_CONFLICT_CAP,
     NUMBER_SUBSET_CAP,
-    EventIndex,
     EventRef,
     MarketRef,
     MatchAttempt,
     MatchDecision,
-    Matcher,
-    SimilarityMatcher,
-    normalise_title,
     score,
 )
+from predict_pipeline.signals.titles import normalise_title
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 END_2025 = datetime(2025, 12, 31, 12, tzinfo=UTC)

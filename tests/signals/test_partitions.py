@@ -601,7 +601,7 @@ def test_stage_makes_exactly_the_months_its_rows_need(moments, expected):
     from types import SimpleNamespace
 
     from predict_pipeline.signals.frames import RecordBatch
-    from predict_pipeline.signals.stage import _record_months
+    from predict_pipeline.signals.ingest import _record_months
 
     records = [SimpleNamespace(fetched_at=m and datetime.fromisoformat(m)) for m in moments]
     batches = [RecordBatch(records[:1]), RecordBatch(records[1:])]

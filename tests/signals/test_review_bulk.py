@@ -18,15 +18,11 @@ from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.frames import RecordBatch
+from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import display_market_id, visible_open_events
 from predict_pipeline.signals.review import ReviewFilter, count_items, resolve, review_items
-from predict_pipeline.signals.stage import (
-    AUTO_CREATE_REASON,
-    FeedValidationReport,
-    MatchingSettings,
-    ingest_batches,
-    validate_window,
-)
+from predict_pipeline.signals.routing import AUTO_CREATE_REASON, MatchingSettings
+from predict_pipeline.signals.stage import validate_window
 from tests.support.feeds import USER_ID, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)

@@ -15,9 +15,10 @@ from predict_pipeline.http import build_http_client
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.runner import fetch_window
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.signals.ingest import _dedup
 from predict_pipeline.signals.linking import display_market_id
-from predict_pipeline.signals.stage import _dedup, validate_window
-from tests.support.feeds import KEY, USER_ID, feed_run, make_feed
+from predict_pipeline.signals.stage import validate_window
+from tests.support.feeds import KEY, USER_ID, feed_run, feed_run_landing, make_feed
 
 NOW = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
 WINDOW = hour_window(NOW)
@@ -91,7 +92,10 @@ def test_good_rows_land_and_each_bad_row_is_rejected_with_its_reason(conn, landi
     assert (run["signals_fetched"], run["signals_valid"], run["signals_written"]) == (8, 3, 3)
     assert run["signals_matched"] == 3 and run["signals_unmatched"] == 0
     assert run["events_updated"] == 1
-    assert run["error_details"]["validation"]["rejected"] == 5
+    landed = feed_run_landing(conn, feed)
+    assert (landed["validation_status"], landed["records_rejected"]) == ("VALIDATED", 5)
+    assert landed["rejected_reasons"] == report.rejected_reasons
+    assert "validation" not in (run["error_details"] or {})  # error_details keeps errors only
     [page_file] = landing.files("upload", str(feed), WINDOW)
     rejects = landing.read_rejects(page_file)
     assert sorted(r["reasons"][0] for r in rejects) == sorted(report.rejected_reasons)
@@ -301,11 +305,17 @@ def test_failure_between_copy_and_queue_leaves_nothing_and_a_failed_run(conn, la
     assert run["status"] == "FAILED"
     assert "writing signals failed, nothing was written" in run["error_message"]
     assert run["signals_written"] == 0
+    landed = feed_run_landing(conn, feed)
+    assert landed["validation_status"] == "FAILED" and landed["fetch_status"] == "SUCCESS"
+    assert "division by zero" in landed["validation_error"]
     [retry] = validate_window(conn, landing, WINDOW, now=NOW)  # the re-run writes it all
     assert retry.ok and retry.written == 1 and retry.unmatched == 1
     run = feed_run(conn, feed)  # and the run says again what its delivery said
     assert (run["status"], run["error_message"], run["signals_written"]) == ("SUCCESS", None, 1)
-    assert {"validation_error", "fetch_status"}.isdisjoint(run["error_details"])
+    landed = feed_run_landing(conn, feed)
+    assert (landed["validation_status"], landed["validation_error"]) == ("VALIDATED", None)
+    assert (landed["fetch_status"], landed["fetch_error_message"]) == (None, None)
+    assert set(run["error_details"]) == {"sha256"}  # nothing of validation in error_details
 
 
 @pytest.mark.parametrize("mode", ["manual", "auto"])

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from pandera.config import config_context
 
 from predict_pipeline.feeds.records import SIGNAL_TYPES
+from predict_pipeline.signals.faults import MAX_RAW_DATA_BYTES
 from predict_pipeline.signals.validation import (
     CHECK_NAMES,
     DEFAULT_CLOCK_SKEW,
     MAX_ABS_VALUE,
     MAX_NARRATIVE_CHARS,
-    MAX_RAW_DATA_BYTES,
     rejection_summary,
     signal_schema,
     validate_signals,

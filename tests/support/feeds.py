@@ -74,6 +74,19 @@ def feed_run(conn: psycopg.Connection, feed_id: uuid.UUID) -> dict[str, Any]:
     return row
 
 
+def feed_run_landing(conn: psycopg.Connection, feed_id: uuid.UUID) -> dict[str, Any]:
+    """The landing record (prediction_feed_run_landings) of the feed's latest run."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(
+            "SELECT l.* FROM prediction_feed_run_landings l"
+            " JOIN prediction_feed_runs r ON r.id = l.feed_run_id"
+            " WHERE r.feed_id = %s ORDER BY r.started_at DESC LIMIT 1",
+            (feed_id,),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
 def feed_row(conn: psycopg.Connection, feed_id: uuid.UUID) -> dict[str, Any]:
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute(
