@@ -316,11 +316,14 @@ def _kind(value: Any) -> str:
 
 def _recognise(payload: Any) -> str:
     if isinstance(payload, list):
-        first = payload[0] if payload else None
-        if first is None or (isinstance(first, dict) and "outcomes" in first):
+        if not payload or payload[0] is None:
             return GAMMA_MARKETS  # an empty list is the last page of either Gamma listing
-        if isinstance(first, dict) and ("markets" in first or "ticker" in first):
-            return GAMMA_EVENTS
+        # The first item that says what it is: one unreadable item never hides its page's kind.
+        for item in payload:
+            if isinstance(item, dict) and "outcomes" in item:
+                return GAMMA_MARKETS
+            if isinstance(item, dict) and ("markets" in item or "ticker" in item):
+                return GAMMA_EVENTS
     elif isinstance(payload, dict):
         if isinstance(payload.get("history"), list):
             return CLOB_PRICES_HISTORY

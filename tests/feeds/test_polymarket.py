@@ -506,6 +506,14 @@ def test_body_of_the_wrong_shape_names_source_and_endpoint():
         parse(load("predictit_marketdata_all.json"))
 
 
+def test_a_listing_whose_first_item_is_junk_is_still_recognised_and_the_item_rejected():
+    markets = load("polymarket_gamma_markets.json")
+    page = parse([{"k": [[]]}, *markets[1:]])
+    assert page.endpoint == polymarket.GAMMA_MARKETS
+    assert [reject.item_index for reject in page.rejects] == [0]
+    assert page.records == parse(markets[1:]).records
+
+
 def test_outcomes_and_prices_of_different_length_are_rejected():
     market = load("polymarket_gamma_market_single.json")
     market["outcomePrices"] = '["0.505"]'
