@@ -62,7 +62,7 @@ def parse_file(
     adapter = definition.adapter
     assert adapter is not None
     try:
-        parsed = adapter.parse(payload, fetched_at=fetched_at)
+        parsed = adapter.read_records(payload, fetched_at=fetched_at)
     except PayloadError as exc:
         raise FeedCommandError(str(exc)) from None
     return parsed.records, parsed.rejects

@@ -546,7 +546,7 @@ def _parse_page(
         )
     adapter = source_definition(feed.source).adapter
     assert adapter is not None
-    parsed = adapter.parse(
+    parsed = adapter.read_records(
         page.payload,
         fetched_at=fetched_at,
         request=page.page_request(),

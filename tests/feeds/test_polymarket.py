@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from predict_pipeline.feeds import polymarket
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, read_page
 from predict_pipeline.feeds.polymarket import ADAPTER
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
@@ -46,7 +46,7 @@ def by_id(records, source_event_id, signal_type="MARKET_PRICE"):
 
 
 def parse(payload, request=None, window=None):
-    return ADAPTER.parse(payload, fetched_at=FETCHED_AT, request=request, window=window)
+    return read_page(ADAPTER, payload, fetched_at=FETCHED_AT, request=request, window=window)
 
 
 # ---------------------------------------------------------------- module contract
