@@ -43,13 +43,8 @@ from predict_pipeline.feeds.fieldpath import (
     select_items,
     select_one,
 )
-from predict_pipeline.feeds.push import (
-    RULE_PROPERTIES,
-    FieldError,
-    FieldRules,
-    normalise_fields,
-    validated_config,
-)
+from predict_pipeline.feeds.push.config import RULE_PROPERTIES, validated_config
+from predict_pipeline.feeds.push.fields import FieldError, FieldRules, normalise_fields
 from predict_pipeline.feeds.records import (
     PageNavigation,
     PageRecords,

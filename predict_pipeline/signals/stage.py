@@ -26,7 +26,8 @@ import psycopg
 from predict_pipeline.calibration.resolutions import mark_for_rescoring
 from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
-from predict_pipeline.feeds.push import UploadError, parse_upload
+from predict_pipeline.feeds.push.decode import UploadError
+from predict_pipeline.feeds.push.delivery import parse_upload
 from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
