@@ -47,14 +47,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.feeds.push import (
-    FieldRules,
-    UploadError,
-    read_delivery,
-    read_number,
-    read_timestamp,
-    validated_config,
-)
+from predict_pipeline.feeds.push.config import validated_config
+from predict_pipeline.feeds.push.decode import UploadError
+from predict_pipeline.feeds.push.delivery import read_delivery
+from predict_pipeline.feeds.push.fields import FieldRules, read_number, read_timestamp
 
 FIELD_NAMES = (
     "campaign",

@@ -13,7 +13,8 @@ from typing import Any
 
 from predict_pipeline.config import Settings
 from predict_pipeline.errors import CommandError, uuid_argument
-from predict_pipeline.feeds.push import UploadError, parse_upload
+from predict_pipeline.feeds.push.decode import UploadError
+from predict_pipeline.feeds.push.delivery import parse_upload
 from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.feeds.registry import SOURCES, source_definition
 
@@ -62,7 +63,7 @@ def parse_file(
     adapter = definition.adapter
     assert adapter is not None
     try:
-        parsed = adapter.parse(payload, fetched_at=fetched_at)
+        parsed = adapter.read_records(payload, fetched_at=fetched_at)
     except PayloadError as exc:
         raise FeedCommandError(str(exc)) from None
     return parsed.records, parsed.rejects

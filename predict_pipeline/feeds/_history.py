@@ -7,7 +7,7 @@ items an adapter deliberately does not turn into records are reported on the pag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,15 @@ from predict_pipeline.feeds.parsing import (
     utc_from_epoch_s,
     utc_from_iso,
 )
-from predict_pipeline.feeds.records import MarketFacts, PageRequest, ParsedPage, PayloadError
+from predict_pipeline.feeds.records import (
+    MarketFacts,
+    NormalisedRecord,
+    PageNavigation,
+    PageRecords,
+    PageRequest,
+    PayloadError,
+    RecordReject,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +40,29 @@ class SkippedItem:
 
 
 @dataclass(frozen=True, slots=True)
-class PageWithSkips(ParsedPage):
-    """A ParsedPage that also says which items were skipped and why."""
+class RecordsWithSkips(PageRecords):
+    """Records of a page that also say which items made no record, and why."""
 
     skipped: tuple[SkippedItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WholePage:
+    """Records and navigation of a page read together: where the follow-ups come from the
+    items themselves (a backfill listing plans each market's history), or a page is small."""
+
+    endpoint: str
+    records: list[NormalisedRecord]
+    next_requests: list[PageRequest] = field(default_factory=list)
+    rejects: list[RecordReject] = field(default_factory=list)
+    skipped: tuple[SkippedItem, ...] = ()
+    items: int = 0
+
+    def navigation(self) -> PageNavigation:
+        return PageNavigation(self.endpoint, self.next_requests, items=self.items)
+
+    def content(self) -> RecordsWithSkips:
+        return RecordsWithSkips(self.endpoint, self.records, self.rejects, self.skipped)
 
 
 class BodyReader:

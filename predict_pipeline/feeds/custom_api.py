@@ -43,14 +43,15 @@ from predict_pipeline.feeds.fieldpath import (
     select_items,
     select_one,
 )
-from predict_pipeline.feeds.push import (
-    RULE_PROPERTIES,
-    FieldError,
-    FieldRules,
-    normalise_fields,
-    validated_config,
+from predict_pipeline.feeds.push.config import RULE_PROPERTIES, validated_config
+from predict_pipeline.feeds.push.fields import FieldError, FieldRules, normalise_fields
+from predict_pipeline.feeds.records import (
+    PageNavigation,
+    PageRecords,
+    PageRequest,
+    PayloadError,
+    RecordReject,
 )
-from predict_pipeline.feeds.records import PageRequest, ParsedPage, PayloadError, RecordReject
 
 SOURCE = "custom_api"
 RATE_LIMIT_RPM = 60  # a polite default for an API whose limits we do not know
@@ -268,8 +269,12 @@ class ItemError:
 
 
 @dataclass(frozen=True, slots=True)
-class CustomParsedPage(ParsedPage):
+class CustomRecords(PageRecords):
     rejected: list[ItemError] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomNavigation(PageNavigation):
     page_limit_reached: bool = False  # more pages were offered than max_pages allows
 
 
@@ -341,28 +346,38 @@ class CustomApiAdapter:
             )
         ]
 
-    def parse(
+    def navigate(
+        self,
+        payload: Any,
+        *,
+        request: PageRequest | None = None,
+        window: FetchWindow | None = None,
+    ) -> CustomNavigation:
+        """The next page from the pagination mode: the items are counted, never read."""
+        mapping, endpoint = _mapping(request)
+        items = _items(payload, mapping, endpoint)
+        assert request is not None  # _mapping refused a page without its request
+        next_request, limit_reached = _next_request(payload, len(items), request, endpoint)
+        return CustomNavigation(
+            endpoint=endpoint,
+            next_requests=[next_request] if next_request is not None else [],
+            items=len(items),
+            page_limit_reached=limit_reached,
+        )
+
+    def read_records(
         self,
         payload: Any,
         *,
         fetched_at: datetime,
         request: PageRequest | None = None,
         window: FetchWindow | None = None,
-    ) -> CustomParsedPage:
+    ) -> CustomRecords:
         """Map each item to a record; items that cannot be read are returned as `rejected`."""
-        if request is None or not isinstance(request.context.get("mapping"), dict):
-            endpoint = request.endpoint if request is not None else "(no request)"
-            raise PayloadError(
-                SOURCE, endpoint, "a custom API page is read with the mapping in its request"
-            )
+        mapping, endpoint = _mapping(request)
         if fetched_at.tzinfo is None or fetched_at.utcoffset() is None:
             raise ValueError(f"{SOURCE}: fetched_at must be timezone-aware")
-        mapping = request.context["mapping"]
-        endpoint = mapping["url"]
-        try:
-            items = select_items(payload, mapping["records_path"])
-        except (ShapeError, FieldPathError) as exc:
-            raise PayloadError(SOURCE, endpoint, f"records_path: {exc}") from None
+        items = _items(payload, mapping, endpoint)
         try:
             paths = _field_paths(mapping["fields"])
         except FieldPathError as exc:
@@ -392,15 +407,25 @@ class CustomApiAdapter:
                         item=item,
                     )
                 )
-        next_request, limit_reached = _next_request(payload, len(items), request, endpoint)
-        return CustomParsedPage(
-            endpoint=endpoint,
-            records=records,
-            next_requests=[next_request] if next_request is not None else [],
-            rejected=rejected,
-            rejects=rejects,
-            page_limit_reached=limit_reached,
+        return CustomRecords(endpoint=endpoint, records=records, rejects=rejects, rejected=rejected)
+
+
+def _mapping(request: PageRequest | None) -> tuple[dict[str, Any], str]:
+    """The feed's mapping, carried by the request that fetched the page, and its endpoint."""
+    if request is None or not isinstance(request.context.get("mapping"), dict):
+        endpoint = request.endpoint if request is not None else "(no request)"
+        raise PayloadError(
+            SOURCE, endpoint, "a custom API page is read with the mapping in its request"
         )
+    mapping = request.context["mapping"]
+    return mapping, mapping["url"]
+
+
+def _items(payload: Any, mapping: dict[str, Any], endpoint: str) -> list[Any]:
+    try:
+        return select_items(payload, mapping["records_path"])
+    except (ShapeError, FieldPathError) as exc:
+        raise PayloadError(SOURCE, endpoint, f"records_path: {exc}") from None
 
 
 def _field_paths(paths: dict[str, str]) -> list[tuple[str, FieldPath, str | None]]:

@@ -15,14 +15,15 @@ and the historical tier writes dollar strings under the bare names (`close`, `vo
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from predict_pipeline.feeds._history import (
     BodyReader,
-    PageWithSkips,
+    RecordsWithSkips,
     SkippedItem,
+    WholePage,
     epoch_seconds,
     facts_context,
     facts_from_context,
@@ -37,8 +38,8 @@ from predict_pipeline.feeds.records import (
     ITEM_FAULTS,
     MarketFacts,
     NormalisedRecord,
+    PageNavigation,
     PageRequest,
-    ParsedPage,
     PayloadError,
     RecordReject,
     item_reject,
@@ -157,26 +158,63 @@ class KalshiAdapter:
             return [PageRequest(endpoint=HISTORICAL_CUTOFF, url=url, context=context)]
         raise ValueError(f"{SOURCE}: unknown fetch mode {mode!r}")
 
-    def parse(
+    def navigate(
+        self,
+        payload: Any,
+        *,
+        request: PageRequest | None = None,
+        window: FetchWindow | None = None,
+    ) -> PageNavigation:
+        """Next pages by cursor; a backfill listing also plans each market's candlesticks (so
+        its markets are read), a poll listing and a candlesticks page are only counted."""
+        endpoint, reader, body = _body(payload, request)
+        if endpoint in (MARKET_CANDLESTICKS, HISTORICAL_MARKET_CANDLESTICKS):
+            _, candles, _, _ = _candles(reader, body, request, window)
+            return PageNavigation(endpoint, items=len(candles))
+        if endpoint in (MARKETS, HISTORICAL_MARKETS) and not is_backfill(request, window):
+            markets = _items(reader, body, "markets")
+            return PageNavigation(endpoint, _next_page(reader, body, request), items=len(markets))
+        return _read(reader, body, _UNOBSERVED, request, window).navigation()
+
+    def read_records(
         self,
         payload: Any,
         *,
         fetched_at: datetime,
         request: PageRequest | None = None,
         window: FetchWindow | None = None,
-    ) -> ParsedPage:
-        endpoint = request.endpoint if request is not None else _recognise(payload)
-        reader = BodyReader(SOURCE, endpoint)
-        body = reader.mapping(payload, "response body")
-        if endpoint in (MARKETS, HISTORICAL_MARKETS):
-            return _markets_page(reader, body, fetched_at, request, window)
-        if endpoint == EVENTS:
-            return _events_page(reader, body, fetched_at, request, window)
-        if endpoint == HISTORICAL_CUTOFF:
-            return _cutoff_page(reader, body, request)
-        if endpoint in (MARKET_CANDLESTICKS, HISTORICAL_MARKET_CANDLESTICKS):
-            return _candlesticks_page(reader, body, request, window)
-        raise reader.fail(f"unknown endpoint {endpoint!r}")
+    ) -> RecordsWithSkips:
+        endpoint, reader, body = _body(payload, request)
+        return _read(reader, body, fetched_at, request, window).content()
+
+
+# What a page read only for its navigation is observed at: its records are not kept.
+_UNOBSERVED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _body(payload: Any, request: PageRequest | None) -> tuple[str, BodyReader, dict[str, Any]]:
+    endpoint = request.endpoint if request is not None else _recognise(payload)
+    reader = BodyReader(SOURCE, endpoint)
+    return endpoint, reader, reader.mapping(payload, "response body")
+
+
+def _read(
+    reader: BodyReader,
+    body: dict[str, Any],
+    fetched_at: datetime,
+    request: PageRequest | None,
+    window: FetchWindow | None,
+) -> WholePage:
+    endpoint = reader.endpoint
+    if endpoint in (MARKETS, HISTORICAL_MARKETS):
+        return _markets_page(reader, body, fetched_at, request, window)
+    if endpoint == EVENTS:
+        return _events_page(reader, body, fetched_at, request, window)
+    if endpoint == HISTORICAL_CUTOFF:
+        return _cutoff_page(reader, body, request)
+    if endpoint in (MARKET_CANDLESTICKS, HISTORICAL_MARKET_CANDLESTICKS):
+        return _candlesticks_page(reader, body, request, window)
+    raise reader.fail(f"unknown endpoint {endpoint!r}")
 
 
 def _recognise(payload: Any) -> str:
@@ -292,18 +330,19 @@ def _markets_page(
     fetched_at: datetime,
     request: PageRequest | None,
     window: FetchWindow | None,
-) -> ParsedPage:
+) -> WholePage:
     markets = _items(reader, body, "markets")
     context = request.context if request is not None else {}
     records, follow_ups, skipped, rejects = _read_markets(
         reader, markets, fetched_at, context, request, window, "markets"
     )
-    return PageWithSkips(
+    return WholePage(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + _next_page(reader, body, request),
         rejects=rejects,
         skipped=tuple(skipped),
+        items=len(markets),
     )
 
 
@@ -485,7 +524,7 @@ def _events_page(
     fetched_at: datetime,
     request: PageRequest | None,
     window: FetchWindow | None,
-) -> ParsedPage:
+) -> WholePage:
     """Events lead to their markets' listings; markets nested in an event are read in place."""
     events = _items(reader, body, "events")
     context = request.context if request is not None else {}
@@ -526,12 +565,13 @@ def _events_page(
             _markets_request({"event_ticker": event_ticker}, tier, selection, market_context)
             for tier in tiers
         )
-    return PageWithSkips(
+    return WholePage(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + _next_page(reader, body, request),
         rejects=rejects,
         skipped=tuple(skipped),
+        items=len(events),
     )
 
 
@@ -540,7 +580,7 @@ def _events_page(
 
 def _cutoff_page(
     reader: BodyReader, body: dict[str, Any], request: PageRequest | None
-) -> ParsedPage:
+) -> WholePage:
     value = body.get("market_settled_ts")
     if isinstance(value, int | float) and not isinstance(value, bool):
         cutoff = reader.epoch_s(value, "market_settled_ts")
@@ -551,11 +591,11 @@ def _cutoff_page(
     context = request.context if request is not None else {}
     if "selection" not in context or "window_start" not in context:
         reason = "no backfill selection or window in the request context: nothing to plan"
-        return PageWithSkips(
+        return WholePage(
             endpoint=reader.endpoint, records=[], skipped=(SkippedItem("cutoff", reason),)
         )
     listing_context = {**context, "cutoff": cutoff.isoformat()}
-    return PageWithSkips(
+    return WholePage(
         endpoint=reader.endpoint,
         records=[],
         next_requests=_listing_requests(context["selection"], listing_context),
@@ -614,18 +654,28 @@ def _candlesticks_request(
     return PageRequest(endpoint, url, params=params, context=candle_context)
 
 
+def _candles(
+    reader: BodyReader,
+    body: dict[str, Any],
+    request: PageRequest | None,
+    window: FetchWindow | None,
+) -> tuple[str, list[Any], FetchWindow | None, MarketFacts]:
+    """A candlesticks body's ticker, its candles, the window they are kept to and the facts of
+    their market (from the request that asked for them)."""
+    context = request.context if request is not None else {}
+    ticker_source = body if body.get("ticker") is not None else context
+    ticker = reader.identifier(ticker_source, "ticker", "candlesticks body")
+    candles = _items(reader, body, "candlesticks")
+    return ticker, candles, window_of(request, window), facts_from_context(context.get("market"))
+
+
 def _candlesticks_page(
     reader: BodyReader,
     body: dict[str, Any],
     request: PageRequest | None,
     window: FetchWindow | None,
-) -> ParsedPage:
-    context = request.context if request is not None else {}
-    ticker_source = body if body.get("ticker") is not None else context
-    ticker = reader.identifier(ticker_source, "ticker", "candlesticks body")
-    candles = _items(reader, body, "candlesticks")
-    window = window_of(request, window)
-    facts = facts_from_context(context.get("market"))
+) -> WholePage:
+    ticker, candles, window, facts = _candles(reader, body, request, window)
     source_url = f"{BASE_URL}/markets/{quote(ticker, safe='')}"
     interval = request.params.get("period_interval") if request is not None else None
 
@@ -676,11 +726,12 @@ def _candlesticks_page(
         return records, skipped
 
     results, rejects = read_each(candles, read_candle, id_keys=())
-    return PageWithSkips(
+    return WholePage(
         endpoint=reader.endpoint,
         records=[record for read, _ in results for record in read],
         rejects=rejects,
         skipped=tuple(skip for _, skips in results for skip in skips),
+        items=len(candles),
     )
 
 

@@ -10,14 +10,15 @@ All times are epoch milliseconds (docs/docs/api.md in manifoldmarkets/manifold).
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from predict_pipeline.feeds._history import (
     BodyReader,
-    PageWithSkips,
+    RecordsWithSkips,
     SkippedItem,
+    WholePage,
     epoch_millis,
     in_window,
     is_backfill,
@@ -27,10 +28,11 @@ from predict_pipeline.feeds._history import (
 )
 from predict_pipeline.feeds.base import FetchMode, FetchWindow
 from predict_pipeline.feeds.records import (
+    ITEM_FAULTS,
     MarketFacts,
     NormalisedRecord,
+    PageNavigation,
     PageRequest,
-    ParsedPage,
     PayloadError,
     read_each,
 )
@@ -119,25 +121,60 @@ class ManifoldAdapter:
             params["sort"] = settings["sort"]
         return [PageRequest(MARKETS, f"{BASE_URL}/markets", params=params, context=context)]
 
-    def parse(
+    def navigate(
+        self,
+        payload: Any,
+        *,
+        request: PageRequest | None = None,
+        window: FetchWindow | None = None,
+    ) -> PageNavigation:
+        """Bets page on after the last readable bet (the bets themselves are not read); a
+        market list is read, as its entries decide which markets' own pages or bets to ask."""
+        endpoint = request.endpoint if request is not None else _recognise(payload)
+        reader = BodyReader(SOURCE, endpoint)
+        if endpoint == BETS:
+            bets = reader.listing(payload, "response body")
+            last_id, last_time = _last_readable_bet(reader, bets)
+            next_page = _next_bets_page(
+                bets, last_id, last_time, request, window_of(request, window)
+            )
+            return PageNavigation(endpoint, next_page, items=len(bets))
+        return _read(reader, payload, _UNOBSERVED, request, window).navigation()
+
+    def read_records(
         self,
         payload: Any,
         *,
         fetched_at: datetime,
         request: PageRequest | None = None,
         window: FetchWindow | None = None,
-    ) -> ParsedPage:
+    ) -> RecordsWithSkips:
         endpoint = request.endpoint if request is not None else _recognise(payload)
         reader = BodyReader(SOURCE, endpoint)
-        if endpoint == MARKETS:
-            return _markets_page(reader, payload, fetched_at, request, window)
-        if endpoint == MARKET:
-            market = reader.mapping(payload, "response body")
-            records, skipped = _market_records(reader, market, fetched_at, "market")
-            return PageWithSkips(endpoint=endpoint, records=records, skipped=tuple(skipped))
-        if endpoint == BETS:
-            return _bets_page(reader, payload, request, window)
-        raise reader.fail(f"unknown endpoint {endpoint!r}")
+        return _read(reader, payload, fetched_at, request, window).content()
+
+
+# What a page read only for its navigation is observed at: its records are not kept.
+_UNOBSERVED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _read(
+    reader: BodyReader,
+    payload: Any,
+    fetched_at: datetime,
+    request: PageRequest | None,
+    window: FetchWindow | None,
+) -> WholePage:
+    endpoint = reader.endpoint
+    if endpoint == MARKETS:
+        return _markets_page(reader, payload, fetched_at, request, window)
+    if endpoint == MARKET:
+        market = reader.mapping(payload, "response body")
+        records, skipped = _market_records(reader, market, fetched_at, "market")
+        return WholePage(endpoint=endpoint, records=records, skipped=tuple(skipped), items=1)
+    if endpoint == BETS:
+        return _bets_page(reader, payload, request, window)
+    raise reader.fail(f"unknown endpoint {endpoint!r}")
 
 
 def _recognise(payload: Any) -> str:
@@ -181,7 +218,7 @@ def _markets_page(
     fetched_at: datetime,
     request: PageRequest | None,
     window: FetchWindow | None,
-) -> ParsedPage:
+) -> WholePage:
     markets = reader.listing(payload, "response body")
     context = request.context if request is not None else {}
     settings = context.get("settings") or DEFAULT_CONFIG
@@ -214,12 +251,13 @@ def _markets_page(
 
     _, rejects = read_each(markets, read_market)
     next_page, limit_reached = _next_markets_page(markets, request, settings)
-    return PageWithSkips(
+    return WholePage(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + next_page,
         rejects=rejects,
         skipped=tuple(skipped + limit_reached),
+        items=len(markets),
     )
 
 
@@ -443,7 +481,7 @@ def _bets_page(
     payload: Any,
     request: PageRequest | None,
     window: FetchWindow | None,
-) -> ParsedPage:
+) -> WholePage:
     """Each bet in the window: the probability after it, and its |amount| as volume."""
     bets = reader.listing(payload, "response body")
     window = window_of(request, window)
@@ -489,12 +527,30 @@ def _bets_page(
 
     _, rejects = read_each(bets, read_bet)
     last_id, last_time = last[0] if last else (None, None)
-    return PageWithSkips(
+    return WholePage(
         endpoint=reader.endpoint,
         records=records,
         next_requests=_next_bets_page(bets, last_id, last_time, request, window),
         rejects=rejects,
+        items=len(bets),
     )
+
+
+def _last_readable_bet(reader: BodyReader, bets: list[Any]) -> tuple[str | None, datetime | None]:
+    """The id and time of the page's last bet that names both, where the next page starts
+    (what `_bets_page` keeps while it reads the bets)."""
+    for index in range(len(bets) - 1, -1, -1):
+        try:
+            bet = reader.mapping(bets[index], f"bets[{index}]")
+            bet_id = reader.identifier(bet, "id", f"bets[{index}]")
+            what = f"bet {bet_id!r}"
+            reader.identifier(bet, "contractId", what)
+            created = reader.epoch_ms(bet.get("createdTime"), f"{what} createdTime")
+        except ITEM_FAULTS:
+            continue
+        if created is not None:
+            return bet_id, created
+    return None, None
 
 
 def _next_bets_page(

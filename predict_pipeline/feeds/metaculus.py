@@ -12,14 +12,15 @@ Aggregation times are float unix seconds; post and question times are ISO string
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from predict_pipeline.feeds._history import (
     BodyReader,
-    PageWithSkips,
+    RecordsWithSkips,
     SkippedItem,
+    WholePage,
     in_window,
     is_backfill,
     resolve_config,
@@ -30,8 +31,8 @@ from predict_pipeline.feeds.base import FetchMode, FetchWindow
 from predict_pipeline.feeds.records import (
     MarketFacts,
     NormalisedRecord,
+    PageNavigation,
     PageRequest,
-    ParsedPage,
     PayloadError,
     read_each,
 )
@@ -179,23 +180,58 @@ class MetaculusAdapter:
             )
         ]
 
-    def parse(
+    def navigate(
+        self,
+        payload: Any,
+        *,
+        request: PageRequest | None = None,
+        window: FetchWindow | None = None,
+    ) -> PageNavigation:
+        """A poll's post list pages on by its `next` link without reading the posts; a
+        backfill's list asks each post's detail, and a detail is read whole (it is the page)."""
+        endpoint, reader, body = _body(payload, request)
+        if endpoint == POSTS and not is_backfill(request, window):
+            posts = reader.listing(body.get("results"), "'results'")
+            next_page, _ = _next_page(reader, body, request)
+            return PageNavigation(endpoint, next_page, items=len(posts))
+        return _read(reader, body, _UNOBSERVED, request, window).navigation()
+
+    def read_records(
         self,
         payload: Any,
         *,
         fetched_at: datetime,
         request: PageRequest | None = None,
         window: FetchWindow | None = None,
-    ) -> ParsedPage:
-        endpoint = request.endpoint if request is not None else _recognise(payload)
-        reader = BodyReader(SOURCE, endpoint)
-        body = reader.mapping(payload, "response body")
-        if endpoint == POSTS:
-            return _posts_page(reader, body, fetched_at, request, window)
-        if endpoint == POST:
-            records, skipped = _post_records(reader, body, fetched_at, request, window, "post")
-            return PageWithSkips(endpoint=endpoint, records=records, skipped=tuple(skipped))
-        raise reader.fail(f"unknown endpoint {endpoint!r}")
+    ) -> RecordsWithSkips:
+        _, reader, body = _body(payload, request)
+        return _read(reader, body, fetched_at, request, window).content()
+
+
+# What a page read only for its navigation is observed at: its records are not kept.
+_UNOBSERVED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _body(payload: Any, request: PageRequest | None) -> tuple[str, BodyReader, dict[str, Any]]:
+    endpoint = request.endpoint if request is not None else _recognise(payload)
+    reader = BodyReader(SOURCE, endpoint)
+    return endpoint, reader, reader.mapping(payload, "response body")
+
+
+def _read(
+    reader: BodyReader,
+    body: dict[str, Any],
+    fetched_at: datetime,
+    request: PageRequest | None,
+    window: FetchWindow | None,
+) -> WholePage:
+    endpoint = reader.endpoint
+    if endpoint == POSTS:
+        return _posts_page(reader, body, fetched_at, request, window)
+    if endpoint == POST:
+        records, skipped = _post_records(reader, body, fetched_at, request, window, "post")
+        return WholePage(endpoint=endpoint, records=records, skipped=tuple(skipped), items=1)
+    raise reader.fail(f"unknown endpoint {endpoint!r}")
 
 
 def _recognise(payload: Any) -> str:
@@ -221,7 +257,7 @@ def _posts_page(
     fetched_at: datetime,
     request: PageRequest | None,
     window: FetchWindow | None,
-) -> ParsedPage:
+) -> WholePage:
     """Poll: each post's CP. Backfill: each post's detail is asked for its CP history."""
     posts = reader.listing(body.get("results"), "'results'")
     backfill = is_backfill(request, window)
@@ -247,12 +283,13 @@ def _posts_page(
         follow_ups.extend(follows)
         skipped.extend(skips)
     next_page, limit_reached = _next_page(reader, body, request)
-    return PageWithSkips(
+    return WholePage(
         endpoint=reader.endpoint,
         records=records,
         next_requests=follow_ups + next_page,
         rejects=rejects,
         skipped=tuple(skipped + limit_reached),
+        items=len(posts),
     )
 
 

@@ -23,8 +23,9 @@ from predict_pipeline.feeds.records import (
     ITEM_FAULTS,
     MarketFacts,
     NormalisedRecord,
+    PageNavigation,
+    PageRecords,
     PageRequest,
-    ParsedPage,
     PayloadError,
     RecordReject,
     item_reject,
@@ -188,62 +189,52 @@ class PolymarketAdapter:
         ]
         return requests or [_listing_request(settings, window, context)]
 
-    def parse(
+    def navigate(
+        self,
+        payload: Any,
+        *,
+        request: PageRequest | None = None,
+        window: FetchWindow | None = None,
+    ) -> PageNavigation:
+        """The next listing page, and in a backfill each listed token's price history. A poll
+        reads no market of a listing (a single market still is, as its page's whole content)."""
+        endpoint = request.endpoint if request is not None else _recognise(payload)
+        if endpoint == CLOB_PRICES_HISTORY:
+            history, _, _ = _history_page(payload, request, window)
+            return PageNavigation(endpoint, items=len(history))
+        items = _listed(payload, endpoint)
+        next_requests = _next_listing_page(payload, endpoint, len(items), request)
+        context = request.context if request is not None else {}
+        if endpoint == GAMMA_MARKET or context.get("mode") == "backfill":
+            markets, _ = _read_markets(items, endpoint)
+            if context.get("mode") == "backfill":
+                history = [
+                    _history_request(q, m, context, window) for m in markets for q in m.quotes
+                ]
+                next_requests += [r for r in history if r is not None]
+        return PageNavigation(endpoint, next_requests, items=len(items))
+
+    def read_records(
         self,
         payload: Any,
         *,
         fetched_at: datetime,
         request: PageRequest | None = None,
         window: FetchWindow | None = None,
-    ) -> ParsedPage:
+    ) -> PageRecords:
         """Read one body; with no request the endpoint is recognised from the content."""
         if fetched_at.tzinfo is None:
             raise ValueError(f"{SOURCE}: fetched_at must be timezone-aware")
         observed = fetched_at.astimezone(UTC)
         endpoint = request.endpoint if request is not None else _recognise(payload)
         if endpoint == CLOB_PRICES_HISTORY:
-            return _parse_history(payload, request, window)
-        rejects: list[RecordReject] = []
-        if endpoint == CLOB_MARKETS:
-            items = _list_field(payload, "data", endpoint)
-            markets, rejects = read_each(
-                items, lambda i, item: _clob_market(item, f"data[{i}]"), id_keys=("condition_id",)
-            )
-            next_requests = _clob_next(payload, request)
-        elif endpoint == GAMMA_MARKETS_KEYSET:
-            items = _list_field(payload, "markets", endpoint)
-            markets, rejects = read_each(
-                items, lambda i, item: _gamma_market(item, f"markets[{i}]", endpoint)
-            )
-            next_requests = _keyset_next(payload, request)
-        elif endpoint == GAMMA_MARKETS:
-            items = _require_list(payload, endpoint)
-            markets, rejects = read_each(
-                items, lambda i, item: _gamma_market(item, f"item {i}", endpoint)
-            )
-            next_requests = _offset_next(len(items), request)
-        elif endpoint == GAMMA_MARKET:
-            if not isinstance(payload, dict):
-                raise PayloadError(
-                    SOURCE, endpoint, f"expected one market object, got {_kind(payload)}"
-                )
-            markets = [_gamma_market(payload, "market", endpoint)]
-            next_requests = []
-        elif endpoint == GAMMA_EVENTS:
-            events = _require_list(payload, endpoint)
-            markets, rejects = _event_markets(events)
-            next_requests = _offset_next(len(events), request)
-        else:
-            raise PayloadError(SOURCE, endpoint, "not an endpoint of this adapter")
-
+            return _history_records(payload, request, window)
+        markets, rejects = _read_markets(_listed(payload, endpoint), endpoint)
         context = request.context if request is not None else {}
         if context.get("mode") == "backfill":
-            history = [_history_request(q, m, context, window) for m in markets for q in m.quotes]
-            return ParsedPage(
-                endpoint, [], next_requests + [r for r in history if r is not None], rejects=rejects
-            )
+            return PageRecords(endpoint, [], rejects=rejects)  # the records are the histories
         records = [rec for market in markets for rec in _market_records(market, observed)]
-        return ParsedPage(endpoint, records, next_requests, rejects=rejects)
+        return PageRecords(endpoint, records, rejects=rejects)
 
 
 ADAPTER = PolymarketAdapter()
@@ -316,11 +307,14 @@ def _kind(value: Any) -> str:
 
 def _recognise(payload: Any) -> str:
     if isinstance(payload, list):
-        first = payload[0] if payload else None
-        if first is None or (isinstance(first, dict) and "outcomes" in first):
+        if not payload or payload[0] is None:
             return GAMMA_MARKETS  # an empty list is the last page of either Gamma listing
-        if isinstance(first, dict) and ("markets" in first or "ticker" in first):
-            return GAMMA_EVENTS
+        # The first item that says what it is: one unreadable item never hides its page's kind.
+        for item in payload:
+            if isinstance(item, dict) and "outcomes" in item:
+                return GAMMA_MARKETS
+            if isinstance(item, dict) and ("markets" in item or "ticker" in item):
+                return GAMMA_EVENTS
     elif isinstance(payload, dict):
         if isinstance(payload.get("history"), list):
             return CLOB_PRICES_HISTORY
@@ -382,6 +376,52 @@ def _clob_next(payload: dict[str, Any], request: PageRequest | None) -> list[Pag
     if cursor == request.params.get("next_cursor"):
         raise PayloadError(SOURCE, CLOB_MARKETS, f"next_cursor {cursor!r} did not advance")
     return [dataclasses.replace(request, params={**request.params, "next_cursor": str(cursor)})]
+
+
+def _listed(payload: Any, endpoint: str) -> list[Any]:
+    """The items of a listing body (markets, or events with nested markets); a single market
+    is a listing of one."""
+    if endpoint == CLOB_MARKETS:
+        return _list_field(payload, "data", endpoint)
+    if endpoint == GAMMA_MARKETS_KEYSET:
+        return _list_field(payload, "markets", endpoint)
+    if endpoint in (GAMMA_MARKETS, GAMMA_EVENTS):
+        return _require_list(payload, endpoint)
+    if endpoint == GAMMA_MARKET:
+        if not isinstance(payload, dict):
+            raise PayloadError(
+                SOURCE, endpoint, f"expected one market object, got {_kind(payload)}"
+            )
+        return [payload]
+    raise PayloadError(SOURCE, endpoint, "not an endpoint of this adapter")
+
+
+def _next_listing_page(
+    payload: Any, endpoint: str, count: int, request: PageRequest | None
+) -> list[PageRequest]:
+    if endpoint == CLOB_MARKETS:
+        return _clob_next(payload, request)
+    if endpoint == GAMMA_MARKETS_KEYSET:
+        return _keyset_next(payload, request)
+    if endpoint in (GAMMA_MARKETS, GAMMA_EVENTS):
+        return _offset_next(count, request)
+    return []
+
+
+def _read_markets(items: list[Any], endpoint: str) -> tuple[list[_Market], list[RecordReject]]:
+    """The markets of a listing's items; an unreadable one is rejected alone (the one market
+    of a single-market body is the page, and fails it)."""
+    if endpoint == CLOB_MARKETS:
+        return read_each(
+            items, lambda i, item: _clob_market(item, f"data[{i}]"), id_keys=("condition_id",)
+        )
+    if endpoint == GAMMA_MARKETS_KEYSET:
+        return read_each(items, lambda i, item: _gamma_market(item, f"markets[{i}]", endpoint))
+    if endpoint == GAMMA_MARKETS:
+        return read_each(items, lambda i, item: _gamma_market(item, f"item {i}", endpoint))
+    if endpoint == GAMMA_EVENTS:
+        return _event_markets(items)
+    return [_gamma_market(items[0], "market", endpoint)], []
 
 
 # ---------------------------------------------------------------- field readers
@@ -849,9 +889,11 @@ def _history_request(
     )
 
 
-def _parse_history(
+def _history_page(
     payload: Any, request: PageRequest | None, window: FetchWindow | None
-) -> ParsedPage:
+) -> tuple[list[Any], dict[str, Any], tuple[datetime, datetime]]:
+    """The points of a price-history body, the request context naming their token, and the
+    window they are kept to."""
     history = _list_field(payload, "history", CLOB_PRICES_HISTORY)
     if request is None or "source_event_id" not in request.context:
         raise PayloadError(
@@ -859,8 +901,13 @@ def _parse_history(
             CLOB_PRICES_HISTORY,
             "the body does not name its token; parse it with the request that fetched it",
         )
-    context = request.context
-    start, end = _backfill_window(context, window)
+    return history, request.context, _backfill_window(request.context, window)
+
+
+def _history_records(
+    payload: Any, request: PageRequest | None, window: FetchWindow | None
+) -> PageRecords:
+    history, context, (start, end) = _history_page(payload, request, window)
     facts = _facts_from_context(context["market"])
 
     def point_record(index: int, point: Any) -> NormalisedRecord | None:
@@ -885,4 +932,4 @@ def _parse_history(
 
     points, rejects = read_each(history, point_record, id_keys=())
     records = [record for record in points if record is not None]
-    return ParsedPage(CLOB_PRICES_HISTORY, records, rejects=rejects)
+    return PageRecords(CLOB_PRICES_HISTORY, records, rejects=rejects)

@@ -17,8 +17,9 @@ from predict_pipeline.feeds.parsing import finite_float, utc_from_iso, within_ra
 from predict_pipeline.feeds.records import (
     MarketFacts,
     NormalisedRecord,
+    PageNavigation,
+    PageRecords,
     PageRequest,
-    ParsedPage,
     PayloadError,
     read_each,
 )
@@ -87,28 +88,30 @@ class PredictItAdapter:
         context = {"market_ids": settings["market_ids"]} if settings["market_ids"] else {}
         return [PageRequest(MARKETDATA_ALL, MARKETDATA_URL, context=context)]
 
-    def parse(
+    def navigate(
+        self,
+        payload: Any,
+        *,
+        request: PageRequest | None = None,
+        window: FetchWindow | None = None,
+    ) -> PageNavigation:
+        """The snapshot is one page: it leads nowhere."""
+        endpoint, markets = _snapshot(payload, request)
+        return PageNavigation(endpoint, items=len(markets))
+
+    def read_records(
         self,
         payload: Any,
         *,
         fetched_at: datetime,
         request: PageRequest | None = None,
         window: FetchWindow | None = None,
-    ) -> ParsedPage:
+    ) -> PageRecords:
         """Read the snapshot body; records are observed at `fetched_at`."""
         if fetched_at.tzinfo is None:
             raise ValueError(f"{SOURCE}: fetched_at must be timezone-aware")
         observed = fetched_at.astimezone(UTC)
-        endpoint = request.endpoint if request is not None else MARKETDATA_ALL
-        if endpoint != MARKETDATA_ALL:
-            raise PayloadError(SOURCE, endpoint, "not an endpoint of this adapter")
-        markets = payload.get("markets") if isinstance(payload, dict) else None
-        if not isinstance(markets, list):
-            raise PayloadError(
-                SOURCE, endpoint, f"expected an object with a `markets` array, got {_kind(payload)}"
-            )
-        if not markets:
-            raise PayloadError(SOURCE, endpoint, "the snapshot holds no markets")
+        endpoint, markets = _snapshot(payload, request)
         wanted = request.context.get("market_ids") if request is not None else None
         keep = {str(market_id) for market_id in wanted or ()}
 
@@ -122,7 +125,22 @@ class PredictItAdapter:
             return _market_records(market, observed)
 
         results, rejects = read_each(markets, read_market)
-        return ParsedPage(endpoint, [r for read in results for r in read], rejects=rejects)
+        return PageRecords(endpoint, [r for read in results for r in read], rejects=rejects)
+
+
+def _snapshot(payload: Any, request: PageRequest | None) -> tuple[str, list[Any]]:
+    """The endpoint and the markets of a snapshot body; PayloadError when it holds none."""
+    endpoint = request.endpoint if request is not None else MARKETDATA_ALL
+    if endpoint != MARKETDATA_ALL:
+        raise PayloadError(SOURCE, endpoint, "not an endpoint of this adapter")
+    markets = payload.get("markets") if isinstance(payload, dict) else None
+    if not isinstance(markets, list):
+        raise PayloadError(
+            SOURCE, endpoint, f"expected an object with a `markets` array, got {_kind(payload)}"
+        )
+    if not markets:
+        raise PayloadError(SOURCE, endpoint, "the snapshot holds no markets")
+    return endpoint, markets
 
 
 ADAPTER = PredictItAdapter()

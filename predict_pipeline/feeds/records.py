@@ -96,13 +96,24 @@ class RecordReject:
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedPage:
-    """Records read from one response, and the requests it leads to (next page, history)."""
+class PageNavigation:
+    """Where one response leads: the next page, the follow-up requests (history of the markets
+    it lists) and the feed's cursor. A fetch walks pages with this alone and never builds a
+    record; the records are read once, later, from the landed page (`PageRecords`)."""
+
+    endpoint: str
+    next_requests: list[PageRequest] = field(default_factory=list)
+    cursor: str | None = None  # incremental cursor to persist for the feed
+    # Entries the page offers (markets, points, rows): what the fetch counts without reading them.
+    items: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecords:
+    """The records read from one response, and its items that could not be read."""
 
     endpoint: str
     records: list[NormalisedRecord]
-    next_requests: list[PageRequest] = field(default_factory=list)
-    cursor: str | None = None  # incremental cursor to persist for the feed
     rejects: list[RecordReject] = field(default_factory=list)
 
 

@@ -13,10 +13,10 @@ from predict_pipeline.feeds import (
     metaculus,
     polymarket,
     predictit,
-    push,
     simulator,
 )
 from predict_pipeline.feeds.base import Adapter
+from predict_pipeline.feeds.push import config as push_config
 from predict_pipeline.http import ResponseLimits
 
 
@@ -141,7 +141,7 @@ SOURCES: dict[str, SourceDefinition] = {
             "custom",
             "webhook",
             "Signals pushed to the platform as signed JSON deliveries.",
-            push,
+            push_config,
             supports_pull=False,
             supports_push=True,
         ),
@@ -151,7 +151,7 @@ SOURCES: dict[str, SourceDefinition] = {
             "custom",
             "upload",
             "Signals uploaded as a CSV, JSON or JSON Lines file.",
-            push,
+            push_config,
             supports_pull=False,
             supports_push=True,
         ),

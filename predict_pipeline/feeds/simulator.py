@@ -65,8 +65,9 @@ from predict_pipeline.feeds.base import FetchMode, FetchWindow
 from predict_pipeline.feeds.records import (
     MarketFacts,
     NormalisedRecord,
+    PageNavigation,
+    PageRecords,
     PageRequest,
-    ParsedPage,
 )
 
 SOURCE = "simulator"
@@ -495,23 +496,37 @@ class SimulatorAdapter:
         }
         return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
-    def parse(
+    def navigate(
+        self,
+        payload: Any,
+        *,
+        request: PageRequest | None = None,
+        window: FetchWindow | None = None,
+    ) -> PageNavigation:
+        """A simulated body is the whole window of its category: it leads nowhere."""
+        return PageNavigation(ENDPOINT, items=len(_events(BodyReader(SOURCE, ENDPOINT), payload)))
+
+    def read_records(
         self,
         payload: Any,
         *,
         fetched_at: datetime,
         request: PageRequest | None = None,
         window: FetchWindow | None = None,
-    ) -> ParsedPage:
+    ) -> PageRecords:
         """Records of one simulated body; values are observed at their own times."""
         reader = BodyReader(SOURCE, ENDPOINT)
-        body = reader.mapping(payload, "response body")
-        if body.get("source") != SOURCE:
-            raise reader.fail("not a simulator body (no 'source': 'simulator')")
         records: list[NormalisedRecord] = []
-        for index, item in enumerate(reader.listing(body.get("events"), "events")):
+        for index, item in enumerate(_events(reader, payload)):
             records += _records(reader, reader.mapping(item, f"event {index}"))
-        return ParsedPage(ENDPOINT, records)
+        return PageRecords(ENDPOINT, records)
+
+
+def _events(reader: BodyReader, payload: Any) -> list[Any]:
+    body = reader.mapping(payload, "response body")
+    if body.get("source") != SOURCE:
+        raise reader.fail("not a simulator body (no 'source': 'simulator')")
+    return reader.listing(body.get("events"), "events")
 
 
 ADAPTER = SimulatorAdapter()

@@ -195,7 +195,10 @@ def fetch_feed(
             outcome.pages.append(LandedPage(**page, body_text=slots.scrub(text), error=reason))
             continue
         try:
-            parsed = adapter.parse(payload, fetched_at=fetched_at, request=request, window=window)
+            navigation = adapter.navigate(payload, request=request, window=window)
+            read = adapter.read_records(
+                payload, fetched_at=fetched_at, request=request, window=window
+            )
         except (PayloadError, ValueError, KeyError, TypeError) as exc:
             pages_failed += 1
             reason = slots.scrub(_safe_reason(exc))
@@ -212,9 +215,9 @@ def fetch_feed(
             )
             continue
         outcome.pages.append(LandedPage(**page, payload=slots.scrub_payload(payload)))
-        records += len(parsed.records)
-        cursor = parsed.cursor or cursor
-        queue.extend(parsed.next_requests)
+        records += len(read.records)
+        cursor = navigation.cursor or cursor
+        queue.extend(navigation.next_requests)
 
     landed = len(outcome.pages) - pages_failed
     if stopped_by:

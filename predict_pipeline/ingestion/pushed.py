@@ -25,17 +25,10 @@ from typing import Any
 import psycopg
 
 from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.push import (
-    CONFIG_SCHEMA,
-    DEFAULT_CONFIG,
-    SignatureError,
-    SignedDelivery,
-    UploadError,
-    parse_upload,
-    parse_webhook,
-    validated_config,
-    verify_signature,
-)
+from predict_pipeline.feeds.push.config import CONFIG_SCHEMA, DEFAULT_CONFIG, validated_config
+from predict_pipeline.feeds.push.decode import UploadError
+from predict_pipeline.feeds.push.delivery import parse_upload, parse_webhook
+from predict_pipeline.feeds.push.signature import SignatureError, SignedDelivery, verify_signature
 from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, landing_fault
 from predict_pipeline.ingestion.runner import credentials_aad

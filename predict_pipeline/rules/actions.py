@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.push import (
+from predict_pipeline.feeds.push.signature import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

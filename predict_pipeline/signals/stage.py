@@ -24,7 +24,8 @@ import pandas as pd
 import psycopg
 
 from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.push import UploadError, parse_upload
+from predict_pipeline.feeds.push.decode import UploadError
+from predict_pipeline.feeds.push.delivery import parse_upload
 from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
@@ -174,7 +175,7 @@ def _parse_page(
         )
     adapter = source_definition(feed.source).adapter
     assert adapter is not None
-    parsed = adapter.parse(
+    parsed = adapter.read_records(
         page.payload,
         fetched_at=fetched_at,
         request=page.page_request(),

@@ -200,7 +200,7 @@ def test_auto_resolution_from_each_recorded_settled_payload(conn, source, payloa
     from tests.conftest import FIXTURES
 
     body = json.loads((FIXTURES / "payloads" / payload).read_bytes())
-    records = source_definition(source).adapter.parse(body, fetched_at=NOW).records
+    records = source_definition(source).adapter.read_records(body, fetched_at=NOW).records
     settled = next(r for r in records if r.market.resolution is not None)
     event = _event(conn, f"settled-{source}-{payload[:12]}")
     feed = make_feed(

@@ -6,14 +6,13 @@ import jsonschema
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, ReadPage, read_page
 from predict_pipeline.feeds.custom_api import (
     ADAPTER,
     CONFIG_SCHEMA,
     EXAMPLE_CONFIG,
     RATE_LIMIT_RPM,
     SUPPORTS_BACKFILL,
-    CustomParsedPage,
     ItemError,
     checked_config,
 )
@@ -34,8 +33,8 @@ def first_request(config: dict, mode: str = "poll") -> PageRequest:
     return request
 
 
-def read(config: dict, body, request: PageRequest | None = None) -> CustomParsedPage:
-    return ADAPTER.parse(body, fetched_at=FETCHED_AT, request=request or first_request(config))
+def read(config: dict, body, request: PageRequest | None = None) -> ReadPage:
+    return read_page(ADAPTER, body, fetched_at=FETCHED_AT, request=request or first_request(config))
 
 
 def simple(**extra) -> dict:
@@ -501,7 +500,7 @@ def test_a_landed_request_with_a_malformed_field_path_is_a_payload_error():
 
 def test_a_page_without_its_request_cannot_be_read():
     with pytest.raises(PayloadError) as caught:
-        ADAPTER.parse({"data": []}, fetched_at=FETCHED_AT)
+        read_page(ADAPTER, {"data": []}, fetched_at=FETCHED_AT)
     assert caught.value.endpoint == "(no request)"
     assert "mapping" in caught.value.reason
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import kalshi
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, read_page
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
@@ -62,7 +62,9 @@ def test_module_contract():
 
 
 def test_active_cents_markets_recognised_and_priced():
-    page = kalshi.ADAPTER.parse(load("kalshi_markets_active_cents.json"), fetched_at=FETCHED_AT)
+    page = read_page(
+        kalshi.ADAPTER, load("kalshi_markets_active_cents.json"), fetched_at=FETCHED_AT
+    )
     assert page.endpoint == "markets"
     assert len(page.records) == 26
     assert page.next_requests == []  # cursor "" is the last page
@@ -90,7 +92,9 @@ def test_active_cents_markets_recognised_and_priced():
 
 
 def test_finalized_market_resolution():
-    page = kalshi.ADAPTER.parse(load("kalshi_markets_finalized_cents.json"), fetched_at=FETCHED_AT)
+    page = read_page(
+        kalshi.ADAPTER, load("kalshi_markets_finalized_cents.json"), fetched_at=FETCHED_AT
+    )
     assert page.endpoint == "markets"
     assert len(page.records) == 26
     prices = by_id(page.records, "MARKET_PRICE")
@@ -109,7 +113,7 @@ def test_settlement_and_close_times_with_microseconds():
     market = next(m for m in body["markets"] if m["result"] == "yes")
     market["settlement_ts"] = "2025-03-28T16:31:05.123456Z"
     market["close_time"] = "2025-03-28T16:00:00.5Z"
-    page = kalshi.ADAPTER.parse({"markets": [market], "cursor": ""}, fetched_at=FETCHED_AT)
+    page = read_page(kalshi.ADAPTER, {"markets": [market], "cursor": ""}, fetched_at=FETCHED_AT)
     facts = page.records[0].market
     assert facts.resolution_time == datetime(2025, 3, 28, 16, 31, 5, 123456, tzinfo=UTC)
     assert facts.close_time == datetime(2025, 3, 28, 16, 0, 0, 500000, tzinfo=UTC)
@@ -119,8 +123,8 @@ def test_current_fixed_point_schema_gives_the_same_values():
     recorded = load("kalshi_markets_active_cents.json")
     current = {**recorded, "markets": [to_current_schema(m) for m in recorded["markets"]]}
     assert "last_price" not in current["markets"][0]
-    legacy_page = kalshi.ADAPTER.parse(recorded, fetched_at=FETCHED_AT)
-    current_page = kalshi.ADAPTER.parse(current, fetched_at=FETCHED_AT)
+    legacy_page = read_page(kalshi.ADAPTER, recorded, fetched_at=FETCHED_AT)
+    current_page = read_page(kalshi.ADAPTER, current, fetched_at=FETCHED_AT)
     legacy = [(r.source_event_id, r.signal_type, r.value) for r in legacy_page.records]
     assert [(r.source_event_id, r.signal_type, r.value) for r in current_page.records] == legacy
     assert by_id(current_page.records, "MARKET_PRICE")["KXELONTWEETS-25APR11-324.5"].value == 0.25
@@ -130,7 +134,7 @@ def test_fixed_point_fields_are_preferred_over_cents():
     market = copy.deepcopy(load("kalshi_markets_active_cents.json")["markets"][-1])
     market["last_price_dollars"] = "0.5100"
     market["volume_fp"] = "5616.00"
-    page = kalshi.ADAPTER.parse({"markets": [market], "cursor": ""}, fetched_at=FETCHED_AT)
+    page = read_page(kalshi.ADAPTER, {"markets": [market], "cursor": ""}, fetched_at=FETCHED_AT)
     assert [(r.signal_type, r.value) for r in page.records] == [
         ("MARKET_PRICE", 0.51),
         ("VOLUME", 5616.0),
@@ -143,10 +147,12 @@ def test_events_lead_to_market_listings_with_category():
     )[0]
     assert request.endpoint == "events"
     assert request.params == {"series_ticker": "KXELONTWEETS", "limit": "200"}
-    assert kalshi.ADAPTER.parse(load("kalshi_events.json"), fetched_at=FETCHED_AT).endpoint == (
-        "events"
+    assert read_page(
+        kalshi.ADAPTER, load("kalshi_events.json"), fetched_at=FETCHED_AT
+    ).endpoint == ("events")
+    page = read_page(
+        kalshi.ADAPTER, load("kalshi_events.json"), fetched_at=FETCHED_AT, request=request
     )
-    page = kalshi.ADAPTER.parse(load("kalshi_events.json"), fetched_at=FETCHED_AT, request=request)
     assert page.records == []
     assert len(page.next_requests) == 7
     first = page.next_requests[0]
@@ -156,8 +162,11 @@ def test_events_lead_to_market_listings_with_category():
     march = next(
         r for r in page.next_requests if r.params["event_ticker"] == "KXELONTWEETS-25MAR28"
     )
-    markets = kalshi.ADAPTER.parse(
-        load("kalshi_markets_finalized_cents.json"), fetched_at=FETCHED_AT, request=march
+    markets = read_page(
+        kalshi.ADAPTER,
+        load("kalshi_markets_finalized_cents.json"),
+        fetched_at=FETCHED_AT,
+        request=march,
     )
     record = markets.records[0]
     assert record.market.category_hints == ("Politics",)
@@ -170,7 +179,7 @@ def test_markets_paging_follows_the_cursor_and_stops_on_empty():
     )
     body = load("kalshi_markets_active_cents.json")
     body["cursor"] = "CgsIhYKnvwYQqOC"
-    page = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT, request=request)
+    page = read_page(kalshi.ADAPTER, body, fetched_at=FETCHED_AT, request=request)
     assert page.next_requests == [
         PageRequest(
             "markets",
@@ -183,11 +192,13 @@ def test_markets_paging_follows_the_cursor_and_stops_on_empty():
         )
     ]
     body["cursor"] = None
-    assert kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT, request=request).next_requests == []
+    assert (
+        read_page(kalshi.ADAPTER, body, fetched_at=FETCHED_AT, request=request).next_requests == []
+    )
     (second,) = page.next_requests
     body["cursor"] = "CgsIhYKnvwYQqOC"
     with pytest.raises(PayloadError, match="kalshi markets: cursor 'CgsIhYKnvwYQqOC' did not"):
-        kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT, request=second)
+        read_page(kalshi.ADAPTER, body, fetched_at=FETCHED_AT, request=second)
 
 
 def test_poll_plan_from_config():
@@ -215,8 +226,13 @@ def test_backfill_plans_cutoff_then_listings_then_candles_per_tier():
         "trades_created_ts": "2025-06-01T00:00:00Z",
         "orders_updated_ts": "2025-06-01T00:00:00Z",
     }
-    assert kalshi.ADAPTER.parse(cutoff_body, fetched_at=FETCHED_AT).endpoint == "historical_cutoff"
-    cutoff_page = kalshi.ADAPTER.parse(cutoff_body, fetched_at=FETCHED_AT, request=cutoff_request)
+    assert (
+        read_page(kalshi.ADAPTER, cutoff_body, fetched_at=FETCHED_AT).endpoint
+        == "historical_cutoff"
+    )
+    cutoff_page = read_page(
+        kalshi.ADAPTER, cutoff_body, fetched_at=FETCHED_AT, request=cutoff_request
+    )
     assert [(r.endpoint, r.params) for r in cutoff_page.next_requests] == [
         ("markets", {"event_ticker": "KXELONTWEETS-25MAR28", "limit": "1000"}),
         ("historical_markets", {"event_ticker": "KXELONTWEETS-25MAR28", "limit": "1000"}),
@@ -225,7 +241,9 @@ def test_backfill_plans_cutoff_then_listings_then_candles_per_tier():
     assert historical_listing.url == f"{BASE}/historical/markets"
 
     finalized = load("kalshi_markets_finalized_cents.json")
-    historical = kalshi.ADAPTER.parse(finalized, fetched_at=FETCHED_AT, request=historical_listing)
+    historical = read_page(
+        kalshi.ADAPTER, finalized, fetched_at=FETCHED_AT, request=historical_listing
+    )
     assert historical.records == []
     assert len(historical.next_requests) == 13
     candles = historical.next_requests[0]
@@ -238,14 +256,14 @@ def test_backfill_plans_cutoff_then_listings_then_candles_per_tier():
     }
     assert candles.context["market"]["resolution"] == "NO"
 
-    live = kalshi.ADAPTER.parse(finalized, fetched_at=FETCHED_AT, request=live_listing)
+    live = read_page(kalshi.ADAPTER, finalized, fetched_at=FETCHED_AT, request=live_listing)
     assert live.next_requests[0].endpoint == "market_candlesticks"
     assert live.next_requests[0].url == (
         f"{BASE}/series/KXELONTWEETS/markets/KXELONTWEETS-25MAR28-849/candlesticks"
     )
 
     later = FetchWindow(datetime(2025, 4, 1, tzinfo=UTC), datetime(2025, 4, 2, tzinfo=UTC))
-    closed_before = kalshi.ADAPTER.parse(finalized, fetched_at=FETCHED_AT, window=later)
+    closed_before = read_page(kalshi.ADAPTER, finalized, fetched_at=FETCHED_AT, window=later)
     assert closed_before.next_requests == []
     assert closed_before.skipped[0].reason == "market closed before the backfill window"
 
@@ -293,7 +311,7 @@ def synthetic_candles(style: str) -> dict[str, Any]:
 @pytest.mark.parametrize("style", ["current", "cents", "historical"])
 def test_candlesticks_in_every_documented_format(style):
     window = FetchWindow(datetime(2025, 3, 24, tzinfo=UTC), datetime(2025, 3, 29, tzinfo=UTC))
-    page = kalshi.ADAPTER.parse(synthetic_candles(style), fetched_at=FETCHED_AT, window=window)
+    page = read_page(kalshi.ADAPTER, synthetic_candles(style), fetched_at=FETCHED_AT, window=window)
     expected_endpoint = (
         "historical_market_candlesticks" if style == "historical" else ("market_candlesticks")
     )
@@ -311,10 +329,12 @@ def test_candlesticks_in_every_documented_format(style):
 
 
 def test_errors_name_source_endpoint_and_item():
-    whole = kalshi.ADAPTER.parse(load("kalshi_markets_active_cents.json"), fetched_at=FETCHED_AT)
+    whole = read_page(
+        kalshi.ADAPTER, load("kalshi_markets_active_cents.json"), fetched_at=FETCHED_AT
+    )
     body = load("kalshi_markets_active_cents.json")
     del body["markets"][3]["ticker"]
-    page = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    page = read_page(kalshi.ADAPTER, body, fetched_at=FETCHED_AT)
     [missing] = page.rejects
     assert (missing.reason, missing.item_index, missing.source_event_id) == (
         "unreadable_item",
@@ -326,30 +346,32 @@ def test_errors_name_source_endpoint_and_item():
 
     body = load("kalshi_markets_active_cents.json")
     body["markets"][0]["last_price_dollars"] = "n/a"
-    [reject] = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT).rejects
+    [reject] = read_page(kalshi.ADAPTER, body, fetched_at=FETCHED_AT).rejects
     assert reject.source_event_id == "KXELONTWEETS-25APR11-849"
     assert "last_price_dollars" in reject.detail
 
     body = load("kalshi_markets_active_cents.json")
     body["markets"][0]["yes_ask"] = 250
-    [reject] = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT).rejects
+    [reject] = read_page(kalshi.ADAPTER, body, fetched_at=FETCHED_AT).rejects
     assert "outside 0..100" in reject.detail
 
     with pytest.raises(PayloadError) as unknown:
-        kalshi.ADAPTER.parse({"series": []}, fetched_at=FETCHED_AT)
+        read_page(kalshi.ADAPTER, {"series": []}, fetched_at=FETCHED_AT)
     assert unknown.value.source == "kalshi"
 
     request = PageRequest("markets", f"{BASE}/markets")
     with pytest.raises(PayloadError, match="kalshi markets: body has no 'markets' list"):
-        kalshi.ADAPTER.parse({"events": []}, fetched_at=FETCHED_AT, request=request)
+        read_page(kalshi.ADAPTER, {"events": []}, fetched_at=FETCHED_AT, request=request)
     with pytest.raises(PayloadError, match="kalshi markets: 'markets': expected a list, got dict"):
-        kalshi.ADAPTER.parse({"markets": {}}, fetched_at=FETCHED_AT, request=request)
+        read_page(kalshi.ADAPTER, {"markets": {}}, fetched_at=FETCHED_AT, request=request)
 
 
 def test_null_lists_read_as_empty():
     # Kalshi's generated clients map a null candlesticks list to empty; so does the adapter.
-    page = kalshi.ADAPTER.parse(
-        {"ticker": "KXELONTWEETS-25MAR28-474.5", "candlesticks": None}, fetched_at=FETCHED_AT
+    page = read_page(
+        kalshi.ADAPTER,
+        {"ticker": "KXELONTWEETS-25MAR28-474.5", "candlesticks": None},
+        fetched_at=FETCHED_AT,
     )
     assert (page.endpoint, page.records, page.skipped) == ("market_candlesticks", [], ())
 
@@ -377,6 +399,6 @@ def test_a_settled_market_resolves_as_kalshi_documents(fields, resolution, proba
         if k not in ("result", "settlement_value", "settlement_value_dollars")
     }
     body["markets"] = [{**market, **fields}]
-    page = kalshi.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    page = read_page(kalshi.ADAPTER, body, fetched_at=FETCHED_AT)
     facts = {(r.market.resolution, r.market.resolution_probability) for r in page.records}
     assert facts == {(resolution, probability)}

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import manifold
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, read_page
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
@@ -38,7 +38,7 @@ def test_module_contract():
 
 
 def test_market_list_recognised_with_every_type_accounted_for():
-    page = manifold.ADAPTER.parse(load("manifold_markets.json"), fetched_at=FETCHED_AT)
+    page = read_page(manifold.ADAPTER, load("manifold_markets.json"), fetched_at=FETCHED_AT)
     assert page.endpoint == "markets"
     prices, volumes = by_id(page.records, "MARKET_PRICE"), by_id(page.records, "VOLUME")
     assert len(prices) == 14  # the 14 BINARY markets
@@ -81,14 +81,14 @@ def test_market_resolved_to_mkt_is_ambiguous_and_keeps_its_probability():
     # Derived: the recorded YES market re-resolved to MKT at its recorded resolutionProbability.
     market = next(m for m in load("manifold_markets.json") if m["id"] == "ygtnI8ZQ5n")
     market["resolution"] = "MKT"
-    page = manifold.ADAPTER.parse(market, fetched_at=FETCHED_AT)
+    page = read_page(manifold.ADAPTER, market, fetched_at=FETCHED_AT)
     price = by_id(page.records, "MARKET_PRICE")["ygtnI8ZQ5n"]
     assert price.market.resolution == "AMBIGUOUS"
     assert price.raw_data["resolutionProbability"] == 0.78
 
 
 def test_market_by_id_gives_one_question_per_answer():
-    page = manifold.ADAPTER.parse(load("manifold_market_by_id.json"), fetched_at=FETCHED_AT)
+    page = read_page(manifold.ADAPTER, load("manifold_market_by_id.json"), fetched_at=FETCHED_AT)
     assert page.endpoint == "market"
     prices = by_id(page.records, "MARKET_PRICE")
     assert sorted(prices) == [f"lEoqtnDgJzft6apSKzYK:{n}" for n in "1234"]
@@ -109,13 +109,13 @@ def test_market_list_paging_uses_before_and_stops():
     markets = load("manifold_markets.json")
     context = {"mode": "poll", "settings": {**manifold.DEFAULT_CONFIG, "max_pages": 3}}
     full = PageRequest("markets", f"{BASE}/markets", params={"limit": "20"}, context=context)
-    page = manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT, request=full)
+    page = read_page(manifold.ADAPTER, markets, fetched_at=FETCHED_AT, request=full)
     (next_page,) = [r for r in page.next_requests if r.endpoint == "markets"]
     assert next_page.params == {"limit": "20", "before": "ZInRsR8Lz5"}
     assert next_page.context["page"] == 2
 
     short = PageRequest("markets", f"{BASE}/markets", params={"limit": "500"}, context=context)
-    page = manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT, request=short)
+    page = read_page(manifold.ADAPTER, markets, fetched_at=FETCHED_AT, request=short)
     assert [r for r in page.next_requests if r.endpoint == "markets"] == []
 
     last = PageRequest(
@@ -124,7 +124,7 @@ def test_market_list_paging_uses_before_and_stops():
         params={"limit": "20"},
         context=next_page.context | {"page": 3},
     )
-    page = manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT, request=last)
+    page = read_page(manifold.ADAPTER, markets, fetched_at=FETCHED_AT, request=last)
     assert [r for r in page.next_requests if r.endpoint == "markets"] == []
     assert ("next page", "max_pages (3) reached; more markets exist") in {
         (s.item, s.reason) for s in page.skipped
@@ -156,7 +156,7 @@ def test_plans():
 def test_bets_become_prices_and_volumes_inside_the_window():
     bets = load("manifold_bets.json")
     wide = FetchWindow(datetime(2022, 8, 2, tzinfo=UTC), datetime(2022, 8, 3, tzinfo=UTC))
-    page = manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, window=wide)
+    page = read_page(manifold.ADAPTER, bets, fetched_at=FETCHED_AT, window=wide)
     assert page.endpoint == "bets"
     assert [(r.signal_type, r.value, r.fetched_at) for r in page.records] == [
         ("MARKET_PRICE", 0.5730753474948571, datetime(2022, 8, 2, 23, 26, 15, 970000, tzinfo=UTC)),
@@ -175,7 +175,7 @@ def test_bets_become_prices_and_volumes_inside_the_window():
     narrow = FetchWindow(
         datetime(2022, 8, 2, 23, 26, tzinfo=UTC), datetime(2022, 8, 2, 23, 27, tzinfo=UTC)
     )
-    page = manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, window=narrow)
+    page = read_page(manifold.ADAPTER, bets, fetched_at=FETCHED_AT, window=narrow)
     assert {r.raw_data["id"] for r in page.records} == {"yXB8lVbs86TKkhWA1FVi"}
     assert len(page.records) == 2
 
@@ -189,7 +189,7 @@ def test_bets_paging_continues_after_the_last_bet_until_the_window_end():
     full = PageRequest(
         first.endpoint, first.url, params=first.params | {"limit": "2"}, context=first.context
     )
-    page = manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, request=full)
+    page = read_page(manifold.ADAPTER, bets, fetched_at=FETCHED_AT, request=full)
     (following,) = page.next_requests
     assert following.params == {
         "contractId": "Tz5dA01GkK5QKiQfZeDL",
@@ -200,10 +200,12 @@ def test_bets_paging_continues_after_the_last_bet_until_the_window_end():
     }
     assert len(page.records) == 4
 
-    assert manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, request=first).next_requests == []
+    assert (
+        read_page(manifold.ADAPTER, bets, fetched_at=FETCHED_AT, request=first).next_requests == []
+    )
     ended = FetchWindow(window.start, datetime(2022, 8, 2, 23, 26, tzinfo=UTC))
     early = PageRequest(full.endpoint, full.url, params=full.params, context={"mode": "backfill"})
-    page = manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, request=early, window=ended)
+    page = read_page(manifold.ADAPTER, bets, fetched_at=FETCHED_AT, request=early, window=ended)
     assert page.next_requests == []
     assert len(page.records) == 2
 
@@ -212,7 +214,7 @@ def test_errors_name_source_endpoint_and_item():
     bets = load("manifold_bets.json")
     del bets[1]["probAfter"]
     request = PageRequest("bets", f"{BASE}/bets")
-    page = manifold.ADAPTER.parse(bets, fetched_at=FETCHED_AT, request=request)
+    page = read_page(manifold.ADAPTER, bets, fetched_at=FETCHED_AT, request=request)
     [missing] = page.rejects
     assert missing.item_index == 1 and missing.source_event_id == "1LPJHNz5oAX4K6YtJlP1"
     assert missing.detail.startswith("manifold bets: ") and "probAfter" in missing.detail
@@ -220,23 +222,23 @@ def test_errors_name_source_endpoint_and_item():
 
     markets = load("manifold_markets.json")
     markets[2]["probability"] = "high"
-    page = manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT)
+    page = read_page(manifold.ADAPTER, markets, fetched_at=FETCHED_AT)
     [reject] = page.rejects
     assert reject.item_index == 2
     assert reject.detail.startswith("manifold markets: market 'l6pOZSLngN' probability")
 
     markets = load("manifold_markets.json")
     del markets[5]["id"]
-    [reject] = manifold.ADAPTER.parse(markets, fetched_at=FETCHED_AT).rejects
+    [reject] = read_page(manifold.ADAPTER, markets, fetched_at=FETCHED_AT).rejects
     assert (reject.item_index, reject.source_event_id) == (5, None)
     assert "markets[5]: missing or invalid 'id'" in reject.detail
 
     market = load("manifold_market_by_id.json")
     market["resolution"] = "MAYBE"
     with pytest.raises(PayloadError, match="manifold market: .*unknown value 'MAYBE'"):
-        manifold.ADAPTER.parse(market, fetched_at=FETCHED_AT)
+        read_page(manifold.ADAPTER, market, fetched_at=FETCHED_AT)
 
     with pytest.raises(PayloadError, match="empty list"):
-        manifold.ADAPTER.parse([], fetched_at=FETCHED_AT)
-    empty = manifold.ADAPTER.parse([], fetched_at=FETCHED_AT, request=request)
+        read_page(manifold.ADAPTER, [], fetched_at=FETCHED_AT)
+    empty = read_page(manifold.ADAPTER, [], fetched_at=FETCHED_AT, request=request)
     assert (empty.records, empty.next_requests) == ([], [])

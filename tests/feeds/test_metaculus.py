@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import metaculus
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, read_page
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
@@ -38,8 +38,8 @@ def test_module_contract():
 
 
 def test_post_detail_community_prediction_is_an_expert_signal():
-    page = metaculus.ADAPTER.parse(
-        load("metaculus_post_detail_with_cp.json"), fetched_at=FETCHED_AT
+    page = read_page(
+        metaculus.ADAPTER, load("metaculus_post_detail_with_cp.json"), fetched_at=FETCHED_AT
     )
     assert page.endpoint == "post"
     (record,) = page.records
@@ -63,14 +63,14 @@ def test_forecast_values_stand_in_when_centers_are_null():
     post = load("metaculus_post_detail_with_cp.json")
     aggregations = post["question"]["aggregations"]
     aggregations["recency_weighted"]["latest"] = aggregations["metaculus_prediction"]["latest"]
-    (record,) = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT).records
+    (record,) = read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT).records
     assert record.value == 0.03183102394578096
 
 
 def test_hidden_community_prediction_gives_no_record_never_zero():
     post = load("metaculus_post_detail_with_cp.json")
     post["question"]["aggregations"]["recency_weighted"]["latest"] = None
-    page = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+    page = read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT)
     assert page.records == []
     assert [(s.item, s.reason) for s in page.skipped] == [
         ("578", "community prediction not visible (latest null)")
@@ -88,8 +88,8 @@ def test_posts_list_with_hidden_cp_and_next_page():
         "order_by": "-hotness",
     }
     body = load("metaculus_posts_list.json")
-    assert metaculus.ADAPTER.parse(body, fetched_at=FETCHED_AT).endpoint == "posts"
-    page = metaculus.ADAPTER.parse(body, fetched_at=FETCHED_AT, request=first)
+    assert read_page(metaculus.ADAPTER, body, fetched_at=FETCHED_AT).endpoint == "posts"
+    page = read_page(metaculus.ADAPTER, body, fetched_at=FETCHED_AT, request=first)
     assert page.records == []  # every latest CP in this capture is null
     reasons = [s.reason for s in page.skipped]
     assert len(reasons) == 10
@@ -111,10 +111,12 @@ def test_posts_list_with_hidden_cp_and_next_page():
     assert following.context["page"] == 2
 
     body["next"] = None
-    assert metaculus.ADAPTER.parse(body, fetched_at=FETCHED_AT, request=first).next_requests == []
+    assert (
+        read_page(metaculus.ADAPTER, body, fetched_at=FETCHED_AT, request=first).next_requests == []
+    )
     last = PageRequest("posts", first.url, params=first.params, context={"page": 5, "max_pages": 5})
-    page = metaculus.ADAPTER.parse(
-        load("metaculus_posts_list.json"), fetched_at=FETCHED_AT, request=last
+    page = read_page(
+        metaculus.ADAPTER, load("metaculus_posts_list.json"), fetched_at=FETCHED_AT, request=last
     )
     assert page.next_requests == []
     assert page.skipped[-1].reason.startswith("max_pages (5) reached; 'next' was http://")
@@ -130,7 +132,7 @@ def test_multiple_choice_gives_one_question_per_option():
         "centers": None,
         "forecast_values": [0.37, 0.6, 0.03],
     }
-    page = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+    page = read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT)
     assert [(r.source_event_id, r.value, r.market.outcome) for r in page.records] == [
         (
             "39228:The Republican Party candidate (Jack Ciattarelli)",
@@ -145,12 +147,12 @@ def test_multiple_choice_gives_one_question_per_option():
         ("39228:Other", 0.03, "Other"),
     ]
     post["question"]["resolution"] = "The Democratic Party candidate (Mikie Sherrill)"
-    resolved = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT).records
+    resolved = read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT).records
     assert [r.market.resolution for r in resolved] == ["NO", "YES", "NO"]
 
     post["question"]["aggregations"]["recency_weighted"]["latest"]["forecast_values"] = [0.4, 0.6]
     with pytest.raises(PayloadError, match="2 values for 3 options"):
-        metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+        read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT)
 
 
 def test_groups_and_conditionals_are_iterated_and_notebooks_skipped():
@@ -158,16 +160,16 @@ def test_groups_and_conditionals_are_iterated_and_notebooks_skipped():
     question = detail.pop("question")
     # Derived: the recorded question moved under a group, then under a conditional branch.
     grouped = {**detail, "group_of_questions": {"id": 9, "questions": [question]}}
-    (record,) = metaculus.ADAPTER.parse(grouped, fetched_at=FETCHED_AT).records
+    (record,) = read_page(metaculus.ADAPTER, grouped, fetched_at=FETCHED_AT).records
     assert (record.source_event_id, record.value, record.market.parent_id) == ("578", 0.01, "578")
 
     conditional = {**detail, "conditional": {"id": 7, "question_yes": question}}
-    (record,) = metaculus.ADAPTER.parse(conditional, fetched_at=FETCHED_AT).records
+    (record,) = read_page(metaculus.ADAPTER, conditional, fetched_at=FETCHED_AT).records
     assert record.value == 0.01
 
     notebook = {**detail, "notebook": {"id": 3}}
     request = PageRequest("post", f"{BASE}/posts/578/")
-    page = metaculus.ADAPTER.parse(notebook, fetched_at=FETCHED_AT, request=request)
+    page = read_page(metaculus.ADAPTER, notebook, fetched_at=FETCHED_AT, request=request)
     assert page.records == []
     assert page.skipped[0].reason == "post holds no question, group or conditional"
 
@@ -177,8 +179,11 @@ def test_history_inside_the_window_becomes_expert_records_at_start_time():
     config = {**CONFIG, "post_ids": [578]}
     (request,) = metaculus.ADAPTER.plan(config, "backfill", window, None)
     assert request.url == f"{BASE}/posts/578/"
-    page = metaculus.ADAPTER.parse(
-        load("metaculus_post_detail_with_cp.json"), fetched_at=FETCHED_AT, request=request
+    page = read_page(
+        metaculus.ADAPTER,
+        load("metaculus_post_detail_with_cp.json"),
+        fetched_at=FETCHED_AT,
+        request=request,
     )
     assert [(r.value, r.fetched_at.timestamp()) for r in page.records] == [
         (0.03, 1514712968.711176),
@@ -187,8 +192,11 @@ def test_history_inside_the_window_becomes_expert_records_at_start_time():
     assert {r.signal_type for r in page.records} == {"EXPERT"}
 
     empty = FetchWindow(datetime(2019, 1, 1, tzinfo=UTC), datetime(2019, 2, 1, tzinfo=UTC))
-    page = metaculus.ADAPTER.parse(
-        load("metaculus_post_detail_with_cp.json"), fetched_at=FETCHED_AT, window=empty
+    page = read_page(
+        metaculus.ADAPTER,
+        load("metaculus_post_detail_with_cp.json"),
+        fetched_at=FETCHED_AT,
+        window=empty,
     )
     assert page.records == []
     assert page.skipped[0].reason == "no CP history entry inside the window"
@@ -196,8 +204,8 @@ def test_history_inside_the_window_becomes_expert_records_at_start_time():
 
 def test_backfill_of_a_list_asks_each_post_for_its_history():
     (listing,) = metaculus.ADAPTER.plan(CONFIG, "backfill", WINDOW, None)
-    page = metaculus.ADAPTER.parse(
-        load("metaculus_posts_list.json"), fetched_at=FETCHED_AT, request=listing
+    page = read_page(
+        metaculus.ADAPTER, load("metaculus_posts_list.json"), fetched_at=FETCHED_AT, request=listing
     )
     details = [r for r in page.next_requests if r.endpoint == "post"]
     assert [r.url for r in details][:2] == [f"{BASE}/posts/39700/", f"{BASE}/posts/39336/"]
@@ -219,22 +227,22 @@ def test_errors_name_source_endpoint_and_item():
     post = load("metaculus_post_detail_with_cp.json")
     post["question"]["aggregations"]["recency_weighted"]["latest"]["centers"] = ["1%"]
     with pytest.raises(PayloadError) as bad:
-        metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+        read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT)
     assert (bad.value.source, bad.value.endpoint) == ("metaculus", "post")
     assert "question 578" in bad.value.reason and "'1%'" in bad.value.reason
 
     post = load("metaculus_post_detail_with_cp.json")
     del post["question"]["id"]
     with pytest.raises(PayloadError, match="post 578 question: missing or invalid 'id'"):
-        metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+        read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT)
 
     post = load("metaculus_post_detail_with_cp.json")
     post["question"]["resolution"] = "maybe"
     with pytest.raises(PayloadError, match="unknown value 'maybe'"):
-        metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+        read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT)
 
     with pytest.raises(PayloadError) as unknown:
-        metaculus.ADAPTER.parse({"detail": "Not found."}, fetched_at=FETCHED_AT)
+        read_page(metaculus.ADAPTER, {"detail": "Not found."}, fetched_at=FETCHED_AT)
     assert unknown.value.source == "metaculus"
 
 
@@ -243,10 +251,10 @@ def test_resolutions_and_annulment():
     post["question"]["resolution"] = "annulled"
     post["question"]["status"] = "resolved"
     post["question"]["actual_resolve_time"] = "2025-09-01T12:00:00Z"
-    (record,) = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT).records
+    (record,) = read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT).records
     assert record.market.resolution == "CANCELLED"
     assert record.market.status == "cancelled"
     assert record.market.resolution_time == datetime(2025, 9, 1, 12, tzinfo=UTC)
     post["question"]["resolution"] = "yes"
-    (record,) = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT).records
+    (record,) = read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT).records
     assert (record.market.resolution, record.market.status) == ("YES", "resolved")

@@ -17,6 +17,7 @@ import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import metaculus
+from predict_pipeline.feeds.base import read_page
 from tests.real.recordings import metaculus_api2_questions
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
@@ -40,7 +41,7 @@ def _post() -> dict:
 def test_a_resolved_binary_post_settles_as_metaculus_says(resolution, outcome, status):
     post = _post()
     post["question"] = {**post["question"], "status": "resolved", "resolution": resolution}
-    page = metaculus.ADAPTER.parse(post, fetched_at=FETCHED_AT)
+    page = read_page(metaculus.ADAPTER, post, fetched_at=FETCHED_AT)
     [record] = page.records
     assert (record.source_event_id, record.market.resolution, record.market.status) == (
         "578",
@@ -53,7 +54,7 @@ def test_an_unknown_binary_resolution_rejects_the_post_alone():
     first, second = _post(), _post()
     first["question"] = {**first["question"], "resolution": "maybe"}
     body = {"results": [first, second], "next": None, "previous": None}
-    page = metaculus.ADAPTER.parse(body, fetched_at=FETCHED_AT)
+    page = read_page(metaculus.ADAPTER, body, fetched_at=FETCHED_AT)
     [reject] = page.rejects
     assert (reject.item_index, reject.source_event_id) == (0, "578")
     assert "unknown value 'maybe'" in reject.detail
@@ -76,7 +77,7 @@ def test_an_api2_question_reads_its_numeric_resolution(number, outcome):
         "community_prediction": {"full": {"q1": 0.2, "q2": 0.35, "q3": 0.5}},
     }
     body = {"results": [item], "next": None, "previous": None}
-    [record] = metaculus.ADAPTER.parse(body, fetched_at=FETCHED_AT).records
+    [record] = read_page(metaculus.ADAPTER, body, fetched_at=FETCHED_AT).records
     assert (record.source_event_id, record.value, record.market.resolution) == (
         "3479",
         0.35,
@@ -95,7 +96,7 @@ def test_real_api2_question_details_read_resolved_without_active_state():
     recording = metaculus_api2_questions()
     assert {item["status"] for item in recording.items} == {"A"}
     assert not any("active_state" in item for item in recording.items)
-    page = metaculus.ADAPTER.parse(recording.payload, fetched_at=recording.fetched_at)
+    page = read_page(metaculus.ADAPTER, recording.payload, fetched_at=recording.fetched_at)
     read = {
         r.source_event_id: (r.value, r.market.status, r.market.resolution) for r in page.records
     }

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import polymarket
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, read_page
 from predict_pipeline.feeds.polymarket import ADAPTER
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
@@ -46,7 +46,7 @@ def by_id(records, source_event_id, signal_type="MARKET_PRICE"):
 
 
 def parse(payload, request=None, window=None):
-    return ADAPTER.parse(payload, fetched_at=FETCHED_AT, request=request, window=window)
+    return read_page(ADAPTER, payload, fetched_at=FETCHED_AT, request=request, window=window)
 
 
 # ---------------------------------------------------------------- module contract
@@ -504,6 +504,14 @@ def test_body_of_the_wrong_shape_names_source_and_endpoint():
         parse({"error": "rate limited"})
     with pytest.raises(PayloadError, match="polymarket unrecognised endpoint"):
         parse(load("predictit_marketdata_all.json"))
+
+
+def test_a_listing_whose_first_item_is_junk_is_still_recognised_and_the_item_rejected():
+    markets = load("polymarket_gamma_markets.json")
+    page = parse([{"k": [[]]}, *markets[1:]])
+    assert page.endpoint == polymarket.GAMMA_MARKETS
+    assert [reject.item_index for reject in page.rejects] == [0]
+    assert page.records == parse(markets[1:]).records
 
 
 def test_outcomes_and_prices_of_different_length_are_rejected():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from predict_pipeline.feeds import polymarket
+from predict_pipeline.feeds.base import read_page
 from tests.real.recordings import polymarket_btc_5m
 
 RECORDING = polymarket_btc_5m()
@@ -37,7 +38,7 @@ def _up_won() -> dict:
 )  # fmt: skip
 def test_a_gamma_market_resolves_as_polymarket_reports(fields, resolution, probability):
     market = {**_up_won(), **fields}
-    page = polymarket.ADAPTER.parse([market], fetched_at=RECORDING.fetched_at)
+    page = read_page(polymarket.ADAPTER, [market], fetched_at=RECORDING.fetched_at)
     [price] = [r for r in page.records if r.signal_type == "MARKET_PRICE"]
     assert price.source_event_id == market["id"] and price.market.outcome == "Up"
     assert (price.market.resolution, price.market.resolution_probability) == (

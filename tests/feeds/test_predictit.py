@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
 from predict_pipeline.feeds import predictit
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, read_page
 from predict_pipeline.feeds.predictit import ADAPTER
 from predict_pipeline.feeds.records import PageRequest, PayloadError
 
@@ -31,7 +31,7 @@ def by_id(records, contract_id):
 
 
 def parse(payload, request=None):
-    return ADAPTER.parse(payload, fetched_at=FETCHED_AT, request=request)
+    return read_page(ADAPTER, payload, fetched_at=FETCHED_AT, request=request)
 
 
 def test_config_schema_documents_every_property_and_accepts_the_defaults():

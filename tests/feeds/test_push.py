@@ -8,18 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from predict_pipeline.feeds.push import (
+from predict_pipeline.feeds.push.config import (
     CONFIG_SCHEMA,
     DEFAULT_CONFIG,
     RATE_LIMIT_RPM,
     SUPPORTS_BACKFILL,
-    UPLOAD,
-    WEBHOOK,
+)
+from predict_pipeline.feeds.push.decode import UploadError
+from predict_pipeline.feeds.push.delivery import UPLOAD, WEBHOOK, parse_upload, parse_webhook
+from predict_pipeline.feeds.push.signature import (
     SignatureError,
     SignedDelivery,
-    UploadError,
-    parse_upload,
-    parse_webhook,
     sign_delivery,
     verify_signature,
 )
@@ -606,7 +605,7 @@ RECORD_OBJECT = st.dictionaries(
     indent=st.sampled_from([None, 1]),
 )
 def test_the_quick_read_gives_what_the_positional_reader_gives(records, shape, indent):
-    from predict_pipeline.feeds.push import _json_objects, _object, _quick_object
+    from predict_pipeline.feeds.push.decode import _json_objects, _object, _quick_object
 
     if shape == "array":
         text = json.dumps(records, indent=indent)

@@ -14,7 +14,7 @@ from predict_pipeline.calibration.resolutions import resolve_from_markets, resol
 from predict_pipeline.calibration.store import active_categories, save_calibration
 from predict_pipeline.db.connection import connect
 from predict_pipeline.demo import DEMO_USER_EMAIL, DEMO_USER_ID, seed_simulator
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.base import FetchWindow, read_page
 from predict_pipeline.feeds.simulator import (
     ADAPTER,
     ANOMALY_KINDS,
@@ -39,7 +39,7 @@ def _fetch(config, window, mode="backfill", at=None):
     for request in ADAPTER.plan(config, mode, window, None):
         body = ADAPTER.respond(request, at=at or window.end + HOUR)
         bodies.append(body)
-        page = ADAPTER.parse(json.loads(body), fetched_at=at or window.end, request=request)
+        page = read_page(ADAPTER, json.loads(body), fetched_at=at or window.end, request=request)
         records += page.records
     return bodies, records
 

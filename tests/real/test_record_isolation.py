@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.records import PageRequest, ParsedPage
+from predict_pipeline.feeds.base import FetchWindow, ReadPage, read_page
+from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.feeds.registry import source_definition
 from tests.real import recordings
 
@@ -45,13 +45,17 @@ class Page:
     # requests for their markets.
     yields: str = "records"
 
-    def outputs(self, parsed: ParsedPage) -> list[Any]:
+    def outputs(self, parsed: ReadPage) -> list[Any]:
         return list(getattr(parsed, self.yields))
 
-    def parse(self, items: list[Any]) -> ParsedPage:
+    def parse(self, items: list[Any]) -> ReadPage:
         adapter = source_definition(self.platform).adapter
-        return adapter.parse(
-            self.rebuild(items), fetched_at=FETCHED_AT, request=self.request, window=self.window
+        return read_page(
+            adapter,
+            self.rebuild(items),
+            fetched_at=FETCHED_AT,
+            request=self.request,
+            window=self.window,
         )
 
 

@@ -18,6 +18,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.calibration.resolutions import resolve_from_markets
+from predict_pipeline.feeds.base import read_page
 from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.store import load_feed
@@ -44,7 +45,7 @@ def parse(recording: Recording):
         if recording.request_context
         else None
     )
-    return adapter.parse(recording.payload, fetched_at=recording.fetched_at, request=request)
+    return read_page(adapter, recording.payload, fetched_at=recording.fetched_at, request=request)
 
 
 def pipeline_outcomes(

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.push import verify_signature
+from predict_pipeline.feeds.push.signature import verify_signature
 from predict_pipeline.rules import RuleError
 from predict_pipeline.rules.actions import (
     ACTION_SCHEMAS,

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.feeds.push import sign_delivery
+from predict_pipeline.feeds.push.signature import sign_delivery
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.pushed import land_upload, land_webhook
 from predict_pipeline.ingestion.runner import fetch_window
