@@ -430,7 +430,9 @@ def print_summary(
         feeds = conn.execute(
             """SELECT f.name, s.source_id, last.status, count(r.id), sum(r.signals_fetched),
                       sum(r.signals_written), sum(r.signals_unmatched),
-                      sum(r.signals_fetched - r.signals_valid), coalesce(last.error_message, '')
+                      -- what validation rejected: a fetch counts items, not records
+                      sum(coalesce((r.error_details->'validation'->>'rejected')::int, 0)),
+                      coalesce(last.error_message, '')
                FROM prediction_data_feeds f
                JOIN prediction_data_sources s ON s.id = f.source_id
                JOIN prediction_feed_runs r ON r.feed_id = f.id

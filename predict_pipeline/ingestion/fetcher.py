@@ -1,4 +1,4 @@
-"""One fetch of one feed: plan, send, parse, page after page, and account for every request.
+"""One fetch of one feed: plan, send, navigate, page after page, and account for every request.
 
 The fetcher never raises for a feed's own faults: an invalid config, a refused URL, a 401, a
 rate limit, a timeout or a body that does not parse all become a `FeedRunResult` status with
@@ -103,7 +103,7 @@ def fetch_feed(
     )
     errors: list[dict[str, Any]] = []
     pages_failed = 0
-    records = 0
+    items = 0  # what the pages offered; the signals stage reads them into records
     cursor: str | None = None
     stopped_by: str | None = None
 
@@ -114,7 +114,7 @@ def fetch_feed(
         result.request_count = stats.requests
         result.bytes_received = stats.bytes_received
         result.rate_limit_remaining = stats.rate_limit_remaining
-        result.signals_fetched = records
+        result.signals_fetched = items
         result.cursor = cursor
         if errors:
             result.error_message = (
@@ -195,10 +195,8 @@ def fetch_feed(
             outcome.pages.append(LandedPage(**page, body_text=slots.scrub(text), error=reason))
             continue
         try:
+            # Only where the page leads: its records are read once, from the landed page.
             navigation = adapter.navigate(payload, request=request, window=window)
-            read = adapter.read_records(
-                payload, fetched_at=fetched_at, request=request, window=window
-            )
         except (PayloadError, ValueError, KeyError, TypeError) as exc:
             pages_failed += 1
             reason = slots.scrub(_safe_reason(exc))
@@ -215,7 +213,7 @@ def fetch_feed(
             )
             continue
         outcome.pages.append(LandedPage(**page, payload=slots.scrub_payload(payload)))
-        records += len(read.records)
+        items += navigation.items
         cursor = navigation.cursor or cursor
         queue.extend(navigation.next_requests)
 

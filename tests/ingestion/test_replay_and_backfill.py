@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from predict_pipeline.demo import DEMO_FEEDS, REPLAY_DIR
+from predict_pipeline.feeds import metaculus
 from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.http import build_http_client
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.runner import fetch_window
@@ -32,11 +34,33 @@ def test_every_demo_feed_fetches_its_recorded_payload(conn, landing):
         )
     by_name = {r.feed_name: r for r in reports}
     assert {r.status for r in reports} == {"SUCCESS"}, {r.feed_name: r.error for r in reports}
-    # Record counts of the real adapters on the recorded payloads (prices + volumes).
-    assert by_name["PredictIt all markets"].records == 123
-    assert by_name["Kalshi Elon tweets (Mar 28, settled)"].records == 26
-    assert by_name["Polymarket active markets"].records == 40
+    # A fetch counts the items its pages offer (markets, a post); it reads no record.
+    assert by_name["PredictIt all markets"].records == 20
+    assert by_name["Kalshi Elon tweets (Mar 28, settled)"].records == 13
+    assert by_name["Polymarket active markets"].records == 20
     assert by_name["Metaculus post 578"].records == 1
+    # Record counts of the real adapters on the landed pages (prices + volumes), read as the
+    # signals stage reads them.
+    read = {
+        name: sum(
+            len(
+                source_definition(source)
+                .adapter.read_records(
+                    page.payload,
+                    fetched_at=datetime.fromisoformat(page.fetched_at),
+                    request=page.page_request(),
+                )
+                .records
+            )
+            for page in landing.read_window(source, str(feed_id), WINDOW)
+        )
+        for feed_id, name in feeds.items()
+        for source in [next(s for n, s, _, _ in DEMO_FEEDS if n == name)]
+    }
+    assert read["PredictIt all markets"] == 123
+    assert read["Kalshi Elon tweets (Mar 28, settled)"] == 26
+    assert read["Polymarket active markets"] == 40
+    assert read["Metaculus post 578"] == 1
     for feed_id in feeds:
         run = feed_run(conn, feed_id)
         assert run["status"] == "SUCCESS" and run["request_count"] == 1
@@ -98,4 +122,16 @@ def test_backfill_of_two_days_twice_gives_identical_landing_content(conn, tmp_pa
         if windows[0].start.timestamp() <= h["start_time"] < windows[-1].end.timestamp()
     ]
     assert len(in_window) > 0
-    assert records == 3 * len(in_window)  # three backfills of the same 48 windows
+    # Each fetch counts the one post detail a window's page offers (three backfills of the same
+    # 48 windows); the records are read from the landed pages, each kept to its window.
+    assert records == 3 * len(windows)
+    zone = LandingZone(str(tmp_path / "landing"))
+    points = [
+        record
+        for window in windows
+        for page in zone.read_window("metaculus", str(feed), window)
+        for record in metaculus.ADAPTER.read_records(
+            page.payload, fetched_at=window.end, request=page.page_request(), window=window
+        ).records
+    ]
+    assert len(points) == len(in_window)
