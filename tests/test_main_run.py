@@ -85,8 +85,7 @@ def test_main_run_summary_matches_the_database_and_a_second_run_changes_nothing(
             """SELECT (SELECT count(*) FROM prediction_signals),
                       (SELECT count(DISTINCT event_id) FROM prediction_signals),
                       (SELECT sum(signals_written) FROM prediction_feed_runs),
-                      (SELECT sum(coalesce((error_details->'validation'->>'rejected')::int, 0))
-                       FROM prediction_feed_runs),
+                      (SELECT sum(records_rejected) FROM prediction_feed_run_landings),
                       (SELECT sum(signals_unmatched) FROM prediction_feed_runs),
                       (SELECT count(*) FROM prediction_unmatched_signals
                        WHERE status = 'PENDING'),

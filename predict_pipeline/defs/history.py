@@ -232,7 +232,7 @@ def refresh_feed_history(
                     "feed": feed.name,
                     "status": fetched.status,
                     "pages": fetched.pages,
-                    "records_parsed": fetched.records,
+                    "items_offered": fetched.records,
                     "requests": fetched.requests,
                 },
                 tags=tags,

@@ -142,7 +142,8 @@ def raw_feed_fetches(
             "feeds_held_by_plan": len(held),
             "feeds_skipped": len(skipped),  # daily quota spent, or nothing recorded to replay
             "pages": sum(r.pages for r in reports),
-            "records_parsed": sum(r.records for r in reports),
+            # What the pages offered (markets, points, posts): records are read in stage 2.
+            "items_offered": sum(r.records for r in reports),
             "requests": sum(r.requests for r in reports),
             "bytes_received": sum(r.bytes_received for r in reports),
             "http_mode": http_mode,
@@ -191,7 +192,7 @@ def _partition_counts(
         counts[key] = {
             "dagster/row_count": len(got),
             "partition_feed_runs": len(got),
-            "partition_records": sum(r.records for r in got),
+            "partition_items_offered": sum(r.records for r in got),
             "partition_failed": sum(r.status != "SUCCESS" and not r.held for r in got),
             # ISO 8601 intervals: a day-long history window shows as such in each of its hours.
             "partition_fetch_windows": dg.MetadataValue.text(

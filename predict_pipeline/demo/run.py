@@ -430,12 +430,11 @@ def print_summary(
         feeds = conn.execute(
             """SELECT f.name, s.source_id, last.status, count(r.id), sum(r.signals_fetched),
                       sum(r.signals_written), sum(r.signals_unmatched),
-                      -- what validation rejected: a fetch counts items, not records
-                      sum(coalesce((r.error_details->'validation'->>'rejected')::int, 0)),
-                      coalesce(last.error_message, '')
+                      sum(coalesce(l.records_rejected, 0)), coalesce(last.error_message, '')
                FROM prediction_data_feeds f
                JOIN prediction_data_sources s ON s.id = f.source_id
                JOIN prediction_feed_runs r ON r.feed_id = f.id
+               LEFT JOIN prediction_feed_run_landings l ON l.feed_run_id = r.id
                JOIN LATERAL (SELECT status, error_message FROM prediction_feed_runs
                              WHERE feed_id = f.id ORDER BY started_at DESC LIMIT 1) last ON true
                WHERE f.id = ANY(%s)
@@ -474,12 +473,12 @@ def print_summary(
         ).fetchone()[0]
         campaigns = conn.execute(CAMPAIGN_SUMMARY_SQL).fetchone()
     print(
-        f"\n{'feed':<38} {'source':<10} {'status':<8} {'runs':>4} {'records':>7} "
+        f"\n{'feed':<38} {'source':<10} {'status':<8} {'runs':>4} {'offered':>7} "
         f"{'written':>7} {'review':>6} {'rejected':>8}"
     )
-    for name, source, status, runs, records, written, unmatched, rejected, error in feeds:
+    for name, source, status, runs, offered, written, unmatched, rejected, error in feeds:
         print(
-            f"{name[:38]:<38} {source:<10} {status:<8} {runs:>4} {records:>7} {written:>7}"
+            f"{name[:38]:<38} {source:<10} {status:<8} {runs:>4} {offered:>7} {written:>7}"
             f" {unmatched:>6} {rejected:>8}" + (f"  {error[:60]}" if error else "")
         )
         ok = ok and status == "SUCCESS"

@@ -53,7 +53,7 @@ def test_raw_feed_fetches_materialises_a_window(conn, resources, dagster_instanc
     [materialization] = result.asset_materializations_for_node("raw_feed_fetches")
     metadata = materialization.metadata
     assert metadata["feeds_fetched"].value == 2 and metadata["feeds_failed"].value == 1
-    assert metadata["records_parsed"].value == 13  # the markets its page offered, not read
+    assert metadata["items_offered"].value == 13  # the markets its page offered, not read
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "every_feed_fetched" and not check.passed
     assert check.severity == dg.AssetCheckSeverity.WARN
