@@ -76,7 +76,7 @@ def _whole(text: str) -> int:
 def _validated(args: argparse.Namespace) -> dict[str, Any]:
     """The rule's columns from the arguments, each checked as the tick will read it."""
     from predict_pipeline.rules import RuleError
-    from predict_pipeline.rules.actions import validate_actions
+    from predict_pipeline.rules.action_schemas import validate_actions
     from predict_pipeline.rules.throttle import validate_throttle
     from predict_pipeline.rules.triggers import validate_rule
 
@@ -321,7 +321,7 @@ def _set_enabled(enabled: bool):
         from predict_pipeline.audit import record_audits
         from predict_pipeline.plans import PlanLimitError, plan_limits
         from predict_pipeline.rules import RuleError
-        from predict_pipeline.rules.actions import validate_actions
+        from predict_pipeline.rules.action_schemas import validate_actions
         from predict_pipeline.rules.triggers import validate_rule
         from predict_pipeline.runtime import bootstrap
 
