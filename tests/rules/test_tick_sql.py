@@ -20,6 +20,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.rules.engine import evaluate_tick
+from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
 from predict_pipeline.rules.triggers import (
     DIVERGENCE_LEVELS,
     FLAG_TYPES,
@@ -358,3 +359,128 @@ def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, seed):
         if not _in_view(world, rule_id, event_id)
     }
     assert in_scope_unseen and expected and not expected & in_scope_unseen
+
+
+def _throttle_reference(conn, rules: list, events: list, now: datetime) -> dict:
+    """The statuses `throttle.decide` gives the firings of `rules` on `events` (every pair
+    fires: each rule crosses above 0.5, each event crossed it), one by one in the tick's order
+    (rule id, then event id, as text), from the rules' state in the database before the tick;
+    a pair already logged is a duplicate (absent from the result)."""
+    expected = {}
+    logged = set(
+        conn.execute(
+            "SELECT rule_id, event_id FROM prediction_rule_executions WHERE event_id IS NOT NULL"
+        ).fetchall()
+    )
+    for rule_id in sorted(rules, key=str):
+        cooldown, cap, hours, last_fired_at = conn.execute(
+            "SELECT cooldown_minutes, max_fires_per_day, active_hours, last_fired_at"
+            " FROM prediction_rules WHERE id = %s",
+            (rule_id,),
+        ).fetchone()
+        fires_today = conn.execute(
+            "SELECT count(*) FROM prediction_rule_executions WHERE rule_id = %s"
+            " AND started_at >= %s AND status NOT LIKE 'SKIPPED%%'",
+            (rule_id, utc_day_start(now)),
+        ).fetchone()[0]
+        throttle = validate_throttle(
+            cooldown_minutes=cooldown, max_fires_per_day=cap, active_hours=hours
+        )
+        for event_id in sorted(events, key=str):
+            if (rule_id, event_id) in logged:
+                continue
+            decision = decide(
+                throttle, now=now, last_fired_at=last_fired_at, fires_today=fires_today
+            )
+            if decision == "FIRE":
+                last_fired_at, fires_today = now, fires_today + 1
+            expected[(rule_id, event_id)] = "PENDING" if decision == "FIRE" else decision
+    return expected
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tick_throttles_exactly_as_decide_one_firing_at_a_time(conn, seed):
+    """The tick's set-based throttle (window functions over a rule's firings) against
+    `throttle.decide` applied firing by firing: cooldowns, daily caps counted from executions
+    earlier today (skips not counted, yesterday's not counted), active hours in other zones,
+    firings of an earlier tick, and duplicates of its firings seen again."""
+    rng = random.Random(seed)
+    early, late = UNTIL - timedelta(minutes=20), UNTIL - timedelta(minutes=1)
+    events = {}
+    for i in range(8):
+        events[
+            conn.execute(
+                "INSERT INTO prediction_events (title, slug, is_public, previous_probability,"
+                " current_probability, updated_at) VALUES (%s, %s, true, 0.4, 0.6, %s)"
+                " RETURNING id",
+                (f"crossing {i}", f"crossing-{seed}-{i}", early if i < 4 else late),
+            ).fetchone()[0]
+        ] = i
+    hours = [
+        None,
+        {"timezone": "Europe/Lisbon", "start": "11:00", "end": "13:00"},  # 12:00 UTC: active
+        {"timezone": "Asia/Tokyo", "start": "09:00", "end": "10:00"},  # 21:00 there: asleep
+        {"timezone": "America/New_York", "days": ["sat"], "start": "22:00", "end": "08:00"},
+    ]
+    rules = []
+    for i in range(60):
+        rule_id = conn.execute(
+            "INSERT INTO prediction_rules (user_id, name, scope_type, trigger_type,"
+            " trigger_params, cooldown_minutes, max_fires_per_day, active_hours, last_fired_at,"
+            " updated_at) VALUES (%s, %s, 'all', 'PROBABILITY_CROSSES_ABOVE', %s, %s, %s, %s,"
+            " %s, %s) RETURNING id",
+            (
+                USER_ID,
+                f"throttled {i}",
+                Jsonb({"threshold": 0.5}),
+                rng.choice([None, 0, 5, 15, 60]),
+                rng.choice([None, 1, 2, 3, 6]),
+                Jsonb(rng.choice(hours)) if rng.random() < 0.3 else None,
+                rng.choice([None, UNTIL - timedelta(minutes=rng.choice([3, 12, 50, 900]))]),
+                T0 - timedelta(days=1),
+            ),
+        ).fetchone()[0]
+        rules.append(rule_id)
+        for _ in range(rng.choice([0, 0, 1, 2, 3])):  # earlier executions, today or yesterday
+            conn.execute(
+                "INSERT INTO prediction_rule_executions (rule_id, trigger_snapshot, status,"
+                " started_at) VALUES (%s, '{}', %s, %s)",
+                (
+                    rule_id,
+                    rng.choice(["COMPLETED", "PENDING", "FAILED", "SKIPPED_COOLDOWN"]),
+                    rng.choice([T0 - timedelta(hours=2), T0 - timedelta(hours=13)]),
+                ),
+            )
+    for since, until, seen in (
+        (UNTIL - timedelta(minutes=30), UNTIL - timedelta(minutes=10), list(events)[:4]),
+        # The second tick sees the first one's events again (duplicates) and the new ones.
+        (UNTIL - timedelta(minutes=30), UNTIL, list(events)),
+    ):
+        expected = _throttle_reference(conn, rules, seen, until)
+        with conn.transaction():
+            report = evaluate_tick(conn, since=since, until=until)
+        logged = dict(
+            ((rule_id, event_id), status)
+            for rule_id, event_id, status in conn.execute(
+                "SELECT rule_id, event_id, status FROM prediction_rule_executions"
+                " WHERE started_at = %s AND rule_id = ANY(%s)",
+                (until, rules),
+            )
+        )
+        assert logged == expected
+        statuses = list(expected.values())
+        assert len(report.fired) == statuses.count("PENDING")
+        assert report.skipped == {
+            s: statuses.count(s) for s in set(statuses) if s.startswith("SKIPPED")
+        }
+        assert report.duplicates == len(rules) * len(seen) - len(expected)
+        assert {"PENDING", "SKIPPED_COOLDOWN", "SKIPPED_LIMIT", "SKIPPED_HOURS"} <= set(statuses)
+    assert report.duplicates > 0
+    # The rules' firing bookkeeping: fire_count and last_fired_at of the rules that fired.
+    fired_rules = {rule_id for (rule_id, _), status in logged.items() if status == "PENDING"}
+    assert fired_rules and all(
+        at == UNTIL
+        for (at,) in conn.execute(
+            "SELECT last_fired_at FROM prediction_rules WHERE id = ANY(%s)", (list(fired_rules),)
+        )
+    )
