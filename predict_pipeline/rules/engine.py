@@ -12,9 +12,11 @@ inside a sensor's time budget:
    window. The conditions mirror `triggers.evaluate` (exact numeric arithmetic, as there), which
    then confirms each candidate and builds its firing; the two are held equal by a test.
 3. Firings are throttled under row locks on their rules (two concurrent ticks cannot both pass a
-   cooldown), inserted as `prediction_rule_executions` rows in one statement against a unique
-   (rule, event, state) index — PENDING when they fire (the actions job runs them) or their
-   SKIPPED_* status — and audited in one statement.
+   cooldown) by one statement that decides them with window functions over each rule's firings
+   (the closed form of `throttle.decide` applied one by one; held equal by a test), inserts
+   them as `prediction_rule_executions` rows against a unique (rule, event, state) index —
+   PENDING when they fire (the actions job runs them) or their SKIPPED_* status — and updates
+   the rules' firing bookkeeping; one more statement audits them.
 4. The feed runs whose signals changed these events are credited with the pairs evaluated and
    the firings (`triggers_evaluated` / `triggers_fired`).
 
@@ -41,7 +43,7 @@ from psycopg.types.json import Jsonb
 from predict_pipeline.audit import record_audits
 from predict_pipeline.feeds.records import RESOLUTIONS
 from predict_pipeline.rules import RuleError
-from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
+from predict_pipeline.rules.throttle import utc_day_start, validate_throttle
 from predict_pipeline.rules.triggers import (
     DIVERGENCE_LEVELS,
     SEVERITIES,
@@ -559,6 +561,84 @@ def _new_flags(conn, event_ids, since, until) -> dict[Any, list[NewFlag]]:
     return found
 
 
+# The throttle of a tick's firings, set-based: a rule's firings are decided in `ord` order, each
+# seeing the ones before it, as `throttle.decide` would one by one. All share one `now`, so the
+# state a firing leaves is closed-form: after a FIRE with a cooldown every later firing of the
+# rule is in cooldown, and without one the n-th fresh firing passes while fires_today + n stays
+# within the cap. A firing already logged (rule, event, state) or repeated in the batch is a
+# duplicate and uses no budget. Python still validates each rule's throttle and reads its active
+# hours on the zone's wall clock (`hours_ok`); the test of this statement against `decide` is
+# tests/rules/test_tick_sql.py.
+_THROTTLE_DECISION = """CASE
+  WHEN NOT k.hours_ok THEN 'SKIPPED_HOURS'
+  WHEN k.cooldown > 0 AND r.last_fired_at > %(now)s - make_interval(mins => k.cooldown)
+    THEN 'SKIPPED_COOLDOWN'
+  WHEN k.cap IS NOT NULL AND coalesce(t.fires, 0) >= k.cap THEN 'SKIPPED_LIMIT'
+  WHEN k.cooldown > 0 THEN CASE WHEN k.rn = 1 THEN 'FIRE' ELSE 'SKIPPED_COOLDOWN' END
+  WHEN k.cap IS NOT NULL AND coalesce(t.fires, 0) + k.rn > k.cap THEN 'SKIPPED_LIMIT'
+  ELSE 'FIRE' END"""
+
+_LOG_FIRINGS_SQL = f"""
+WITH x AS MATERIALIZED (
+  SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS x(ord int, rule_id uuid, event_id uuid,
+    state_key text, snapshot jsonb, valid boolean, hours_ok boolean, cooldown int, cap int)
+),
+-- The decisions sort narrow rows; the snapshots join back at the insert.
+fresh AS (
+  SELECT x.ord, x.rule_id, x.event_id, x.valid, x.hours_ok, x.cooldown, x.cap,
+         row_number() OVER (PARTITION BY x.rule_id, x.event_id, x.state_key ORDER BY x.ord) = 1
+         AND NOT EXISTS (SELECT 1 FROM prediction_rule_executions e
+                         WHERE e.rule_id = x.rule_id AND e.event_id = x.event_id
+                           AND e.trigger_snapshot ? 'state_key'
+                           AND e.trigger_snapshot->>'state_key' = x.state_key) AS fresh
+  FROM x
+),
+ranked AS (
+  SELECT f.*, row_number() OVER (PARTITION BY f.rule_id ORDER BY f.ord) AS rn
+  FROM fresh f WHERE f.fresh AND f.valid
+),
+today AS (
+  SELECT e.rule_id, count(*) AS fires FROM prediction_rule_executions e
+  WHERE e.rule_id IN (SELECT rule_id FROM ranked) AND e.started_at >= %(day_start)s
+    AND e.status NOT LIKE 'SKIPPED%%'
+  GROUP BY e.rule_id
+),
+decided AS (
+  SELECT k.ord, {_THROTTLE_DECISION} AS decision
+  FROM ranked k JOIN prediction_rules r ON r.id = k.rule_id
+  LEFT JOIN today t ON t.rule_id = k.rule_id
+),
+inserted AS (
+  INSERT INTO prediction_rule_executions
+    (id, rule_id, event_id, trigger_snapshot, status, started_at, completed_at)
+  SELECT gen_random_uuid(), x.rule_id, x.event_id, x.snapshot,
+         CASE WHEN d.decision = 'FIRE' THEN 'PENDING' ELSE d.decision END, %(now)s,
+         CASE WHEN d.decision = 'FIRE' THEN NULL ELSE %(now)s::timestamptz END
+  FROM decided d JOIN x ON x.ord = d.ord
+  ON CONFLICT DO NOTHING
+  RETURNING id, rule_id, event_id, status, trigger_snapshot->>'state_key' AS state_key
+),
+-- Firing bookkeeping, not an edit of the rule: updated_at stays the rule's own.
+bookkept AS (
+  UPDATE prediction_rules r SET last_fired_at = %(now)s,
+         fire_count = coalesce(r.fire_count, 0) + u.n
+  FROM (SELECT rule_id, count(*) AS n FROM inserted WHERE status = 'PENDING'
+        GROUP BY rule_id) u
+  WHERE r.id = u.rule_id
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM fresh WHERE NOT fresh) AS duplicates,
+       (SELECT count(*) FROM decided) - (SELECT count(*) FROM inserted) AS conflicts,
+       (SELECT coalesce(jsonb_object_agg(decision, n), '{{}}') FROM
+          (SELECT decision, count(*) AS n FROM decided WHERE decision <> 'FIRE'
+           GROUP BY decision) s) AS skipped,
+       (SELECT array_agg(DISTINCT rule_id) FROM fresh WHERE fresh AND NOT valid) AS invalid,
+       (SELECT jsonb_agg(jsonb_build_array(id, rule_id, event_id, state_key))
+        FROM inserted WHERE status = 'PENDING') AS fired,
+       (SELECT count(*) FROM bookkept) AS rules_fired
+"""  # noqa: S608 (module constants only)
+
+
 def _log_firings(
     conn: psycopg.Connection, candidates: list[_Candidate], now: datetime, report: TickReport
 ) -> dict[Any, int]:
@@ -566,125 +646,75 @@ def _log_firings(
     returns the firings (not the skips) per event and rule owner."""
     if not candidates:
         return {}
-    rule_ids = sorted({c.rule["rule_id"] for c in candidates})
-    last_fired = dict(
-        conn.execute(
-            "SELECT id, last_fired_at FROM prediction_rules WHERE id = ANY(%s::uuid[])"
-            " ORDER BY id FOR UPDATE",
-            (rule_ids,),
-        ).fetchall()
+    rules = {c.rule["rule_id"]: c.rule for c in candidates}
+    # Two concurrent ticks cannot both pass a cooldown: the second waits for the first's commit.
+    conn.execute(
+        "SELECT 1 FROM prediction_rules WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+        (sorted(rules),),
     )
-    fires_today: dict[Any, int] = defaultdict(int)
-    fires_today.update(
-        conn.execute(
-            "SELECT rule_id, count(*) FROM prediction_rule_executions"
-            " WHERE rule_id = ANY(%s::uuid[]) AND started_at >= %s"
-            " AND status NOT LIKE 'SKIPPED%%' GROUP BY rule_id",
-            (rule_ids, utc_day_start(now)),
-        ).fetchall()
-    )
-    keys = [
-        (c.rule["rule_id"], uuid.UUID(c.firing.event_id), c.firing.state_key) for c in candidates
-    ]
-    logged = set(
-        conn.execute(
-            "SELECT rule_id, event_id, trigger_snapshot->>'state_key'"
-            " FROM prediction_rule_executions"
-            " WHERE (rule_id, event_id, trigger_snapshot->>'state_key') IN"
-            " (SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[]))"
-            " AND event_id IS NOT NULL AND trigger_snapshot ? 'state_key'",
-            tuple(map(list, zip(*keys, strict=True))),
-        ).fetchall()
-    )
-    rows: list[tuple[Any, ...]] = []
+    # Each rule's throttle validated once, its active hours read on its zone's wall clock.
     throttles: dict[Any, Any] = {}
+    columns: dict[Any, dict[str, Any]] = {}
+    for rule_id, rule in rules.items():
+        throttle = throttles[rule_id] = validate_throttle(
+            cooldown_minutes=rule["cooldown_minutes"],
+            max_fires_per_day=rule["max_fires_per_day"],
+            active_hours=rule["active_hours"],
+        )
+        valid = not isinstance(throttle, RuleError)
+        columns[rule_id] = {
+            "valid": valid,
+            "hours_ok": valid
+            and (throttle.active_hours is None or throttle.active_hours.contains(now)),
+            "cooldown": throttle.cooldown_minutes if valid else None,
+            "cap": throttle.max_fires_per_day if valid else None,
+        }
     # Firings of one rule are decided in event order, each seeing the ones before it.
-    order = sorted(range(len(candidates)), key=lambda i: (str(keys[i][0]), str(keys[i][1])))
-    for i in order:
-        candidate, key = candidates[i], keys[i]
-        if key in logged:
-            report.duplicates += 1
-            continue
-        logged.add(key)
-        rule = candidate.rule
-        rule_id = rule["rule_id"]
-        if rule_id not in throttles:
-            throttles[rule_id] = validate_throttle(
-                cooldown_minutes=rule["cooldown_minutes"],
-                max_fires_per_day=rule["max_fires_per_day"],
-                active_hours=rule["active_hours"],
-            )
-        throttle = throttles[rule_id]
-        if isinstance(throttle, RuleError):
-            report.invalid_rules[str(rule_id)] = throttle.reason
-            continue
-        decision = decide(
-            throttle,
-            now=now,
-            last_fired_at=last_fired.get(rule_id),
-            fires_today=fires_today[rule_id],
-        )
-        if decision == "FIRE":
-            last_fired[rule_id] = now
-            fires_today[rule_id] += 1
-        else:
-            report.skipped[decision] = report.skipped.get(decision, 0) + 1
-        snapshot = {**candidate.firing.trigger_snapshot, "state_key": candidate.firing.state_key}
-        rows.append(
-            (
-                uuid.uuid4(),
-                rule_id,
-                key[1],
-                snapshot,
-                decision,
-                rule["trigger_type"],
-                key[2],
-                rule["user_id"],
-            )
-        )
-    if not rows:
-        return {}
+    keyed = sorted(
+        ((str(c.rule["rule_id"]), c.firing.event_id, c) for c in candidates),
+        key=lambda item: (item[0], item[1]),
+    )
+    batch = [
+        {
+            "ord": ord_,
+            "rule_id": rule_key,
+            "event_id": event_key,
+            "state_key": c.firing.state_key,
+            "snapshot": {**c.firing.trigger_snapshot, "state_key": c.firing.state_key},
+            **columns[c.rule["rule_id"]],
+        }
+        for ord_, (rule_key, event_key, c) in enumerate(keyed)
+    ]
     # One JSON document rather than arrays of JSON text: quoting array elements costs more
     # than the insert itself.
-    batch = orjson.dumps(
-        [
-            {"id": r[0], "rule_id": r[1], "event_id": r[2], "snapshot": r[3], "decision": r[4]}
-            for r in rows
-        ],
-        default=str,
-    ).decode()
-    inserted = {
-        row[0]
-        for row in conn.execute(
-            "INSERT INTO prediction_rule_executions"
-            " (id, rule_id, event_id, trigger_snapshot, status, started_at, completed_at)"
-            " SELECT x.id, x.rule_id, x.event_id, x.snapshot,"
-            "  CASE WHEN x.decision = 'FIRE' THEN 'PENDING' ELSE x.decision END, %s,"
-            "  CASE WHEN x.decision = 'FIRE' THEN NULL ELSE %s::timestamptz END"
-            " FROM jsonb_to_recordset(%s::jsonb)"
-            "  AS x(id uuid, rule_id uuid, event_id uuid, snapshot jsonb, decision text)"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            (now, now, batch),
-        )
-    }
-    fired = [row for row in rows if row[4] == "FIRE" and row[0] in inserted]
-    report.duplicates += len(rows) - len(inserted)
+    duplicates, conflicts, skipped, invalid, fired, _ = conn.execute(
+        _LOG_FIRINGS_SQL,
+        {
+            "batch": orjson.dumps(batch, default=str).decode(),
+            "now": now,
+            "day_start": utc_day_start(now),
+        },
+    ).fetchone()
+    report.duplicates += duplicates + conflicts
+    for decision, count in skipped.items():
+        report.skipped[decision] = report.skipped.get(decision, 0) + count
+    for rule_id in invalid or ():
+        report.invalid_rules[str(rule_id)] = throttles[rule_id].reason
     if not fired:
         return {}
-    per_rule: dict[Any, int] = defaultdict(int)
+    # The order the firings were decided in: the actions runs carry them in this order.
+    order = {
+        (rule_key, event_key, c.firing.state_key): i
+        for i, (rule_key, event_key, c) in enumerate(keyed)
+    }
+    fired.sort(key=lambda row: order[(row[1], row[2], row[3])])
     per_event: dict[Any, int] = defaultdict(int)  # per (event, rule owner)
-    for row in fired:
-        per_rule[row[1]] += 1
-        per_event[(row[2], row[7])] += 1
-        report.fired.append(row[0])
-        report.run_keys[row[0]] = f"{row[1]}:{row[2]}:{row[6]}"
-    # Firing bookkeeping, not an edit of the rule: updated_at stays the rule's own.
-    conn.execute(
-        "UPDATE prediction_rules r SET last_fired_at = %s,"
-        " fire_count = coalesce(r.fire_count, 0) + u.n"
-        " FROM unnest(%s::uuid[], %s::int[]) AS u(id, n) WHERE r.id = u.id",
-        (now, list(per_rule), list(per_rule.values())),
-    )
+    for execution_id, rule_key, event_key, state_key in fired:
+        execution = uuid.UUID(execution_id)
+        rule = rules[uuid.UUID(rule_key)]
+        per_event[(uuid.UUID(event_key), rule["user_id"])] += 1
+        report.fired.append(execution)
+        report.run_keys[execution] = f"{rule_key}:{event_key}:{state_key}"
     record_audits(
         conn,
         action="rule.fired",
@@ -692,15 +722,15 @@ def _log_firings(
         actor_type="system",
         entries=[
             (
-                row[1],
+                rule_key,
                 {
-                    "execution_id": str(row[0]),
-                    "event_id": str(row[2]),
-                    "trigger_type": row[5],
-                    "state_key": row[6],
+                    "execution_id": execution_id,
+                    "event_id": event_key,
+                    "trigger_type": rules[uuid.UUID(rule_key)]["trigger_type"],
+                    "state_key": state_key,
                 },
             )
-            for row in fired
+            for execution_id, rule_key, event_key, state_key in fired
         ],
     )
     return per_event
