@@ -424,6 +424,7 @@ def evaluate_tick(
         conn.execute("DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys")
         conn.execute(_LIVE_SQL, params)
         conn.execute(_KEYS_SQL, params)
+        _analyze_tick_tables(conn)
         counts = {(e, o): n for e, o, n in conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall()}
         report.evaluated = sum(counts.values())
         rows = [
@@ -436,6 +437,16 @@ def evaluate_tick(
     for rule_id, reason in report.invalid_rules.items():
         _log_invalid(conn, rule_id, reason, until)
     return report
+
+
+def _analyze_tick_tables(conn: psycopg.Connection) -> None:
+    """Statistics of the tick's temporary tables, which autovacuum never analyzes: without them
+    the planner takes the look-back joins for a few rows and nest-loops them (1.6 s of the
+    tick's 3 s at 1,000 changed events). A small sample is enough for join sizes."""
+    target = conn.execute("SELECT current_setting('default_statistics_target')").fetchone()[0]
+    conn.execute("SELECT set_config('default_statistics_target', '10', true)")
+    conn.execute("ANALYZE pg_temp.tick_live, pg_temp.tick_keys")
+    conn.execute("SELECT set_config('default_statistics_target', %s, true)", (target,))
 
 
 def _params(since: datetime, until: datetime, events: list[Any]) -> dict[str, Any]:
