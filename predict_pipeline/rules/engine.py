@@ -334,7 +334,8 @@ _CANDIDATE_COLUMNS = (
 # Rules in scope of each changed event, per rule owner: what the tick evaluated, credited to
 # the feed runs of the same owner.
 _IN_SCOPE_COUNTS_SQL = f"""
-SELECT k.id, n.owner, sum(n.rules)::int AS rules
+CREATE TEMP TABLE tick_counts AS
+SELECT k.id AS event_id, n.owner, sum(n.rules)::int AS evaluated
 FROM tick_keys k
 JOIN (SELECT scope_type, scope_key, viewer, viewer_orgs, owner, count(*) AS rules
       FROM tick_live GROUP BY 1, 2, 3, 4, 5) n
@@ -421,19 +422,24 @@ def evaluate_tick(
     if events:
         params = _params(since, until, events) | {"cadence": cadence}
         # The rules and event keys once, in temporary tables both queries below read.
-        conn.execute("DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys")
+        conn.execute(
+            "DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys, pg_temp.tick_counts"
+        )
         conn.execute(_LIVE_SQL, params)
         conn.execute(_KEYS_SQL, params)
         _analyze_tick_tables(conn)
-        counts = {(e, o): n for e, o, n in conn.execute(_IN_SCOPE_COUNTS_SQL).fetchall()}
-        report.evaluated = sum(counts.values())
+        # Kept in the database: the feed runs' credit joins them there.
+        conn.execute(_IN_SCOPE_COUNTS_SQL)
+        report.evaluated = conn.execute(
+            "SELECT coalesce(sum(evaluated), 0)::bigint FROM tick_counts"
+        ).fetchone()[0]
         rows = [
             dict(zip(_CANDIDATE_COLUMNS, row, strict=True))
             for row in conn.execute(_CANDIDATES_SQL, params)
         ]
         fired_events = _log_firings(conn, _confirm(conn, rows, since, until, report), until, report)
-        _credit_feed_runs(conn, events, counts, fired_events, until)
-        conn.execute("DROP TABLE pg_temp.tick_live, pg_temp.tick_keys")
+        _credit_feed_runs(conn, events, fired_events, until)
+        conn.execute("DROP TABLE pg_temp.tick_live, pg_temp.tick_keys, pg_temp.tick_counts")
     for rule_id, reason in report.invalid_rules.items():
         _log_invalid(conn, rule_id, reason, until)
     return report
@@ -750,19 +756,26 @@ def _log_firings(
 def _credit_feed_runs(
     conn: psycopg.Connection,
     events: list[Any],
-    counts: dict[tuple[Any, Any], int],
     fired: dict[tuple[Any, Any], int],
     now: datetime,
 ) -> None:
     """The feed runs whose signals changed these events, not yet credited, get this tick's
-    evaluations and firings of those events by rules of the feed's owner (another tenant's
-    rules are not the run's to count)."""
-    keys = sorted(set(counts) | set(fired), key=str)
+    evaluations (tick_counts) and firings of those events by rules of the feed's owner (another
+    tenant's rules are not the run's to count)."""
+    keys = sorted(fired, key=str)
     conn.execute(
         """WITH hit AS (
              UPDATE predict_meta.feed_run_events f SET evaluated_at = %(now)s
              WHERE f.event_id = ANY(%(events)b::uuid[]) AND f.evaluated_at IS NULL
-             RETURNING f.feed_run_id, f.event_id)
+             RETURNING f.feed_run_id, f.event_id),
+           counted AS (
+             SELECT coalesce(t.event_id, x.event_id) AS event_id,
+                    coalesce(t.owner, x.owner) AS owner,
+                    coalesce(t.evaluated, 0) AS evaluated, coalesce(x.fired, 0) AS fired
+             FROM tick_counts t
+             FULL JOIN unnest(%(keys)s::uuid[], %(owners)s::uuid[], %(fired)s::int[])
+               AS x(event_id, owner, fired)
+               ON x.event_id = t.event_id AND x.owner = t.owner)
            UPDATE prediction_feed_runs r
            SET triggers_evaluated = coalesce(r.triggers_evaluated, 0) + x.evaluated,
                triggers_fired = coalesce(r.triggers_fired, 0) + x.fired
@@ -770,10 +783,7 @@ def _credit_feed_runs(
                  FROM hit h
                  JOIN prediction_feed_runs fr ON fr.id = h.feed_run_id
                  JOIN prediction_data_feeds fd ON fd.id = fr.feed_id
-                 JOIN unnest(%(keys)s::uuid[], %(owners)s::uuid[], %(evaluated)s::int[],
-                             %(fired)s::int[])
-                   AS c(event_id, owner, evaluated, fired)
-                   ON c.event_id = h.event_id AND c.owner = fd.user_id
+                 JOIN counted c ON c.event_id = h.event_id AND c.owner = fd.user_id
                  GROUP BY h.feed_run_id) x
            WHERE r.id = x.feed_run_id""",
         {
@@ -781,8 +791,7 @@ def _credit_feed_runs(
             "events": events,
             "keys": [e for e, _ in keys],
             "owners": [o for _, o in keys],
-            "evaluated": [counts.get(k, 0) for k in keys],
-            "fired": [fired.get(k, 0) for k in keys],
+            "fired": [fired[k] for k in keys],
         },
     )
 
