@@ -44,13 +44,41 @@ OUTCOME["CANCELLED"] = "CANCELLED"
 TAGS = ["politics", "crypto", "sports", "ai"]
 
 
+class _Coarse(random.Random):
+    """Draws values on a quarter grid, params included: the extremes of the rules' params (which
+    the tick's SQL bounds events by before the join) then fall exactly on event values."""
+
+    coarse = True
+
+
 def _p(rng: random.Random) -> Decimal | None:
+    if getattr(rng, "coarse", False):
+        return None if rng.random() < 0.05 else Decimal(rng.randint(0, 4)) / 4
     return None if rng.random() < 0.05 else Decimal(rng.randint(0, 10_000)) / 10_000
+
+
+def _sentiment(rng: random.Random) -> Decimal:
+    if getattr(rng, "coarse", False):
+        return Decimal(rng.randint(-4, 4)) / 4
+    return Decimal(rng.randint(-100, 100)) / 100
 
 
 def _params(rng: random.Random, trigger_type: str) -> dict:
     # Round thresholds often land exactly on event values, so boundaries get exercised.
     threshold = float(rng.choice([Decimal("0.5"), Decimal(rng.randint(1, 99)) / 100]))
+    if getattr(rng, "coarse", False):
+        return {
+            "PROBABILITY_CROSSES_ABOVE": {"threshold": rng.choice([0.25, 0.5])},
+            "PROBABILITY_CROSSES_BELOW": {"threshold": rng.choice([0.5, 0.75])},
+            "PROBABILITY_SHIFT": {
+                "min_change": rng.choice([0.25, 0.5]),
+                "window_minutes": rng.choice([30, 60, 240]),
+                "direction": rng.choice(["up", "down", "any"]),
+            },
+            "SENTIMENT_SHIFT": {"min_change": rng.choice([0.25, 0.5])},
+            "TRUST_BELOW": {"threshold": rng.choice([0.25, 0.5, 0.75])},
+            "VOLUME_SPIKE": {"min_ratio": rng.choice([2, 4]), "window_hours": rng.choice([3, 6])},
+        }.get(trigger_type) or _params(random.Random(rng.random()), trigger_type)
     return {
         "PROBABILITY_CROSSES_ABOVE": {"threshold": threshold},
         "PROBABILITY_CROSSES_BELOW": {"threshold": threshold},
@@ -149,8 +177,8 @@ def _world(conn, rng: random.Random) -> dict:
             "tags": rng.sample(TAGS, rng.randint(0, 2)),
             "current_probability": _p(rng),
             "previous_probability": _p(rng),
-            "sentiment_score": Decimal(rng.randint(-100, 100)) / 100,
-            "previous_sentiment": Decimal(rng.randint(-100, 100)) / 100,
+            "sentiment_score": _sentiment(rng),
+            "previous_sentiment": _sentiment(rng),
             "trust_score": _p(rng),
             "previous_trust_score": _p(rng),
             "divergence": rng.choice(DIVERGENCE_LEVELS),
@@ -320,9 +348,19 @@ def _expected(world: dict) -> set[tuple[uuid.UUID, uuid.UUID]]:
     return fired
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, seed):
-    world = _world(conn, random.Random(seed))
+@pytest.mark.parametrize(
+    "rng",
+    [
+        random.Random(1),
+        random.Random(2),
+        random.Random(3),
+        random.Random(4),
+        _Coarse(5),
+        _Coarse(6),
+    ],
+)
+def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, rng):
+    world = _world(conn, rng)
     expected = _expected(world)
     with conn.transaction():
         report = evaluate_tick(conn, since=SINCE, until=UNTIL)
