@@ -238,6 +238,52 @@ _CONDITIONS = {
         " AND k.link_threshold >= k.current_probability))"
     ),
 }
+
+
+def _extreme(function: str, column: str, trigger_type: str) -> str:
+    """The least or greatest `column` over the tick's rules of one trigger type, computed once."""
+    return (
+        f"(SELECT {function}(b.{column}) FROM tick_live b"  # noqa: S608 (module constants only)
+        f" WHERE b.trigger_type = '{trigger_type}')"
+    )
+
+
+# What a firing of some rule of the type implies of the event alone, from the extremes of the
+# rules' params (a crossing above some threshold ends at or above the least one), applied to
+# the event keys before the join: events no rule of the type can fire on meet no rule. A NULL
+# param never fires and is left out of the extremes, as min() and max() leave it.
+_BOUNDS = {
+    "PROBABILITY_CROSSES_ABOVE": (
+        f"k.current_probability >= {_extreme('min', 'threshold', 'PROBABILITY_CROSSES_ABOVE')}"
+        " AND k.previous_probability < "
+        f"{_extreme('max', 'threshold', 'PROBABILITY_CROSSES_ABOVE')}"
+    ),
+    "PROBABILITY_CROSSES_BELOW": (
+        f"k.current_probability <= {_extreme('max', 'threshold', 'PROBABILITY_CROSSES_BELOW')}"
+        " AND k.previous_probability > "
+        f"{_extreme('min', 'threshold', 'PROBABILITY_CROSSES_BELOW')}"
+    ),
+    "PROBABILITY_SHIFT": (
+        "abs(k.current_probability - k.probability_ago) >= "
+        f"{_extreme('min', 'min_change', 'PROBABILITY_SHIFT')}"
+    ),
+    "SENTIMENT_SHIFT": (
+        "abs(k.sentiment_score - k.previous_sentiment) >= "
+        f"{_extreme('min', 'min_change', 'SENTIMENT_SHIFT')}"
+    ),
+    "TRUST_BELOW": (
+        f"k.trust_score < {_extreme('max', 'threshold', 'TRUST_BELOW')}"
+        f" AND k.previous_trust_score >= {_extreme('min', 'threshold', 'TRUST_BELOW')}"
+    ),
+    "DIVERGENCE_AT_LEAST": (
+        f"k.divergence_rank >= {_extreme('min', 'level_rank', 'DIVERGENCE_AT_LEAST')}"
+        " AND k.previous_divergence_rank < "
+        f"{_extreme('max', 'level_rank', 'DIVERGENCE_AT_LEAST')}"
+    ),
+    "VOLUME_SPIKE": (
+        f"k.spike_volume >= {_extreme('min', 'min_ratio', 'VOLUME_SPIKE')} * k.spike_median"
+    ),
+}
 # The look-back table each windowed type joins, on its window column.
 _LOOKBACKS = {
     "PROBABILITY_SHIFT": ("ev_keys_ago", "window_minutes"),
@@ -261,6 +307,7 @@ def _branch(trigger_type: str) -> str:
         f" FROM tick_live l JOIN {keys} k"
         f" ON k.scope_type = l.scope_type AND k.scope_key = l.scope_key{on}"
         f" WHERE l.trigger_type = '{trigger_type}' AND ({_CONDITIONS[trigger_type]})"
+        f" AND ({_BOUNDS.get(trigger_type, 'true')})"
         f" AND {_rule_sees_event('l')}"
     )
 
