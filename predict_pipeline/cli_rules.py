@@ -78,7 +78,7 @@ def _validated(args: argparse.Namespace) -> dict[str, Any]:
     from predict_pipeline.rules import RuleError
     from predict_pipeline.rules.action_schemas import validate_actions
     from predict_pipeline.rules.throttle import validate_throttle
-    from predict_pipeline.rules.triggers import validate_rule
+    from predict_pipeline.rules.trigger_schemas import validate_rule
 
     trigger = validate_rule(args.trigger, args.params)
     if isinstance(trigger, RuleError):
@@ -322,7 +322,7 @@ def _set_enabled(enabled: bool):
         from predict_pipeline.plans import PlanLimitError, plan_limits
         from predict_pipeline.rules import RuleError
         from predict_pipeline.rules.action_schemas import validate_actions
-        from predict_pipeline.rules.triggers import validate_rule
+        from predict_pipeline.rules.trigger_schemas import validate_rule
         from predict_pipeline.runtime import bootstrap
 
         target = bootstrap()
@@ -415,7 +415,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from predict_pipeline.rules.triggers import TRIGGER_TYPES
+    from predict_pipeline.rules.trigger_schemas import TRIGGER_TYPES
 
     rules = commands.add_parser(
         "rules", help="rules: triggers on events and the actions they fire"

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from predict_pipeline.rules.triggers import TRIGGER_VALUE_NAMES, Firing
+from predict_pipeline.rules.trigger_schemas import TRIGGER_VALUE_NAMES
+from predict_pipeline.rules.triggers import Firing
 
 _COMMON_FIELDS = (
     "rule_id",

@@ -40,7 +40,8 @@ from predict_pipeline.rules.execute import (
     run_actions,
 )
 from predict_pipeline.rules.templates import ActionContext, render_template, template_values
-from predict_pipeline.rules.triggers import TRIGGER_TYPES, EventState, evaluate, validate_rule
+from predict_pipeline.rules.trigger_schemas import TRIGGER_TYPES, validate_rule
+from predict_pipeline.rules.triggers import EventState, evaluate
 from tests.support.http_server import Reply
 
 RULE_ID = "9a1c5e7b-3d2f-4b6a-8c0e-1f2a3b4c5d6e"

@@ -21,18 +21,15 @@ from psycopg.types.json import Jsonb
 
 from predict_pipeline.rules.engine import evaluate_tick
 from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
-from predict_pipeline.rules.triggers import (
+from predict_pipeline.rules.trigger_schemas import (
     DIVERGENCE_LEVELS,
     FLAG_TYPES,
     RELATIONSHIPS,
     SEVERITIES,
     TRIGGER_TYPES,
-    CampaignLink,
-    EventState,
-    NewFlag,
-    evaluate,
     validate_rule,
 )
+from predict_pipeline.rules.triggers import CampaignLink, EventState, NewFlag, evaluate
 from predict_pipeline.tenancy import rule_viewer, sees_campaign, sees_event
 from tests.support.feeds import USER_ID
 
