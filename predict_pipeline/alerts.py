@@ -27,15 +27,10 @@ import psycopg
 from predict_pipeline.errors import ConfigError
 from predict_pipeline.ingestion.health import feed_freshness
 from predict_pipeline.rules import RuleError
-from predict_pipeline.rules.actions import (
-    ActionContext,
-    HttpClientFactory,
-    SmtpFactory,
-    execution_status,
-    run_actions,
-    validate_actions,
-)
-from predict_pipeline.rules.execute import user_connections
+from predict_pipeline.rules.action_schemas import validate_actions
+from predict_pipeline.rules.channels import HttpClientFactory, SmtpFactory
+from predict_pipeline.rules.execute import execution_status, run_actions, user_connections
+from predict_pipeline.rules.templates import ActionContext
 from predict_pipeline.rules.triggers import Firing
 
 ALERT_USER_VAR = "PREDICT_ALERT_USER"

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
-from predict_pipeline.rules.actions import http_client_factory, smtp_factory
+from predict_pipeline.rules.channels import http_client_factory, smtp_factory
 from predict_pipeline.rules.engine import evaluate_tick
 from predict_pipeline.rules.execute import connection_aad, run_execution
 from predict_pipeline.secrets import encrypt_json

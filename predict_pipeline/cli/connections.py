@@ -63,7 +63,7 @@ def _checked(platform: str, credentials: dict[str, Any]) -> None:
     from jsonschema import Draft202012Validator
 
     from predict_pipeline.rules import schema_fault
-    from predict_pipeline.rules.actions import CONNECTION_SCHEMAS
+    from predict_pipeline.rules.action_schemas import CONNECTION_SCHEMAS
 
     fault = schema_fault(
         Draft202012Validator(CONNECTION_SCHEMAS[platform]), credentials, "credentials"

@@ -2,7 +2,7 @@
 
 A rule is validated before anything is written: its trigger against TRIGGER_SCHEMAS, its actions
 against ACTION_SCHEMAS, its throttle as the tick reads it, its scope against what the acting user
-may see. Writes run as that user under the spec's RLS (`--as`, see cli_acting), the plans'
+may see. Writes run as that user under the spec's RLS (`--as`, see cli/acting.py), the plans'
 limits are the database's (sql/0041: a refused rule is one line), and each change is audited.
 `rules test` runs the tick's checks on one event and writes nothing.
 """
@@ -76,9 +76,9 @@ def _whole(text: str) -> int:
 def _validated(args: argparse.Namespace) -> dict[str, Any]:
     """The rule's columns from the arguments, each checked as the tick will read it."""
     from predict_pipeline.rules import RuleError
-    from predict_pipeline.rules.actions import validate_actions
+    from predict_pipeline.rules.action_schemas import validate_actions
     from predict_pipeline.rules.throttle import validate_throttle
-    from predict_pipeline.rules.triggers import validate_rule
+    from predict_pipeline.rules.trigger_schemas import validate_rule
 
     trigger = validate_rule(args.trigger, args.params)
     if isinstance(trigger, RuleError):
@@ -322,8 +322,8 @@ def _set_enabled(enabled: bool):
         from predict_pipeline.db.bootstrap import bootstrap
         from predict_pipeline.plans import PlanLimitError, plan_limits
         from predict_pipeline.rules import RuleError
-        from predict_pipeline.rules.actions import validate_actions
-        from predict_pipeline.rules.triggers import validate_rule
+        from predict_pipeline.rules.action_schemas import validate_actions
+        from predict_pipeline.rules.trigger_schemas import validate_rule
 
         target = bootstrap()
         verb = "enabled" if enabled else "disabled"
@@ -415,7 +415,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from predict_pipeline.rules.triggers import TRIGGER_TYPES
+    from predict_pipeline.rules.trigger_schemas import TRIGGER_TYPES
 
     rules = commands.add_parser(
         "rules", help="rules: triggers on events and the actions they fire"

@@ -8,7 +8,7 @@ import dagster as dg
 from predict_pipeline.alerts import Alert, AlertSettings, feed_alerts, raise_alerts
 from predict_pipeline.config import Settings
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.rules.actions import http_client_factory, smtp_factory
+from predict_pipeline.rules.channels import http_client_factory, smtp_factory
 from predict_pipeline.secrets import SecretKeyError, load_key_from_env
 
 

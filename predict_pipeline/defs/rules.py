@@ -9,7 +9,7 @@ import dagster as dg
 from predict_pipeline.config import Settings
 from predict_pipeline.defs.resources import PostgresResource, SecretsResource
 from predict_pipeline.plans import describe_holds, record_plan_holds, recorded_holds
-from predict_pipeline.rules.actions import http_client_factory, smtp_factory
+from predict_pipeline.rules.channels import http_client_factory, smtp_factory
 from predict_pipeline.rules.engine import TickReport, evaluate_tick
 from predict_pipeline.rules.execute import run_execution
 from predict_pipeline.usage import LIVE_COUNTS, refresh_usage

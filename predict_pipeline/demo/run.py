@@ -43,7 +43,7 @@ _LAST_STAGE = dg.AssetKey("trust_scores")
 
 def _evaluate_rules(app_url: str, *, since: datetime) -> tuple[list[tuple[str, str]], int]:
     """One tick of the rule sensor, and the fired executions run inline (as the job would)."""
-    from predict_pipeline.rules.actions import http_client_factory, smtp_factory
+    from predict_pipeline.rules.channels import http_client_factory, smtp_factory
     from predict_pipeline.rules.engine import evaluate_tick
     from predict_pipeline.rules.execute import run_execution
 

@@ -1,8 +1,11 @@
 """Rules: triggers on event state and the actions they fire.
 
-`triggers` validates a rule's trigger and evaluates it on one event's state, `throttle` decides
-whether a firing may run now, and `actions` runs the rule's ordered actions. This module holds
-what the three share: `RuleError` and the JSON Schema check that produces it.
+`trigger_schemas` validates a rule's trigger and `triggers` evaluates it on one event's state;
+`engine` runs the sensor's tick (its SQL in `tick_sql`) and `throttle` decides whether a firing
+may run now. `action_schemas` validates a rule's actions, `templates` renders their messages,
+`channels` delivers webhooks, Slack messages and email, and `execute` runs a firing's actions in
+order. This module holds what they share: `RuleError` and the JSON Schema check that produces
+it.
 """
 
 from __future__ import annotations

@@ -24,13 +24,8 @@ from psycopg.rows import dict_row
 from predict_pipeline.plans import live_holds
 from predict_pipeline.rules import RuleError
 from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
-from predict_pipeline.rules.triggers import (
-    CampaignLink,
-    EventState,
-    NewFlag,
-    evaluate,
-    validate_rule,
-)
+from predict_pipeline.rules.trigger_schemas import validate_rule
+from predict_pipeline.rules.triggers import CampaignLink, EventState, NewFlag, evaluate
 
 _STATUS_OUTCOME = {
     "RESOLVED_YES": "YES",

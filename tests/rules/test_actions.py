@@ -26,23 +26,22 @@ from jsonschema import Draft202012Validator
 
 from predict_pipeline.feeds.push.signature import verify_signature
 from predict_pipeline.rules import RuleError
-from predict_pipeline.rules.actions import (
+from predict_pipeline.rules.action_schemas import (
     ACTION_SCHEMAS,
     CONNECTION_SCHEMAS,
     EXPLANATION_TRIGGER_TYPES,
-    ActionContext,
+    validate_actions,
+)
+from predict_pipeline.rules.channels import http_client_factory, smtp_factory, webhook_body
+from predict_pipeline.rules.execute import (
     ActionResult,
     DatabaseAction,
     execution_status,
-    http_client_factory,
-    render_template,
     run_actions,
-    smtp_factory,
-    template_values,
-    validate_actions,
-    webhook_body,
 )
-from predict_pipeline.rules.triggers import TRIGGER_TYPES, EventState, evaluate, validate_rule
+from predict_pipeline.rules.templates import ActionContext, render_template, template_values
+from predict_pipeline.rules.trigger_schemas import TRIGGER_TYPES, validate_rule
+from predict_pipeline.rules.triggers import EventState, evaluate
 from tests.support.http_server import Reply
 
 RULE_ID = "9a1c5e7b-3d2f-4b6a-8c0e-1f2a3b4c5d6e"

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from predict_pipeline.db.connection import connect
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.rules import rule_trigger_sensor
-from predict_pipeline.rules.actions import http_client_factory, smtp_factory
+from predict_pipeline.rules.channels import http_client_factory, smtp_factory
 from predict_pipeline.rules.engine import evaluate_tick
 from predict_pipeline.rules.execute import connection_aad, run_execution
 from predict_pipeline.secrets import encrypt_json

@@ -20,18 +20,16 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.rules.engine import evaluate_tick
-from predict_pipeline.rules.triggers import (
+from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
+from predict_pipeline.rules.trigger_schemas import (
     DIVERGENCE_LEVELS,
     FLAG_TYPES,
     RELATIONSHIPS,
     SEVERITIES,
     TRIGGER_TYPES,
-    CampaignLink,
-    EventState,
-    NewFlag,
-    evaluate,
     validate_rule,
 )
+from predict_pipeline.rules.triggers import CampaignLink, EventState, NewFlag, evaluate
 from predict_pipeline.tenancy import rule_viewer, sees_campaign, sees_event
 from tests.support.feeds import USER_ID
 
@@ -43,13 +41,41 @@ OUTCOME["CANCELLED"] = "CANCELLED"
 TAGS = ["politics", "crypto", "sports", "ai"]
 
 
+class _Coarse(random.Random):
+    """Draws values on a quarter grid, params included: the extremes of the rules' params (which
+    the tick's SQL bounds events by before the join) then fall exactly on event values."""
+
+    coarse = True
+
+
 def _p(rng: random.Random) -> Decimal | None:
+    if getattr(rng, "coarse", False):
+        return None if rng.random() < 0.05 else Decimal(rng.randint(0, 4)) / 4
     return None if rng.random() < 0.05 else Decimal(rng.randint(0, 10_000)) / 10_000
+
+
+def _sentiment(rng: random.Random) -> Decimal:
+    if getattr(rng, "coarse", False):
+        return Decimal(rng.randint(-4, 4)) / 4
+    return Decimal(rng.randint(-100, 100)) / 100
 
 
 def _params(rng: random.Random, trigger_type: str) -> dict:
     # Round thresholds often land exactly on event values, so boundaries get exercised.
     threshold = float(rng.choice([Decimal("0.5"), Decimal(rng.randint(1, 99)) / 100]))
+    if getattr(rng, "coarse", False):
+        return {
+            "PROBABILITY_CROSSES_ABOVE": {"threshold": rng.choice([0.25, 0.5])},
+            "PROBABILITY_CROSSES_BELOW": {"threshold": rng.choice([0.5, 0.75])},
+            "PROBABILITY_SHIFT": {
+                "min_change": rng.choice([0.25, 0.5]),
+                "window_minutes": rng.choice([30, 60, 240]),
+                "direction": rng.choice(["up", "down", "any"]),
+            },
+            "SENTIMENT_SHIFT": {"min_change": rng.choice([0.25, 0.5])},
+            "TRUST_BELOW": {"threshold": rng.choice([0.25, 0.5, 0.75])},
+            "VOLUME_SPIKE": {"min_ratio": rng.choice([2, 4]), "window_hours": rng.choice([3, 6])},
+        }.get(trigger_type) or _params(random.Random(rng.random()), trigger_type)
     return {
         "PROBABILITY_CROSSES_ABOVE": {"threshold": threshold},
         "PROBABILITY_CROSSES_BELOW": {"threshold": threshold},
@@ -148,8 +174,8 @@ def _world(conn, rng: random.Random) -> dict:
             "tags": rng.sample(TAGS, rng.randint(0, 2)),
             "current_probability": _p(rng),
             "previous_probability": _p(rng),
-            "sentiment_score": Decimal(rng.randint(-100, 100)) / 100,
-            "previous_sentiment": Decimal(rng.randint(-100, 100)) / 100,
+            "sentiment_score": _sentiment(rng),
+            "previous_sentiment": _sentiment(rng),
             "trust_score": _p(rng),
             "previous_trust_score": _p(rng),
             "divergence": rng.choice(DIVERGENCE_LEVELS),
@@ -319,9 +345,19 @@ def _expected(world: dict) -> set[tuple[uuid.UUID, uuid.UUID]]:
     return fired
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, seed):
-    world = _world(conn, random.Random(seed))
+@pytest.mark.parametrize(
+    "rng",
+    [
+        random.Random(1),
+        random.Random(2),
+        random.Random(3),
+        random.Random(4),
+        _Coarse(5),
+        _Coarse(6),
+    ],
+)
+def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, rng):
+    world = _world(conn, rng)
     expected = _expected(world)
     with conn.transaction():
         report = evaluate_tick(conn, since=SINCE, until=UNTIL)
@@ -358,3 +394,128 @@ def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, seed):
         if not _in_view(world, rule_id, event_id)
     }
     assert in_scope_unseen and expected and not expected & in_scope_unseen
+
+
+def _throttle_reference(conn, rules: list, events: list, now: datetime) -> dict:
+    """The statuses `throttle.decide` gives the firings of `rules` on `events` (every pair
+    fires: each rule crosses above 0.5, each event crossed it), one by one in the tick's order
+    (rule id, then event id, as text), from the rules' state in the database before the tick;
+    a pair already logged is a duplicate (absent from the result)."""
+    expected = {}
+    logged = set(
+        conn.execute(
+            "SELECT rule_id, event_id FROM prediction_rule_executions WHERE event_id IS NOT NULL"
+        ).fetchall()
+    )
+    for rule_id in sorted(rules, key=str):
+        cooldown, cap, hours, last_fired_at = conn.execute(
+            "SELECT cooldown_minutes, max_fires_per_day, active_hours, last_fired_at"
+            " FROM prediction_rules WHERE id = %s",
+            (rule_id,),
+        ).fetchone()
+        fires_today = conn.execute(
+            "SELECT count(*) FROM prediction_rule_executions WHERE rule_id = %s"
+            " AND started_at >= %s AND status NOT LIKE 'SKIPPED%%'",
+            (rule_id, utc_day_start(now)),
+        ).fetchone()[0]
+        throttle = validate_throttle(
+            cooldown_minutes=cooldown, max_fires_per_day=cap, active_hours=hours
+        )
+        for event_id in sorted(events, key=str):
+            if (rule_id, event_id) in logged:
+                continue
+            decision = decide(
+                throttle, now=now, last_fired_at=last_fired_at, fires_today=fires_today
+            )
+            if decision == "FIRE":
+                last_fired_at, fires_today = now, fires_today + 1
+            expected[(rule_id, event_id)] = "PENDING" if decision == "FIRE" else decision
+    return expected
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tick_throttles_exactly_as_decide_one_firing_at_a_time(conn, seed):
+    """The tick's set-based throttle (window functions over a rule's firings) against
+    `throttle.decide` applied firing by firing: cooldowns, daily caps counted from executions
+    earlier today (skips not counted, yesterday's not counted), active hours in other zones,
+    firings of an earlier tick, and duplicates of its firings seen again."""
+    rng = random.Random(seed)
+    early, late = UNTIL - timedelta(minutes=20), UNTIL - timedelta(minutes=1)
+    events = {}
+    for i in range(8):
+        events[
+            conn.execute(
+                "INSERT INTO prediction_events (title, slug, is_public, previous_probability,"
+                " current_probability, updated_at) VALUES (%s, %s, true, 0.4, 0.6, %s)"
+                " RETURNING id",
+                (f"crossing {i}", f"crossing-{seed}-{i}", early if i < 4 else late),
+            ).fetchone()[0]
+        ] = i
+    hours = [
+        None,
+        {"timezone": "Europe/Lisbon", "start": "11:00", "end": "13:00"},  # 12:00 UTC: active
+        {"timezone": "Asia/Tokyo", "start": "09:00", "end": "10:00"},  # 21:00 there: asleep
+        {"timezone": "America/New_York", "days": ["sat"], "start": "22:00", "end": "08:00"},
+    ]
+    rules = []
+    for i in range(60):
+        rule_id = conn.execute(
+            "INSERT INTO prediction_rules (user_id, name, scope_type, trigger_type,"
+            " trigger_params, cooldown_minutes, max_fires_per_day, active_hours, last_fired_at,"
+            " updated_at) VALUES (%s, %s, 'all', 'PROBABILITY_CROSSES_ABOVE', %s, %s, %s, %s,"
+            " %s, %s) RETURNING id",
+            (
+                USER_ID,
+                f"throttled {i}",
+                Jsonb({"threshold": 0.5}),
+                rng.choice([None, 0, 5, 15, 60]),
+                rng.choice([None, 1, 2, 3, 6]),
+                Jsonb(rng.choice(hours)) if rng.random() < 0.3 else None,
+                rng.choice([None, UNTIL - timedelta(minutes=rng.choice([3, 12, 50, 900]))]),
+                T0 - timedelta(days=1),
+            ),
+        ).fetchone()[0]
+        rules.append(rule_id)
+        for _ in range(rng.choice([0, 0, 1, 2, 3])):  # earlier executions, today or yesterday
+            conn.execute(
+                "INSERT INTO prediction_rule_executions (rule_id, trigger_snapshot, status,"
+                " started_at) VALUES (%s, '{}', %s, %s)",
+                (
+                    rule_id,
+                    rng.choice(["COMPLETED", "PENDING", "FAILED", "SKIPPED_COOLDOWN"]),
+                    rng.choice([T0 - timedelta(hours=2), T0 - timedelta(hours=13)]),
+                ),
+            )
+    for since, until, seen in (
+        (UNTIL - timedelta(minutes=30), UNTIL - timedelta(minutes=10), list(events)[:4]),
+        # The second tick sees the first one's events again (duplicates) and the new ones.
+        (UNTIL - timedelta(minutes=30), UNTIL, list(events)),
+    ):
+        expected = _throttle_reference(conn, rules, seen, until)
+        with conn.transaction():
+            report = evaluate_tick(conn, since=since, until=until)
+        logged = dict(
+            ((rule_id, event_id), status)
+            for rule_id, event_id, status in conn.execute(
+                "SELECT rule_id, event_id, status FROM prediction_rule_executions"
+                " WHERE started_at = %s AND rule_id = ANY(%s)",
+                (until, rules),
+            )
+        )
+        assert logged == expected
+        statuses = list(expected.values())
+        assert len(report.fired) == statuses.count("PENDING")
+        assert report.skipped == {
+            s: statuses.count(s) for s in set(statuses) if s.startswith("SKIPPED")
+        }
+        assert report.duplicates == len(rules) * len(seen) - len(expected)
+        assert {"PENDING", "SKIPPED_COOLDOWN", "SKIPPED_LIMIT", "SKIPPED_HOURS"} <= set(statuses)
+    assert report.duplicates > 0
+    # The rules' firing bookkeeping: fire_count and last_fired_at of the rules that fired.
+    fired_rules = {rule_id for (rule_id, _), status in logged.items() if status == "PENDING"}
+    assert fired_rules and all(
+        at == UNTIL
+        for (at,) in conn.execute(
+            "SELECT last_fired_at FROM prediction_rules WHERE id = ANY(%s)", (list(fired_rules),)
+        )
+    )

@@ -10,17 +10,14 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from predict_pipeline.rules import RuleError
-from predict_pipeline.rules.triggers import (
+from predict_pipeline.rules.trigger_schemas import (
     TRIGGER_SCHEMAS,
     TRIGGER_TYPES,
     TRIGGER_VALUE_NAMES,
-    CampaignLink,
-    EventState,
-    NewFlag,
     ValidatedTrigger,
-    evaluate,
     validate_rule,
 )
+from predict_pipeline.rules.triggers import CampaignLink, EventState, NewFlag, evaluate
 
 EVENT_ID = "0b7f4c1e-8a52-4d0e-9c1f-3f6c2a9e7d10"
 CAMPAIGN_ID = "5d3e8f20-1b6a-4c7e-a4d2-9e0f1c2b3a45"
