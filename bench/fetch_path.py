@@ -30,11 +30,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from predict_pipeline.feeds import custom_api, polymarket
-from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.http import HttpClient
 from predict_pipeline.ingestion.fetcher import fetch_feed
 from predict_pipeline.ingestion.store import Feed
+from predict_pipeline.model import FetchWindow
+from predict_pipeline.sources import custom_api, polymarket
 from tests.scaleout.history_server import HistoryServer, feed_config
 
 MARKETS = int(os.environ.get("PREDICT_BENCH_FETCH_MARKETS") or 500)

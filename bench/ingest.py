@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _db import fresh_database, psql_binary
 
 from predict_pipeline.db.connection import PIPELINE_ROLE, connect
-from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.model import MarketFacts, NormalisedRecord
 from predict_pipeline.signals.frames import RecordBatch
 from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import save_links

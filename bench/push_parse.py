@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from predict_pipeline.feeds.push.delivery import parse_upload
+from predict_pipeline.sources.push.delivery import parse_upload
 
 SIZES_MB = (0.2, 0.4, 0.8, 5.0)
 TARGET_S = 2.0

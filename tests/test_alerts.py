@@ -16,10 +16,10 @@ from predict_pipeline.alerts import Alert, AlertSettings, feed_alerts, raise_ale
 from predict_pipeline.defs.alerts import run_failure_alert_sensor
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.errors import ConfigError
-from predict_pipeline.feeds.push.signature import verify_signature
 from predict_pipeline.rules.channels import http_client_factory, smtp_factory
 from predict_pipeline.rules.execute import connection_aad
 from predict_pipeline.secrets import encrypt_json
+from predict_pipeline.sources.push.signature import verify_signature
 from tests.support.feeds import KEY, custom_config, make_feed
 from tests.support.http_server import Reply
 

@@ -17,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.http import (
     AuthFailedError,
     DeadlineExceededError,
@@ -41,6 +40,7 @@ from predict_pipeline.http import (
     parse_retry_after,
     redact_url,
 )
+from predict_pipeline.model import PageRequest
 from tests.support.http_server import DripServer, Reply, ScriptedServer, gzip_of_zeros
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
@@ -389,7 +389,7 @@ def test_a_source_may_tighten_the_clients_limits_never_loosen_them(server, sleep
 BOMB_PROBE = """
 import re, sys
 from pathlib import Path
-from predict_pipeline.feeds.records import PageRequest
+from predict_pipeline.model import PageRequest
 from predict_pipeline.http import HttpClient, ResponseTooLargeError
 with HttpClient(allow_private_hosts=("127.0.0.1",)) as http:
     try:

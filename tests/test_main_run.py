@@ -15,7 +15,7 @@ from predict_pipeline.db.connection import connect
 from predict_pipeline.defs.partitions import hourly_windows
 from predict_pipeline.demo import REPLAY_DIR
 from predict_pipeline.demo.run import run_main
-from predict_pipeline.feeds.base import history_chunks
+from predict_pipeline.model import history_chunks
 from predict_pipeline.secrets import generate_key
 
 # End-to-end: `make test-fast` leaves it out, `make test` runs it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 from psycopg.rows import dict_row
 
-from predict_pipeline.feeds.registry import SOURCES
+from predict_pipeline.sources.registry import SOURCES
 
 
 def test_seeded_sources_match_the_registry(admin_conn):

@@ -23,9 +23,9 @@ from psycopg.types.json import Jsonb
 
 from predict_pipeline.defs.resources import PostgresResource, SecretsResource
 from predict_pipeline.defs.rules import rule_actions_job, rule_trigger_sensor
-from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.model import MarketFacts, NormalisedRecord
 from predict_pipeline.rules.execute import connection_aad
 from predict_pipeline.secrets import decode_key, encrypt_json, generate_key
 from predict_pipeline.signals.frames import RecordBatch

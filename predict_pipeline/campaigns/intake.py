@@ -47,10 +47,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.feeds.push.config import validated_config
-from predict_pipeline.feeds.push.decode import UploadError
-from predict_pipeline.feeds.push.delivery import read_delivery
-from predict_pipeline.feeds.push.fields import FieldRules, read_number, read_timestamp
+from predict_pipeline.sources.push.config import validated_config
+from predict_pipeline.sources.push.decode import UploadError
+from predict_pipeline.sources.push.delivery import read_delivery
+from predict_pipeline.sources.push.fields import FieldRules, read_number, read_timestamp
 
 FIELD_NAMES = (
     "campaign",

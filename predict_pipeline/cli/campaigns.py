@@ -41,7 +41,7 @@ def _money(text: str) -> str:
 
 
 def _when(text: str) -> str:
-    from predict_pipeline.feeds.parsing import utc_from_iso
+    from predict_pipeline.sources.parsing import utc_from_iso
 
     try:
         utc_from_iso(text)
@@ -150,7 +150,7 @@ def _upload(conn: Any, user_id: uuid.UUID, args: argparse.Namespace) -> int:
     """A file's rows: the good ones land, each bad one is listed with its reasons."""
     from predict_pipeline.campaigns.intake import read_results, submit
     from predict_pipeline.campaigns.results import ingest
-    from predict_pipeline.feeds.push.decode import UploadError
+    from predict_pipeline.sources.push.decode import UploadError
 
     config = _mapping(args)
     data = _read_file(args.file)
@@ -187,7 +187,7 @@ def _push(conn: Any, user_id: uuid.UUID, args: argparse.Namespace) -> int:
     """An ad platform's export as the HTTP receiver would take it: recorded for
     campaign_results, which lands it on its next run (campaign_results_sensor)."""
     from predict_pipeline.campaigns.intake import receive_push
-    from predict_pipeline.feeds.push.decode import UploadError
+    from predict_pipeline.sources.push.decode import UploadError
 
     config = _mapping(args)
     body = _read_file(args.file) if args.file else sys.stdin.buffer.read()

@@ -13,10 +13,10 @@ from typing import Any
 
 from predict_pipeline.config import Settings
 from predict_pipeline.errors import CommandError, uuid_argument
-from predict_pipeline.feeds.push.decode import UploadError
-from predict_pipeline.feeds.push.delivery import parse_upload
-from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
-from predict_pipeline.feeds.registry import SOURCES, source_definition
+from predict_pipeline.model import NormalisedRecord, PayloadError, RecordReject
+from predict_pipeline.sources.push.decode import UploadError
+from predict_pipeline.sources.push.delivery import parse_upload
+from predict_pipeline.sources.registry import SOURCES, source_definition
 
 
 class FeedCommandError(CommandError):

@@ -21,7 +21,6 @@ from predict_pipeline.defs.resources import (
     PostgresResource,
     SecretsResource,
 )
-from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.ingestion.runner import (
     HELD,
     FeedFetchReport,
@@ -37,6 +36,7 @@ from predict_pipeline.ingestion.store import (
     load_feeds,
     requests_left_today,
 )
+from predict_pipeline.model import FetchWindow
 from predict_pipeline.plans import describe_holds, record_plan_holds, recorded_holds
 
 SOURCE_TAG = "predict/source"

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from predict_pipeline.config import partitions_start
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.model import FetchWindow
 
 HOUR = timedelta(hours=1)
 # Where hourly partitions begin at the earliest: before it, history is kept by the day.

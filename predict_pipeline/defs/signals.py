@@ -14,7 +14,7 @@ from predict_pipeline.defs.catalog import (
 )
 from predict_pipeline.defs.partitions import BACKFILL_POLICY, HOURLY, hourly_windows
 from predict_pipeline.defs.resources import LandingZoneResource, PostgresResource
-from predict_pipeline.feeds.base import history_chunks
+from predict_pipeline.model import history_chunks
 from predict_pipeline.signals.ingest import FeedValidationReport
 from predict_pipeline.signals.routing import MatchingSettings
 from predict_pipeline.signals.similarity import DEFAULT_MATCH_THRESHOLD

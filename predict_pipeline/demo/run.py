@@ -2,7 +2,7 @@
 
 Offline by default: unless PREDICT_HTTP_MODE says otherwise, the real adapters read the
 recorded real API payloads of demo/replay (replay mode). Beside them, the market simulator
-(a sandbox source, `predict_pipeline/feeds/simulator.py`) backfills the last
+(a sandbox source, `predict_pipeline/sources/simulator.py`) backfills the last
 `DEMO_HISTORY_HOURS` hours so the trust detectors have baselines and events resolve.
 
 The demo window is those hours and the current one. Each hourly partition goes through

@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import httpx
 
-from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.http.errors import (
     AuthFailedError,
     DeadlineExceededError,
@@ -49,6 +48,7 @@ from predict_pipeline.http.replay import REPLAY_MANIFEST, REPLAY_MISS_HEADER, Re
 from predict_pipeline.http.retry import backoff_delay, parse_retry_after
 from predict_pipeline.http.stats import FetchStats
 from predict_pipeline.http.transport import _live_transport
+from predict_pipeline.model import PageRequest
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0

@@ -19,8 +19,6 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlu
 
 import jsonschema
 
-from predict_pipeline.feeds.base import Adapter, FetchMode, FetchWindow
-from predict_pipeline.feeds.records import PageRequest, PayloadError
 from predict_pipeline.http import (
     AuthFailedError,
     FetchError,
@@ -36,7 +34,9 @@ from predict_pipeline.http import (
 )
 from predict_pipeline.ingestion.landing import LandedPage
 from predict_pipeline.ingestion.store import Feed, FeedRunResult
+from predict_pipeline.model import FetchMode, FetchWindow, PageRequest, PayloadError
 from predict_pipeline.secrets import MASK
+from predict_pipeline.sources.base import Adapter
 
 # A bound on pages per fetch so a cursor that never ends cannot run forever.
 MAX_PAGES_PER_FETCH = 500

@@ -23,8 +23,7 @@ from typing import Any
 
 import fsspec
 
-from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.records import PageRequest
+from predict_pipeline.model import FetchWindow, PageRequest
 
 BACKFILL_FILE = "backfill"
 REJECTS_SUFFIX = ".rejects"

@@ -24,12 +24,6 @@ from typing import Any
 
 import psycopg
 
-from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.push.config import CONFIG_SCHEMA, DEFAULT_CONFIG, validated_config
-from predict_pipeline.feeds.push.decode import UploadError
-from predict_pipeline.feeds.push.delivery import parse_upload, parse_webhook
-from predict_pipeline.feeds.push.signature import SignatureError, SignedDelivery, verify_signature
-from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, landing_fault
 from predict_pipeline.ingestion.runner import credentials_aad
 from predict_pipeline.ingestion.store import (
@@ -39,7 +33,12 @@ from predict_pipeline.ingestion.store import (
     finish_feed_run,
     start_feed_run,
 )
+from predict_pipeline.model import FetchWindow, NormalisedRecord, RecordReject
 from predict_pipeline.secrets import SecretDecryptError, decrypt_json
+from predict_pipeline.sources.push.config import CONFIG_SCHEMA, DEFAULT_CONFIG, validated_config
+from predict_pipeline.sources.push.decode import UploadError
+from predict_pipeline.sources.push.delivery import parse_upload, parse_webhook
+from predict_pipeline.sources.push.signature import SignatureError, SignedDelivery, verify_signature
 
 
 class PushRefused(ValueError):

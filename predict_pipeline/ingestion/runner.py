@@ -13,8 +13,6 @@ from typing import Any
 
 import psycopg
 
-from predict_pipeline.feeds.base import FetchMode, FetchWindow, history_chunks
-from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.http import HttpClient, TokenBucket
 from predict_pipeline.ingestion.fetcher import MAX_PAGES_PER_FETCH, FetchOutcome, fetch_feed
 from predict_pipeline.ingestion.landing import (
@@ -33,8 +31,10 @@ from predict_pipeline.ingestion.store import (
     requests_left_today,
     start_feed_run,
 )
+from predict_pipeline.model import FetchMode, FetchWindow, history_chunks
 from predict_pipeline.plans import live_holds
 from predict_pipeline.secrets import SecretDecryptError, SecretKeyError, decrypt_json
+from predict_pipeline.sources.registry import source_definition
 
 # A feed its owner's plan holds is not fetched; its report says why (no feed run is written).
 HELD = "HELD"

@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.audit import record_audit
-from predict_pipeline.feeds.base import FetchWindow
+from predict_pipeline.model import FetchWindow
 from predict_pipeline.plans import plan_limits
 
 FAILURE_STATUSES = ("FAILED", "TIMEOUT", "RATE_LIMITED", "AUTH_FAILED")

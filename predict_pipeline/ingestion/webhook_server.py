@@ -1,7 +1,7 @@
 """The webhook receiver: `POST /webhooks/<feed id>` and `GET /health`, an ASGI app under uvicorn.
 
 Run it with `predict-pipeline webhooks serve`. What it answers (JSON bodies, `{"error": ...}` on
-a refusal; the header contract is in feeds/push/signature.py and the README's webhook section):
+a refusal; the header contract is in sources/push/signature.py and the README's webhook section):
 
 - 202 landed (`records`, `feed_run_id`, `delivery_id`); 200 a delivery id landed before
   (`duplicate: true` and the earlier `feed_run_id`): nothing is landed twice.
@@ -52,7 +52,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from predict_pipeline.db.connection import connect, connection_pool
 from predict_pipeline.errors import CommandError
-from predict_pipeline.feeds.push.signature import DELIVERY_HEADER
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.pushed import PushRefused, land_webhook
 from predict_pipeline.ingestion.runner import credentials_aad
@@ -65,6 +64,7 @@ from predict_pipeline.secrets import (
     key_id,
     load_key_from_env,
 )
+from predict_pipeline.sources.push.signature import DELIVERY_HEADER
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_HEAD_BYTES = 64 * 1024

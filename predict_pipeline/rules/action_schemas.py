@@ -38,11 +38,6 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.push.signature import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-)
 from predict_pipeline.rules import (
     JSON_SCHEMA_DIALECT,
     RuleError,
@@ -51,6 +46,11 @@ from predict_pipeline.rules import (
     with_defaults,
 )
 from predict_pipeline.rules.templates import template_fault
+from predict_pipeline.sources.push.signature import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+)
 
 DATABASE_ACTION_TYPES = ("campaign_pause", "campaign_repredict", "explain")
 MAX_ACTIONS = 20

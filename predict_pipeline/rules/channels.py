@@ -26,8 +26,6 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, make_msgid
 from typing import Any, Literal
 
-from predict_pipeline.feeds.push.signature import sign_delivery
-from predict_pipeline.feeds.records import PageRequest
 from predict_pipeline.http import (
     CONNECT_TIMEOUT_S,
     FetchError,
@@ -38,6 +36,7 @@ from predict_pipeline.http import (
     check_url_allowed,
     resolve_host,
 )
+from predict_pipeline.model import PageRequest
 from predict_pipeline.rules import schema_fault
 from predict_pipeline.rules.action_schemas import CONNECTION_VALIDATORS
 from predict_pipeline.rules.templates import (
@@ -46,6 +45,7 @@ from predict_pipeline.rules.templates import (
     slack_escape,
     template_values,
 )
+from predict_pipeline.sources.push.signature import sign_delivery
 
 ActionStatus = Literal["SUCCESS", "FAILED", "SKIPPED"]
 

@@ -41,7 +41,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.audit import record_audits
-from predict_pipeline.feeds.records import RESOLUTIONS
+from predict_pipeline.model import RESOLUTIONS
 from predict_pipeline.rules import RuleError
 from predict_pipeline.rules.throttle import utc_day_start, validate_throttle
 from predict_pipeline.rules.tick_sql import (

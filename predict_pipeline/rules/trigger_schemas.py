@@ -11,7 +11,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.records import RESOLUTIONS
+from predict_pipeline.model import RESOLUTIONS
 from predict_pipeline.rules import (
     JSON_SCHEMA_DIALECT,
     RuleError,

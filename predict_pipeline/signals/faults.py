@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from predict_pipeline.sources.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 
 # raw_data's JSON text may take at most this many bytes (raw_data_size).
 MAX_RAW_DATA_BYTES = 64 * 1024

@@ -9,7 +9,7 @@ from itertools import chain, repeat
 
 import pandas as pd
 
-from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
+from predict_pipeline.model import NormalisedRecord, RecordReject
 
 # VOLUME values are stored in thousands of the source's unit: prediction_signals.value is
 # DECIMAL(10,4) (at most 999,999.9999) and big markets trade millions (0.1-unit resolution

@@ -19,10 +19,8 @@ import pandas as pd
 import psycopg
 
 from predict_pipeline.calibration.resolutions import mark_for_rescoring
-from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
-from predict_pipeline.feeds.records import NormalisedRecord
-from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.store import Feed
+from predict_pipeline.model import NormalisedRecord
 from predict_pipeline.signals import linking, store
 from predict_pipeline.signals.frames import (
     RecordBatch,
@@ -38,6 +36,8 @@ from predict_pipeline.signals.validation import (
     rejection_summary,
     validate_signals,
 )
+from predict_pipeline.sources.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from predict_pipeline.sources.registry import source_definition
 
 DEDUP_KEY = ["source", "source_event_id", "signal_type", "bucket"]
 MAX_ATTEMPTS_KEPT = 3

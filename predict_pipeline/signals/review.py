@@ -26,8 +26,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from predict_pipeline.audit import record_audits
-from predict_pipeline.feeds.registry import SOURCES
 from predict_pipeline.signals import linking
+from predict_pipeline.sources.registry import SOURCES
 
 STATUSES = ("PENDING", "MATCHED", "NEW_EVENT_CREATED", "DISCARDED")
 Decision = Literal["event", "suggested", "new_event", "discard"]

@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from predict_pipeline.feeds.records import NormalisedRecord
 from predict_pipeline.ingestion.store import Feed
+from predict_pipeline.model import NormalisedRecord
 from predict_pipeline.signals import linking
 from predict_pipeline.signals.matcher import Matcher, SimilarityMatcher
 from predict_pipeline.signals.similarity import (

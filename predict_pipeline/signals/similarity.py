@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from predict_pipeline.feeds.records import NormalisedRecord
+from predict_pipeline.model import NormalisedRecord
 from predict_pipeline.signals.titles import (
     _DIRECTION_PAIRS,
     _DIRECTION_WORDS,

@@ -23,19 +23,18 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.push.decode import UploadError
-from predict_pipeline.feeds.push.delivery import parse_upload
-from predict_pipeline.feeds.records import NormalisedRecord, PayloadError, RecordReject
-from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
+from predict_pipeline.model import FetchWindow, NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.signals import linking, store
 from predict_pipeline.signals.frames import RecordBatch
 from predict_pipeline.signals.ingest import FeedValidationReport, _record_months, ingest_batches
 from predict_pipeline.signals.routing import MatchingSettings
 from predict_pipeline.signals.similarity import EventRef
 from predict_pipeline.signals.validation import DEFAULT_CLOCK_SKEW
+from predict_pipeline.sources.push.decode import UploadError
+from predict_pipeline.sources.push.delivery import parse_upload
+from predict_pipeline.sources.registry import source_definition
 
 
 class _VisibleEvents:

@@ -21,7 +21,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from predict_pipeline import usage
-from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from predict_pipeline.sources.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 
 BUCKET = pd.Timedelta(minutes=5)
 # Columns written by COPY; id and created_at take the table's defaults.

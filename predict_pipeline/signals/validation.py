@@ -24,8 +24,7 @@ import pandera.pandas as pa
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
-from predict_pipeline.feeds.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
-from predict_pipeline.feeds.records import MAX_SOURCE_BYTES, MAX_SOURCE_EVENT_ID_BYTES, SIGNAL_TYPES
+from predict_pipeline.model import MAX_SOURCE_BYTES, MAX_SOURCE_EVENT_ID_BYTES, SIGNAL_TYPES
 from predict_pipeline.signals.faults import (
     MAX_RAW_DATA_BYTES,
     _is_null,
@@ -38,6 +37,7 @@ from predict_pipeline.signals.faults import (
     _text_faults,
     _utc_timestamp,
 )
+from predict_pipeline.sources.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 
 PROBABILITY_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "MANUAL"})
 VALUE_REQUIRED_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "SENTIMENT", "VOLUME"})

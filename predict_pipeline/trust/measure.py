@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predict_pipeline.feeds.records import SIGNAL_TYPES
+from predict_pipeline.model import SIGNAL_TYPES
 from predict_pipeline.trust.config import (
     EVENT_INPUT_COLUMNS,
     MAD_SCALE,

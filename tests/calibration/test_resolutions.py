@@ -192,11 +192,11 @@ def test_calibration_asset_writes_every_row_and_the_diagram(conn, db_url, dagste
 def test_auto_resolution_from_each_recorded_settled_payload(conn, source, payload):
     import json
 
-    from predict_pipeline.feeds.registry import source_definition
     from predict_pipeline.ingestion.store import load_feed
     from predict_pipeline.signals.frames import RecordBatch
     from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
     from predict_pipeline.signals.routing import MatchingSettings
+    from predict_pipeline.sources.registry import source_definition
     from tests.conftest import FIXTURES
 
     body = json.loads((FIXTURES / "payloads" / payload).read_bytes())

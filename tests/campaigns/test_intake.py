@@ -14,7 +14,7 @@ from predict_pipeline.campaigns.results import ingest
 from predict_pipeline.cli import main
 from predict_pipeline.defs.campaigns import campaign_results, campaign_results_sensor
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.feeds.push.decode import UploadError
+from predict_pipeline.sources.push.decode import UploadError
 from tests.support.campaigns import cli_environment, make_campaign, make_user
 from tests.support.feeds import USER_ID
 

@@ -32,10 +32,10 @@ from predict_pipeline.defs.resources import (
     SecretsResource,
 )
 from predict_pipeline.demo import REPLAY_DIR
-from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.http import build_http_client
 from predict_pipeline.ingestion.runner import OVER_QUOTA, fetch_window
 from predict_pipeline.ingestion.store import BREAKER_COOL_OFF, load_feeds
+from predict_pipeline.model import FetchWindow
 from predict_pipeline.secrets import generate_key
 from tests.support.feeds import KEY, custom_config, feed_row, feed_run, make_feed
 from tests.support.http_server import Reply

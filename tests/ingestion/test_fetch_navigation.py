@@ -1,5 +1,5 @@
 """A fetch walks pages by their navigation alone: it never builds the records the signals stage
-reads from the landed pages (the adapter contract's two sides, feeds/base.py)."""
+reads from the landed pages (the adapter contract's two sides, sources/base.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from predict_pipeline.feeds import custom_api
-from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.http import HttpClient
 from predict_pipeline.ingestion.fetcher import fetch_feed
 from predict_pipeline.ingestion.store import Feed
+from predict_pipeline.model import FetchWindow
+from predict_pipeline.sources import custom_api
 
 NOW = datetime(2026, 11, 22, 15, 5, tzinfo=UTC)
 WINDOW = FetchWindow(NOW - timedelta(hours=1), NOW)

@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, quote_plus, urlencode
 
-from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.http import HttpClient, ResponseLimits
 from predict_pipeline.ingestion.runner import fetch_window
+from predict_pipeline.model import FetchWindow
 from tests.support.feeds import (
     KEY,
     custom_config,

@@ -13,7 +13,6 @@ import pytest
 from predict_pipeline.db.connection import connect
 from predict_pipeline.defs.health import source_health_daily
 from predict_pipeline.defs.resources import PostgresResource
-from predict_pipeline.feeds.base import FetchWindow
 from predict_pipeline.ingestion.health import (
     expected_interval,
     feed_completeness,
@@ -21,6 +20,7 @@ from predict_pipeline.ingestion.health import (
     write_daily_health,
 )
 from predict_pipeline.ingestion.runner import fetch_window
+from predict_pipeline.model import FetchWindow
 from tests.support.feeds import KEY, USER_ID, custom_config, make_feed
 from tests.support.http_server import Reply
 

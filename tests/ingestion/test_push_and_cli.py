@@ -174,8 +174,8 @@ def test_an_upload_to_a_full_landing_zone_fails_in_one_line_and_leaves_no_temp_f
 
 
 def test_a_webhook_delivery_the_landing_zone_refuses_is_a_503_and_a_failed_run(conn, landing):
-    from predict_pipeline.feeds.push.signature import sign_delivery
     from predict_pipeline.ingestion.pushed import LandingFailed, land_webhook
+    from predict_pipeline.sources.push.signature import sign_delivery
     from tests.support.feeds import KEY, file_size_limit
 
     feed_id = make_feed(conn, "webhook", {}, credentials={"webhook_secret": "whsec-test"})

@@ -6,12 +6,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from predict_pipeline.demo import DEMO_FEEDS, REPLAY_DIR
-from predict_pipeline.feeds import metaculus
-from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.http import build_http_client
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.runner import fetch_window
+from predict_pipeline.model import FetchWindow
+from predict_pipeline.sources import metaculus
+from predict_pipeline.sources.registry import source_definition
 from tests.support.feeds import KEY, feed_run, make_feed
 
 WINDOW = FetchWindow(datetime(2026, 11, 22, 15, tzinfo=UTC), datetime(2026, 11, 22, 16, tzinfo=UTC))

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds.base import FetchWindow, ReadPage, read_page
-from predict_pipeline.feeds.records import PageRequest
-from predict_pipeline.feeds.registry import source_definition
+from predict_pipeline.model import FetchWindow, PageRequest
+from predict_pipeline.sources.base import ReadPage, read_page
+from predict_pipeline.sources.registry import source_definition
 from tests.real import recordings
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"

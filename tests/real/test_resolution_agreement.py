@@ -18,13 +18,13 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.calibration.resolutions import resolve_from_markets
-from predict_pipeline.feeds.base import read_page
-from predict_pipeline.feeds.records import PageRequest
-from predict_pipeline.feeds.registry import source_definition
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.model import PageRequest
 from predict_pipeline.signals.frames import RecordBatch
 from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.routing import MatchingSettings
+from predict_pipeline.sources.base import read_page
+from predict_pipeline.sources.registry import source_definition
 from tests.real.recordings import (
     Recording,
     kalshi_finalized,

@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.push.signature import verify_signature
 from predict_pipeline.rules import RuleError
 from predict_pipeline.rules.action_schemas import (
     ACTION_SCHEMAS,
@@ -42,6 +41,7 @@ from predict_pipeline.rules.execute import (
 from predict_pipeline.rules.templates import ActionContext, render_template, template_values
 from predict_pipeline.rules.trigger_schemas import TRIGGER_TYPES, validate_rule
 from predict_pipeline.rules.triggers import EventState, evaluate
+from predict_pipeline.sources.push.signature import verify_signature
 from tests.support.http_server import Reply
 
 RULE_ID = "9a1c5e7b-3d2f-4b6a-8c0e-1f2a3b4c5d6e"

@@ -11,9 +11,9 @@ import pytest
 
 from predict_pipeline.db.connection import connect
 from predict_pipeline.defs.partitions import hourly_windows
-from predict_pipeline.feeds.base import FetchWindow, history_chunks
 from predict_pipeline.ingestion.landing import file_window, key_window, window_key
 from predict_pipeline.ingestion.runner import RateLimiters, fetch_window, fetch_windows
+from predict_pipeline.model import FetchWindow, history_chunks
 from predict_pipeline.signals.stage import validate_window
 from tests.scaleout.history_server import HistoryServer, feed_config, seed_history_feed
 from tests.support.feeds import make_feed

@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from predict_pipeline.feeds.push.signature import sign_delivery
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.pushed import land_upload, land_webhook
 from predict_pipeline.ingestion.runner import fetch_window
 from predict_pipeline.ingestion.store import load_feed
 from predict_pipeline.signals.linking import display_market_id
 from predict_pipeline.signals.stage import validate_window
+from predict_pipeline.sources.push.signature import sign_delivery
 from tests.signals.test_isolation import NOW, WINDOW
 from tests.support.feeds import KEY, make_feed
 from tests.support.http_server import Reply

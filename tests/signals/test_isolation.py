@@ -17,10 +17,10 @@ from predict_pipeline.defs.resources import LandingZoneResource, PostgresResourc
 from predict_pipeline.defs.signals import validated_signals
 from predict_pipeline.defs.snapshots import event_snapshots
 from predict_pipeline.defs.trust import trust_scores
-from predict_pipeline.feeds.records import NormalisedRecord
 from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.model import NormalisedRecord
 from predict_pipeline.signals.frames import RecordBatch
 from predict_pipeline.signals.ingest import FeedValidationReport, ingest_batches
 from predict_pipeline.signals.linking import display_market_id

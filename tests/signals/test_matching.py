@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord
+from predict_pipeline.model import MarketFacts, NormalisedRecord
 from predict_pipeline.signals.matcher import (
     MAX_CANDIDATES,
     EventIndex,

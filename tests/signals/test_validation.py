@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandera.config import config_context
 
-from predict_pipeline.feeds.records import SIGNAL_TYPES
+from predict_pipeline.model import SIGNAL_TYPES
 from predict_pipeline.signals.faults import MAX_RAW_DATA_BYTES
 from predict_pipeline.signals.validation import (
     CHECK_NAMES,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from predict_pipeline.feeds.push.signature import sign_delivery
+from predict_pipeline.sources.push.signature import sign_delivery
 from tests.support.feeds import KEY
 
 SECRET = "whsec-receiver-test"

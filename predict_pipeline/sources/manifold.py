@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from predict_pipeline.feeds._history import (
+from predict_pipeline.model import (
+    FetchMode,
+    FetchWindow,
+    MarketFacts,
+    NormalisedRecord,
+    PageNavigation,
+    PageRequest,
+    PayloadError,
+)
+from predict_pipeline.sources._history import (
     BodyReader,
     RecordsWithSkips,
     SkippedItem,
@@ -26,16 +35,7 @@ from predict_pipeline.feeds._history import (
     window_context,
     window_of,
 )
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.records import (
-    ITEM_FAULTS,
-    MarketFacts,
-    NormalisedRecord,
-    PageNavigation,
-    PageRequest,
-    PayloadError,
-    read_each,
-)
+from predict_pipeline.sources.items import ITEM_FAULTS, read_each
 
 SOURCE = "manifold"
 BASE_URL = "https://api.manifold.markets/v0"

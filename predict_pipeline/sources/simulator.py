@@ -60,15 +60,16 @@ from typing import Any
 
 import numpy as np
 
-from predict_pipeline.feeds._history import BodyReader, resolve_config
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.records import (
+from predict_pipeline.model import (
+    FetchMode,
+    FetchWindow,
     MarketFacts,
     NormalisedRecord,
     PageNavigation,
     PageRecords,
     PageRequest,
 )
+from predict_pipeline.sources._history import BodyReader, resolve_config
 
 SOURCE = "simulator"
 ENDPOINT = "simulated_markets"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from predict_pipeline.feeds import polymarket
-from predict_pipeline.feeds.base import read_page
+from predict_pipeline.sources import polymarket
+from predict_pipeline.sources.base import read_page
 from tests.real.recordings import polymarket_btc_5m
 
 RECORDING = polymarket_btc_5m()

@@ -19,7 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from predict_pipeline.feeds._history import (
+from predict_pipeline.model import (
+    FetchMode,
+    FetchWindow,
+    MarketFacts,
+    NormalisedRecord,
+    PageNavigation,
+    PageRequest,
+    PayloadError,
+    RecordReject,
+)
+from predict_pipeline.sources._history import (
     BodyReader,
     RecordsWithSkips,
     SkippedItem,
@@ -33,18 +43,7 @@ from predict_pipeline.feeds._history import (
     window_context,
     window_of,
 )
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.records import (
-    ITEM_FAULTS,
-    MarketFacts,
-    NormalisedRecord,
-    PageNavigation,
-    PageRequest,
-    PayloadError,
-    RecordReject,
-    item_reject,
-    read_each,
-)
+from predict_pipeline.sources.items import ITEM_FAULTS, item_reject, read_each
 
 SOURCE = "kalshi"
 BASE_URL = "https://api.elections.kalshi.com/trade-api/v2"

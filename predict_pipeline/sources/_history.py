@@ -13,14 +13,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.base import FetchWindow
-from predict_pipeline.feeds.parsing import (
-    finite_float,
-    utc_from_epoch_ms,
-    utc_from_epoch_s,
-    utc_from_iso,
-)
-from predict_pipeline.feeds.records import (
+from predict_pipeline.model import (
+    FetchWindow,
     MarketFacts,
     NormalisedRecord,
     PageNavigation,
@@ -28,6 +22,12 @@ from predict_pipeline.feeds.records import (
     PageRequest,
     PayloadError,
     RecordReject,
+)
+from predict_pipeline.sources.parsing import (
+    finite_float,
+    utc_from_epoch_ms,
+    utc_from_epoch_s,
+    utc_from_iso,
 )
 
 

@@ -11,10 +11,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds import polymarket
-from predict_pipeline.feeds.base import FetchWindow, read_page
-from predict_pipeline.feeds.polymarket import ADAPTER
-from predict_pipeline.feeds.records import PageRequest, PayloadError
+from predict_pipeline.model import FetchWindow, PageRequest, PayloadError
+from predict_pipeline.sources import polymarket
+from predict_pipeline.sources.base import read_page
+from predict_pipeline.sources.polymarket import ADAPTER
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2026, 2, 1, 12, 30, tzinfo=UTC)

@@ -10,9 +10,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds import manifold
-from predict_pipeline.feeds.base import FetchWindow, read_page
-from predict_pipeline.feeds.records import PageRequest, PayloadError
+from predict_pipeline.model import FetchWindow, PageRequest, PayloadError
+from predict_pipeline.sources import manifold
+from predict_pipeline.sources.base import read_page
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2026, 2, 1, tzinfo=UTC)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds.fieldpath import (
+from predict_pipeline.sources.fieldpath import (
     FieldPathError,
     ShapeError,
     compile_path,

@@ -15,20 +15,20 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from predict_pipeline.feeds.parsing import (
-    TimestampOutOfRange,
-    finite_float,
-    utc_from_epoch_ms,
-    utc_from_epoch_s,
-    utc_from_iso,
-)
-from predict_pipeline.feeds.records import (
+from predict_pipeline.model import (
     MARKET_STATUSES,
     MAX_SOURCE_EVENT_ID_BYTES,
     RESOLUTIONS,
     SIGNAL_TYPES,
     MarketFacts,
     NormalisedRecord,
+)
+from predict_pipeline.sources.parsing import (
+    TimestampOutOfRange,
+    finite_float,
+    utc_from_epoch_ms,
+    utc_from_epoch_s,
+    utc_from_iso,
 )
 
 # Signal types whose whole meaning is a number; the others may be narrative only.

@@ -34,8 +34,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.fieldpath import (
+from predict_pipeline.model import (
+    FetchMode,
+    FetchWindow,
+    PageNavigation,
+    PageRecords,
+    PageRequest,
+    PayloadError,
+    RecordReject,
+)
+from predict_pipeline.sources.fieldpath import (
     FieldPath,
     FieldPathError,
     ShapeError,
@@ -43,15 +51,8 @@ from predict_pipeline.feeds.fieldpath import (
     select_items,
     select_one,
 )
-from predict_pipeline.feeds.push.config import RULE_PROPERTIES, validated_config
-from predict_pipeline.feeds.push.fields import FieldError, FieldRules, normalise_fields
-from predict_pipeline.feeds.records import (
-    PageNavigation,
-    PageRecords,
-    PageRequest,
-    PayloadError,
-    RecordReject,
-)
+from predict_pipeline.sources.push.config import RULE_PROPERTIES, validated_config
+from predict_pipeline.sources.push.fields import FieldError, FieldRules, normalise_fields
 
 SOURCE = "custom_api"
 RATE_LIMIT_RPM = 60  # a polite default for an API whose limits we do not know

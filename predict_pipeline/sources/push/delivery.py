@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from predict_pipeline.feeds.push.config import (
+from predict_pipeline.model import NormalisedRecord, RecordReject
+from predict_pipeline.sources.push.config import (
     CONFIG_SCHEMA,
     DEFAULT_CONFIG,
     FIELD_NAMES,
     REQUIRED_CSV_COLUMNS,
     validated_config,
 )
-from predict_pipeline.feeds.push.decode import (
+from predict_pipeline.sources.push.decode import (
     UploadError,
     _csv_rows,
     _decode,
@@ -24,9 +25,8 @@ from predict_pipeline.feeds.push.decode import (
     _Places,
     _Row,
 )
-from predict_pipeline.feeds.push.fields import FieldError, FieldRules, normalise_fields
-from predict_pipeline.feeds.push.signature import verify_signature
-from predict_pipeline.feeds.records import NormalisedRecord, RecordReject
+from predict_pipeline.sources.push.fields import FieldError, FieldRules, normalise_fields
+from predict_pipeline.sources.push.signature import verify_signature
 
 
 def parse_upload(

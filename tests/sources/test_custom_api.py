@@ -6,8 +6,9 @@ import jsonschema
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds.base import FetchWindow, ReadPage, read_page
-from predict_pipeline.feeds.custom_api import (
+from predict_pipeline.model import FetchWindow, MarketFacts, PageRequest, PayloadError
+from predict_pipeline.sources.base import ReadPage, read_page
+from predict_pipeline.sources.custom_api import (
     ADAPTER,
     CONFIG_SCHEMA,
     EXAMPLE_CONFIG,
@@ -16,7 +17,6 @@ from predict_pipeline.feeds.custom_api import (
     ItemError,
     checked_config,
 )
-from predict_pipeline.feeds.records import MarketFacts, PageRequest, PayloadError
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"
 FETCHED_AT = datetime(2026, 1, 31, 18, 10, 26, tzinfo=UTC)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from predict_pipeline.feeds.push.config import REQUIRED_CSV_COLUMNS
-from predict_pipeline.feeds.push.fields import shown_value
+from predict_pipeline.sources.push.config import REQUIRED_CSV_COLUMNS
+from predict_pipeline.sources.push.fields import shown_value
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _NEWLINE = re.compile("\n")

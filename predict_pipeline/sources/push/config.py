@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
-from predict_pipeline.feeds.push.signature import SIGNATURE_HEADER
-from predict_pipeline.feeds.records import SIGNAL_TYPES
+from predict_pipeline.model import SIGNAL_TYPES
+from predict_pipeline.sources.push.signature import SIGNATURE_HEADER
 
 RATE_LIMIT_RPM = None  # nothing is fetched: users push to us
 SUPPORTS_BACKFILL = False  # history arrives as an upload, not as a fetch

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from predict_pipeline.feeds import (
+from predict_pipeline.http import ResponseLimits
+from predict_pipeline.sources import (
     custom_api,
     kalshi,
     manifold,
@@ -15,9 +16,8 @@ from predict_pipeline.feeds import (
     predictit,
     simulator,
 )
-from predict_pipeline.feeds.base import Adapter
-from predict_pipeline.feeds.push import config as push_config
-from predict_pipeline.http import ResponseLimits
+from predict_pipeline.sources.base import Adapter
+from predict_pipeline.sources.push import config as push_config
 
 
 @dataclass(frozen=True, slots=True)

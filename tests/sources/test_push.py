@@ -8,21 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from predict_pipeline.feeds.push.config import (
+from predict_pipeline.model import MarketFacts, NormalisedRecord, RecordReject
+from predict_pipeline.sources.push.config import (
     CONFIG_SCHEMA,
     DEFAULT_CONFIG,
     RATE_LIMIT_RPM,
     SUPPORTS_BACKFILL,
 )
-from predict_pipeline.feeds.push.decode import UploadError
-from predict_pipeline.feeds.push.delivery import UPLOAD, WEBHOOK, parse_upload, parse_webhook
-from predict_pipeline.feeds.push.signature import (
+from predict_pipeline.sources.push.decode import UploadError
+from predict_pipeline.sources.push.delivery import UPLOAD, WEBHOOK, parse_upload, parse_webhook
+from predict_pipeline.sources.push.signature import (
     SignatureError,
     SignedDelivery,
     sign_delivery,
     verify_signature,
 )
-from predict_pipeline.feeds.records import MarketFacts, NormalisedRecord, RecordReject
 
 RECEIVED_AT = datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
 SECRET = b"whsec_9f86d081884c7d659a2feaa0c55ad015"
@@ -605,7 +605,7 @@ RECORD_OBJECT = st.dictionaries(
     indent=st.sampled_from([None, 1]),
 )
 def test_the_quick_read_gives_what_the_positional_reader_gives(records, shape, indent):
-    from predict_pipeline.feeds.push.decode import _json_objects, _object, _quick_object
+    from predict_pipeline.sources.push.decode import _json_objects, _object, _quick_object
 
     if shape == "array":
         text = json.dumps(records, indent=indent)

@@ -2,51 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
-from predict_pipeline.feeds.records import PageNavigation, PageRecords, PageRequest
-
-FetchMode = Literal["poll", "backfill"]
-
-
-@dataclass(frozen=True, slots=True)
-class FetchWindow:
-    """The half-open time window [start, end) a fetch covers (tz-aware UTC)."""
-
-    start: datetime
-    end: datetime
-
-    @property
-    def first_day(self) -> date:
-        """The UTC date of the window's first instant."""
-        return self.start.astimezone(UTC).date()
-
-    @property
-    def last_day(self) -> date:
-        """The UTC date of the window's last instant (the end itself is not in the window)."""
-        return (self.end - _TICK).astimezone(UTC).date()
-
-
-_TICK = timedelta(microseconds=1)
-
-
-def history_chunks(windows: Sequence[FetchWindow]) -> list[FetchWindow]:
-    """Contiguous windows merged into chunks of at most one UTC day, never across midnight.
-
-    A backfill fetches and validates a chunk at a time: one request sequence, one feed run and
-    one landed file per feed and day instead of per hour, with memory bounded by the day.
-    """
-    chunks: list[FetchWindow] = []
-    for window in windows:
-        last = chunks[-1] if chunks else None
-        if last is not None and last.end == window.start and last.first_day == window.last_day:
-            chunks[-1] = FetchWindow(last.start, window.end)
-        else:
-            chunks.append(window)
-    return chunks
+from predict_pipeline.model import FetchMode, FetchWindow, PageNavigation, PageRecords, PageRequest
 
 
 class Adapter(Protocol):

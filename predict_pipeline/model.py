@@ -1,21 +1,21 @@
-"""The normalised shapes every adapter produces and every later stage consumes.
+"""The vocabulary every stage shares: signal types (and which carry a probability),
+resolutions, the normalised record and its market facts, page requests, navigation and
+records, rejects, and the time windows fetches and stages work in.
 
-Adapters are pure: they plan requests (`PageRequest`), read response bodies and return
-`NormalisedRecord`s. They know nothing of HTTP transport, Postgres or Dagster.
+Adapters (sources/) produce these; ingestion, signals, trust and rules read them. Nothing
+here knows of HTTP, Postgres or Dagster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, TypeVar
-
-from predict_pipeline.feeds.parsing import TimestampOutOfRange
-
-T = TypeVar("T")
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
 
 SIGNAL_TYPES = ("MARKET_PRICE", "SENTIMENT", "VOLUME", "NEWS", "SOCIAL", "EXPERT", "MANUAL")
+# The types whose value is a probability: the ones pooled, scored and compared.
+PROBABILITY_TYPES = ("MARKET_PRICE", "EXPERT", "MANUAL")
 RESOLUTIONS = ("YES", "NO", "AMBIGUOUS", "CANCELLED")
 MARKET_STATUSES = ("open", "closed", "resolved", "cancelled", "unknown")
 # Text that Postgres indexes (idx_signals_dedup, the unmatched queue's and market links' keys):
@@ -117,49 +117,41 @@ class PageRecords:
     rejects: list[RecordReject] = field(default_factory=list)
 
 
-# What reading one item of a page can raise: a body whose shape or values the adapter cannot
-# read (PayloadError and the timestamp readers' errors are ValueErrors), or junk of a type the
-# field readers did not expect.
-ITEM_FAULTS = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    ArithmeticError,
-    RecursionError,  # nested junk deeper than the interpreter's stack
-)
-_DETAIL_CHARS = 300
+FetchMode = Literal["poll", "backfill"]
 
 
-def item_reject(
-    index: int, item: Any, exc: BaseException, id_keys: tuple[str, ...]
-) -> RecordReject:
-    """The reject of item `index` that raised `exc`: its named reason, one line of detail, and
-    its id when the item still names one."""
-    ident = None
-    if isinstance(item, dict):
-        for key in id_keys:
-            value = item.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
-                ident = str(value)[:MAX_SOURCE_EVENT_ID_BYTES]
-                break
-    detail = " ".join(str(exc).split())[:_DETAIL_CHARS] or type(exc).__name__
-    cause = exc if isinstance(exc, TimestampOutOfRange) else exc.__cause__
-    reason = cause.reason if isinstance(cause, TimestampOutOfRange) else "unreadable_item"
-    return RecordReject(reason, detail, index, ident, item)
+@dataclass(frozen=True, slots=True)
+class FetchWindow:
+    """The half-open time window [start, end) a fetch covers (tz-aware UTC)."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def first_day(self) -> date:
+        """The UTC date of the window's first instant."""
+        return self.start.astimezone(UTC).date()
+
+    @property
+    def last_day(self) -> date:
+        """The UTC date of the window's last instant (the end itself is not in the window)."""
+        return (self.end - _TICK).astimezone(UTC).date()
 
 
-def read_each(
-    items: list[Any], read: Callable[[int, Any], T], *, id_keys: tuple[str, ...] = ("id",)
-) -> tuple[list[T], list[RecordReject]]:
-    """`read(index, item)` for every item of a page; an item it cannot read becomes a reject
-    with its reason and never stops the items after it."""
-    results: list[T] = []
-    rejects: list[RecordReject] = []
-    for index, item in enumerate(items):
-        try:
-            results.append(read(index, item))
-        except ITEM_FAULTS as exc:
-            rejects.append(item_reject(index, item, exc, id_keys))
-    return results, rejects
+_TICK = timedelta(microseconds=1)
+
+
+def history_chunks(windows: Sequence[FetchWindow]) -> list[FetchWindow]:
+    """Contiguous windows merged into chunks of at most one UTC day, never across midnight.
+
+    A backfill fetches and validates a chunk at a time: one request sequence, one feed run and
+    one landed file per feed and day instead of per hour, with memory bounded by the day.
+    """
+    chunks: list[FetchWindow] = []
+    for window in windows:
+        last = chunks[-1] if chunks else None
+        if last is not None and last.end == window.start and last.first_day == window.last_day:
+            chunks[-1] = FetchWindow(last.start, window.end)
+        else:
+            chunks.append(window)
+    return chunks

@@ -12,17 +12,18 @@ from zoneinfo import ZoneInfo
 
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.parsing import finite_float, utc_from_iso, within_range
-from predict_pipeline.feeds.records import (
+from predict_pipeline.model import (
+    FetchMode,
+    FetchWindow,
     MarketFacts,
     NormalisedRecord,
     PageNavigation,
     PageRecords,
     PageRequest,
     PayloadError,
-    read_each,
 )
+from predict_pipeline.sources.items import read_each
+from predict_pipeline.sources.parsing import finite_float, utc_from_iso, within_range
 
 SOURCE = "predictit"
 MARKETDATA_ALL = "marketdata_all"

@@ -14,18 +14,19 @@ from predict_pipeline.calibration.resolutions import resolve_from_markets, resol
 from predict_pipeline.calibration.store import active_categories, save_calibration
 from predict_pipeline.db.connection import connect
 from predict_pipeline.demo import DEMO_USER_EMAIL, DEMO_USER_ID, seed_simulator
-from predict_pipeline.feeds.base import FetchWindow, read_page
-from predict_pipeline.feeds.simulator import (
+from predict_pipeline.http import HttpClient
+from predict_pipeline.ingestion.landing import LandingZone
+from predict_pipeline.ingestion.runner import fetch_window
+from predict_pipeline.model import FetchWindow
+from predict_pipeline.signals.stage import validate_window
+from predict_pipeline.snapshots.compute import compute_snapshots
+from predict_pipeline.sources.base import read_page
+from predict_pipeline.sources.simulator import (
     ADAPTER,
     ANOMALY_KINDS,
     catalogue,
     injected_anomalies,
 )
-from predict_pipeline.http import HttpClient
-from predict_pipeline.ingestion.landing import LandingZone
-from predict_pipeline.ingestion.runner import fetch_window
-from predict_pipeline.signals.stage import validate_window
-from predict_pipeline.snapshots.compute import compute_snapshots
 from predict_pipeline.trust import TrustConfig, compute_trust
 from predict_pipeline.trust.store import load_inputs, save_trust
 

@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from predict_pipeline.feeds._history import (
+from predict_pipeline.model import (
+    FetchMode,
+    FetchWindow,
+    MarketFacts,
+    NormalisedRecord,
+    PageNavigation,
+    PageRequest,
+    PayloadError,
+)
+from predict_pipeline.sources._history import (
     BodyReader,
     RecordsWithSkips,
     SkippedItem,
@@ -27,15 +36,7 @@ from predict_pipeline.feeds._history import (
     window_context,
     window_of,
 )
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.records import (
-    MarketFacts,
-    NormalisedRecord,
-    PageNavigation,
-    PageRequest,
-    PayloadError,
-    read_each,
-)
+from predict_pipeline.sources.items import read_each
 
 SOURCE = "metaculus"
 BASE_URL = "https://www.metaculus.com/api"

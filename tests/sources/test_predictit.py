@@ -9,10 +9,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds import predictit
-from predict_pipeline.feeds.base import FetchWindow, read_page
-from predict_pipeline.feeds.predictit import ADAPTER
-from predict_pipeline.feeds.records import PageRequest, PayloadError
+from predict_pipeline.model import FetchWindow, PageRequest, PayloadError
+from predict_pipeline.sources import predictit
+from predict_pipeline.sources.base import read_page
+from predict_pipeline.sources.predictit import ADAPTER
 
 SNAPSHOT = PROJECT_ROOT / "fixtures" / "payloads" / "predictit_marketdata_all.json"
 FETCHED_AT = datetime(2026, 1, 31, 18, 11, tzinfo=UTC)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from predict_pipeline.feeds.push.delivery import parse_upload
+from predict_pipeline.sources.push.delivery import parse_upload
 
 RECEIVED_AT = datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import pytest
 
 from predict_pipeline.config import PROJECT_ROOT
-from predict_pipeline.feeds import metaculus
-from predict_pipeline.feeds.base import read_page
+from predict_pipeline.sources import metaculus
+from predict_pipeline.sources.base import read_page
 from tests.real.recordings import metaculus_api2_questions
 
 PAYLOADS = PROJECT_ROOT / "fixtures" / "payloads"

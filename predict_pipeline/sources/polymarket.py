@@ -17,10 +17,9 @@ from urllib.parse import quote
 
 from jsonschema import Draft202012Validator
 
-from predict_pipeline.feeds.base import FetchMode, FetchWindow
-from predict_pipeline.feeds.parsing import json_list, utc_from_epoch_s, utc_from_iso
-from predict_pipeline.feeds.records import (
-    ITEM_FAULTS,
+from predict_pipeline.model import (
+    FetchMode,
+    FetchWindow,
     MarketFacts,
     NormalisedRecord,
     PageNavigation,
@@ -28,9 +27,9 @@ from predict_pipeline.feeds.records import (
     PageRequest,
     PayloadError,
     RecordReject,
-    item_reject,
-    read_each,
 )
+from predict_pipeline.sources.items import ITEM_FAULTS, item_reject, read_each
+from predict_pipeline.sources.parsing import json_list, utc_from_epoch_s, utc_from_iso
 
 SOURCE = "polymarket"
 GAMMA_URL = "https://gamma-api.polymarket.com"
