@@ -52,7 +52,6 @@ from predict_pipeline.sources.push.signature import (
     TIMESTAMP_HEADER,
 )
 
-DATABASE_ACTION_TYPES = ("campaign_pause", "campaign_repredict", "explain")
 MAX_ACTIONS = 20
 # Headers the webhook action sets itself; a user header must not replace them.
 RESERVED_HEADERS = frozenset(

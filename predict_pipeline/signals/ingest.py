@@ -39,7 +39,6 @@ from predict_pipeline.signals.validation import (
 from predict_pipeline.sources.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from predict_pipeline.sources.registry import source_definition
 
-DEDUP_KEY = ["source", "source_event_id", "signal_type", "bucket"]
 MAX_ATTEMPTS_KEPT = 3
 
 

@@ -79,7 +79,6 @@ RATE_LIMIT_RPM = None
 SUPPORTS_BACKFILL = True
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-STEP = timedelta(minutes=5)
 _STEP_S = 300
 VENUES = ("alpha", "beta", "gamma")
 VENUE_CODES = {"alpha": "A", "beta": "B", "gamma": "C"}

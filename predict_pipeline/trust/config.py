@@ -16,7 +16,6 @@ FLAG_TYPES = (
     "SOURCE_MANIPULATION",
 )
 SEVERITIES = ("INFO", "WARNING", "ALERT", "CRITICAL")
-RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 COMPONENTS = (
     "market_integrity",
     "sentiment_authenticity",

@@ -85,7 +85,7 @@ def wash_trading(m: Measurements) -> list[Flag]:
         & (ratio >= cfg.wash_volume_ratio)
         & ((move["dp"].abs() <= cfg.wash_max_move) | (move["jump_z"] <= cfg.wash_max_move_z))
     )
-    rounds = wash_summary(m)
+    rounds = wash_summary(m.trades)
     churn = (rounds["round_trips"] >= cfg.wash_min_round_trips) & (
         rounds["share"] >= cfg.wash_min_share
     )

@@ -4,15 +4,12 @@ trips (WASH_TRADING, market_integrity's f_accounts), and the account behind a po
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from predict_pipeline.trust.config import ACCOUNT_KEYS, TrustConfig, nanoseconds
-
-if TYPE_CHECKING:
-    from predict_pipeline.trust.measure import Measurements
 
 
 def account_of(raw: Any) -> str | None:
@@ -100,9 +97,10 @@ def _trade(raw: dict) -> tuple[str, str, int, float] | None:
     return key, account, direction, abs(float(amount))
 
 
-def wash_summary(m: Measurements) -> pd.DataFrame:
-    """Per event: interval trade amount, round trips, round-tripping amount, share, accounts."""
-    trades = m.trades[m.trades["in_interval"]]
+def wash_summary(measured_trades: pd.DataFrame) -> pd.DataFrame:
+    """Per event: interval trade amount, round trips, round-tripping amount, share, accounts
+    (from the measured trades: `Measurements.trades`)."""
+    trades = measured_trades[measured_trades["in_interval"]]
     if trades.empty:
         return pd.DataFrame(
             {
