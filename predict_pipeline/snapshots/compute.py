@@ -92,7 +92,7 @@ SOURCE_SLOTS = 12
 # scan). A probability signal's slot is its source's place in %(sources)s; a source missing
 # from it (one that appeared after the list was read) fails the cast, and the caller retries.
 _SIGNAL_TERMS = """
-SELECT s.event_id, s.source, s.value::float8 AS v,
+SELECT s.event_id, s.source, s.value::float8 AS v,{extra}
        date_bin('1 hour', s.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
          + interval '1 hour' AS snapshot_at,
        coalesce(s.weight::float8, 1) * coalesce(s.reliability::float8, 1)
@@ -126,6 +126,24 @@ _OTHER_SUMS = """
        count(*) AS n"""
 
 
+def signal_terms_sql(where: str = "", *, slots: bool = False, extra: str = "") -> str:
+    """_SIGNAL_TERMS of the signals in [%(start)s, %(end)s) that also meet `where` (an
+    `AND ...` on `s`), with each probability signal's source slot when `slots`, and `extra`
+    columns of `s` (`s.id,`) for a reader that needs them."""
+    terms = _SIGNAL_TERMS.replace("{slot}", _SLOT if slots else "NULL::int")
+    terms = terms.replace("{event_range}", where).replace("{extra}", extra)
+    return f"{terms} UNION ALL {terms} AND false"
+
+
+def source_sums_sql(terms: str, extra_sums: str = "") -> str:
+    """Each (event, interval, source) of `terms`: Σ w·logit and Σ w of its probability signals
+    (prob_num, prob_w), and the other terms' sums; `extra_sums` adds `, sum(...) AS ...`."""
+    return f"""SELECT t.event_id, t.snapshot_at, t.source,
+                     sum({_LOGIT_TERM}) FILTER (WHERE t.prob) AS prob_num,
+                     sum(t.w) FILTER (WHERE t.prob) AS prob_w,{_OTHER_SUMS}{extra_sums}
+              FROM ({terms}) t GROUP BY 1, 2, 3"""  # noqa: S608 (module constants only)
+
+
 def _source_logit(num: str, weight: str) -> str:
     """A source's pooled log-odds from its sums; NULL for a source without weight."""
     return f"CASE WHEN {weight} > 0 THEN {num} / {weight} END"
@@ -133,6 +151,17 @@ def _source_logit(num: str, weight: str) -> str:
 
 def _sigmoid(logit: str) -> str:
     return f"1 / (1 + exp(-{logit}))"
+
+
+def source_probability_sql(num: str, weight: str) -> str:
+    """A source's own pooled probability from its sums (never extremized): divergence and
+    explanations read it."""
+    return _sigmoid(_source_logit(num, weight))
+
+
+def pooled_probability_sql(logit: str) -> str:
+    """The pooled probability of pooled log-odds `logit`, extremized by %(alpha)s."""
+    return _sigmoid(f"%(alpha)s * {logit}")
 
 
 def _per_event_sql(slots: int, event_range: str = "") -> str:
@@ -143,9 +172,7 @@ def _per_event_sql(slots: int, event_range: str = "") -> str:
     The sigmoid never decreases, so the spread is σ(max L_s) − σ(min L_s): two exp, not one
     per source and side.
     """
-    terms = _SIGNAL_TERMS.replace("{slot}", _SLOT if slots else "NULL::int")
-    terms = terms.replace("{event_range}", event_range)
-    terms = f"{terms} UNION ALL {terms} AND false"
+    terms = signal_terms_sql(event_range, slots=bool(slots))
     if slots:
         ks = range(1, slots + 1)
         # Repeated aggregate calls are computed once (PostgreSQL shares identical ones).
@@ -168,10 +195,7 @@ def _per_event_sql(slots: int, event_range: str = "") -> str:
                {_sigmoid(f"max({logit})")} - {_sigmoid(f"min({logit})")} AS spread,
                sum(b.sent_num) AS sent_num, sum(b.sent_w) AS sent_w, sum(b.volume) AS volume,
                sum(b.n) AS n
-        FROM (SELECT t.event_id, t.snapshot_at, t.source,
-                     sum({_LOGIT_TERM}) FILTER (WHERE t.prob) AS prob_num,
-                     sum(t.w) FILTER (WHERE t.prob) AS prob_w,{_OTHER_SUMS}
-              FROM ({terms}) t GROUP BY 1, 2, 3) b
+        FROM ({source_sums_sql(terms)}) b
         GROUP BY 1, 2) a"""  # noqa: S608 (module constants only)
     return f"""SELECT a.event_id, a.snapshot_at, a.prob_num / nullif(a.prob_w, 0) AS logit,
          a.n_sources, CASE WHEN a.n_sources >= 2 THEN round(a.spread::numeric, 6) END AS spread,
@@ -274,8 +298,7 @@ carried AS (
   -- The probability of each row once here; the next row's prev_probability is this value.
   SELECT *, logit IS NULL AS carried_forward,
          coalesce(logit, first_value(logit) OVER run_rows) AS state_logit,
-         round((1 / (1 + exp(-%(alpha)s * coalesce(logit, first_value(logit) OVER run_rows))))
-               ::numeric, 4) AS probability
+         round(({probability})::numeric, 4) AS probability
   FROM filled
   WINDOW run_rows AS (PARTITION BY event_id, run ORDER BY snapshot_at)
 ),
@@ -320,6 +343,12 @@ WHERE NOT v.stored AND v.state_logit IS NOT NULL
   -- A resolved event's intervals end with the one its resolution falls in.
   AND (e.status = 'ACTIVE' OR v.snapshot_at - interval '1 hour' < e.resolved_at)
 """
+
+
+def _compute_sql(per_event: str) -> str:
+    state = pooled_probability_sql("coalesce(logit, first_value(logit) OVER run_rows)")
+    return _COMPUTE_SQL.replace("{per_event}", per_event).replace("{probability}", state)
+
 
 _SOURCES_SQL = """
 WITH RECURSIVE seen(source) AS (
@@ -445,10 +474,10 @@ def compute_snapshots(
     try:
         with conn.transaction():
             per_event, bounds = _per_event_ranges_sql(slots, EVENT_RANGES)
-            conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
+            conn.execute(_compute_sql(per_event), params | bounds)
     except psycopg.errors.InvalidTextRepresentation:  # a source newer than the list: no slots
         per_event, bounds = _per_event_ranges_sql(0, EVENT_RANGES)
-        conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
+        conn.execute(_compute_sql(per_event), params | bounds)
     conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (setup_cost,))
     conn.execute(f"DELETE FROM snapshot_batch WHERE event_id IN ({_HELD_EVENTS_SQL})")  # noqa: S608
     # A temp table has no statistics until analysed: the joins below are planned on its size.
