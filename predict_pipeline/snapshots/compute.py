@@ -68,10 +68,20 @@ class PoolingSettings:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotBatch:
+    """What compute_snapshots wrote: the snapshots at the ends of the hourly intervals in
+    [start, end), pooled with `settings`. Readers of the batch (explanations) read
+    prediction_snapshots in that window; nothing of the compute outlives its call."""
+
     snapshots: int
     events: int
     carried_forward: int
     intervals: int
+    start: datetime
+    end: datetime
+    settings: PoolingSettings
+    # The largest probability moves, when asked for: title, probability, previous, divergence,
+    # confidence, carried_forward.
+    largest_moves: tuple[tuple, ...] = ()
 
 
 # The batch's events are cut into this many ranges of ids, each aggregated whole by its own
@@ -216,7 +226,8 @@ def _per_event_ranges_sql(slots: int, ranges: int) -> tuple[str, dict[str, uuid.
     return "\n  UNION ALL\n".join(parts), bounds
 
 
-# The batch's results, before they are written: one row per event and interval.
+# The batch's results, before they are written: one row per event and interval, in a temp
+# table that compute_snapshots drops before it returns.
 _COMPUTE_SQL = """
 CREATE TEMP TABLE snapshot_batch ON COMMIT DROP AS
 WITH intervals AS (
@@ -418,8 +429,15 @@ WHERE e.id = c.event_id AND e.status = 'ACTIVE'
 """
 
 
+_LARGEST_MOVES_SQL = """
+SELECT e.title, b.probability::float8, b.prev_probability::float8, b.divergence, b.confidence,
+       b.carried_forward
+FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
+ORDER BY abs(coalesce(b.probability - b.prev_probability, 0)) DESC LIMIT %s
+"""
+
 # Events held by their creator's plan (sql/0041_plans.sql), now.
-_HELD_EVENTS_SQL = "SELECT resource_id FROM predict_plan_holds_live(now()) WHERE kind = 'event'"
+HELD_EVENTS_SQL = "SELECT resource_id FROM predict_plan_holds_live(now()) WHERE kind = 'event'"
 
 
 def compute_snapshots(
@@ -427,8 +445,11 @@ def compute_snapshots(
     start: datetime,
     end: datetime,
     settings: PoolingSettings | None = None,
+    *,
+    largest_moves: int = 0,
 ) -> SnapshotBatch:
-    """Replace the snapshots of the hourly intervals in [start, end) and update event state.
+    """Replace the snapshots of the hourly intervals in [start, end) and update event state;
+    `largest_moves` of the batch's rows with the largest probability change come back too.
 
     Runs inside the caller's transaction: partitions are made sure of first, the intervals'
     rows are deleted and written again, so a re-run gives the same rows, not twice the rows.
@@ -479,7 +500,7 @@ def compute_snapshots(
         per_event, bounds = _per_event_ranges_sql(0, EVENT_RANGES)
         conn.execute(_compute_sql(per_event), params | bounds)
     conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (setup_cost,))
-    conn.execute(f"DELETE FROM snapshot_batch WHERE event_id IN ({_HELD_EVENTS_SQL})")  # noqa: S608
+    conn.execute(f"DELETE FROM snapshot_batch WHERE event_id IN ({HELD_EVENTS_SQL})")  # noqa: S608
     # A temp table has no statistics until analysed: the joins below are planned on its size.
     conn.execute("ANALYZE snapshot_batch")
     written = conn.execute(_WRITE_SQL).rowcount
@@ -490,9 +511,16 @@ def compute_snapshots(
         " FROM snapshot_batch",
         (last_end,),
     ).fetchone()
+    moves = conn.execute(_LARGEST_MOVES_SQL, (largest_moves,)).fetchall() if largest_moves else []
+    # The batch's readers read prediction_snapshots: the working table ends with this call.
+    conn.execute("DROP TABLE snapshot_batch")
     return SnapshotBatch(
         snapshots=written,
         events=events,
         carried_forward=carried,
         intervals=int((end - start) / INTERVAL),
+        start=start,
+        end=end,
+        settings=settings,
+        largest_moves=tuple(moves),
     )
