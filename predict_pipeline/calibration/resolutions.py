@@ -36,6 +36,12 @@ import pandas as pd
 import psycopg
 
 from predict_pipeline.audit import SERVICE, record_audits
+from predict_pipeline.snapshots.compute import (
+    CLIP_EPSILON,
+    LOGIT_TERM,
+    PoolingSettings,
+    pooled_probability_sql,
+)
 
 DEFAULT_DISPUTE_WINDOW = timedelta(hours=48)
 EVENT_STATUS = {
@@ -216,8 +222,14 @@ JOIN prediction_events e ON e.id = r.event_id
 """
 
 PROBABILITY_TYPES = ("MARKET_PRICE", "EXPERT", "MANUAL")
-# The snapshots' pooling (predict_pipeline/snapshots/compute.py): clip, half-life, carry-forward.
-_POOLING = {"eps": 0.001, "half_life": 60.0, "carry": timedelta(days=30), "alpha": 1.0}
+# The snapshots' pooling (predict_pipeline/snapshots/compute.py): clip, half-life, carry-forward,
+# extremizing, at their defaults.
+_POOLING = {
+    "eps": CLIP_EPSILON,
+    "half_life": PoolingSettings().half_life_minutes,
+    "carry": timedelta(days=PoolingSettings().carry_forward_days),
+    "alpha": PoolingSettings().extremize,
+}
 
 # Every resolution to score, at close and at each horizon before it: the last observation at
 # or before that moment, each market's latest probability at or before it, pooled.
@@ -257,11 +269,8 @@ latest AS (
   WHERE l.at IS NOT NULL
 ),
 pooled AS (
-  SELECT resolution_id, horizon, max(at) AS at,
-         1 / (1 + exp(-%(alpha)s * sum(w * ln(least(greatest(v, %(eps)s), 1 - %(eps)s)
-                                             / (1 - least(greatest(v, %(eps)s), 1 - %(eps)s))))
-                      / nullif(sum(w), 0))) AS p
-  FROM latest GROUP BY 1, 2
+  SELECT t.resolution_id, t.horizon, max(t.at) AS at, {pooled} AS p
+  FROM latest t GROUP BY 1, 2
 ),
 at_each AS (
   -- Without signals (retention dropped them), the last snapshot at or before the moment.
@@ -294,7 +303,7 @@ RETURNING r.id, r.event_id, old.final_probability_exact, old.final_observed_at, 
           old.probability_7d, old.probability_30d,
           r.final_probability_exact, r.final_observed_at, r.probability_1d, r.probability_7d,
           r.probability_30d
-"""
+""".replace("{pooled}", pooled_probability_sql(f"(sum({LOGIT_TERM}) / nullif(sum(t.w), 0))"))
 
 
 def score_resolutions(

@@ -124,8 +124,9 @@ _SLOT = """CASE WHEN s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AND s
             THEN coalesce(array_position(%(sources)s::text[], s.source),
                           ('source not in the slots: ' || s.source)::int) END"""
 
-# w · logit(clip(p)) of a probability signal `t` (the weight 0 of a signal adds exact zeros).
-_LOGIT_TERM = (
+# w · logit(clip(p)) of a probability signal `t` with its weight w and value v (the weight 0
+# of a signal adds exact zeros); resolutions' scores pool with it too.
+LOGIT_TERM = (
     "t.w * ln(least(greatest(t.v, %(eps)s), 1 - %(eps)s)"
     " / (1 - least(greatest(t.v, %(eps)s), 1 - %(eps)s)))"
 )
@@ -149,7 +150,7 @@ def source_sums_sql(terms: str, extra_sums: str = "") -> str:
     """Each (event, interval, source) of `terms`: Σ w·logit and Σ w of its probability signals
     (prob_num, prob_w), and the other terms' sums; `extra_sums` adds `, sum(...) AS ...`."""
     return f"""SELECT t.event_id, t.snapshot_at, t.source,
-                     sum({_LOGIT_TERM}) FILTER (WHERE t.prob) AS prob_num,
+                     sum({LOGIT_TERM}) FILTER (WHERE t.prob) AS prob_num,
                      sum(t.w) FILTER (WHERE t.prob) AS prob_w,{_OTHER_SUMS}{extra_sums}
               FROM ({terms}) t GROUP BY 1, 2, 3"""  # noqa: S608 (module constants only)
 
@@ -186,7 +187,7 @@ def _per_event_sql(slots: int, event_range: str = "") -> str:
     if slots:
         ks = range(1, slots + 1)
         # Repeated aggregate calls are computed once (PostgreSQL shares identical ones).
-        num = {k: f"sum({_LOGIT_TERM}) FILTER (WHERE t.slot = {k})" for k in ks}
+        num = {k: f"sum({LOGIT_TERM}) FILTER (WHERE t.slot = {k})" for k in ks}
         weight = {k: f"sum(t.w) FILTER (WHERE t.slot = {k})" for k in ks}
         logits = ", ".join(_source_logit(num[k], weight[k]) for k in ks)
         aggregated = f"""(SELECT t.event_id, t.snapshot_at,
