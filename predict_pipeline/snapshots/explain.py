@@ -216,7 +216,8 @@ def _moves_sql() -> str:
     )
 
 
-# Re-running an interval replaces its template explanations of the events that moved.
+# Re-running an interval replaces its template explanations: those of every event of the
+# batch, so a move that is no longer one (history arrived late) loses its explanation.
 _WRITE_SQL = """
 WITH written AS (
   SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(
@@ -226,10 +227,12 @@ WITH written AS (
 ),
 replaced AS (
   DELETE FROM prediction_explanations x
-  USING (SELECT DISTINCT event_id, trigger_data->>'interval_end' AS interval_end
-         FROM written) w
-  WHERE x.event_id = w.event_id AND x.model_used = 'template'
-    AND x.trigger_data->>'interval_end' = w.interval_end
+  WHERE x.model_used = 'template'
+    AND x.event_id IN (SELECT s.event_id FROM prediction_snapshots s
+                       WHERE s.snapshot_at > %(start)s AND s.snapshot_at <= %(end)s
+                         AND s.event_id NOT IN ({held}))
+    AND (x.trigger_data->>'interval_end')::timestamptz > %(start)s
+    AND (x.trigger_data->>'interval_end')::timestamptz <= %(end)s
 )
 INSERT INTO prediction_explanations
   (event_id, trigger_type, trigger_data, headline, summary, detailed, contributing_signals,
@@ -237,7 +240,7 @@ INSERT INTO prediction_explanations
 SELECT event_id, trigger_type, trigger_data, headline, summary, detailed, contributing_signals,
        factors, model_used, prompt_version
 FROM written
-"""
+""".replace("{held}", HELD_EVENTS_SQL)
 
 
 def explain_moves(
@@ -343,6 +346,8 @@ def explain_moves(
                     "prompt_version": text.prompt_version,
                 }
             )
-    if written:
-        conn.execute(_WRITE_SQL, {"rows": orjson.dumps(written).decode()})
+    conn.execute(
+        _WRITE_SQL,
+        {"rows": orjson.dumps(written).decode(), "start": batch.start, "end": batch.end},
+    )
     return len(written)

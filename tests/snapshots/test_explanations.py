@@ -167,3 +167,16 @@ def _statements_to_explain(conn, events: int, tag: str) -> int:
 
 def test_explaining_takes_as_many_statements_for_thirty_moves_as_for_two(conn):
     assert _statements_to_explain(conn, 2, "few") == _statements_to_explain(conn, 30, "many") == 2
+
+
+def test_a_move_that_late_history_undoes_loses_its_explanation_on_a_rerun(conn):
+    event = _event(conn, "undone")
+    _signal(conn, event, "kalshi", 0.40, T0 + timedelta(minutes=50))
+    _interval(conn, T0)
+    _signal(conn, event, "kalshi", 0.60, H1 + timedelta(minutes=20))
+    assert _interval(conn, H1) == 1
+    # Later prices in the same hour bring the pool back to about 0.42: no move any more.
+    for minute in (55, 57, 59):
+        _signal(conn, event, "kalshi", 0.38, H1 + timedelta(minutes=minute))
+    assert _interval(conn, H1) == 0
+    assert conn.execute("SELECT count(*) FROM prediction_explanations").fetchone() == (0,)
