@@ -31,11 +31,17 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 import pandas as pd
 import psycopg
-from psycopg.types.json import Jsonb
 
-from predict_pipeline.audit import record_audit, record_audits
+from predict_pipeline.audit import SERVICE, record_audits
+from predict_pipeline.snapshots.compute import (
+    CLIP_EPSILON,
+    LOGIT_TERM,
+    PoolingSettings,
+    pooled_probability_sql,
+)
 
 DEFAULT_DISPUTE_WINDOW = timedelta(hours=48)
 EVENT_STATUS = {
@@ -68,12 +74,65 @@ GROUP BY ms.event_id, e.title
 """
 
 
+# The batch's settled events, read once: each resolved, or its conflict audited, below.
+_RESOLVE_SQL = """
+WITH settled AS (
+  SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS x(
+    event_id uuid, outcomes text[], outcome text, status text, details text, urls text[],
+    market_p numeric, resolved_at timestamptz, markets jsonb)
+),
+conflicted AS (
+  -- Once per distinct disagreement, not on every run.
+  INSERT INTO prediction_audit_log
+    (actor_type, action, resource_type, resource_id, details, service, severity)
+  SELECT 'system', 'event.resolution_conflict', 'prediction_events', s.event_id,
+         jsonb_build_object('outcomes', to_jsonb(s.outcomes), 'markets', s.markets,
+                            'reason', 'settled markets disagree; the event was not auto-resolved'),
+         %(service)s, 'WARNING'
+  FROM settled s
+  WHERE s.outcome IS NULL
+    AND NOT EXISTS (SELECT 1 FROM prediction_audit_log a
+                    WHERE a.action = 'event.resolution_conflict' AND a.resource_id = s.event_id
+                      AND a.details->'markets' = s.markets)
+),
+created AS (
+  INSERT INTO prediction_resolutions
+    (event_id, outcome, outcome_details, evidence_urls, market_final_probability,
+     resolution_method, resolved_at, dispute_window_end)
+  SELECT s.event_id, s.outcome, s.details, s.urls, s.market_p, 'market_settled', s.resolved_at,
+         %(window_end)s
+  FROM settled s WHERE s.outcome IS NOT NULL
+  RETURNING id, event_id
+),
+closed AS (
+  UPDATE prediction_events e SET status = s.status, resolved_at = s.resolved_at,
+                                 updated_at = now()
+  FROM settled s JOIN created c USING (event_id)
+  WHERE e.id = s.event_id
+),
+audited AS (
+  INSERT INTO prediction_audit_log
+    (actor_type, action, resource_type, resource_id, details, previous_state, new_state,
+     service, severity)
+  SELECT 'system', 'event.resolved', 'prediction_events', s.event_id,
+         jsonb_build_object('method', 'market_settled', 'markets', s.markets,
+                            'resolution_id', c.id::text),
+         '{"status": "ACTIVE"}'::jsonb,
+         jsonb_build_object('status', s.status, 'outcome', s.outcome), %(service)s, 'INFO'
+  FROM settled s JOIN created c USING (event_id)
+)
+SELECT id FROM created
+"""
+
+
 def resolve_from_markets(
     conn: psycopg.Connection, *, now: datetime, dispute_window: timedelta = DEFAULT_DISPUTE_WINDOW
 ) -> ResolutionReport:
+    """Resolve every event whose settled markets agree, audit those that disagree, score and
+    finalise: a fixed number of statements, whatever the number of events."""
     resolved: list[tuple[str, str]] = []
     conflicts: list[str] = []
-    created: set = set()
+    batch = []
     for (
         event_id,
         title,
@@ -84,48 +143,34 @@ def resolve_from_markets(
         urls,
         resolved_to,
     ) in conn.execute(_SETTLED_SQL).fetchall():
+        row = {"event_id": event_id, "outcomes": outcomes, "markets": by_market}
         if len(outcomes) > 1:
-            _audit_conflict(conn, event_id, outcomes, by_market)
             conflicts.append(title)
-            continue
-        outcome = outcomes[0]
-        resolved_at = min(settled_at, now) if settled_at else now
-        resolution_id = conn.execute(
-            """INSERT INTO prediction_resolutions
-                 (event_id, outcome, outcome_details, evidence_urls,
-                  market_final_probability, resolution_method, resolved_at, dispute_window_end)
-               VALUES (%s, %s, %s, %s, %s, 'market_settled', %s, %s) RETURNING id""",
-            (
-                event_id,
-                outcome,
-                settlement_details(by_market, resolved_to),
-                urls,
-                None if market_p is None else round(market_p, 4),
-                resolved_at,
-                now + dispute_window,
-            ),
-        ).fetchone()[0]
-        created.add(resolution_id)
-        conn.execute(
-            "UPDATE prediction_events SET status = %s, resolved_at = %s, updated_at = now()"
-            " WHERE id = %s",
-            (EVENT_STATUS[outcome], resolved_at, event_id),
-        )
-        record_audit(
-            conn,
-            action="event.resolved",
-            resource_type="prediction_events",
-            resource_id=event_id,
-            actor_type="system",
-            details={
-                "method": "market_settled",
-                "markets": by_market,
-                "resolution_id": str(resolution_id),
-            },
-            previous_state={"status": "ACTIVE"},
-            new_state={"status": EVENT_STATUS[outcome], "outcome": outcome},
-        )
-        resolved.append((title, outcome))
+        else:
+            outcome = outcomes[0]
+            row |= {
+                "outcome": outcome,
+                "status": EVENT_STATUS[outcome],
+                "details": settlement_details(by_market, resolved_to),
+                "urls": urls,
+                "market_p": None if market_p is None else round(market_p, 4),
+                "resolved_at": min(settled_at, now) if settled_at else now,
+            }
+            resolved.append((title, outcome))
+        batch.append(row)
+    created: set = set()
+    if batch:
+        created = {
+            resolution_id
+            for (resolution_id,) in conn.execute(
+                _RESOLVE_SQL,
+                {
+                    "rows": orjson.dumps(batch).decode(),
+                    "window_end": now + dispute_window,
+                    "service": SERVICE,
+                },
+            )
+        }
     rescored = score_resolutions(conn, now=now, created=created)
     return ResolutionReport(resolved, conflicts, finalise_resolutions(conn, now=now), rescored)
 
@@ -141,51 +186,30 @@ def settlement_details(by_market: dict[str, str], resolved_to: dict[str, float] 
     )
 
 
-def _audit_conflict(conn: psycopg.Connection, event_id, outcomes, by_market) -> None:
-    """Once per distinct disagreement, not on every run."""
-    seen = conn.execute(
-        "SELECT 1 FROM prediction_audit_log WHERE action = 'event.resolution_conflict'"
-        " AND resource_id = %s AND details->'markets' = %s",
-        (event_id, Jsonb(by_market)),
-    ).fetchone()
-    if not seen:
-        record_audit(
-            conn,
-            action="event.resolution_conflict",
-            resource_type="prediction_events",
-            resource_id=event_id,
-            actor_type="system",
-            severity="WARNING",
-            details={
-                "outcomes": outcomes,
-                "markets": by_market,
-                "reason": "settled markets disagree; the event was not auto-resolved",
-            },
-        )
+_FINALISE_SQL = """
+WITH final AS (
+  UPDATE prediction_resolutions r SET is_final = true
+  WHERE NOT r.is_final AND r.dispute_window_end <= %(now)s
+    AND NOT EXISTS (SELECT 1 FROM prediction_resolution_disputes d
+                    WHERE d.resolution_id = r.id AND d.status IN ('open', 'under_review'))
+  RETURNING r.id, r.event_id
+),
+audited AS (
+  INSERT INTO prediction_audit_log
+    (actor_type, action, resource_type, resource_id, details, new_state, service, severity)
+  SELECT 'system', 'resolution.finalised', 'prediction_resolutions', f.id,
+         jsonb_build_object('event_id', f.event_id::text), '{"is_final": true}'::jsonb,
+         %(service)s, 'INFO'
+  FROM final f
+)
+SELECT count(*) FROM final
+"""
 
 
 def finalise_resolutions(conn: psycopg.Connection, *, now: datetime) -> int:
-    """Resolutions whose dispute window closed with no open dispute become final."""
-    rows = conn.execute(
-        """UPDATE prediction_resolutions r SET is_final = true
-           WHERE NOT r.is_final AND r.dispute_window_end <= %s
-             AND NOT EXISTS (SELECT 1 FROM prediction_resolution_disputes d
-                             WHERE d.resolution_id = r.id
-                               AND d.status IN ('open', 'under_review'))
-           RETURNING r.id, r.event_id""",
-        (now,),
-    ).fetchall()
-    for resolution_id, event_id in rows:
-        record_audit(
-            conn,
-            action="resolution.finalised",
-            resource_type="prediction_resolutions",
-            resource_id=resolution_id,
-            actor_type="system",
-            details={"event_id": str(event_id)},
-            new_state={"is_final": True},
-        )
-    return len(rows)
+    """Resolutions whose dispute window closed with no open dispute become final (one
+    statement, audited)."""
+    return conn.execute(_FINALISE_SQL, {"now": now, "service": SERVICE}).fetchone()[0]
 
 
 _SCORED_SQL = """
@@ -198,8 +222,14 @@ JOIN prediction_events e ON e.id = r.event_id
 """
 
 PROBABILITY_TYPES = ("MARKET_PRICE", "EXPERT", "MANUAL")
-# The snapshots' pooling (predict_pipeline/snapshots/compute.py): clip, half-life, carry-forward.
-_POOLING = {"eps": 0.001, "half_life": 60.0, "carry": timedelta(days=30), "alpha": 1.0}
+# The snapshots' pooling (predict_pipeline/snapshots/compute.py): clip, half-life, carry-forward,
+# extremizing, at their defaults.
+_POOLING = {
+    "eps": CLIP_EPSILON,
+    "half_life": PoolingSettings().half_life_minutes,
+    "carry": timedelta(days=PoolingSettings().carry_forward_days),
+    "alpha": PoolingSettings().extremize,
+}
 
 # Every resolution to score, at close and at each horizon before it: the last observation at
 # or before that moment, each market's latest probability at or before it, pooled.
@@ -239,11 +269,8 @@ latest AS (
   WHERE l.at IS NOT NULL
 ),
 pooled AS (
-  SELECT resolution_id, horizon, max(at) AS at,
-         1 / (1 + exp(-%(alpha)s * sum(w * ln(least(greatest(v, %(eps)s), 1 - %(eps)s)
-                                             / (1 - least(greatest(v, %(eps)s), 1 - %(eps)s))))
-                      / nullif(sum(w), 0))) AS p
-  FROM latest GROUP BY 1, 2
+  SELECT t.resolution_id, t.horizon, max(t.at) AS at, {pooled} AS p
+  FROM latest t GROUP BY 1, 2
 ),
 at_each AS (
   -- Without signals (retention dropped them), the last snapshot at or before the moment.
@@ -276,7 +303,7 @@ RETURNING r.id, r.event_id, old.final_probability_exact, old.final_observed_at, 
           old.probability_7d, old.probability_30d,
           r.final_probability_exact, r.final_observed_at, r.probability_1d, r.probability_7d,
           r.probability_30d
-"""
+""".replace("{pooled}", pooled_probability_sql(f"(sum({LOGIT_TERM}) / nullif(sum(t.w), 0))"))
 
 
 def score_resolutions(

@@ -70,24 +70,18 @@ def event_snapshots(
             (window.start + timedelta(hours=1), window.end),
         ).fetchall()
     with database.connection() as conn:
-        batch = compute_snapshots(conn, window.start, window.end, settings)
+        batch = compute_snapshots(conn, window.start, window.end, settings, largest_moves=10)
         explained = explain_moves(
             conn,
+            batch,
             thresholds=MoveThresholds(
                 probability_shift=config.probability_shift,
                 sentiment_shift=config.sentiment_shift,
                 divergence_to=config.divergence_to,
                 volatility_anomaly=config.volatility_anomaly,
             ),
-            half_life_minutes=config.half_life_minutes,
         )
         refresh_usage(conn, datetime.now(UTC), ("explanations_generated",))
-        preview = conn.execute(
-            """SELECT e.title, b.probability::float8, b.prev_probability::float8, b.divergence,
-                      b.confidence, b.carried_forward
-               FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
-               ORDER BY abs(coalesce(b.probability - b.prev_probability, 0)) DESC LIMIT 10"""
-        ).fetchall()
     columns = ("event", "probability", "previous", "divergence", "confidence", "carried_forward")
     result = dg.MaterializeResult(
         metadata={
@@ -105,7 +99,7 @@ def event_snapshots(
                     "confidence": "string",
                     "carried_forward": "bool",
                 },
-                [dict(zip(columns, row, strict=True)) for row in preview],
+                [dict(zip(columns, row, strict=True)) for row in batch.largest_moves],
             ),
         }
     )

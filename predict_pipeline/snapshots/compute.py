@@ -68,10 +68,20 @@ class PoolingSettings:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotBatch:
+    """What compute_snapshots wrote: the snapshots at the ends of the hourly intervals in
+    [start, end), pooled with `settings`. Readers of the batch (explanations) read
+    prediction_snapshots in that window; nothing of the compute outlives its call."""
+
     snapshots: int
     events: int
     carried_forward: int
     intervals: int
+    start: datetime
+    end: datetime
+    settings: PoolingSettings
+    # The largest probability moves, when asked for: title, probability, previous, divergence,
+    # confidence, carried_forward.
+    largest_moves: tuple[tuple, ...] = ()
 
 
 # The batch's events are cut into this many ranges of ids, each aggregated whole by its own
@@ -92,7 +102,7 @@ SOURCE_SLOTS = 12
 # scan). A probability signal's slot is its source's place in %(sources)s; a source missing
 # from it (one that appeared after the list was read) fails the cast, and the caller retries.
 _SIGNAL_TERMS = """
-SELECT s.event_id, s.source, s.value::float8 AS v,
+SELECT s.event_id, s.source, s.value::float8 AS v,{extra}
        date_bin('1 hour', s.fetched_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
          + interval '1 hour' AS snapshot_at,
        coalesce(s.weight::float8, 1) * coalesce(s.reliability::float8, 1)
@@ -114,8 +124,9 @@ _SLOT = """CASE WHEN s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AND s
             THEN coalesce(array_position(%(sources)s::text[], s.source),
                           ('source not in the slots: ' || s.source)::int) END"""
 
-# w · logit(clip(p)) of a probability signal `t` (the weight 0 of a signal adds exact zeros).
-_LOGIT_TERM = (
+# w · logit(clip(p)) of a probability signal `t` with its weight w and value v (the weight 0
+# of a signal adds exact zeros); resolutions' scores pool with it too.
+LOGIT_TERM = (
     "t.w * ln(least(greatest(t.v, %(eps)s), 1 - %(eps)s)"
     " / (1 - least(greatest(t.v, %(eps)s), 1 - %(eps)s)))"
 )
@@ -124,6 +135,24 @@ _OTHER_SUMS = """
        sum(t.w) FILTER (WHERE t.sentiment) AS sent_w,
        sum(t.v) FILTER (WHERE t.flow_volume) AS volume,
        count(*) AS n"""
+
+
+def signal_terms_sql(where: str = "", *, slots: bool = False, extra: str = "") -> str:
+    """_SIGNAL_TERMS of the signals in [%(start)s, %(end)s) that also meet `where` (an
+    `AND ...` on `s`), with each probability signal's source slot when `slots`, and `extra`
+    columns of `s` (`s.id,`) for a reader that needs them."""
+    terms = _SIGNAL_TERMS.replace("{slot}", _SLOT if slots else "NULL::int")
+    terms = terms.replace("{event_range}", where).replace("{extra}", extra)
+    return f"{terms} UNION ALL {terms} AND false"
+
+
+def source_sums_sql(terms: str, extra_sums: str = "") -> str:
+    """Each (event, interval, source) of `terms`: Σ w·logit and Σ w of its probability signals
+    (prob_num, prob_w), and the other terms' sums; `extra_sums` adds `, sum(...) AS ...`."""
+    return f"""SELECT t.event_id, t.snapshot_at, t.source,
+                     sum({LOGIT_TERM}) FILTER (WHERE t.prob) AS prob_num,
+                     sum(t.w) FILTER (WHERE t.prob) AS prob_w,{_OTHER_SUMS}{extra_sums}
+              FROM ({terms}) t GROUP BY 1, 2, 3"""  # noqa: S608 (module constants only)
 
 
 def _source_logit(num: str, weight: str) -> str:
@@ -135,6 +164,17 @@ def _sigmoid(logit: str) -> str:
     return f"1 / (1 + exp(-{logit}))"
 
 
+def source_probability_sql(num: str, weight: str) -> str:
+    """A source's own pooled probability from its sums (never extremized): divergence and
+    explanations read it."""
+    return _sigmoid(_source_logit(num, weight))
+
+
+def pooled_probability_sql(logit: str) -> str:
+    """The pooled probability of pooled log-odds `logit`, extremized by %(alpha)s."""
+    return _sigmoid(f"%(alpha)s * {logit}")
+
+
 def _per_event_sql(slots: int, event_range: str = "") -> str:
     """Each (event, interval) of the batch: pooled log-odds, sources, spread, other terms.
 
@@ -143,13 +183,11 @@ def _per_event_sql(slots: int, event_range: str = "") -> str:
     The sigmoid never decreases, so the spread is σ(max L_s) − σ(min L_s): two exp, not one
     per source and side.
     """
-    terms = _SIGNAL_TERMS.replace("{slot}", _SLOT if slots else "NULL::int")
-    terms = terms.replace("{event_range}", event_range)
-    terms = f"{terms} UNION ALL {terms} AND false"
+    terms = signal_terms_sql(event_range, slots=bool(slots))
     if slots:
         ks = range(1, slots + 1)
         # Repeated aggregate calls are computed once (PostgreSQL shares identical ones).
-        num = {k: f"sum({_LOGIT_TERM}) FILTER (WHERE t.slot = {k})" for k in ks}
+        num = {k: f"sum({LOGIT_TERM}) FILTER (WHERE t.slot = {k})" for k in ks}
         weight = {k: f"sum(t.w) FILTER (WHERE t.slot = {k})" for k in ks}
         logits = ", ".join(_source_logit(num[k], weight[k]) for k in ks)
         aggregated = f"""(SELECT t.event_id, t.snapshot_at,
@@ -168,10 +206,7 @@ def _per_event_sql(slots: int, event_range: str = "") -> str:
                {_sigmoid(f"max({logit})")} - {_sigmoid(f"min({logit})")} AS spread,
                sum(b.sent_num) AS sent_num, sum(b.sent_w) AS sent_w, sum(b.volume) AS volume,
                sum(b.n) AS n
-        FROM (SELECT t.event_id, t.snapshot_at, t.source,
-                     sum({_LOGIT_TERM}) FILTER (WHERE t.prob) AS prob_num,
-                     sum(t.w) FILTER (WHERE t.prob) AS prob_w,{_OTHER_SUMS}
-              FROM ({terms}) t GROUP BY 1, 2, 3) b
+        FROM ({source_sums_sql(terms)}) b
         GROUP BY 1, 2) a"""  # noqa: S608 (module constants only)
     return f"""SELECT a.event_id, a.snapshot_at, a.prob_num / nullif(a.prob_w, 0) AS logit,
          a.n_sources, CASE WHEN a.n_sources >= 2 THEN round(a.spread::numeric, 6) END AS spread,
@@ -192,7 +227,8 @@ def _per_event_ranges_sql(slots: int, ranges: int) -> tuple[str, dict[str, uuid.
     return "\n  UNION ALL\n".join(parts), bounds
 
 
-# The batch's results, before they are written: one row per event and interval.
+# The batch's results, before they are written: one row per event and interval, in a temp
+# table that compute_snapshots drops before it returns.
 _COMPUTE_SQL = """
 CREATE TEMP TABLE snapshot_batch ON COMMIT DROP AS
 WITH intervals AS (
@@ -274,8 +310,7 @@ carried AS (
   -- The probability of each row once here; the next row's prev_probability is this value.
   SELECT *, logit IS NULL AS carried_forward,
          coalesce(logit, first_value(logit) OVER run_rows) AS state_logit,
-         round((1 / (1 + exp(-%(alpha)s * coalesce(logit, first_value(logit) OVER run_rows))))
-               ::numeric, 4) AS probability
+         round(({probability})::numeric, 4) AS probability
   FROM filled
   WINDOW run_rows AS (PARTITION BY event_id, run ORDER BY snapshot_at)
 ),
@@ -320,6 +355,12 @@ WHERE NOT v.stored AND v.state_logit IS NOT NULL
   -- A resolved event's intervals end with the one its resolution falls in.
   AND (e.status = 'ACTIVE' OR v.snapshot_at - interval '1 hour' < e.resolved_at)
 """
+
+
+def _compute_sql(per_event: str) -> str:
+    state = pooled_probability_sql("coalesce(logit, first_value(logit) OVER run_rows)")
+    return _COMPUTE_SQL.replace("{per_event}", per_event).replace("{probability}", state)
+
 
 _SOURCES_SQL = """
 WITH RECURSIVE seen(source) AS (
@@ -389,8 +430,15 @@ WHERE e.id = c.event_id AND e.status = 'ACTIVE'
 """
 
 
+_LARGEST_MOVES_SQL = """
+SELECT e.title, b.probability::float8, b.prev_probability::float8, b.divergence, b.confidence,
+       b.carried_forward
+FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
+ORDER BY abs(coalesce(b.probability - b.prev_probability, 0)) DESC LIMIT %s
+"""
+
 # Events held by their creator's plan (sql/0041_plans.sql), now.
-_HELD_EVENTS_SQL = "SELECT resource_id FROM predict_plan_holds_live(now()) WHERE kind = 'event'"
+HELD_EVENTS_SQL = "SELECT resource_id FROM predict_plan_holds_live(now()) WHERE kind = 'event'"
 
 
 def compute_snapshots(
@@ -398,8 +446,11 @@ def compute_snapshots(
     start: datetime,
     end: datetime,
     settings: PoolingSettings | None = None,
+    *,
+    largest_moves: int = 0,
 ) -> SnapshotBatch:
-    """Replace the snapshots of the hourly intervals in [start, end) and update event state.
+    """Replace the snapshots of the hourly intervals in [start, end) and update event state;
+    `largest_moves` of the batch's rows with the largest probability change come back too.
 
     Runs inside the caller's transaction: partitions are made sure of first, the intervals'
     rows are deleted and written again, so a re-run gives the same rows, not twice the rows.
@@ -445,12 +496,12 @@ def compute_snapshots(
     try:
         with conn.transaction():
             per_event, bounds = _per_event_ranges_sql(slots, EVENT_RANGES)
-            conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
+            conn.execute(_compute_sql(per_event), params | bounds)
     except psycopg.errors.InvalidTextRepresentation:  # a source newer than the list: no slots
         per_event, bounds = _per_event_ranges_sql(0, EVENT_RANGES)
-        conn.execute(_COMPUTE_SQL.replace("{per_event}", per_event), params | bounds)
+        conn.execute(_compute_sql(per_event), params | bounds)
     conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (setup_cost,))
-    conn.execute(f"DELETE FROM snapshot_batch WHERE event_id IN ({_HELD_EVENTS_SQL})")  # noqa: S608
+    conn.execute(f"DELETE FROM snapshot_batch WHERE event_id IN ({HELD_EVENTS_SQL})")  # noqa: S608
     # A temp table has no statistics until analysed: the joins below are planned on its size.
     conn.execute("ANALYZE snapshot_batch")
     written = conn.execute(_WRITE_SQL).rowcount
@@ -461,9 +512,16 @@ def compute_snapshots(
         " FROM snapshot_batch",
         (last_end,),
     ).fetchone()
+    moves = conn.execute(_LARGEST_MOVES_SQL, (largest_moves,)).fetchall() if largest_moves else []
+    # The batch's readers read prediction_snapshots: the working table ends with this call.
+    conn.execute("DROP TABLE snapshot_batch")
     return SnapshotBatch(
         snapshots=written,
         events=events,
         carried_forward=carried,
         intervals=int((end - start) / INTERVAL),
+        start=start,
+        end=end,
+        settings=settings,
+        largest_moves=tuple(moves),
     )

@@ -288,3 +288,54 @@ def test_history_arriving_after_the_resolution_rescores_it_audited(conn):
     ).fetchall()
     assert details["before"]["final_probability"] is None
     assert details["after"]["final_probability"] == pytest.approx(0.8, abs=1e-12)
+
+
+class _CountingCursor(psycopg.Cursor):
+    """Counts the statements sent through it; they still run on the real database."""
+
+    statements = 0
+
+    def execute(self, *args, **kwargs):
+        type(self).statements += 1
+        return super().execute(*args, **kwargs)
+
+
+def _statements_to_resolve(conn, events: int, now: datetime) -> int:
+    for i in range(events):
+        agreed, split = _event(conn, f"agreed-{now:%d}-{i}"), _event(conn, f"split-{now:%d}-{i}")
+        _settle(conn, agreed, f"kalshi:A{now:%d}{i}", "YES" if i % 2 else "NO")
+        _settle(conn, split, f"kalshi:B{now:%d}{i}", "YES")
+        _settle(conn, split, f"polymarket:C{now:%d}{i}", "NO")
+        _price(conn, agreed, "kalshi", f"kalshi:A{now:%d}{i}", 0.3, NOW - timedelta(hours=3))
+    _CountingCursor.statements = 0
+    conn.cursor_factory = _CountingCursor
+    try:
+        with conn.transaction():
+            report = resolve_from_markets(conn, now=now)
+            # The dispute windows of this batch close: every resolution is finalised.
+            finalise_resolutions(conn, now=now + timedelta(days=3))
+    finally:
+        conn.cursor_factory = psycopg.Cursor
+    assert len(report.resolved) == events
+    return _CountingCursor.statements
+
+
+def test_resolving_takes_as_many_statements_for_forty_events_as_for_two(conn):
+    few = _statements_to_resolve(conn, 2, NOW)
+    # The first batch's split events are still open: seen again, audited once.
+    many = _statements_to_resolve(conn, 40, NOW + timedelta(days=1))
+    assert few == many
+    counts = dict(
+        conn.execute("SELECT action, count(*) FROM prediction_audit_log GROUP BY action").fetchall()
+    )
+    assert counts == {
+        "event.resolved": 42,
+        "event.resolution_conflict": 42,
+        "resolution.finalised": 42,
+    }
+    assert conn.execute(
+        "SELECT count(*), count(final_probability_exact) FROM prediction_resolutions"
+    ).fetchone() == (42, 42)
+    assert conn.execute(
+        "SELECT count(*) FROM prediction_events WHERE status IN ('RESOLVED_YES', 'RESOLVED_NO')"
+    ).fetchone() == (42,)

@@ -265,12 +265,20 @@ MIXED_END = T0 + timedelta(hours=3)
 
 
 def _computed_batch(conn) -> list[tuple]:
-    """The batch compute_snapshots makes of the mixed signals' three hours, in row order."""
+    """What compute_snapshots writes of the mixed signals' three hours: the snapshots in row
+    order, then the events' state (confidence included, which the snapshots do not keep)."""
     with conn.transaction():
         compute_snapshots(conn, T0, MIXED_END)
-        return conn.execute(
-            "SELECT * FROM snapshot_batch ORDER BY event_id, snapshot_at"
+        snapshots = conn.execute(
+            "SELECT event_id, snapshot_at, probability, sentiment_score, volatility, volume,"
+            " divergence, signal_count FROM prediction_snapshots ORDER BY event_id, snapshot_at"
         ).fetchall()
+        state = conn.execute(
+            "SELECT id, current_probability, previous_probability, sentiment_score,"
+            " previous_sentiment, volatility, divergence, previous_divergence, confidence"
+            " FROM prediction_events ORDER BY id"
+        ).fetchall()
+    return snapshots + state
 
 
 def test_slots_per_source_aggregate_and_event_ranges_give_the_same_rows(conn, monkeypatch):
@@ -280,7 +288,7 @@ def test_slots_per_source_aggregate_and_event_ranges_give_the_same_rows(conn, mo
     slotted = _computed_batch(conn)
     monkeypatch.setattr(compute, "SOURCE_SLOTS", 0)
     per_source = _computed_batch(conn)
-    assert len(slotted) == 9
+    assert len(slotted) == 9 + 3  # three events' three hours, and their state
     assert slotted == per_source
     assert {row[6] for row in slotted} > {"NONE"}  # divergence seen, not only the default
     for ranges in (1, 3):  # the events cut into ranges of ids, each aggregated on its own
@@ -303,7 +311,7 @@ def _relation_loops(plan: dict, relation: str) -> int:
     return own + sum(_relation_loops(child, relation) for child in plan.get("Plans", []))
 
 
-def test_the_event_state_update_scans_the_batch_once_whatever_its_join_plan(conn):
+def test_the_event_state_update_scans_the_batch_once_whatever_its_join_plan(conn, monkeypatch):
     import predict_pipeline.snapshots.compute as compute
 
     events = [_event(conn, f"state-{i}") for i in range(40)]
@@ -311,16 +319,32 @@ def test_the_event_state_update_scans_the_batch_once_whatever_its_join_plan(conn
         for i, ev in enumerate(events):
             _signal(conn, ev, "kalshi", 0.2 + 0.01 * i, T0 + timedelta(hours=hour, minutes=5))
     end = T0 + timedelta(hours=6)
+    explained: list[psycopg.Cursor] = []
+
+    class ExplainingCursor(psycopg.Cursor):
+        def execute(self, query, *args, **kwargs):
+            if query.startswith("EXPLAIN"):
+                explained.append(self)
+            return super().execute(query, *args, **kwargs)
+
+    # The state update runs under EXPLAIN ANALYZE inside compute_snapshots (it still updates).
+    monkeypatch.setattr(
+        compute, "_EVENT_STATE_SQL", "EXPLAIN (ANALYZE, FORMAT JSON) " + compute._EVENT_STATE_SQL
+    )
+    conn.cursor_factory = ExplainingCursor
+    try:
+        with conn.transaction():
+            # Nested loops everywhere, as stale statistics (a fresh events table) once made the
+            # planner choose: the batch must still be read once, not once per event.
+            conn.execute("SET LOCAL enable_hashjoin = off")
+            conn.execute("SET LOCAL enable_mergejoin = off")
+            compute_snapshots(conn, T0, end)
+    finally:
+        conn.cursor_factory = psycopg.Cursor
+    [cursor] = explained
+    (plan,) = cursor.fetchone()[0]
+    assert _relation_loops(plan["Plan"], "snapshot_batch") == 1
     with conn.transaction():
-        compute_snapshots(conn, T0, end)
-        # Nested loops everywhere, as stale statistics (a fresh events table) once made the
-        # planner choose: the batch must still be read once, not once per event.
-        conn.execute("SET LOCAL enable_hashjoin = off")
-        conn.execute("SET LOCAL enable_mergejoin = off")
-        (plan,) = conn.execute(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + compute._EVENT_STATE_SQL, {"last_end": end}
-        ).fetchone()[0]
-        assert _relation_loops(plan["Plan"], "snapshot_batch") == 1
         state = conn.execute(
             "SELECT count(*) FROM prediction_events WHERE slug LIKE 'state-%%'"
             " AND current_probability IS NOT NULL AND previous_probability IS NOT NULL"
