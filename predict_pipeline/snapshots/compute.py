@@ -55,7 +55,6 @@ INTERVAL = timedelta(hours=1)
 CLIP_EPSILON = 0.001
 VOLATILITY_WINDOW = 24
 VOLATILITY_SCALE = 1.0
-DIVERGENCE_EDGES = ((0.35, "EXTREME"), (0.20, "HIGH"), (0.10, "MEDIUM"), (0.05, "LOW"))
 
 
 @dataclass(frozen=True, slots=True)
