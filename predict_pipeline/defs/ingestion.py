@@ -28,11 +28,11 @@ from predict_pipeline.ingestion.runner import (
     fetch_window,
     fetch_windows,
 )
+from predict_pipeline.ingestion.runs import close_stale_runs
 from predict_pipeline.ingestion.store import (
     Feed,
     advance_next_run,
     claim_probe,
-    close_stale_runs,
     load_feeds,
     requests_left_today,
 )

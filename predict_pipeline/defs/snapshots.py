@@ -21,6 +21,7 @@ from predict_pipeline.defs.partitions import (
 )
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.signals import LATE_HISTORY_DAYS
+from predict_pipeline.retention.partitions import make_partitions_between
 from predict_pipeline.snapshots.compute import PoolingSettings, compute_snapshots
 from predict_pipeline.snapshots.explain import MoveThresholds, explain_moves
 from predict_pipeline.usage import refresh_usage
@@ -62,13 +63,10 @@ def event_snapshots(
         half_life_minutes=config.half_life_minutes, extremize=config.extremize
     )
     with database.connection() as conn:
-        # Concurrent backfill runs reaching a new month would race to create its partition
-        # (DuplicateTable): the first creates it under a lock, committed before the compute.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('predict_snapshot_partitions'))")
-        conn.execute(
-            "SELECT predict_ensure_snapshot_partitions(%s, %s)",
-            (window.start + timedelta(hours=1), window.end),
-        ).fetchall()
+        # Committed before the compute; concurrent backfill runs take turns at a new month.
+        make_partitions_between(
+            conn, SNAPSHOTS_TABLE, window.start + timedelta(hours=1), window.end, serialised=True
+        )
     with database.connection() as conn:
         batch = compute_snapshots(conn, window.start, window.end, settings, largest_moves=10)
         explained = explain_moves(
@@ -129,11 +127,10 @@ def event_history(
         half_life_minutes=config.half_life_minutes, extremize=config.extremize
     )
     with database.connection() as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('predict_snapshot_partitions'))")
-        conn.execute(
-            "SELECT predict_ensure_snapshot_partitions(%s, %s)",
-            (window.start + timedelta(hours=1), window.end),
-        ).fetchall()
+        # Committed before the compute; concurrent backfill runs take turns at a new month.
+        make_partitions_between(
+            conn, SNAPSHOTS_TABLE, window.start + timedelta(hours=1), window.end, serialised=True
+        )
     snapshots = events = carried = 0
     day = window.start
     with database.connection(autocommit=True) as conn:

@@ -33,7 +33,8 @@ from predict_pipeline.http import (
     TokenBucket,
 )
 from predict_pipeline.ingestion.landing import LandedPage
-from predict_pipeline.ingestion.store import Feed, FeedRunResult
+from predict_pipeline.ingestion.runs import FeedRunResult
+from predict_pipeline.ingestion.store import Feed
 from predict_pipeline.model import FetchMode, FetchWindow, PageRequest, PayloadError
 from predict_pipeline.secrets import MASK
 from predict_pipeline.sources.base import Adapter

@@ -26,13 +26,8 @@ import psycopg
 
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, landing_fault
 from predict_pipeline.ingestion.runner import credentials_aad
-from predict_pipeline.ingestion.store import (
-    CLOSED_SOURCE_STATUSES,
-    Feed,
-    FeedRunResult,
-    finish_feed_run,
-    start_feed_run,
-)
+from predict_pipeline.ingestion.runs import FeedRunResult, finish_feed_run, start_feed_run
+from predict_pipeline.ingestion.store import CLOSED_SOURCE_STATUSES, Feed
 from predict_pipeline.model import FetchWindow, NormalisedRecord, RecordReject
 from predict_pipeline.secrets import SecretDecryptError, decrypt_json
 from predict_pipeline.sources.push.config import CONFIG_SCHEMA, DEFAULT_CONFIG, validated_config

@@ -21,15 +21,13 @@ from predict_pipeline.ingestion.landing import (
     landing_fault,
     poll_file_name,
 )
+from predict_pipeline.ingestion.runs import FeedRunResult, finish_feed_run, start_feed_run
 from predict_pipeline.ingestion.store import (
     SKIPPED,
     Feed,
-    FeedRunResult,
     advance_next_run,
-    finish_feed_run,
     load_feeds,
     requests_left_today,
-    start_feed_run,
 )
 from predict_pipeline.model import FetchMode, FetchWindow, history_chunks
 from predict_pipeline.plans import live_holds

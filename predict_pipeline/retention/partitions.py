@@ -1,7 +1,9 @@
-"""Monthly partitions created ahead of need, and the check that they exist."""
+"""Monthly partitions: the one place they are made (on demand by the stages, ahead of need by
+maintenance), and the check that they exist."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +26,49 @@ PARTITIONED_TABLES: tuple[MonthlyPartitionedTable, ...] = (
     MonthlyPartitionedTable("prediction_snapshots", "predict_ensure_snapshot_partitions"),
     MonthlyPartitionedTable("prediction_signals", "predict_ensure_signal_partitions"),
 )
+
+
+_ENSURE = {spec.table: spec.ensure_function for spec in PARTITIONED_TABLES}
+
+
+def make_partitions(
+    conn: psycopg.Connection, table: str, months: Iterable[datetime], *, serialised: bool = False
+) -> list[str]:
+    """The monthly partitions of `table` these moments fall in that it lacks, made in one
+    statement (the table's SECURITY DEFINER function); the names made.
+
+    Making one attaches the table's foreign keys, which locks the referenced tables against
+    updates until the transaction ends: callers commit this on its own before a long write.
+    `serialised`: concurrent runs reaching a new month take turns (one makes it, the others
+    find it) instead of racing to DuplicateTable; the lock lasts the caller's transaction.
+    """
+    moments = sorted(set(months))
+    if not moments:
+        return []
+    if serialised:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"predict_partitions:{table}",))
+    rows = conn.execute(
+        sql.SQL("SELECT p FROM unnest(%s::timestamptz[]) AS m, LATERAL {}(m, m) AS p").format(
+            sql.Identifier(_ENSURE[table])
+        ),
+        (moments,),
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def make_partitions_between(
+    conn: psycopg.Connection,
+    table: str,
+    first: datetime,
+    last: datetime,
+    *,
+    serialised: bool = False,
+) -> list[str]:
+    """`make_partitions` for every month from `first`'s through `last`'s."""
+    months = [month_start(first)]
+    while months[-1] < month_start(last):
+        months.append(next_month(months[-1]))
+    return make_partitions(conn, table, months, serialised=serialised)
 
 
 def months_needed(now: datetime, months_ahead: int) -> list[datetime]:
@@ -60,12 +105,7 @@ def ensure_partitions(
         if dry_run:
             created += [f"{spec.table}_y{m:%Y}m{m:%m}" for m in missing]
             continue
-        months = months_needed(now, months_ahead)
-        rows = conn.execute(
-            sql.SQL("SELECT {}(%s, %s)").format(sql.Identifier(spec.ensure_function)),
-            (months[0], months[-1]),
-        ).fetchall()
-        created += [name for (name,) in rows]
+        created += make_partitions(conn, spec.table, months_needed(now, months_ahead))
     report.add("partitions_created", len(created))
     report.details["created_partition_names"] = created
     return report

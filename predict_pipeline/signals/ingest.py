@@ -21,6 +21,7 @@ import psycopg
 from predict_pipeline.calibration.resolutions import mark_for_rescoring
 from predict_pipeline.ingestion.store import Feed
 from predict_pipeline.model import NormalisedRecord
+from predict_pipeline.retention.partitions import make_partitions
 from predict_pipeline.signals import linking, store
 from predict_pipeline.signals.frames import (
     RecordBatch,
@@ -161,7 +162,9 @@ def ingest_batches(
     report.records = sum(len(b.records) + len(b.rejects) for b in batches)
     lap("scan")
     # First of all that touches prediction_signals: every row written has its partition.
-    store.ensure_partitions(conn, _record_months(batches, now + clock_skew, (earliest, latest)))
+    make_partitions(
+        conn, "prediction_signals", _record_months(batches, now + clock_skew, (earliest, latest))
+    )
     stored = store.stored_keys(conn, sources, earliest, latest)
     routing = _route_markets(conn, feed, markets, priced, matching, events, namespace)
     links, discarded = routing.links, routing.discarded

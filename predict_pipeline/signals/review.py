@@ -26,6 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from predict_pipeline.audit import record_audits
+from predict_pipeline.retention.partitions import make_partitions
 from predict_pipeline.signals import linking
 from predict_pipeline.sources.registry import SOURCES
 
@@ -395,15 +396,14 @@ def _create_events(conn: psycopg.Connection, created_by: uuid.UUID | None) -> in
 def _write_signals(conn: psycopg.Connection) -> int:
     """The queued values of the markets with an event become its signals (a stored dedup key
     is skipped); the months' partitions are made first."""
-    conn.execute(
-        """SELECT p FROM (
-             SELECT DISTINCT date_trunc('month', (b.raw_data->>'fetched_at')::timestamptz
-                                        AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m
-             FROM review_batch b JOIN review_markets k ON k.market = b.market
-             WHERE k.target IS NOT NULL AND k.refusal IS NULL AND b.signal_type IS NOT NULL
-               AND b.raw_data->>'fetched_at' IS NOT NULL) months,
-           LATERAL predict_ensure_signal_partitions(months.m, months.m) AS p"""
-    )
+    months = conn.execute(
+        """SELECT DISTINCT date_trunc('month', (b.raw_data->>'fetched_at')::timestamptz
+                                    AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+           FROM review_batch b JOIN review_markets k ON k.market = b.market
+           WHERE k.target IS NOT NULL AND k.refusal IS NULL AND b.signal_type IS NOT NULL
+             AND b.raw_data->>'fetched_at' IS NOT NULL"""
+    ).fetchall()
+    make_partitions(conn, "prediction_signals", [moment for (moment,) in months])
     reliability = {s.source_id: s.reliability for s in SOURCES.values()}
     cursor = conn.execute(
         """WITH written AS (

@@ -26,6 +26,7 @@ import psycopg
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
 from predict_pipeline.model import FetchWindow, NormalisedRecord, PayloadError, RecordReject
+from predict_pipeline.retention.partitions import make_partitions
 from predict_pipeline.signals import linking, store
 from predict_pipeline.signals.frames import RecordBatch
 from predict_pipeline.signals.ingest import FeedValidationReport, _record_months, ingest_batches
@@ -82,7 +83,9 @@ def validate_window(
             # Committed on its own: a new partition keeps prediction_events and the feeds
             # locked against updates until commit, which must not last the whole write.
             with conn.transaction():
-                store.ensure_partitions(conn, _record_months(batches, now + clock_skew))
+                make_partitions(
+                    conn, "prediction_signals", _record_months(batches, now + clock_skew)
+                )
             with conn.transaction():
                 rejected = ingest_batches(
                     conn,

@@ -127,25 +127,6 @@ def replace_signals(conn: psycopg.Connection, rows: pd.DataFrame) -> set[Any]:
     return {r[0] for r in conn.execute(_REPLACE_SQL).fetchall()}
 
 
-def ensure_partitions(conn: psycopg.Connection, months: Iterable[datetime]) -> list[str]:
-    """Creates the monthly partitions of prediction_signals that these UTC month starts lack
-    (predict_ensure_signal_partitions, one statement); returns the names created.
-
-    Creating one attaches the table's foreign keys, which locks prediction_events and
-    prediction_data_feeds against updates until the transaction ends: where the caller can,
-    it commits this on its own before a long write.
-    """
-    starts = sorted(set(months))
-    if not starts:
-        return []
-    rows = conn.execute(
-        "SELECT p FROM unnest(%s::timestamptz[]) AS m,"
-        " LATERAL predict_ensure_signal_partitions(m, m) AS p",
-        (starts,),
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
 def signal_months(moments: Iterable[Any], latest: datetime) -> set[datetime]:
     """UTC month starts of the aware moments in the accepted range and up to `latest`
     (validation rejects the others, and naive or missing ones, so no partition is made for
@@ -176,7 +157,7 @@ def copy_signal_blocks(
     the COPY fails on the month's dedup index (idx_signals_dedup_yYYYYmMM), is rolled back to
     its savepoint, and the rows go through a staging table with INSERT ... ON CONFLICT DO
     NOTHING instead (no conflict target: every unique index of the partition is an arbiter).
-    The partitions of the rows' months must exist (`ensure_partitions`)."""
+    The partitions of the rows' months must exist (`retention.partitions.make_partitions`)."""
     kept: list[pd.DataFrame] = []
     switch = sys.getswitchinterval()
     # The writer thread needs the GIL briefly for every buffer it sends; with the default

@@ -51,6 +51,8 @@ from typing import Any
 
 import psycopg
 
+from predict_pipeline.retention.partitions import make_partitions_between
+
 INTERVAL = timedelta(hours=1)
 CLIP_EPSILON = 0.001
 VOLATILITY_WINDOW = 24
@@ -458,9 +460,7 @@ def compute_snapshots(
     if start >= end or (end - start) % INTERVAL:
         raise ValueError(f"[{start}, {end}) is not a whole number of hourly intervals")
     first_end, last_end = start + INTERVAL, end
-    conn.execute(
-        "SELECT predict_ensure_snapshot_partitions(%s, %s)", (first_end, last_end)
-    ).fetchall()
+    make_partitions_between(conn, "prediction_snapshots", first_end, last_end)
     # Events their creator's plan holds (beyond max_events) keep what they have: no snapshot
     # of theirs is replaced or added, and their state stays as it was.
     conn.execute(

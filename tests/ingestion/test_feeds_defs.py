@@ -97,7 +97,7 @@ def test_due_feeds_sensor_requests_one_run_per_due_feed_and_advances(
 def test_each_sensor_tick_closes_feed_runs_left_running_past_the_documented_age(
     conn, resources, dagster_instance
 ):
-    from predict_pipeline.ingestion.store import STALE_RUN_AFTER
+    from predict_pipeline.ingestion.runs import STALE_RUN_AFTER
 
     now = datetime.now(UTC)
     later = now + timedelta(hours=1)  # neither feed is due: the tick only sweeps

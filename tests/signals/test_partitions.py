@@ -19,6 +19,7 @@ from predict_pipeline.db.connection import APP_ROLE, PIPELINE_ROLE, connect
 from predict_pipeline.db.migrations import discover, upgrade
 from predict_pipeline.ingestion.pushed import hour_window, land_upload
 from predict_pipeline.ingestion.store import load_feed
+from predict_pipeline.retention.partitions import make_partitions
 from predict_pipeline.signals import store
 from predict_pipeline.signals.review import resolve_item
 from predict_pipeline.signals.stage import validate_window
@@ -407,8 +408,8 @@ def test_concurrent_callers_wait_for_the_first_and_neither_fails(db_url):
         reader.execute("SET lock_timeout = '2s'")
         with ThreadPoolExecutor(1) as pool:
             with first.transaction():
-                made = store.ensure_partitions(first, [month])
-                waiting = pool.submit(store.ensure_partitions, second, [month])
+                made = make_partitions(first, "prediction_signals", [month])
+                waiting = pool.submit(make_partitions, second, "prediction_signals", [month])
                 time.sleep(0.3)
                 assert not waiting.done()  # blocked behind the first's lock, not failed
                 reader.execute("SELECT count(*) FROM prediction_signals").fetchone()
