@@ -92,7 +92,9 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             postgres_url, should_autocreate_tables, token_provider=token_provider
         )
         super(DagsterPostgresStorage, self).__init__()
-        storages = {
+        storages: dict[
+            str, PostgresRunStorage | PostgresEventLogStorage | PostgresScheduleStorage
+        ] = {
             "runs": self._run_storage,
             "event_log": self._event_log_storage,
             "schedules": self._schedule_storage,
@@ -113,7 +115,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             unpooled.dispose()
 
     @classmethod
-    def from_config_value(  # type: ignore[override]
+    def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Any
     ) -> PooledPostgresStorage:
         return cls(
