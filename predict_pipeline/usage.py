@@ -259,7 +259,6 @@ def correct_feed_counters(conn: psycopg.Connection, now: datetime, *, dry_run: b
     the number of feeds whose counter was wrong (corrected, unless `dry_run`)."""
     since = now - timedelta(hours=24)
     if dry_run:
-        return one_row(conn.execute(_FEEDS_24H.format(action=_FEEDS_24H_COUNT), {"since": since}))[
-            0
-        ]
+        counted = conn.execute(_FEEDS_24H.format(action=_FEEDS_24H_COUNT), {"since": since})
+        return one_row(counted)[0]
     return conn.execute(_FEEDS_24H.format(action=_FEEDS_24H_UPDATE), {"since": since}).rowcount
