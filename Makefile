@@ -31,6 +31,7 @@ dev: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The browser test drives Debian's Chromium: installed here when this machine allows (root + apt).
 browser:

@@ -1,6 +1,8 @@
 """The one Definitions object the Dagster UI and `predict-pipeline run` load: each stage's
 own Definitions (defs/<stage>.py), merged, with the executor and resources they share."""
 
+from types import ModuleType
+
 import dagster as dg
 
 from predict_pipeline.defs import (
@@ -21,8 +23,8 @@ from predict_pipeline.defs import (
 from predict_pipeline.defs.executors import predict_executor
 
 # In pipeline order: ingestion (fetch, health, history), the stages, then what acts on them.
-STAGES = (ingestion, health, history, signals, snapshots, trust, calibration, hourly, rules)
-STAGES += (campaigns, retention, alerts)
+STAGES: tuple[ModuleType, ...] = (ingestion, health, history, signals, snapshots, trust)
+STAGES += (calibration, hourly, rules, campaigns, retention, alerts)
 
 defs = dg.Definitions.merge(
     *(stage.defs for stage in STAGES),

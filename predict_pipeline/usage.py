@@ -31,6 +31,8 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from predict_pipeline.db.rows import one_row
+
 # Cheap counts of what exists now: kept current by the rule sensor's every tick.
 LIVE_COUNTS = ("feeds_active", "rules_active", "events_tracked", "campaigns_created")
 ALL_METRICS = (
@@ -177,15 +179,17 @@ def _bytes_per_row(conn: psycopg.Connection) -> dict[str, float]:
     the planner's row estimate, or the exact count while the table was never analysed."""
     sizes = {}
     for table in _STORAGE_TABLES:
-        size, rows = conn.execute(
-            """SELECT sum(pg_total_relation_size(c.oid)), sum(greatest(c.reltuples, 0))
+        size, rows = one_row(
+            conn.execute(
+                """SELECT sum(pg_total_relation_size(c.oid)), sum(greatest(c.reltuples, 0))
                FROM pg_class c
                WHERE c.oid = %s::regclass
                   OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)""",
-            (table, table),
-        ).fetchone()
+                (table, table),
+            )
+        )
         if not rows:
-            rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            rows = one_row(conn.execute(f"SELECT count(*) FROM {table}"))[0]  # noqa: S608
         # An empty table tells no row size; it holds nothing of anyone either.
         sizes[table] = float(size or 0) / float(rows) if rows else 0.0
     return sizes
@@ -255,7 +259,6 @@ def correct_feed_counters(conn: psycopg.Connection, now: datetime, *, dry_run: b
     the number of feeds whose counter was wrong (corrected, unless `dry_run`)."""
     since = now - timedelta(hours=24)
     if dry_run:
-        return conn.execute(
-            _FEEDS_24H.format(action=_FEEDS_24H_COUNT), {"since": since}
-        ).fetchone()[0]
+        counted = conn.execute(_FEEDS_24H.format(action=_FEEDS_24H_COUNT), {"since": since})
+        return one_row(counted)[0]
     return conn.execute(_FEEDS_24H.format(action=_FEEDS_24H_UPDATE), {"since": since}).rowcount

@@ -381,7 +381,7 @@ def submit(
             "rows": Jsonb(payload),
         },
     )
-    ids = dict(
+    ids: dict[str, int] = dict(
         conn.execute(
             "SELECT row_key, id FROM predict_meta.campaign_result_submissions"
             " WHERE row_key = ANY(%s)",

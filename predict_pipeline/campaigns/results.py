@@ -43,6 +43,7 @@ import psycopg
 
 from predict_pipeline.audit import SERVICE
 from predict_pipeline.campaigns.model import EVENT_CLIP, EVENT_WEIGHT
+from predict_pipeline.db.rows import one_row
 
 INGEST_LOCK = 7_242_031_070  # one ingestion at a time: overlap checks see every landed row
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -439,4 +440,4 @@ WHERE least(impressions, clicks, conversions, engagements, spend_cents, revenue_
 
 def inconsistent_results(conn: psycopg.Connection) -> int:
     """Stored rows that break the intake's rules (written around it, e.g. by the app)."""
-    return conn.execute(_INCONSISTENT_SQL).fetchone()[0]
+    return one_row(conn.execute(_INCONSISTENT_SQL))[0]

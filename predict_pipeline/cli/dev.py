@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -305,7 +305,7 @@ def _fail_runs_of(code_servers: frozenset[str]) -> str | None:
     return f"ended {len(orphaned)} run(s) the stop interrupted (failed, or canceled): {ids}"
 
 
-def _launched_by(tags: dict[str, str], code_servers: frozenset[str]) -> bool:
+def _launched_by(tags: Mapping[str, str], code_servers: frozenset[str]) -> bool:
     try:
         info = json.loads(tags.get(GRPC_INFO_TAG) or "{}")
     except ValueError:

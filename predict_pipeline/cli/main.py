@@ -32,6 +32,7 @@ from predict_pipeline.config import (
 )
 from predict_pipeline.db.connection import DatabaseUnavailable, connect, resolve_database
 from predict_pipeline.db.migrations import MigrationError, applied, discover, pending, upgrade
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.errors import CommandError
 from predict_pipeline.plans import PlanLimitError, plan_limits
 from predict_pipeline.secrets import SecretKeyError
@@ -91,7 +92,7 @@ def _dev(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     target = bootstrap(settings, require_key=True)
     with connect(target.app_url, role=None, autocommit=True) as conn:
-        [has_feeds] = conn.execute("SELECT EXISTS (SELECT 1 FROM prediction_data_feeds)").fetchone()
+        [has_feeds] = one_row(conn.execute("SELECT EXISTS (SELECT 1 FROM prediction_data_feeds)"))
     if not has_feeds:
         # A fresh database: the UI opens on the demo's materialised graph, not an empty one.
         print("predict-pipeline dev: no feeds yet, running the main job first (make run)")

@@ -18,7 +18,10 @@ def _run(args: argparse.Namespace) -> int:
 
     job = defs.resolve_job_def("retention_job")
     # Run config replaces the resource's config whole: keep the deployment's policy in it.
-    policy = {k: v for k, v in defs.resources["retention"].model_dump().items() if k != "dry_run"}
+    retention = (defs.resources or {}).get("retention")
+    if retention is None:
+        raise RuntimeError("the definitions declare no retention resource")
+    policy = {k: v for k, v in retention.model_dump().items() if k != "dry_run"}
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             run_config=retention_run_config(dry_run=args.dry_run, **policy),

@@ -10,6 +10,7 @@ import psycopg
 from predict_pipeline.config import DATABASE_URL_VAR, PROJECT_ROOT, Settings
 from predict_pipeline.db.connection import DatabaseTarget, connect, resolve_database
 from predict_pipeline.db.migrations import upgrade
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.errors import ConfigError
 from predict_pipeline.secrets import ENCRYPTION_KEY_ENV, generate_key, key_id, load_key_from_env
 
@@ -62,7 +63,7 @@ _STORED_KEY_IDS = """
 
 def check_key_matches(conn: psycopg.Connection) -> None:
     """Refuse a key that cannot read the secrets already stored (a wrong or rotated-away key)."""
-    if conn.execute("SELECT to_regclass('public.prediction_data_feeds')").fetchone()[0] is None:
+    if one_row(conn.execute("SELECT to_regclass('public.prediction_data_feeds')"))[0] is None:
         return  # not migrated yet: nothing is stored
     stored = sorted(kid for (kid,) in conn.execute(_STORED_KEY_IDS))
     mine = key_id(load_key_from_env())

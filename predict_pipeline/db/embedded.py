@@ -27,7 +27,8 @@ def start_embedded_server(state_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns about a missing XDG_RUNTIME_DIR; pgserver does not need it.
         warnings.simplefilter("ignore")
-        import pgserver  # imported here: starting a server is never an import-time side effect
+        # Imported here: starting a server is never an import-time side effect.
+        from pgserver.postgres_server import get_server
 
     pgdata = state_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,7 @@ def start_embedded_server(state_dir: Path) -> str:
     with open(state_dir / ".pgserver.lock", "w") as lock, _flock(lock):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = pgserver.get_server(pgdata, cleanup_mode=None)
+            server = get_server(pgdata, cleanup_mode=None)
         admin_url = server.get_uri()
         for name in (APP_DATABASE, DAGSTER_DATABASE):
             create_database_if_missing(admin_url, name)

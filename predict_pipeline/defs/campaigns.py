@@ -20,6 +20,7 @@ from predict_pipeline.campaigns.results import (
     ingest,
     refresh_results,
 )
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.defs.catalog import (
     preview_table,
     table_definition_metadata,
@@ -111,11 +112,13 @@ def campaign_results(database: PostgresResource) -> dg.MaterializeResult:
         inconsistent = inconsistent_results(conn)
         with conn.cursor(row_factory=dict_row) as cursor:
             latest = cursor.execute(_LATEST_RESULTS_SQL).fetchall()
-        mean_error = conn.execute(
-            "SELECT avg(prediction_error)::float8, count(prediction_error)"
-            " FROM prediction_campaign_results"
-        ).fetchone()
-    result = dg.MaterializeResult(
+        mean_error = one_row(
+            conn.execute(
+                "SELECT avg(prediction_error)::float8, count(prediction_error)"
+                " FROM prediction_campaign_results"
+            )
+        )
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             "landed": report.count("LANDED"),
             "revised": report.count("REVISED"),
@@ -198,15 +201,17 @@ def campaign_predictions(
     now = datetime.now(UTC)
     with database.connection(autocommit=True) as conn:
         report = predict_campaigns(conn, now=now, campaign_ids=chosen, run_id=context.run.run_id)
-        [unpredicted] = conn.execute(
-            "SELECT count(*) FROM prediction_campaigns WHERE predicted_at IS NULL"
-            " AND status NOT IN ('COMPLETED', 'ARCHIVED') AND id NOT IN"
-            " (SELECT resource_id FROM predict_plan_holds_live(%s) WHERE kind = 'campaign')",
-            (now,),
-        ).fetchone()
+        [unpredicted] = one_row(
+            conn.execute(
+                "SELECT count(*) FROM prediction_campaigns WHERE predicted_at IS NULL"
+                " AND status NOT IN ('COMPLETED', 'ARCHIVED') AND id NOT IN"
+                " (SELECT resource_id FROM predict_plan_holds_live(%s) WHERE kind = 'campaign')",
+                (now,),
+            )
+        )
     campaigns = report.campaigns
     variants = report.variants
-    metadata = {
+    metadata: dict[str, str | int | dg.MetadataValue] = {
         "scope": "every campaign" if chosen is None else f"{len(chosen)} campaign(s) asked for",
         "campaigns_predicted": len(campaigns),
         "variants_predicted": int(variants["variant_id"].notna().sum()) if len(variants) else 0,
@@ -260,7 +265,7 @@ def campaign_predictions(
         ),
         "handled_requests": dg.MetadataValue.json(report.handled_requests),
     }
-    result = dg.MaterializeResult(
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata=metadata,
         check_results=[
             dg.AssetCheckResult(
@@ -370,10 +375,12 @@ campaign_loop_schedule = dg.ScheduleDefinition(
 def campaign_results_sensor(context: dg.SensorEvaluationContext, database: PostgresResource):
     seen = int(context.cursor or 0)
     with database.connection(autocommit=True) as conn:
-        newest, waiting = conn.execute(
-            "SELECT max(id), count(*) FROM predict_meta.campaign_result_submissions"
-            " WHERE status = 'PENDING'"
-        ).fetchone()
+        newest, waiting = one_row(
+            conn.execute(
+                "SELECT max(id), count(*) FROM predict_meta.campaign_result_submissions"
+                " WHERE status = 'PENDING'"
+            )
+        )
     if newest is None or newest <= seen:
         return dg.SkipReason(f"{waiting} pushed result rows waiting, none new")
     return dg.SensorResult(

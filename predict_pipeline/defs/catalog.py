@@ -15,6 +15,7 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.defs.resources import PostgresResource
 
 SCHEMA = "public"
@@ -120,18 +121,20 @@ def row_count(conn: psycopg.Connection, table: str) -> tuple[int, bool]:
     relation = table_name(table)
     # The table's own estimate, or its partitions' summed (a partitioned parent holds no rows;
     # pg_partition_tree lists nothing for a plain table).
-    estimate = conn.execute(
-        """SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_class c
+    estimate = one_row(
+        conn.execute(
+            """SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_class c
            WHERE c.relkind = 'r' AND (c.oid = %(relation)s::regclass
                  OR c.oid IN (SELECT relid FROM pg_partition_tree(%(relation)s::regclass)))""",
-        {"relation": relation},
-    ).fetchone()[0]
+            {"relation": relation},
+        )
+    )[0]
     if estimate > EXACT_COUNT_UP_TO:
         return int(estimate), True
     query = sql.SQL("SELECT count(*) FROM {}.{}").format(
         sql.Identifier(SCHEMA), sql.Identifier(table)
     )
-    return conn.execute(query).fetchone()[0], False
+    return one_row(conn.execute(query))[0], False
 
 
 def table_metadata(conn: psycopg.Connection, table: str) -> dict[str, Any]:
@@ -219,7 +222,7 @@ def partitioned_result(
     keys = context.partition_keys
     partitions = context.assets_def.partitions_def
     assert partitions is not None, "partitioned_result is for partitioned assets"
-    windows = [partitions.time_window_for_partition_key(key) for key in keys]  # type: ignore[attr-defined]
+    windows = [partitions.time_window_for_partition_key(key) for key in keys]
     with database.connection(autocommit=True) as conn:
         catalog = table_metadata(conn, spec.table)
         placed = spec.time_column is not None
@@ -255,7 +258,7 @@ def partitioned_result(
 
 
 def preview_table(
-    columns: Mapping[str, str], rows: list[Mapping[str, Any]], *, limit: int = 20
+    columns: Mapping[str, str], rows: Sequence[Mapping[str, Any]], *, limit: int = 20
 ) -> dg.TableMetadataValue:
     """A table the UI renders (columns: name -> Dagster type: string, int, float, bool)."""
     return dg.MetadataValue.table(

@@ -114,6 +114,7 @@ def _celery_config(value: dict[str, Any]) -> Mapping[str, Any]:
 def predict_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Multiprocess or Celery, as the run config or PREDICT_EXECUTOR says, decided per run."""
     config = init_context.executor_config
+    chosen_config: Mapping[str, Any]
     if _engine(config) == "multiprocess":
         chosen, chosen_config = dg.multiprocess_executor, _multiprocess_config(config)
     else:
@@ -123,7 +124,7 @@ def predict_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
         dg.InitExecutorContext(
             job=init_context.job,
             executor_def=chosen,
-            executor_config=chosen_config,  # type: ignore[arg-type]
+            executor_config=chosen_config,
             instance=init_context.instance,
         )
     )

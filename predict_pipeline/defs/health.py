@@ -86,7 +86,7 @@ def source_health_daily(
         ]
     )
     context.log.info(f"source health: {rows} rows for {first}..{last}")
-    result = dg.MaterializeResult(
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             "rows_written": rows,
             "days": f"{first}..{last}",

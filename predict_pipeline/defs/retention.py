@@ -252,11 +252,10 @@ class _LatestMaterialisations:
 
     def latest(self, key: dg.AssetKey) -> dict[str | None, int]:
         if key not in self._by_asset:
-            latest: dict[str | None, int] = dict(
-                self.instance.event_log_storage.get_latest_storage_id_by_partition(
-                    key, dg.DagsterEventType.ASSET_MATERIALIZATION
-                )
+            by_partition = self.instance.event_log_storage.get_latest_storage_id_by_partition(
+                key, dg.DagsterEventType.ASSET_MATERIALIZATION
             )
+            latest: dict[str | None, int] = dict(by_partition.items())
             record = self.instance.fetch_materializations(key, limit=1).records
             if record and record[0].partition_key is None:
                 latest[None] = record[0].storage_id

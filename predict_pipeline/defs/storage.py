@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import DagsterEventType
-from dagster._core.event_api import EventLogEntry
+from dagster import DagsterEventType, EventLogEntry
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
@@ -92,7 +91,9 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             postgres_url, should_autocreate_tables, token_provider=token_provider
         )
         super(DagsterPostgresStorage, self).__init__()
-        storages = {
+        storages: dict[
+            str, PostgresRunStorage | PostgresEventLogStorage | PostgresScheduleStorage
+        ] = {
             "runs": self._run_storage,
             "event_log": self._event_log_storage,
             "schedules": self._schedule_storage,
@@ -113,7 +114,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             unpooled.dispose()
 
     @classmethod
-    def from_config_value(  # type: ignore[override]
+    def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Any
     ) -> PooledPostgresStorage:
         return cls(

@@ -259,7 +259,7 @@ def create_recording_feed(
             [m.close_time for m in recording.markets],
         ),
     ).fetchall()
-    by_slug = dict(events)
+    by_slug: dict[str, uuid.UUID] = dict(events)
     prefix = f"recorded-{feed_id.hex[:8]}-"
     mappings = {
         m.market_id: str(by_slug[prefix + re.sub(r"[^a-z0-9]+", "-", m.market_id.lower())])

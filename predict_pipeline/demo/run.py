@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ import dagster as dg
 from predict_pipeline.config import HTTP_MODE_VAR, REPLAY_DIR_VAR, Settings
 from predict_pipeline.db.bootstrap import bootstrap
 from predict_pipeline.db.connection import connect
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.demo.recordings import load_recordings, recording_summary
 from predict_pipeline.demo.seed import DEMO_HISTORY_HOURS, DEMO_USER_ID, REPLAY_DIR, seed_demo
 from predict_pipeline.ingestion.landing import LandingZone
@@ -62,11 +63,13 @@ def _evaluate_rules(app_url: str, *, since: datetime) -> tuple[list[tuple[str, s
                     smtp_factory=smtp_factory(),
                     now=now,
                 )
-            name = conn.execute(
-                "SELECT r.name FROM prediction_rule_executions x"
-                " JOIN prediction_rules r ON r.id = x.rule_id WHERE x.id = %s",
-                (execution,),
-            ).fetchone()[0]
+            name = one_row(
+                conn.execute(
+                    "SELECT r.name FROM prediction_rule_executions x"
+                    " JOIN prediction_rules r ON r.id = x.rule_id WHERE x.id = %s",
+                    (execution,),
+                )
+            )[0]
             fired.append((name, status))
     return fired, report.evaluated
 
@@ -130,7 +133,7 @@ def _materialise(
     selection: list[Any],
     *,
     instance: dg.DagsterInstance,
-    resources: dict[str, Any],
+    resources: Mapping[str, Any] | None,
     run_config: dg.RunConfig,
     run_ids: list[str],
     partition_key: str | None = None,
@@ -158,7 +161,7 @@ def campaign_loop_demo(
     app_url: str,
     *,
     instance: dg.DagsterInstance,
-    resources: dict[str, Any],
+    resources: Mapping[str, Any] | None,
     assets: Sequence[Any],
     run_ids: list[str],
 ) -> list[tuple[str, bool | None]]:
@@ -180,7 +183,7 @@ def campaign_loop_demo(
         ("campaigns: week 1 results, predictions", [results, predictions]),
         ("campaigns: week 2 results, predictions, calibration", loop),
     )
-    stages = []
+    stages: list[tuple[str, bool | None]] = []
     for period, (label, selection) in enumerate(plan):
         with connect(app_url) as conn, conn.transaction():
             export = demo_results_export(conn, period)
@@ -256,7 +259,11 @@ def run_main(
         HOURLY.get_partition_key_for_timestamp((hour - timedelta(hours=h)).timestamp())
         for h in range(history_hours, 0, -1)
     ]
-    assets = list(defs.assets or [])
+    declared = list(defs.assets or [])
+    assets = [a for a in declared if isinstance(a, dg.AssetsDefinition)]
+    if len(assets) != len(declared):
+        # Specs and cacheable assets have no groups or partitions to select runs by.
+        raise TypeError("the demo materialises @asset definitions only")
     # The hourly stages; event_history (days before the hourly axis) runs on its own axis.
     windowed = [a for a in assets if a.partitions_def == HOURLY]
     # Retention has its own schedule and command (`predict-pipeline retention run`); the
@@ -442,17 +449,21 @@ def print_summary(
                ORDER BY f.name""",
             (feed_ids,),
         ).fetchall()
-        signals, on_events, pending, snapshots = conn.execute(
-            """SELECT (SELECT count(*) FROM prediction_signals),
+        signals, on_events, pending, snapshots = one_row(
+            conn.execute(
+                """SELECT (SELECT count(*) FROM prediction_signals),
                       (SELECT count(DISTINCT event_id) FROM prediction_signals),
                       (SELECT count(*) FROM prediction_unmatched_signals
                        WHERE status = 'PENDING'),
                       (SELECT count(*) FROM prediction_snapshots)"""
-        ).fetchone()
-        active, resolved = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'ACTIVE'),"
-            " count(*) FILTER (WHERE status LIKE 'RESOLVED%%') FROM prediction_events"
-        ).fetchone()
+            )
+        )
+        active, resolved = one_row(
+            conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'ACTIVE'),"
+                " count(*) FILTER (WHERE status LIKE 'RESOLVED%%') FROM prediction_events"
+            )
+        )
         flags = conn.execute(
             "SELECT flag_type, count(*) FROM prediction_trust_flags GROUP BY flag_type"
             " ORDER BY flag_type"
@@ -468,10 +479,12 @@ def print_summary(
             "SELECT time_window, resolved_predictions, brier_score FROM"
             " prediction_calibration_scores WHERE category_id IS NULL ORDER BY time_window"
         ).fetchall()
-        executions = conn.execute(
-            "SELECT count(*) FROM prediction_rule_executions WHERE status NOT LIKE 'SKIPPED%%'"
-        ).fetchone()[0]
-        campaigns = conn.execute(CAMPAIGN_SUMMARY_SQL).fetchone()
+        executions = one_row(
+            conn.execute(
+                "SELECT count(*) FROM prediction_rule_executions WHERE status NOT LIKE 'SKIPPED%%'"
+            )
+        )[0]
+        campaigns = one_row(conn.execute(CAMPAIGN_SUMMARY_SQL))
     print(
         f"\n{'feed':<38} {'source':<10} {'status':<8} {'runs':>4} {'offered':>7} "
         f"{'written':>7} {'review':>6} {'rejected':>8}"

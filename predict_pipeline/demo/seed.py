@@ -506,7 +506,7 @@ def demo_results_export(conn: psycopg.Connection, period: int) -> bytes | None:
             (DEMO_USER_ID,),
         )
     }
-    shifts = dict(
+    shifts: dict[str, float] = dict(
         conn.execute(
             """SELECT c.name, sum(%s * ln(x / (1 - x)))::float8
                FROM prediction_campaigns c

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.retention.policy import RetentionPolicy
 from predict_pipeline.retention.report import StepReport
 from predict_pipeline.retention.snapshots import next_month
@@ -202,9 +203,9 @@ def _archive(
 ) -> list[ArchivedSlice]:
     fs, base = archive_root(archive_url)
     end = policy.cutoff(now, "audit_archive_days")
-    start = conn.execute("SELECT max(range_end) FROM predict_meta.audit_archive").fetchone()[0]
+    start = one_row(conn.execute("SELECT max(range_end) FROM predict_meta.audit_archive"))[0]
     if start is None:
-        start = conn.execute("SELECT min(created_at) FROM prediction_audit_log").fetchone()[0]
+        start = one_row(conn.execute("SELECT min(created_at) FROM prediction_audit_log"))[0]
     done: list[ArchivedSlice] = []
     if start is None:
         return done
@@ -238,8 +239,9 @@ def _archive(
     return done
 
 
-def archived_ids(url: str, file_sha256: str) -> list[str]:
-    """The ids in an archive file, after checking the file is the one that was verified."""
+def archived_ids(url: str, file_sha256: str | None) -> list[str]:
+    """The ids in an archive file, after checking the file is the one that was verified
+    (a ledger row without a checksum was never verified: refused the same way)."""
     fs, path = fsspec.core.url_to_fs(url)
     sha, _ = _file_sha256(lambda: fs.open(path, "rb"))
     if sha != file_sha256:
@@ -275,11 +277,13 @@ def _purge(
         for i in range(0, len(ids), policy.batch_size):
             batch = ids[i : i + policy.batch_size]
             if dry_run:
-                gone += conn.execute(
-                    "SELECT count(*) FROM prediction_audit_log"
-                    " WHERE id = ANY(%s::uuid[]) AND created_at < %s",
-                    (batch, cutoff),
-                ).fetchone()[0]
+                gone += one_row(
+                    conn.execute(
+                        "SELECT count(*) FROM prediction_audit_log"
+                        " WHERE id = ANY(%s::uuid[]) AND created_at < %s",
+                        (batch, cutoff),
+                    )
+                )[0]
                 continue
             with conn.transaction():
                 gone += conn.execute(
@@ -300,16 +304,18 @@ def _purge(
         # What this run's archiving would have recorded is deletable the same way.
         for piece in would_archive:
             if piece.range_start < cutoff:
-                deleted += conn.execute(
-                    "SELECT count(*) FROM prediction_audit_log"
-                    " WHERE created_at >= %s AND created_at < %s",
-                    (piece.range_start, min(piece.range_end, cutoff)),
-                ).fetchone()[0]
+                deleted += one_row(
+                    conn.execute(
+                        "SELECT count(*) FROM prediction_audit_log"
+                        " WHERE created_at >= %s AND created_at < %s",
+                        (piece.range_start, min(piece.range_end, cutoff)),
+                    )
+                )[0]
     # Past the deletion age yet in no verified file (e.g. written late into a range already
     # archived): kept, never lost, and counted so someone looks.
-    past_age = conn.execute(
-        "SELECT count(*) FROM prediction_audit_log WHERE created_at < %s", (cutoff,)
-    ).fetchone()[0]
+    past_age = one_row(
+        conn.execute("SELECT count(*) FROM prediction_audit_log WHERE created_at < %s", (cutoff,))
+    )[0]
     report.add("audit_rows_deleted", deleted)
     report.add("audit_rows_kept_unarchived", past_age - deleted if dry_run else past_age)
     report.details["deleted_before"] = cutoff.isoformat()

@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from predict_pipeline.db.rows import one_row
+
 
 def delete_in_batches(
     conn: psycopg.Connection,
@@ -29,7 +31,7 @@ def delete_in_batches(
     target = sql.Identifier(table)
     if dry_run:
         query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(target, condition)
-        return conn.execute(query, params).fetchone()[0]
+        return one_row(conn.execute(query, params))[0]
     pick = sql.SQL(
         # SKIP LOCKED: a row a writer holds is left for the next run instead of stalling this one.
         "SELECT id FROM {} WHERE {} ORDER BY {} LIMIT %(batch_size)s FOR UPDATE SKIP LOCKED"

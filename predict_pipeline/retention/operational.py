@@ -7,6 +7,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.retention.batches import delete_in_batches
 from predict_pipeline.retention.policy import RetentionPolicy
 from predict_pipeline.retention.report import StepReport
@@ -27,12 +28,14 @@ def prune_feed_runs(
     cutoff = policy.cutoff(now, "feed_runs_days")
     params = {"cutoff": cutoff}
     if dry_run:
-        would_detach = conn.execute(
-            """SELECT count(*) FROM prediction_unmatched_signals u
+        would_detach = one_row(
+            conn.execute(
+                """SELECT count(*) FROM prediction_unmatched_signals u
                    JOIN prediction_feed_runs r ON r.id = u.feed_run_id
                    WHERE r.created_at < %(cutoff)s""",
-            params,
-        ).fetchone()[0]
+                params,
+            )
+        )[0]
         detach = None
     else:
         detached = 0

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.retention.policy import RetentionPolicy
 from predict_pipeline.retention.report import StepReport
 
@@ -116,9 +117,11 @@ def prune_snapshots(
                 continue
             lo, hi = max(chunk_start, month), min(chunk_start + chunk, month_end)
             with conn.transaction():
-                merged, gone = conn.execute(
-                    _DOWNSAMPLE, {"lo": lo, "hi": hi, "origin": ORIGIN, "int_max": INT_MAX}
-                ).fetchone()
+                merged, gone = one_row(
+                    conn.execute(
+                        _DOWNSAMPLE, {"lo": lo, "hi": hi, "origin": ORIGIN, "int_max": INT_MAX}
+                    )
+                )
             hours_merged += merged
             removed += gone
         month = month_end
