@@ -156,7 +156,13 @@ def with_table_metadata(
     """The result with the table's catalog metadata added, read after the asset's writes."""
     with database.connection(autocommit=True) as conn:
         catalog = table_metadata(conn, table)
-    metadata: Mapping[str, Any] = {**(result.metadata or {}), **catalog}
+    return _with_metadata(result, {**(result.metadata or {}), **catalog})
+
+
+def _with_metadata(
+    result: dg.MaterializeResult, metadata: Mapping[str, Any]
+) -> dg.MaterializeResult:
+    """The same result (checks, data version, tags) carrying this metadata."""
     return dg.MaterializeResult(
         asset_key=result.asset_key,
         metadata=metadata,
@@ -248,13 +254,7 @@ def partitioned_result(
                 f" the run's metadata is on {keys[-1]}"
             )
         }
-    return dg.MaterializeResult(
-        asset_key=result.asset_key,
-        metadata=metadata,
-        check_results=result.check_results,
-        data_version=result.data_version,
-        tags=result.tags,
-    )
+    return _with_metadata(result, metadata)
 
 
 def preview_table(

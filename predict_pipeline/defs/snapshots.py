@@ -40,6 +40,18 @@ class SnapshotConfig(dg.Config):
     volatility_anomaly: float = 0.5
 
 
+def _prepare(
+    window: dg.TimeWindow, config: SnapshotConfig, database: PostgresResource
+) -> PoolingSettings:
+    """The run's pooling settings, once the window's partitions are made: committed before the
+    compute, concurrent backfill runs taking turns at a new month."""
+    with database.connection() as conn:
+        make_partitions_between(
+            conn, SNAPSHOTS_TABLE, window.start + timedelta(hours=1), window.end, serialised=True
+        )
+    return PoolingSettings(half_life_minutes=config.half_life_minutes, extremize=config.extremize)
+
+
 @dg.asset(
     partitions_def=HOURLY,
     backfill_policy=BACKFILL_POLICY,
@@ -59,14 +71,7 @@ def event_snapshots(
     context: dg.AssetExecutionContext, config: SnapshotConfig, database: PostgresResource
 ) -> dg.MaterializeResult:
     window = context.partition_time_window
-    settings = PoolingSettings(
-        half_life_minutes=config.half_life_minutes, extremize=config.extremize
-    )
-    with database.connection() as conn:
-        # Committed before the compute; concurrent backfill runs take turns at a new month.
-        make_partitions_between(
-            conn, SNAPSHOTS_TABLE, window.start + timedelta(hours=1), window.end, serialised=True
-        )
+    settings = _prepare(window, config, database)
     with database.connection() as conn:
         batch = compute_snapshots(conn, window.start, window.end, settings, largest_moves=10)
         explained = explain_moves(
@@ -123,14 +128,7 @@ def event_history(
     context: dg.AssetExecutionContext, config: SnapshotConfig, database: PostgresResource
 ) -> dg.MaterializeResult:
     window = context.partition_time_window
-    settings = PoolingSettings(
-        half_life_minutes=config.half_life_minutes, extremize=config.extremize
-    )
-    with database.connection() as conn:
-        # Committed before the compute; concurrent backfill runs take turns at a new month.
-        make_partitions_between(
-            conn, SNAPSHOTS_TABLE, window.start + timedelta(hours=1), window.end, serialised=True
-        )
+    settings = _prepare(window, config, database)
     snapshots = events = carried = 0
     day = window.start
     with database.connection(autocommit=True) as conn:

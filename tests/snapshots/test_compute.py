@@ -323,7 +323,7 @@ def test_the_event_state_update_scans_the_batch_once_whatever_its_join_plan(conn
 
     class ExplainingCursor(psycopg.Cursor):
         def execute(self, query, *args, **kwargs):
-            if query.startswith("EXPLAIN"):
+            if isinstance(query, str) and query.startswith("EXPLAIN"):
                 explained.append(self)
             return super().execute(query, *args, **kwargs)
 

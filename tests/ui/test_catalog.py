@@ -205,9 +205,12 @@ def _signals_every_ten_minutes(conn) -> None:
     )
 
 
-def _partition_metadata(instance: dg.DagsterInstance, partition: str) -> dict:
+def _partition_metadata(
+    instance: dg.DagsterInstance, partition: str, asset: str = "hours_written"
+) -> dict:
+    """The metadata values of the asset's latest materialisation of the partition."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("hours_written"), asset_partitions=[partition]),
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]),
         limit=1,
     ).records
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
@@ -327,10 +330,7 @@ def test_a_backfill_run_counts_each_hour_of_the_real_stages(db_url, dagster_inst
         server.close()
 
     def metadata(asset: str, hour: str) -> dict:
-        records = dagster_instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[hour]), limit=1
-        ).records
-        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+        return _partition_metadata(dagster_instance, hour, asset)
 
     with connect(db_url, role=None, autocommit=True) as conn:
         for hour in hours:
