@@ -1,6 +1,7 @@
-"""Feed runs, written here and nowhere else: a run started, a run finished (with its landing
-record, the feed's health, breaker and auth state that follow), and runs that lost their
-process closed."""
+"""Feed runs and their landing records, written here and nowhere else: a run started, a run
+finished (with its landing record, the feed's health, breaker and auth state that follow),
+runs that lost their process closed, and what stage 2 found in a run's landed pages (its
+counts, its events, VALIDATED or FAILED). The rule tick credits runs with their triggers."""
 
 from __future__ import annotations
 
@@ -305,3 +306,123 @@ def close_stale_runs(
         {"now": now, "cutoff": now - older_than, "reason": reason},
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def feed_run_for_file(
+    conn: psycopg.Connection, feed_id: str, landing_file: str
+) -> uuid.UUID | None:
+    """The run that landed a file, from its landing record (backfill pages carry no run id, to
+    stay identical; a backfill file fetched again belongs to its latest run)."""
+    row = conn.execute(
+        """SELECT l.feed_run_id FROM prediction_feed_run_landings l
+           JOIN prediction_feed_runs r ON r.id = l.feed_run_id
+           WHERE l.feed_id = %s AND l.landing_file = %s
+           ORDER BY r.started_at DESC LIMIT 1""",
+        (feed_id, landing_file),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def record_run_events(conn: psycopg.Connection, events_by_run: dict[Any, set[Any]]) -> None:
+    """Which events each feed run wrote signals for: the rule tick that evaluates them credits
+    the run with its triggers evaluated and fired."""
+    pairs = [(run, event) for run, events in events_by_run.items() if run for event in events]
+    if not pairs:
+        return
+    runs, events = zip(*pairs, strict=True)
+    conn.execute(
+        "INSERT INTO predict_meta.feed_run_events (feed_run_id, event_id)"
+        " SELECT * FROM unnest(%s::uuid[], %s::uuid[]) ON CONFLICT DO NOTHING",
+        (list(runs), list(events)),
+    )
+
+
+def record_run_counts(
+    conn: psycopg.Connection,
+    feed_run_id: uuid.UUID | str,
+    counts: dict[str, int],
+    validation: dict[str, Any],
+    validated_at: datetime,
+) -> None:
+    """First validation of a run sets its counts; a re-run only adds rows it newly wrote. The
+    run's landing record keeps what was rejected and when it was validated."""
+    conn.execute(
+        """UPDATE prediction_feed_runs SET
+             signals_valid = CASE WHEN first THEN %(valid)s ELSE signals_valid END,
+             signals_deduplicated = CASE WHEN first THEN %(deduplicated)s
+                                         ELSE signals_deduplicated END,
+             signals_matched = CASE WHEN first THEN %(matched)s ELSE signals_matched END,
+             signals_unmatched = CASE WHEN first THEN %(unmatched)s ELSE signals_unmatched END,
+             signals_written = CASE WHEN first THEN %(written)s
+                                    ELSE signals_written + %(written)s END,
+             events_updated = CASE WHEN first THEN %(events)s
+                                   ELSE greatest(events_updated, %(events)s) END
+           FROM (SELECT l.validated_at IS NULL AS first FROM prediction_feed_runs r
+                 LEFT JOIN prediction_feed_run_landings l ON l.feed_run_id = r.id
+                 WHERE r.id = %(id)s) AS state
+           WHERE id = %(id)s""",
+        {**counts, "id": feed_run_id},
+    )
+    conn.execute(
+        """UPDATE prediction_feed_run_landings SET validated_at = %s, records_rejected = %s,
+             rejected_reasons = %s, rejected_samples = %s
+           WHERE feed_run_id = %s""",
+        (
+            validated_at,
+            validation["rejected"],
+            Jsonb(validation["reasons"]),
+            Jsonb(validation["samples"]),
+            feed_run_id,
+        ),
+    )
+
+
+def record_files_validated(
+    conn: psycopg.Connection, feed_id: str, landing_files: list[str], validated_at: datetime
+) -> None:
+    """The runs behind these files are VALIDATED; a run an earlier validation failed gets back
+    the status and message its fetch left."""
+    conn.execute(
+        """WITH landed AS (
+             UPDATE prediction_feed_run_landings l
+             SET validation_status = 'VALIDATED', validated_at = %(at)s,
+                 validation_error = NULL, fetch_status = NULL, fetch_error_message = NULL
+             FROM (SELECT feed_run_id, fetch_status, fetch_error_message
+                   FROM prediction_feed_run_landings
+                   WHERE feed_id = %(feed)s AND landing_file = ANY(%(files)s)) before
+             WHERE l.feed_run_id = before.feed_run_id
+             RETURNING l.feed_run_id, before.fetch_status, before.fetch_error_message)
+           UPDATE prediction_feed_runs r
+           SET status = landed.fetch_status, error_message = landed.fetch_error_message
+           FROM landed
+           WHERE r.id = landed.feed_run_id AND landed.fetch_status IS NOT NULL""",
+        {"at": validated_at, "feed": feed_id, "files": landing_files},
+    )
+
+
+def record_files_failed(
+    conn: psycopg.Connection, feed_id: str, landing_files: list[str], error: str
+) -> None:
+    """The feed's write was rolled back: the runs behind these files are FAILED with the
+    reason, their landing records say why, and keep the status and message the fetch left (a
+    second failure keeps the first one's), for a later validation that writes to give back."""
+    conn.execute(
+        """WITH landed AS (
+             UPDATE prediction_feed_run_landings l
+             SET validation_status = 'FAILED', validation_error = %(error)s,
+                 fetch_status = coalesce(l.fetch_status, r.status),
+                 fetch_error_message = CASE WHEN l.fetch_status IS NULL THEN r.error_message
+                                            ELSE l.fetch_error_message END
+             FROM prediction_feed_runs r
+             WHERE r.id = l.feed_run_id AND l.feed_id = %(feed)s
+               AND l.landing_file = ANY(%(files)s)
+             RETURNING l.feed_run_id)
+           UPDATE prediction_feed_runs SET status = 'FAILED', error_message = %(message)s
+           WHERE id IN (SELECT feed_run_id FROM landed)""",
+        {
+            "error": error,
+            "message": f"writing signals failed, nothing was written: {error}",
+            "feed": feed_id,
+            "files": landing_files,
+        },
+    )

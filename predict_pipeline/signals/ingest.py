@@ -19,6 +19,7 @@ import pandas as pd
 import psycopg
 
 from predict_pipeline.calibration.resolutions import mark_for_rescoring
+from predict_pipeline.ingestion import runs
 from predict_pipeline.ingestion.store import Feed
 from predict_pipeline.model import NormalisedRecord
 from predict_pipeline.retention.partitions import make_partitions
@@ -465,16 +466,16 @@ def _account(
     report: FeedValidationReport,
     now: datetime,
 ) -> None:
-    runs = {r for r in tally.per_run if r is not None}
-    runs |= {r for r in rejected["feed_run_id"].dropna().unique()} if len(rejected) else set()
-    for run_id in sorted(runs):
+    run_ids = {r for r in tally.per_run if r is not None}
+    run_ids |= {r for r in rejected["feed_run_id"].dropna().unique()} if len(rejected) else set()
+    for run_id in sorted(run_ids):
         counts = dict(tally.per_run.get(run_id, dict.fromkeys(_COUNTS, 0)))
         counts["events"] = len(events_by_run.get(run_id, ()))
         run_rejected = rejected[rejected["feed_run_id"] == run_id]
-        store.record_run_counts(
+        runs.record_run_counts(
             conn, run_id, counts, rejection_summary(run_rejected), validated_at=now
         )
-    store.record_run_events(conn, events_by_run)
+    runs.record_run_events(conn, events_by_run)
     store.record_feed_totals(conn, str(feed.id), feed.user_id, report.written, now)
 
 

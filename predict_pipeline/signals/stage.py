@@ -23,11 +23,12 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from predict_pipeline.ingestion import runs
 from predict_pipeline.ingestion.landing import LandedPage, LandingZone, file_window
 from predict_pipeline.ingestion.store import Feed, load_feed
 from predict_pipeline.model import FetchWindow, NormalisedRecord, PayloadError, RecordReject
 from predict_pipeline.retention.partitions import make_partitions
-from predict_pipeline.signals import linking, store
+from predict_pipeline.signals import linking
 from predict_pipeline.signals.frames import RecordBatch
 from predict_pipeline.signals.ingest import FeedValidationReport, _record_months, ingest_batches
 from predict_pipeline.signals.routing import MatchingSettings
@@ -99,13 +100,13 @@ def validate_window(
                     fail_between_copy_and_queue=fail_between_copy_and_queue,
                     timings={},
                 )
-                store.record_files_validated(conn, str(feed.id), paths, now)
+                runs.record_files_validated(conn, str(feed.id), paths, now)
                 # A file read in part keeps the rejects its whole validation wrote.
                 _write_rejects(landing, [p for p in paths if p not in partial], rejected)
         except Exception as exc:  # one feed's fault, whatever it is, must not stop the others
             report.error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
             with conn.transaction():
-                store.record_files_failed(conn, str(feed.id), paths, report.error)
+                runs.record_files_failed(conn, str(feed.id), paths, report.error)
         reports.append(report)
     return reports
 
@@ -141,7 +142,7 @@ def _read_batches(
                 continue
             if not inside:
                 records = [r for r in records if _observed_in(r, span)]
-            run_id = page.feed_run_id or run_id or store.feed_run_for_file(conn, feed.id, path)
+            run_id = page.feed_run_id or run_id or runs.feed_run_for_file(conn, feed.id, path)
             run = str(run_id) if run_id else None
             batches.append(RecordBatch(records, run, path, page_index, rejects))
     return batches, partial
