@@ -20,6 +20,7 @@ from predict_pipeline.calibration.resolutions import (
     EVENT_STATUS,
     score_resolutions,
 )
+from predict_pipeline.db.rows import one_row
 
 OUTCOMES = tuple(EVENT_STATUS)
 DECISIONS = ("upheld", "dismissed", "overturned")
@@ -61,8 +62,9 @@ def resolve_manually(
             "SELECT 1 FROM prediction_resolutions WHERE event_id = %s", (event_id,)
         ).fetchone():
             raise WorkflowError(f"event {event_id} is already resolved; dispute it instead")
-        resolution_id = conn.execute(
-            """INSERT INTO prediction_resolutions
+        resolution_id = one_row(
+            conn.execute(
+                """INSERT INTO prediction_resolutions
                  (event_id, outcome, outcome_details, evidence_urls,
                   market_final_probability, resolved_by, resolution_method, resolved_at,
                   dispute_window_end)
@@ -71,16 +73,17 @@ def resolve_manually(
                     WHERE event_id = %(event)s),
                  %(by)s, 'manual', %(now)s, %(window_end)s)
                RETURNING id""",
-            {
-                "event": event_id,
-                "outcome": outcome,
-                "details": details,
-                "urls": evidence_urls or None,
-                "by": resolved_by,
-                "now": now,
-                "window_end": now + dispute_window,
-            },
-        ).fetchone()[0]
+                {
+                    "event": event_id,
+                    "outcome": outcome,
+                    "details": details,
+                    "urls": evidence_urls or None,
+                    "by": resolved_by,
+                    "now": now,
+                    "window_end": now + dispute_window,
+                },
+            )
+        )[0]
         _set_event_status(conn, event_id, outcome, now)
         # Scored as every resolution is: the last observation at or before close.
         score_resolutions(conn, now=now, resolution_ids=[resolution_id], created={resolution_id})
@@ -124,11 +127,13 @@ def open_dispute(
             raise WorkflowError(
                 f"the dispute window of event {event_id} closed at {window_end:%Y-%m-%d %H:%M} UTC"
             )
-        dispute_id = conn.execute(
-            "INSERT INTO prediction_resolution_disputes (resolution_id, event_id, disputed_by,"
-            " reason, evidence_urls, created_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (resolution_id, event_id, disputed_by, reason, evidence_urls or None, now),
-        ).fetchone()[0]
+        dispute_id = one_row(
+            conn.execute(
+                "INSERT INTO prediction_resolution_disputes (resolution_id, event_id, disputed_by,"
+                " reason, evidence_urls, created_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (resolution_id, event_id, disputed_by, reason, evidence_urls or None, now),
+            )
+        )[0]
         conn.execute(
             "UPDATE prediction_resolutions SET is_disputed = true WHERE id = %s", (resolution_id,)
         )
@@ -198,7 +203,8 @@ def close_dispute(
             (decision, reviewer, notes, now, dispute_id),
         )
         final_outcome = outcome
-        if decision == "overturned" and new_outcome != outcome:
+        # new_outcome is given exactly when the decision is "overturned" (checked above)
+        if new_outcome is not None and new_outcome != outcome:
             final_outcome = new_outcome
             conn.execute(
                 "UPDATE prediction_resolutions SET outcome = %s WHERE id = %s",

@@ -36,6 +36,7 @@ import pandas as pd
 import psycopg
 
 from predict_pipeline.audit import SERVICE, record_audits
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.snapshots.compute import (
     CLIP_EPSILON,
     LOGIT_TERM,
@@ -209,7 +210,7 @@ SELECT count(*) FROM final
 def finalise_resolutions(conn: psycopg.Connection, *, now: datetime) -> int:
     """Resolutions whose dispute window closed with no open dispute become final (one
     statement, audited)."""
-    return conn.execute(_FINALISE_SQL, {"now": now, "service": SERVICE}).fetchone()[0]
+    return one_row(conn.execute(_FINALISE_SQL, {"now": now, "service": SERVICE}))[0]
 
 
 _SCORED_SQL = """

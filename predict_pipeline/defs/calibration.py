@@ -46,7 +46,7 @@ def event_resolutions(config: ResolutionConfig, database: PostgresResource) -> d
             now=datetime.now(UTC),
             dispute_window=timedelta(hours=config.dispute_window_hours),
         )
-    result = dg.MaterializeResult(
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             "resolved": len(report.resolved),
             "conflicts": len(report.conflicts),

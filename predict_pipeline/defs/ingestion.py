@@ -133,7 +133,7 @@ def raw_feed_fetches(
     failed = [r for r in reports if r.status != "SUCCESS" and not r.held]
     held = [r for r in reports if r.status == HELD]
     skipped = [r for r in reports if r.held and r.status != HELD]
-    result = dg.MaterializeResult(
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             "windows": len(hours),
             "fetch_windows": len(windows),

@@ -101,7 +101,7 @@ def validated_signals(
     for report in reports:
         for reason, count in report.rejected_reasons.items():
             reasons[reason] = reasons.get(reason, 0) + count
-    result = dg.MaterializeResult(
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             "feeds": len(reports),
             "records": records,

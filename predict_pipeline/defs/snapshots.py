@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from typing import TypedDict
 
 import dagster as dg
 
@@ -86,7 +87,7 @@ def event_snapshots(
         )
         refresh_usage(conn, datetime.now(UTC), ("explanations_generated",))
     columns = ("event", "probability", "previous", "divergence", "confidence", "carried_forward")
-    result = dg.MaterializeResult(
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             "intervals": batch.intervals,
             "snapshots": batch.snapshots,
@@ -140,7 +141,7 @@ def event_history(
             snapshots, events = snapshots + batch.snapshots, max(events, batch.events)
             carried += batch.carried_forward
             day += timedelta(days=1)
-    result = dg.MaterializeResult(
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             "days": int((window.end - window.start) / timedelta(days=1)),
             "snapshots": snapshots,
@@ -201,6 +202,13 @@ def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
     return runs
 
 
+class _LateHistoryCursor(TypedDict):
+    """late_history_sensor's cursor."""
+
+    after: int  # the storage id of the last materialisation read
+    pending: list[str]  # the days whose runs wait for a later tick
+
+
 @dg.sensor(
     jobs=[event_history_job, late_snapshots_job],
     minimum_interval_seconds=60,
@@ -215,10 +223,11 @@ def late_history_runs(days: list[str]) -> list[tuple[str, str, str]]:
     ),
 )
 def late_history_sensor(context: dg.SensorEvaluationContext):
-    # The cursor: the last materialisation read, and the days whose runs wait for a later tick.
-    state = json.loads(context.cursor) if context.cursor else {"after": 0, "pending": []}
-    if isinstance(state, int):  # a cursor written before days could wait
-        state = {"after": state, "pending": []}
+    state: _LateHistoryCursor = {"after": 0, "pending": []}
+    if context.cursor:
+        stored = json.loads(context.cursor)
+        # A bare storage id is a cursor written before days could wait.
+        state = {"after": stored, "pending": []} if isinstance(stored, int) else stored
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(
             asset_key=dg.AssetKey("validated_signals"), after_storage_id=state["after"]

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.defs.catalog import (
     PartitionedTable,
     partitioned_result,
@@ -80,7 +81,7 @@ def trust_scores(
             scored = []
             for interval in hours:
                 signals, snapshots, events = inputs.inputs(interval.start, interval.end)
-                result = compute_trust(
+                trust = compute_trust(
                     signals,
                     snapshots,
                     events,
@@ -88,8 +89,8 @@ def trust_scores(
                     interval_end=interval.end,
                     config=trust_config,
                 )
-                scored.append(ScoredInterval(interval.start, interval.end, result))
-                for flag in result.flags:
+                scored.append(ScoredInterval(interval.start, interval.end, trust))
+                for flag in trust.flags:
                     flag_types[flag.flag_type] = flag_types.get(flag.flag_type, 0) + 1
                     raised.append(
                         {
@@ -119,17 +120,19 @@ def trust_scores(
                                  WHERE t.event_id = s.event_id AND t.computed_at = w.end_at)""",
             params,
         ).fetchall()
-        out_of_range = conn.execute(
-            """SELECT count(*) FROM prediction_trust_scores
+        out_of_range = one_row(
+            conn.execute(
+                """SELECT count(*) FROM prediction_trust_scores
                WHERE computed_at = ANY(%(ends)s::timestamptz[]) AND NOT (
                  overall_score BETWEEN 0 AND 1 AND market_integrity BETWEEN 0 AND 1
                  AND sentiment_authenticity BETWEEN 0 AND 1
                  AND source_diversity BETWEEN 0 AND 1
                  AND volume_consistency BETWEEN 0 AND 1
                  AND temporal_consistency BETWEEN 0 AND 1)""",
-            params,
-        ).fetchone()[0]
-    result = dg.MaterializeResult(
+                params,
+            )
+        )[0]
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
         metadata={
             **totals,
             "flags_by_type": dg.MetadataValue.json(flag_types),

@@ -170,7 +170,8 @@ def fetch_feed(
             if stopped_by:
                 break
             continue  # one missing page (404, refused URL) does not stop the others
-        page = dict(
+        # The page as landed; what was read from its body is added below.
+        page = LandedPage(
             feed_id=str(feed.id),
             source=feed.source,
             endpoint=request.endpoint,
@@ -193,7 +194,7 @@ def fetch_feed(
                 }
             )
             text = response.body.decode("utf-8", errors="replace")[:MAX_KEPT_BODY_CHARS]
-            outcome.pages.append(LandedPage(**page, body_text=slots.scrub(text), error=reason))
+            outcome.pages.append(replace(page, body_text=slots.scrub(text), error=reason))
             continue
         try:
             # Only where the page leads: its records are read once, from the landed page.
@@ -209,11 +210,9 @@ def fetch_feed(
                     "reason": reason,
                 }
             )
-            outcome.pages.append(
-                LandedPage(**page, payload=slots.scrub_payload(payload), error=reason)
-            )
+            outcome.pages.append(replace(page, payload=slots.scrub_payload(payload), error=reason))
             continue
-        outcome.pages.append(LandedPage(**page, payload=slots.scrub_payload(payload)))
+        outcome.pages.append(replace(page, payload=slots.scrub_payload(payload)))
         items += navigation.items
         cursor = navigation.cursor or cursor
         queue.extend(navigation.next_requests)

@@ -215,6 +215,9 @@ def _fetch_one(
     now: Callable[[], datetime],
 ) -> FeedFetchReport:
     definition = source_definition(feed.source)
+    adapter = definition.adapter
+    if adapter is None:  # fetch_window skips push sources before they get here
+        raise ValueError(f"source {feed.source} has no adapter: its feeds are pushed, not fetched")
     started = now()
     run_id = start_feed_run(conn, feed.id, started)
     credentials, credential_error = _credentials(feed, encryption_key)
@@ -231,7 +234,7 @@ def _fetch_one(
     else:
         outcome = fetch_feed(
             feed,
-            definition.adapter,
+            adapter,
             client,
             mode=mode,
             window=window,

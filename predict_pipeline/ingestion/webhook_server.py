@@ -310,10 +310,12 @@ class _GuardedProtocol(HttpToolsProtocol):
     cap on open connections; `limits` is set on the subclass `protocol_for` makes."""
 
     limits: ReceiverLimits
+    # What connection_made wraps uvicorn's transport in: a proxy of it, not a Transport subclass.
+    transport: _LingeringTransport  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
+        self.transport = _LingeringTransport(transport, self)
         self._head_bytes = 0
         self._head_deadline: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections:

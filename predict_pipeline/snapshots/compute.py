@@ -51,6 +51,7 @@ from typing import Any
 
 import psycopg
 
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.retention.partitions import make_partitions_between
 
 INTERVAL = timedelta(hours=1)
@@ -484,13 +485,13 @@ def compute_snapshots(
         "intervals": (end - start) // INTERVAL,
     }
     # Every source ever seen (a loose scan of the source index): each gets a slot of sums.
-    sources = conn.execute(_SOURCES_SQL).fetchone()[0] or []
+    sources = one_row(conn.execute(_SOURCES_SQL))[0] or []
     slots = len(sources) if len(sources) <= SOURCE_SLOTS else 0
     params["sources"] = sources
     conn.execute("DROP TABLE IF EXISTS snapshot_batch")
     # Room to hash-aggregate a day of signals in memory instead of sorting them to disk.
     conn.execute("SET LOCAL work_mem = '256MB'")
-    setup_cost = conn.execute("SELECT current_setting('parallel_setup_cost')").fetchone()[0]
+    setup_cost = one_row(conn.execute("SELECT current_setting('parallel_setup_cost')"))[0]
     conn.execute("SELECT set_config('parallel_setup_cost', %s, true)", (str(_PARALLEL_SETUP_COST),))
     try:
         with conn.transaction():
@@ -506,11 +507,13 @@ def compute_snapshots(
     written = conn.execute(_WRITE_SQL).rowcount
     conn.execute(_EVENT_STATE_SQL, {"last_end": last_end})
     # Every event of the batch has a row at its last interval (see _EVENT_STATE_SQL).
-    events, carried = conn.execute(
-        "SELECT count(*) FILTER (WHERE snapshot_at = %s), count(*) FILTER (WHERE carried_forward)"
-        " FROM snapshot_batch",
-        (last_end,),
-    ).fetchone()
+    events, carried = one_row(
+        conn.execute(
+            "SELECT count(*) FILTER (WHERE snapshot_at = %s),"
+            " count(*) FILTER (WHERE carried_forward) FROM snapshot_batch",
+            (last_end,),
+        )
+    )
     moves = conn.execute(_LARGEST_MOVES_SQL, (largest_moves,)).fetchall() if largest_moves else []
     # The batch's readers read prediction_snapshots: the working table ends with this call.
     conn.execute("DROP TABLE snapshot_batch")

@@ -165,6 +165,8 @@ def wash_trading(m: Measurements) -> list[Flag]:
                 )
             )
         else:
+            if quiet_evidence is None:  # not churn, so the event is in hit_quiet
+                raise RuntimeError(f"no quiet-volume evidence for {event_id}")
             row = v.loc[event_id]
             flags.append(
                 new_flag(
@@ -317,7 +319,7 @@ def source_manipulation(m: Measurements) -> list[Flag]:
                 )
             )
         else:
-            t = takeover
+            t = takeovers[event_id]  # not an outlier, so it is here
             flood = multiple_text(
                 t["flood"], "its usual weight per interval", "where it had no weight before"
             )
