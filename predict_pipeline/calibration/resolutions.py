@@ -37,6 +37,7 @@ import psycopg
 
 from predict_pipeline.audit import SERVICE, record_audits
 from predict_pipeline.db.rows import one_row
+from predict_pipeline.model import PROBABILITY_TYPES
 from predict_pipeline.snapshots.compute import (
     CLIP_EPSILON,
     LOGIT_TERM,
@@ -222,7 +223,6 @@ FROM prediction_resolutions r
 JOIN prediction_events e ON e.id = r.event_id
 """
 
-PROBABILITY_TYPES = ("MARKET_PRICE", "EXPERT", "MANUAL")
 # The snapshots' pooling (predict_pipeline/snapshots/compute.py): clip, half-life, carry-forward,
 # extremizing, at their defaults.
 _POOLING = {

@@ -52,6 +52,7 @@ from typing import Any
 import psycopg
 
 from predict_pipeline.db.rows import one_row
+from predict_pipeline.model import PROBABILITY_TYPES
 from predict_pipeline.retention.partitions import make_partitions_between
 
 INTERVAL = timedelta(hours=1)
@@ -114,7 +115,7 @@ SELECT s.event_id, s.source, s.value::float8 AS v,{extra}
                                     + interval '1 hour' - s.fetched_at)
                / (60.0 * %(half_life)s)) AS w,
        -- A MANUAL signal may come without a value: it is counted, never pooled.
-       s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AND s.value IS NOT NULL AS prob,
+       s.signal_type IN (PROBABILITY_TYPES) AND s.value IS NOT NULL AS prob,
        {slot} AS slot,
        s.signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS') AND s.value IS NOT NULL AS sentiment,
        s.signal_type = 'VOLUME'
@@ -122,9 +123,14 @@ SELECT s.event_id, s.source, s.value::float8 AS v,{extra}
 FROM prediction_signals s
 WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s{event_range}
 """
-_SLOT = """CASE WHEN s.signal_type IN ('MARKET_PRICE', 'EXPERT', 'MANUAL') AND s.value IS NOT NULL
+_SLOT = """CASE WHEN s.signal_type IN (PROBABILITY_TYPES) AND s.value IS NOT NULL
             THEN coalesce(array_position(%(sources)s::text[], s.source),
                           ('source not in the slots: ' || s.source)::int) END"""
+
+# The probability types, as model.PROBABILITY_TYPES names them (SQL literals of a constant).
+_PROBABILITY_IN = ", ".join(f"'{t}'" for t in PROBABILITY_TYPES)
+_SIGNAL_TERMS = _SIGNAL_TERMS.replace("PROBABILITY_TYPES", _PROBABILITY_IN)
+_SLOT = _SLOT.replace("PROBABILITY_TYPES", _PROBABILITY_IN)
 
 # w · logit(clip(p)) of a probability signal `t` with its weight w and value v (the weight 0
 # of a signal adds exact zeros); resolutions' scores pool with it too.

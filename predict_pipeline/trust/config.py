@@ -51,7 +51,6 @@ SCORE_COLUMNS = [
 
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of a normal standard deviation
 SENTIMENT_TYPES = ("SENTIMENT", "SOCIAL")
-PROBABILITY_TYPES = ("MARKET_PRICE", "EXPERT", "MANUAL")
 NARRATIVE_TYPES = ("SENTIMENT", "SOCIAL", "NEWS")
 # raw_data keys that name the account behind a post or trade, most specific first.
 ACCOUNT_KEYS = ("userId", "user_id", "author_id", "author", "username", "handle", "account")

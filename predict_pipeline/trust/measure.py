@@ -38,13 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predict_pipeline.model import SIGNAL_TYPES
+from predict_pipeline.model import PROBABILITY_TYPES, SIGNAL_TYPES
 from predict_pipeline.trust.config import (
     EVENT_INPUT_COLUMNS,
     MAD_SCALE,
     NARRATIVE_TYPES,
     PROBABILITY_CLIP,
-    PROBABILITY_TYPES,
     SENTIMENT_TYPES,
     SIGNAL_INPUT_COLUMNS,
     SNAPSHOT_INPUT_COLUMNS,
