@@ -17,11 +17,11 @@ from psycopg.types.json import Jsonb
 from predict_pipeline.db.connection import connect
 from predict_pipeline.defs.resources import PostgresResource
 from predict_pipeline.defs.rules import rule_trigger_sensor
+from predict_pipeline.ingestion.runs import record_run_events
 from predict_pipeline.rules.channels import http_client_factory, smtp_factory
 from predict_pipeline.rules.engine import evaluate_tick
 from predict_pipeline.rules.execute import connection_aad, run_execution
 from predict_pipeline.secrets import encrypt_json
-from predict_pipeline.signals.store import record_run_events
 from tests.support.feeds import KEY, USER_ID, make_feed
 from tests.support.http_server import Reply
 
