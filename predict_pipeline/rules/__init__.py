@@ -41,8 +41,11 @@ def parse_json(value: Any, where: str) -> Any | RuleError:
         return value
     try:
         return json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         return RuleError(f"{where}: not valid JSON ({type(exc).__name__} at position {exc.pos})")
+    except UnicodeDecodeError as exc:
+        # Bad bytes carry no JSON position; UnicodeDecodeError names the offending byte offset.
+        return RuleError(f"{where}: not valid JSON ({type(exc).__name__} at position {exc.start})")
 
 
 def schema_fault(validator: Draft202012Validator, instance: Any, where: str) -> RuleError | None:

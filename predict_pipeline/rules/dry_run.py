@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.plans import live_holds
 from predict_pipeline.rules import RuleError
 from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
@@ -170,11 +171,13 @@ def explain_rule(
     if isinstance(throttle, RuleError):
         checks.append(Check("throttle", False, f"invalid rule: {throttle.reason}"))
         return verdict
-    fires_today = conn.execute(
-        "SELECT count(*) FROM prediction_rule_executions WHERE rule_id = %s AND started_at >= %s"
-        " AND status NOT LIKE 'SKIPPED%%'",
-        (rule_id, utc_day_start(at)),
-    ).fetchone()[0]
+    fires_today = one_row(
+        conn.execute(
+            "SELECT count(*) FROM prediction_rule_executions WHERE rule_id = %s"
+            " AND started_at >= %s AND status NOT LIKE 'SKIPPED%%'",
+            (rule_id, utc_day_start(at)),
+        )
+    )[0]
     decision = decide(
         throttle, now=at, last_fired_at=rule["last_fired_at"], fires_today=fires_today
     )

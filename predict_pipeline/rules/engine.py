@@ -41,6 +41,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.audit import record_audits
+from predict_pipeline.db.rows import one_row
 from predict_pipeline.model import RESOLUTIONS
 from predict_pipeline.rules import RuleError
 from predict_pipeline.rules.throttle import utc_day_start, validate_throttle
@@ -153,9 +154,9 @@ def evaluate_tick(
         _analyze_tick_tables(conn)
         # Kept in the database: the feed runs' credit joins them there.
         conn.execute(IN_SCOPE_COUNTS_SQL)
-        report.evaluated = conn.execute(
-            "SELECT coalesce(sum(evaluated), 0)::bigint FROM tick_counts"
-        ).fetchone()[0]
+        report.evaluated = one_row(
+            conn.execute("SELECT coalesce(sum(evaluated), 0)::bigint FROM tick_counts")
+        )[0]
         rows = [
             dict(zip(CANDIDATE_COLUMNS, row, strict=True))
             for row in conn.execute(CANDIDATES_SQL, params)
@@ -172,7 +173,7 @@ def _analyze_tick_tables(conn: psycopg.Connection) -> None:
     """Statistics of the tick's temporary tables, which autovacuum never analyzes: without them
     the planner takes the look-back joins for a few rows and nest-loops them (1.6 s of the
     tick's 3 s at 1,000 changed events). A small sample is enough for join sizes."""
-    target = conn.execute("SELECT current_setting('default_statistics_target')").fetchone()[0]
+    target = one_row(conn.execute("SELECT current_setting('default_statistics_target')"))[0]
     conn.execute("SELECT set_config('default_statistics_target', '10', true)")
     conn.execute("ANALYZE pg_temp.tick_live, pg_temp.tick_keys")
     conn.execute("SELECT set_config('default_statistics_target', %s, true)", (target,))
@@ -209,7 +210,10 @@ def _confirm(
             for e in cur.execute(_EVENTS_SQL, (list({r["event_id"] for r in rows}),))
         }
     owners = list({r["user_id"] for r in rules.values()})
-    memberships = dict(conn.execute(_MEMBERSHIPS_SQL, (owners,)).fetchall())
+    # Each owner to the org ids predict_user_orgs returns (a uuid[]).
+    memberships: dict[uuid.UUID, list[uuid.UUID]] = dict(
+        conn.execute(_MEMBERSHIPS_SQL, (owners,)).fetchall()
+    )
     flag_events = [
         r["event_id"] for r in rows if rules[r["rule_id"]]["trigger_type"] == "FLAG_RAISED"
     ]
@@ -229,14 +233,16 @@ def _confirm(
             report.refused_unseen += 1
             continue
         params = trigger.params
+        # Only the triggers that look back have a window; the others get no look-back values.
+        window_minutes, window_hours = params.get("window_minutes"), params.get("window_hours")
         state = EventState(
             event_id=str(event["event_id"]),
             as_of=event["updated_at"],
             title=event["title"],
             current_probability=event["current_probability"],
             previous_probability=event["previous_probability"],
-            probabilities_ago={params.get("window_minutes"): row["probability_ago"]}
-            if row["probability_ago"] is not None
+            probabilities_ago={window_minutes: row["probability_ago"]}
+            if window_minutes is not None and row["probability_ago"] is not None
             else {},
             sentiment_score=event["sentiment_score"],
             previous_sentiment=event["previous_sentiment"],
@@ -245,8 +251,8 @@ def _confirm(
             divergence=event["divergence"],
             previous_divergence=event["previous_divergence"],
             volume=row["spike_volume"],
-            median_volumes={params.get("window_hours"): row["spike_median"]}
-            if row["spike_median"] is not None
+            median_volumes={window_hours: row["spike_median"]}
+            if window_hours is not None and row["spike_median"] is not None
             else {},
             new_flags=tuple(flags.get(row["event_id"], ())),
             resolution=_STATUS_OUTCOME.get(event["status"]),
@@ -401,14 +407,15 @@ def _log_firings(
             max_fires_per_day=rule["max_fires_per_day"],
             active_hours=rule["active_hours"],
         )
-        valid = not isinstance(throttle, RuleError)
-        columns[rule_id] = {
-            "valid": valid,
-            "hours_ok": valid
-            and (throttle.active_hours is None or throttle.active_hours.contains(now)),
-            "cooldown": throttle.cooldown_minutes if valid else None,
-            "cap": throttle.max_fires_per_day if valid else None,
-        }
+        if isinstance(throttle, RuleError):
+            columns[rule_id] = {"valid": False, "hours_ok": False, "cooldown": None, "cap": None}
+        else:
+            columns[rule_id] = {
+                "valid": True,
+                "hours_ok": throttle.active_hours is None or throttle.active_hours.contains(now),
+                "cooldown": throttle.cooldown_minutes,
+                "cap": throttle.max_fires_per_day,
+            }
     # Firings of one rule are decided in event order, each seeing the ones before it.
     keyed = sorted(
         ((str(c.rule["rule_id"]), c.firing.event_id, c) for c in candidates),
@@ -427,14 +434,16 @@ def _log_firings(
     ]
     # One JSON document rather than arrays of JSON text: quoting array elements costs more
     # than the insert itself.
-    duplicates, conflicts, skipped, invalid, fired, _ = conn.execute(
-        _LOG_FIRINGS_SQL,
-        {
-            "batch": orjson.dumps(batch, default=str).decode(),
-            "now": now,
-            "day_start": utc_day_start(now),
-        },
-    ).fetchone()
+    duplicates, conflicts, skipped, invalid, fired, _ = one_row(
+        conn.execute(
+            _LOG_FIRINGS_SQL,
+            {
+                "batch": orjson.dumps(batch, default=str).decode(),
+                "now": now,
+                "day_start": utc_day_start(now),
+            },
+        )
+    )
     report.duplicates += duplicates + conflicts
     for decision, count in skipped.items():
         report.skipped[decision] = report.skipped.get(decision, 0) + count

@@ -133,7 +133,7 @@ def evaluate(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
 
 def _crosses_above(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
     before, now = _dec(state.previous_probability), _dec(state.current_probability)
-    threshold = _dec(trigger.params["threshold"])
+    threshold = _param(trigger.params, "threshold")
     if before is None or now is None or not before < threshold <= now:
         return None
     return _probability_crossing(trigger, state, before, now, threshold, "above")
@@ -141,7 +141,7 @@ def _crosses_above(trigger: ValidatedTrigger, state: EventState) -> Firing | Non
 
 def _crosses_below(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
     before, now = _dec(state.previous_probability), _dec(state.current_probability)
-    threshold = _dec(trigger.params["threshold"])
+    threshold = _param(trigger.params, "threshold")
     if before is None or now is None or not before > threshold >= now:
         return None
     return _probability_crossing(trigger, state, before, now, threshold, "below")
@@ -197,7 +197,7 @@ def _sentiment_shift(trigger: ValidatedTrigger, state: EventState) -> Firing | N
 
 def _trust_below(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
     before, now = _dec(state.previous_trust_score), _dec(state.trust_score)
-    threshold = _dec(trigger.params["threshold"])
+    threshold = _param(trigger.params, "threshold")
     if before is None or now is None or not before >= threshold > now:
         return None
     values = {
@@ -247,7 +247,7 @@ def _flag_raised(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
 def _volume_spike(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
     window = int(trigger.params["window_hours"])
     volume, median = _dec(state.volume), _dec(state.median_volumes.get(window))
-    min_ratio = _dec(trigger.params["min_ratio"])
+    min_ratio = _param(trigger.params, "min_ratio")
     # A zero median has no ratio: an event without trading history cannot spike.
     if volume is None or median is None or median <= 0 or volume < min_ratio * median:
         return None
@@ -326,7 +326,7 @@ _EVALUATORS: dict[str, Callable[[ValidatedTrigger, EventState], Firing | None]] 
 
 def _shift(change: Decimal, params: Mapping[str, Any]) -> Decimal | None:
     """`change` when it is big enough in the wanted direction, else None."""
-    min_change = _dec(params["min_change"])
+    min_change = _param(params, "min_change")
     direction = params["direction"]
     up = direction in ("up", "any") and change >= min_change
     down = direction in ("down", "any") and -change >= min_change
@@ -377,6 +377,14 @@ def _dec(value: Number | None) -> Decimal | None:
     if not result.is_finite():
         raise ValueError(f"not a finite number: {result}")
     return result
+
+
+def _param(params: Mapping[str, Any], name: str) -> Decimal:
+    """A numeric trigger parameter as a decimal; the schema requires it, so null is a bug."""
+    value = _dec(params[name])
+    if value is None:
+        raise ValueError(f"trigger parameter {name!r} is null; the schema requires a number")
+    return value
 
 
 def _txt(value: Decimal) -> str:

@@ -49,6 +49,10 @@ def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return number, np.isnan(number) & ~not_number, not_number
 
 
+# np.where's "no fault": None as a 0-d object array, the same result but an ArrayLike to numpy.
+_NO_FAULT = np.array(None, dtype=object)
+
+
 def _number(value: Any) -> tuple[float, bool]:
     """(the value as a float, whether it is something other than a number or a null)."""
     if _is_null(value):
@@ -58,7 +62,7 @@ def _number(value: Any) -> tuple[float, bool]:
     try:
         return float(value), False
     except OverflowError:  # an int beyond float range
-        return (math.inf if value > 0 else -math.inf), False
+        return (-math.inf if value < 0 else math.inf), False
     except ValueError:  # Decimal("sNaN")
         return math.nan, True
 
@@ -88,7 +92,7 @@ def _read_fetched_at(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarr
             stamps = series.dt.tz_convert("UTC").dt.as_unit("ns").reset_index(drop=True)
         except (OverflowError, pd.errors.OutOfBoundsDatetime):
             return _read_stamp_objects(series.to_numpy(dtype=object))
-        faults = np.where(stamps.isna().to_numpy(), "missing", None)
+        faults = np.where(stamps.isna().to_numpy(), "missing", _NO_FAULT)
         return stamps, faults, _range_faults(stamps)
     if pd.api.types.is_datetime64_dtype(dtype):
         nat = pd.Series(pd.NaT, index=pd.RangeIndex(len(series)), dtype="datetime64[ns, UTC]")
@@ -123,7 +127,7 @@ def _range_faults(stamps: pd.Series) -> np.ndarray:
     """Per stamp None, or "before" / "after" the accepted range (NaT: None)."""
     early = (stamps < _EARLIEST).to_numpy()
     late = (stamps >= _LATEST).to_numpy()
-    return np.where(early, "before", np.where(late, "after", None))
+    return np.where(early, "before", np.where(late, "after", _NO_FAULT))
 
 
 def _stamp_fault(value: Any) -> str | None:

@@ -18,7 +18,7 @@ import heapq
 import math
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -260,8 +260,10 @@ class EventIndex:
             shared_numbers = shared_numbers + np.bincount(
                 at, weights=held * np.repeat(common_number, spans), minlength=len(kept)
             )
-        token = _token_similarity_array(overlap, side_weight[pair_side], self._weight[pair_event])
-        partial = WEIGHTS["token"] * token
+        similarity = _token_similarity_array(
+            overlap, side_weight[pair_side], self._weight[pair_event]
+        )
+        partial = WEIGHTS["token"] * similarity
         total = np.full(len(kept), WEIGHTS["token"] + WEIGHTS["char"])
         cap = np.ones(len(kept))
 
@@ -305,7 +307,7 @@ class EventIndex:
             owners[pair_side],
             side=pair_side,
             event=pair_event,
-            token=token,
+            token=similarity,
             date=np.where(dated, date, math.nan),
             has_slug=has_slug,
             partial=partial,
@@ -360,17 +362,26 @@ class _Pairs:
 
     @classmethod
     def none(cls, markets: int) -> _Pairs:
-        empty = memoryview(np.empty(0))
-        return cls(memoryview(np.zeros(markets + 1, dtype=np.int64)), *[empty] * 9)
+        empty = _column(np.empty(0))
+        return cls(_column(np.zeros(markets + 1, dtype=np.int64)), *[empty] * 9)
 
     @classmethod
     def build(cls, markets: int, owner: np.ndarray, **columns: np.ndarray) -> _Pairs:
         order = np.lexsort((columns["event"], -columns["bound"], owner))
         start = np.searchsorted(owner[order], np.arange(markets + 1))
         return cls(
-            start=memoryview(start.astype(np.int64)),
-            **{name: memoryview(np.ascontiguousarray(c[order])) for name, c in columns.items()},
+            start=_column(start.astype(np.int64)),
+            **{name: _column(c[order]) for name, c in columns.items()},
         )
+
+
+def _column(array: np.ndarray) -> memoryview[Any]:
+    """A memoryview over `array` made contiguous; indexing it yields the array's Python scalars.
+
+    ndarray.data is the same view as memoryview(array) (numpy types ndarray as a Buffer only
+    from Python 3.12); its item type follows the array's dtype, known only at run time.
+    """
+    return cast("memoryview[Any]", np.ascontiguousarray(array).data)
 
 
 # (score, weighted mean, cap, trigram component, slug component or None, pair)

@@ -271,7 +271,7 @@ def _unavailable(conn: psycopg.Connection, item_ids: tuple[uuid.UUID, ...]) -> d
     """Items named by id that cannot be resolved: missing, or no longer pending."""
     if not item_ids:
         return {}
-    found = dict(
+    found: dict[uuid.UUID, str] = dict(
         conn.execute(
             "SELECT id, status FROM prediction_unmatched_signals WHERE id = ANY(%s::uuid[])",
             (list(item_ids),),

@@ -142,7 +142,7 @@ def _read_batches(
                 continue
             if not inside:
                 records = [r for r in records if _observed_in(r, span)]
-            run_id = page.feed_run_id or run_id or runs.feed_run_for_file(conn, feed.id, path)
+            run_id = page.feed_run_id or run_id or runs.feed_run_for_file(conn, str(feed.id), path)
             run = str(run_id) if run_id else None
             batches.append(RecordBatch(records, run, path, page_index, rejects))
     return batches, partial

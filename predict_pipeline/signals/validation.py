@@ -502,11 +502,14 @@ def _describe(check: str, column: str, row: dict[str, Any]) -> str:
     if column == "raw_data_text_fault":
         problem = "a NUL character" if row[column] == "nul" else "a lone surrogate (not UTF-8)"
         return f"raw_data holds a string with {problem}"
+    fault = _text_fault(row[column])
+    if fault is None:
+        raise ValueError(f"{column} was reported as a text fault but holds valid text")
     problem = {
         "not_text": "is not text",
         "nul": "contains a NUL character",
         "surrogate": "contains a lone surrogate (not UTF-8)",
-    }[_text_fault(row[column])]
+    }[fault]
     return f"{column} {_show(row[column])} {problem}"
 
 

@@ -392,7 +392,11 @@ def _market_facts(
     if binary:
         resolution = _resolution(reader, value, f"{what} resolution")
     else:
-        resolution = {"MKT": "AMBIGUOUS", "CANCEL": "CANCELLED"}.get(value)
+        resolution = (
+            {"MKT": "AMBIGUOUS", "CANCEL": "CANCELLED"}.get(value)
+            if isinstance(value, str)
+            else None
+        )
     close_time = reader.epoch_ms(market.get("closeTime"), f"{what} closeTime")
     if value == "CANCEL":
         status = "cancelled"

@@ -492,11 +492,14 @@ def _question_facts(
     mapped = _resolution(resolution)
     if resolution is not None and kind == "binary" and mapped is None:
         raise reader.fail(f"{what} resolution: unknown value {resolution!r}")
-    status = _STATUSES.get(question.get("status") or post.get("status"), "unknown")
+    status_text = question.get("status") or post.get("status")
+    status = _STATUSES.get(status_text, "unknown") if isinstance(status_text, str) else "unknown"
     if mapped == "CANCELLED":
         status = "cancelled"
     close = question.get("actual_close_time") or question.get("scheduled_close_time")
-    projects = post.get("projects") if isinstance(post.get("projects"), dict) else {}
+    projects = post.get("projects")
+    if not isinstance(projects, dict):
+        projects = {}
     hints = [
         entry["name"]
         for key in ("category", "topic")

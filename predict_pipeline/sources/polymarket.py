@@ -9,6 +9,7 @@ window, carrying the market's facts in the request context.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -489,9 +490,9 @@ def _series_id(market_id: str, outcomes: list[str], index: int) -> str:
 def _quotes(
     market_id: str,
     outcomes: list[str],
-    prices: list[Decimal | None],
-    price_texts: list[Any],
-    tokens: list[str | None],
+    prices: Sequence[Decimal | None],
+    price_texts: Sequence[Any],
+    tokens: Sequence[str | None],
     resolutions: list[str | None],
     base: MarketFacts,
     resolution_time: datetime | None,
@@ -589,12 +590,13 @@ def _event_markets(events: list[Any]) -> tuple[list[_Market], list[RecordReject]
         except ITEM_FAULTS as exc:
             rejects.append(item_reject(index, event, exc, ("id",)))
             continue
-        read, bad = read_each(
-            nested,
-            lambda i, m, event=event, label=label: _gamma_market(
-                m, f"{label} market {i}", GAMMA_EVENTS, event
-            ),
-        )
+
+        def read_market(
+            i: int, m: Any, event: dict[str, Any] = event, label: str = label
+        ) -> _Market:
+            return _gamma_market(m, f"{label} market {i}", GAMMA_EVENTS, event)
+
+        read, bad = read_each(nested, read_market)
         markets += read
         rejects += [dataclasses.replace(r, item_index=index) for r in bad]
     return markets, rejects

@@ -264,10 +264,10 @@ def _json_objects(text: str, read: _ReadObject) -> _Located:
     if pos == len(text):
         raise _JsonFault("holds no JSON", pos)
     if text[pos] == "[":
-        records, end = _object_array(text, pos, read)
+        array, end = _object_array(text, pos, read)
         if _skip_space(text, end) != len(text):
             raise _JsonFault("unexpected data after the JSON array", _skip_space(text, end))
-        return records
+        return array
     if text[pos] != "{":
         raise _JsonFault("expected a JSON array or object of records", pos)
     first, positions, end = _object(text, pos)
