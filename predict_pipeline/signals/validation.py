@@ -24,7 +24,12 @@ import pandera.pandas as pa
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
-from predict_pipeline.model import MAX_SOURCE_BYTES, MAX_SOURCE_EVENT_ID_BYTES, SIGNAL_TYPES
+from predict_pipeline.model import (
+    MAX_SOURCE_BYTES,
+    MAX_SOURCE_EVENT_ID_BYTES,
+    PROBABILITY_TYPES,
+    SIGNAL_TYPES,
+)
 from predict_pipeline.signals.faults import (
     MAX_RAW_DATA_BYTES,
     _is_null,
@@ -39,7 +44,6 @@ from predict_pipeline.signals.faults import (
 )
 from predict_pipeline.sources.parsing import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 
-PROBABILITY_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "MANUAL"})
 VALUE_REQUIRED_TYPES = frozenset({"MARKET_PRICE", "EXPERT", "SENTIMENT", "VOLUME"})
 MAX_NARRATIVE_CHARS = 10_000
 MAX_ABS_VALUE = 999_999.9999  # DECIMAL(10,4) of prediction_signals.value
