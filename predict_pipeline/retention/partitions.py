@@ -43,17 +43,7 @@ def make_partitions(
     find it) instead of racing to DuplicateTable; the lock lasts the caller's transaction.
     """
     moments = sorted(set(months))
-    if not moments:
-        return []
-    if serialised:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"predict_partitions:{table}",))
-    rows = conn.execute(
-        sql.SQL("SELECT p FROM unnest(%s::timestamptz[]) AS m, LATERAL {}(m, m) AS p").format(
-            sql.Identifier(_ENSURE[table])
-        ),
-        (moments,),
-    ).fetchall()
-    return [name for (name,) in rows]
+    return _make(conn, table, moments, moments, serialised)
 
 
 def make_partitions_between(
@@ -64,11 +54,30 @@ def make_partitions_between(
     *,
     serialised: bool = False,
 ) -> list[str]:
-    """`make_partitions` for every month from `first`'s through `last`'s."""
-    months = [month_start(first)]
-    while months[-1] < month_start(last):
-        months.append(next_month(months[-1]))
-    return make_partitions(conn, table, months, serialised=serialised)
+    """`make_partitions` for every month from `first`'s through `last`'s (the function takes
+    the range itself)."""
+    return _make(conn, table, [first], [last], serialised)
+
+
+def _make(
+    conn: psycopg.Connection,
+    table: str,
+    starts: list[datetime],
+    ends: list[datetime],
+    serialised: bool,
+) -> list[str]:
+    if not starts:
+        return []
+    if serialised:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"predict_partitions:{table}",))
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT p FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r(a, b),"
+            " LATERAL {}(r.a, r.b) AS p"
+        ).format(sql.Identifier(_ENSURE[table])),
+        (starts, ends),
+    ).fetchall()
+    return [name for (name,) in rows]
 
 
 def months_needed(now: datetime, months_ahead: int) -> list[datetime]:
