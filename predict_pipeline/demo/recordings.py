@@ -187,8 +187,10 @@ PREDICTIT_CLOSE = datetime(2016, 11, 8, 12, tzinfo=UTC)
 PREDICTIT_SETTLED_YES, PREDICTIT_SETTLED_NO = 0.95, 0.05
 
 
-def predictit_recording(directory: Path = PREDICTIT_DIR) -> Recording:
-    with zipfile.ZipFile(directory / "DailyMarketData.zip") as archive:
+def _predictit_daily(archive_path: Path) -> pd.DataFrame:
+    """PredictIt's DailyMarketData (UTF-16, pipe-separated) with market_id, fetched_at and value
+    added: one row per contract and day, sorted by market and day."""
+    with zipfile.ZipFile(archive_path) as archive:
         text = archive.read("DailyMarketData.csv").decode("utf-16")
     daily = pd.read_csv(io.StringIO(text), sep="|", dtype=str, keep_default_na=False)
     contract = daily["ContractSymbol"].where(daily["ContractSymbol"] != "n/a", "")
@@ -196,21 +198,24 @@ def predictit_recording(directory: Path = PREDICTIT_DIR) -> Recording:
     # A day's close price, stamped at the end of its (UTC) day.
     daily["fetched_at"] = pd.to_datetime(daily["Date"], utc=True) + timedelta(hours=23, minutes=59)
     daily["value"] = daily["ClosePrice"].astype(float)
-    daily = daily.sort_values(["market_id", "fetched_at"])
+    return daily.sort_values(["market_id", "fetched_at"])
+
+
+def _settled(last_close: float) -> str | None:
+    if last_close >= PREDICTIT_SETTLED_YES:
+        return "YES"
+    return "NO" if last_close <= PREDICTIT_SETTLED_NO else None
+
+
+def predictit_recording(directory: Path = PREDICTIT_DIR) -> Recording:
+    daily = _predictit_daily(directory / "DailyMarketData.zip")
     last = daily.groupby("market_id").tail(1)
     markets = []
     for row in last.itertuples(index=False):
         name = str(row.MarketName)
         contract_name = str(row.ContractName)
         title = name if contract_name == "n/a" else f"{name} — {contract_name}"
-        settled = (
-            "YES"
-            if row.value >= PREDICTIT_SETTLED_YES
-            else "NO"
-            if row.value <= PREDICTIT_SETTLED_NO
-            else None
-        )
-        markets.append(RecordedMarket(row.market_id, title, PREDICTIT_CLOSE, settled))
+        markets.append(RecordedMarket(row.market_id, title, PREDICTIT_CLOSE, _settled(row.value)))
     return Recording(
         name="Recorded: PredictIt 2016 election markets",
         platform="predictit",
@@ -220,6 +225,191 @@ def predictit_recording(directory: Path = PREDICTIT_DIR) -> Recording:
         history=daily[["market_id", "fetched_at", "value"]].reset_index(drop=True),
         listed=last[["market_id", "fetched_at", "value"]].reset_index(drop=True),
     )
+
+
+# The 2018 US Senate races as PredictIt priced them and FiveThirtyEight forecast them: the same
+# questions on two platforms, each with its daily history (SOURCES.md, section 3).
+SENATE_2018_DIR = RECORDINGS_DIR / "senate-2018"
+# Election day, 12:00 UTC: each platform is scored on its last daily value before it.
+SENATE_2018_CLOSE = datetime(2018, 11, 6, 12, tzinfo=UTC)
+FIVETHIRTYEIGHT_MODEL = "classic"  # the version FiveThirtyEight led with in 2018
+_NAME_SUFFIX = re.compile(r",?\s+(Jr\.|Sr\.|II|III|IV)$")
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRecording:
+    """Questions asked on several platforms: one recording per platform, and per question
+    (`questions`: question_id, title, close_time) the market it is on each platform (one
+    column per platform, named by `Recording.platform`)."""
+
+    name: str
+    platforms: tuple[Recording, ...]
+    questions: pd.DataFrame
+
+
+def _surname(names: pd.Series) -> pd.Series:
+    return names.str.replace(_NAME_SUFFIX, "", regex=True).str.split().str[-1]
+
+
+def senate_2018_recording(directory: Path = SENATE_2018_DIR) -> SharedRecording:
+    """PredictIt's 2018 Senate contracts that FiveThirtyEight forecast too, matched to the
+    candidate FiveThirtyEight gave a win probability: a re-election contract to the incumbent
+    of that surname, a party contract to the state's one candidate of that party (two of a
+    party, as in Mississippi's special election: not matched). A candidate asked about twice
+    (Casey, and Pennsylvania's Democrat) keeps the earlier-listed market."""
+    daily = _predictit_daily(directory / "DailyMarketData.zip")
+    daily = daily[daily["MarketName"].str.contains("U.S. Senate", regex=False)]
+    contracts = daily.groupby("market_id").tail(1).copy()
+    contracts["surname"] = contracts["MarketName"].str.extract(r"^Will (.+) be re-elected")[0]
+    contracts["surname"] = _surname(contracts["surname"].fillna(""))
+    contracts["state"] = contracts["ContractSymbol"].str.extract(r"([A-Z]{2})SEN")[0]
+    contracts["special"] = contracts["MarketName"].str.contains("special election", regex=False)
+    contracts["party"] = contracts["ContractName"].map(
+        {"Republican": "R", "Democratic": "D", "Democratic or DFL": "D"}
+    )
+
+    forecast = pd.read_csv(directory / "senate_seat_forecast.csv.gz", dtype={"class": str})
+    forecast = forecast[forecast["model"] == FIVETHIRTYEIGHT_MODEL].copy()
+    forecast["market_id"] = (
+        forecast["state"] + "-" + forecast["class"] + ":" + forecast["candidate"].astype(str)
+    )
+    candidates = forecast.drop_duplicates("market_id").copy()
+    candidates["surname"] = _surname(candidates["candidate"].astype(str))
+    incumbents = candidates[candidates["incumbent"]]
+    if incumbents["surname"].duplicated().any():
+        raise ValueError("two FiveThirtyEight incumbents share a surname: match by state")
+    by_name = contracts.merge(
+        incumbents[["surname", "market_id"]], on="surname", suffixes=("", "_538")
+    )
+    sole = candidates.groupby(["state", "special", "party"]).filter(lambda g: len(g) == 1)
+    by_party = contracts.dropna(subset=["party"]).merge(
+        sole[["state", "special", "party", "market_id"]],
+        on=["state", "special", "party"],
+        suffixes=("", "_538"),
+    )
+    matched = (
+        pd.concat([by_name, by_party], ignore_index=True)
+        .assign(listed=lambda m: m["MarketId"].astype(int))
+        .sort_values(["listed", "market_id"])
+        .drop_duplicates("market_id_538")
+        .sort_values("market_id")
+        .reset_index(drop=True)
+    )
+    title = matched["MarketName"].where(
+        matched["ContractName"] == "n/a", matched["MarketName"] + " — " + matched["ContractName"]
+    )
+    questions = pd.DataFrame(
+        {
+            "question_id": matched["market_id"],
+            "title": title,
+            "close_time": SENATE_2018_CLOSE,
+            "predictit": matched["market_id"],
+            "fivethirtyeight": matched["market_id_538"],
+        }
+    )
+
+    history = daily[daily["market_id"].isin(questions["predictit"])]
+    predictit = Recording(
+        name="Recorded: PredictIt 2018 Senate markets (also forecast by FiveThirtyEight)",
+        platform="predictit",
+        source="k5cents/predelect@cc973d5878daeeedd4f6e3b15912f11277817252"
+        ":2018/data/DailyMarketData.zip",
+        markets=tuple(
+            RecordedMarket(m, t, SENATE_2018_CLOSE, _settled(v))
+            for m, t, v in zip(questions["predictit"], title, matched["value"], strict=True)
+        ),
+        history=history[["market_id", "fetched_at", "value"]].reset_index(drop=True),
+        listed=history.groupby("market_id")
+        .tail(1)[["market_id", "fetched_at", "value"]]
+        .reset_index(drop=True),
+    )
+
+    series = forecast[forecast["market_id"].isin(questions["fivethirtyeight"])]
+    series = pd.DataFrame(
+        {
+            "market_id": series["market_id"],
+            # A day's forecast, stamped at the end of its day as PredictIt's closes are.
+            "fetched_at": pd.to_datetime(series["forecastdate"], utc=True)
+            + timedelta(hours=23, minutes=59),
+            "value": series["win_probability"].astype(float),
+        }
+    ).sort_values(["market_id", "fetched_at"])
+    fivethirtyeight = Recording(
+        name="Recorded: FiveThirtyEight 2018 Senate forecast (classic), PredictIt's questions",
+        platform="fivethirtyeight",
+        source="k5cents/models-markets@47fd763f01de196586ca6e8f2ecb221e873b62ed"
+        ":data/raw/models/senate_seat_forecast.csv",
+        # A forecast does not settle: its questions resolve as PredictIt's markets settled.
+        markets=tuple(
+            RecordedMarket(m, t, SENATE_2018_CLOSE, None)
+            for m, t in zip(questions["fivethirtyeight"], title, strict=True)
+        ),
+        history=series.reset_index(drop=True),
+        listed=series.groupby("market_id").tail(1).reset_index(drop=True),
+    )
+    return SharedRecording(
+        name="2018 US Senate: PredictIt and FiveThirtyEight",
+        platforms=(predictit, fivethirtyeight),
+        questions=questions,
+    )
+
+
+def create_shared_feeds(
+    conn: psycopg.Connection,
+    shared: SharedRecording,
+    *,
+    owner: uuid.UUID,
+    category_slug: str | None = "geopolitics",
+) -> list[uuid.UUID]:
+    """One private event per shared question, and one upload feed per platform mapping its
+    market of each question to that event, so the event pools every platform. Found again by
+    the feeds' names. Set-based: one statement for the events, one per feed."""
+    names = [r.name for r in shared.platforms]
+    found: dict[str, uuid.UUID] = dict(
+        conn.execute(
+            "SELECT name, id FROM prediction_data_feeds WHERE user_id = %s AND name = ANY(%s)",
+            (owner, names),
+        ).fetchall()
+    )
+    if len(found) == len(names):
+        return [found[name] for name in names]
+    prefix = f"recorded-{uuid.uuid4().hex[:8]}-"
+    questions = shared.questions
+    slugs = [prefix + re.sub(r"[^a-z0-9]+", "-", q.lower()) for q in questions["question_id"]]
+    events = conn.execute(
+        """INSERT INTO prediction_events
+             (category_id, title, slug, resolution_date, tags, is_public, created_by)
+           SELECT (SELECT id FROM prediction_categories WHERE slug = %s), q.title, q.slug,
+                  q.close, %s, false, %s
+           FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS q(slug, title, close)
+           RETURNING slug, id""",
+        (
+            category_slug,
+            ["recorded", *(r.platform for r in shared.platforms)],
+            owner,
+            slugs,
+            list(questions["title"]),
+            [at.to_pydatetime() for at in pd.to_datetime(questions["close_time"], utc=True)],
+        ),
+    ).fetchall()
+    by_slug: dict[str, uuid.UUID] = dict(events)
+    feed_ids = []
+    for recording in shared.platforms:
+        feed_id = uuid.uuid4()
+        mappings = {
+            market: str(by_slug[slug])
+            for market, slug in zip(questions[recording.platform], slugs, strict=True)
+        }
+        conn.execute(
+            """INSERT INTO prediction_data_feeds
+                 (id, source_id, user_id, name, config, event_mapping_mode,
+                  manual_event_mappings)
+               SELECT %s, s.id, %s, %s, %s, 'manual', %s FROM prediction_data_sources s
+               WHERE s.source_id = 'upload'""",
+            (feed_id, owner, recording.name, Jsonb({}), Jsonb(mappings)),
+        )
+        feed_ids.append(feed_id)
+    return feed_ids
 
 
 def recordings() -> list[Recording]:
