@@ -8,7 +8,8 @@ Sources:
   2018/data/DailyMarketData.zip — PredictIt's daily closes of its 2018 Senate markets.
 - FIVETHIRTYEIGHT: k5cents/models-markets@47fd763f01de196586ca6e8f2ecb221e873b62ed,
   data/raw/models/senate_seat_forecast.csv (gzipped here) — FiveThirtyEight's daily 2018
-  Senate forecast, each candidate's win probability.
+  Senate forecast, each candidate's win probability; and data/raw/results/
+  forecast_results_2018.csv — FiveThirtyEight's record of who won each race.
 """
 
 from __future__ import annotations
@@ -81,6 +82,29 @@ def _outcomes() -> pd.Series:
     return (final >= 0.95).astype(float)
 
 
+def _election_results() -> pd.Series:
+    """question_id -> YES/NO from FiveThirtyEight's results, for the questions whose candidate
+    is the only one of their side in the race (independents count with the Democrats, as
+    FiveThirtyEight counts them): California's two Democrats, Maine's King and Democrat, and
+    Massachusetts' Warren and independent are left out."""
+    forecast = pd.read_csv(SENATE_2018_DIR / "senate_seat_forecast.csv.gz", dtype=str)
+    forecast = forecast[(forecast["model"] == "classic") & forecast["party"].notna()]
+    forecast = forecast.drop_duplicates(["state", "class", "candidate"])
+    forecast["side"] = forecast["party"].replace({"I": "D"})
+    forecast["market"] = forecast["state"] + "-" + forecast["class"] + ":" + forecast["candidate"]
+    forecast["race"] = forecast["state"] + "-S" + forecast["class"]
+    sole = forecast.groupby(["race", "side"]).filter(lambda g: len(g) == 1)
+    results = pd.read_csv(SENATE_2018_DIR / "forecast_results_2018.csv", dtype=str)
+    results = results[(results["branch"] == "Senate") & (results["version"] == "classic")]
+    won = sole.merge(results[["race", "Democrat_Won", "Republican_Won"]], on="race")
+    won["won"] = won["Democrat_Won"].where(won["side"] == "D", won["Republican_Won"]) == "1"
+    questions = SENATE.questions.merge(won, left_on="fivethirtyeight", right_on="market")
+    return pd.Series(
+        questions["won"].map({True: "YES", False: "NO"}).to_numpy(),
+        index=questions["question_id"],
+    ).sort_index()
+
+
 def _at(cutoff: datetime) -> pd.DataFrame:
     """Each question's last value per platform at or before cutoff, and the pooled one as the
     product defines it: at the last observation t*, log-odds of each market's value clipped
@@ -146,6 +170,10 @@ def test_one_event_per_question_resolved_as_predictit_settled(conn, loaded):
     pipeline = pd.Series(predictit.map(outcome).to_numpy(), index=questions["question_id"])
     assert pipeline.sort_index().to_dict() == expected.sort_index().to_dict()
     assert (expected == "YES").sum() == 18
+    # And as the elections went, by FiveThirtyEight's record of which party won each race.
+    elections = _election_results()
+    assert len(elections) == 25
+    assert elections.to_dict() == expected.reindex(elections.index).to_dict()
     # Every event holds each platform's whole series.
     counts = conn.execute(
         "SELECT feed_id, count(*), count(DISTINCT event_id) FROM prediction_signals"
