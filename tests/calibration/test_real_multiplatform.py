@@ -19,11 +19,14 @@ import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from predict_pipeline.calibration.resolutions import resolve_from_markets
+from predict_pipeline.defs.resources import PostgresResource
+from predict_pipeline.defs.snapshots import event_history
 from predict_pipeline.demo.recordings import (
     SENATE_2018_DIR,
     create_shared_feeds,
@@ -232,3 +235,33 @@ def test_each_platform_and_pooled_scored_on_the_same_events(conn, loaded):
     brier["pooled"] = _brier(resolved["CLOSE"], outcome)
     assert abs(brier["pooled"] - _brier(at_close["pooled"], outcome)) < 1e-12
     assert all(0 < b < 0.25 for b in brier.values()), brier
+
+
+def test_the_daily_snapshot_pools_both_platforms(conn, loaded, db_url, dagster_instance):
+    """The event_history partition of the eve of the election snapshots every question with
+    the pool of both platforms' values of that day."""
+    _, feed_ids = loaded
+    events = _events(conn, feed_ids)
+    questions = SENATE.questions.set_index("question_id")
+    event_of = questions["predictit"].map(events["predictit"])
+    result = dg.materialize(
+        [event_history],
+        instance=dagster_instance,
+        resources={"database": PostgresResource(url=db_url)},
+        partition_key="2018-11-05",
+    )
+    assert result.success
+    rows = conn.execute(
+        "SELECT event_id::text, probability::float8, signal_count FROM prediction_snapshots"
+        " WHERE event_id = ANY(%s) AND snapshot_at = %s",
+        (list(event_of.map(uuid.UUID)), datetime(2018, 11, 6, tzinfo=UTC)),
+    ).fetchall()
+    question_of = {event: question for question, event in event_of.items()}
+    snapshot = pd.DataFrame(
+        [(question_of[e], p, n) for e, p, n in rows], columns=["question_id", "p", "signals"]
+    ).set_index("question_id")
+    assert len(snapshot) == 28
+    # Both values were observed at 23:59: equal weights, the pool of the two, to 4 decimals.
+    pooled = _at(datetime(2018, 11, 6, tzinfo=UTC))["pooled"].reindex(snapshot.index)
+    assert (snapshot["p"] - pooled).abs().max() <= 0.00005 + 1e-12
+    assert (snapshot["signals"] == 2).all()
