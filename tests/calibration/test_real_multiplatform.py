@@ -155,7 +155,12 @@ def _events(conn, feed_ids) -> dict[str, dict[str, str]]:
 
 
 def test_one_event_per_question_resolved_as_predictit_settled(conn, loaded):
-    _, feed_ids = loaded
+    owner, feed_ids = loaded
+    # Created once: asked again, the same feeds and no new events.
+    assert create_shared_feeds(conn, SENATE, owner=owner) == feed_ids
+    assert conn.execute(
+        "SELECT count(*) FROM prediction_events WHERE created_by = %s", (owner,)
+    ).fetchone() == (28,)
     events = _events(conn, feed_ids)
     questions = SENATE.questions
     assert len(questions) == 28
