@@ -21,8 +21,10 @@ days before close.
 
 **Scores do not depend on arrival order.** Stage 2 clears `scored_at` of a resolution when
 it writes signals for its event; every run scores the resolutions without `scored_at`
-(set-based, one statement), and a resolution whose scores change when history arrived after
-it is audited as `resolution.rescored` with the scores before and after.
+(set-based, one statement, which also writes each series' reads at every horizon into
+prediction_market_scores, market_scores.py, after their earlier rows are deleted), and a
+resolution whose scores change when history arrived after it is audited as
+`resolution.rescored` with the scores before and after.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ import pandas as pd
 import psycopg
 
 from predict_pipeline.audit import SERVICE, record_audits
+from predict_pipeline.calibration.market_scores import (
+    MARKET_SCORES_SQL,
+    OBSERVED_AND_TARGETS_SQL,
+    clear_market_scores,
+    horizon_parameters,
+)
 from predict_pipeline.db.rows import one_row
 from predict_pipeline.model import PROBABILITY_TYPES
 from predict_pipeline.snapshots.compute import (
@@ -233,49 +241,77 @@ _POOLING = {
 }
 
 # Every resolution to score, at close and at each horizon before it: the last observation at
-# or before that moment, each market's latest probability at or before it, pooled.
-_SCORE_SQL = """
-WITH targets AS (
-  SELECT r.id AS resolution_id, r.event_id, h.horizon,
-         least(coalesce(e.resolution_date, r.resolved_at), r.resolved_at) - h.back AS cutoff
+# or before that moment, each market's latest probability at or before it, pooled; and in the
+# same statement each series' reads at every horizon (market_scores.py) into
+# prediction_market_scores.
+_SCORE_SQL = (
+    """
+WITH closes AS (
+  SELECT r.id AS resolution_id, r.event_id,
+         least(coalesce(e.resolution_date, r.resolved_at), r.resolved_at) AS close
   FROM prediction_resolutions r
   JOIN prediction_events e ON e.id = r.event_id
-  CROSS JOIN (VALUES (0, interval '0'), (1, interval '1 day'), (7, interval '7 days'),
-                     (30, interval '30 days')) AS h(horizon, back)
   WHERE r.scored_at IS NULL AND (%(ids)s::uuid[] IS NULL OR r.id = ANY(%(ids)s::uuid[]))
 ),
+{observed_and_targets},
 last_seen AS (
-  SELECT t.resolution_id, t.event_id, t.horizon,
-         (SELECT max(s.fetched_at) FROM prediction_signals s
-          WHERE s.event_id = t.event_id AND s.fetched_at <= t.cutoff
-            AND s.signal_type = ANY(%(types)s) AND s.value IS NOT NULL) AS at
-  FROM targets t
+  -- Each target's last observation of the event at or before it: a running max over the
+  -- event's observation moments and targets on one time line. Each step is its own.
+  SELECT resolution_id, event_id, horizon, at FROM (
+    SELECT resolution_id, event_id, horizon, kind,
+           max(at) OVER (PARTITION BY resolution_id ORDER BY moment, kind
+                         ROWS UNBOUNDED PRECEDING) AS at
+    FROM (SELECT resolution_id, event_id, NULL::text AS horizon, at AS moment, 0 AS kind, at
+          FROM steps
+          UNION ALL
+          SELECT resolution_id, event_id, horizon, cutoff, 1, NULL FROM targets) x
+  ) y
+  WHERE kind = 1 AND at IS NOT NULL
+  UNION ALL
+  SELECT resolution_id, event_id, horizon, at FROM steps
+),
+pooled_line AS (
+  -- Each pooled read beside each market's (source, market, signal type) observations; a
+  -- read's group is the number of that market's observations before it, so its latest one
+  -- (of equal times the higher value) leads the group.
+  SELECT x.*, count(x.fetched_at) OVER (
+           PARTITION BY x.resolution_id, x.source, x.market_key, x.signal_type
+           ORDER BY x.moment, x.kind, x.v ROWS UNBOUNDED PRECEDING) AS grp
+  FROM (
+    SELECT resolution_id, source, market_key, signal_type, NULL::text AS horizon,
+           fetched_at AS moment, 0 AS kind, v, base_w, fetched_at
+    FROM observed
+    UNION ALL
+    SELECT l.resolution_id, k.source, k.market_key, k.signal_type, l.horizon, l.at, 1, NULL,
+           NULL, NULL
+    FROM last_seen l
+    JOIN (SELECT DISTINCT resolution_id, source, market_key, signal_type FROM observed) k
+      USING (resolution_id)
+  ) x
 ),
 latest AS (
-  SELECT l.resolution_id, l.horizon, l.at, m.v, m.w
-  FROM last_seen l
-  CROSS JOIN LATERAL (
-    SELECT DISTINCT ON (s.source, coalesce(s.source_event_id, s.id::text), s.signal_type)
-           coalesce((s.raw_data->>'value_exact')::float8, s.value::float8) AS v,
-           coalesce(s.weight::float8, 1) * coalesce(s.reliability::float8, 1)
-             * power(0.5, extract(epoch FROM l.at - s.fetched_at)::float8
-                          / (60.0 * %(half_life)s)) AS w
-    FROM prediction_signals s
-    WHERE s.event_id = l.event_id AND s.fetched_at <= l.at AND s.fetched_at > l.at - %(carry)s
-      AND s.signal_type = ANY(%(types)s) AND s.value IS NOT NULL
-    ORDER BY s.source, coalesce(s.source_event_id, s.id::text), s.signal_type,
-             s.fetched_at DESC, coalesce((s.raw_data->>'value_exact')::float8,
-                                         s.value::float8) DESC
-  ) m
-  WHERE l.at IS NOT NULL
+  -- Within the pooling's carry-forward, weighted by age as the snapshots weigh it.
+  SELECT resolution_id, horizon, at, v,
+         base_w * power(0.5, extract(epoch FROM at - fetched_at)::float8
+                             / (60.0 * %(half_life)s)) AS w
+  FROM (
+    SELECT resolution_id, horizon, moment AS at, kind, grp,
+           max(v) OVER g AS v, max(base_w) OVER g AS base_w, max(fetched_at) OVER g AS fetched_at
+    FROM pooled_line
+    WINDOW g AS (PARTITION BY resolution_id, source, market_key, signal_type, grp)
+  ) r
+  WHERE kind = 1 AND grp > 0 AND fetched_at > at - %(carry)s
 ),
 pooled AS (
-  SELECT t.resolution_id, t.horizon, max(t.at) AS at, {pooled} AS p
-  FROM latest t GROUP BY 1, 2
+  SELECT t.resolution_id, t.horizon, t.at, {pooled} AS p
+  FROM latest t GROUP BY 1, 2, 3
+),
+pooled_steps AS (
+  SELECT resolution_id, at, p FROM pooled WHERE horizon = 'STEP'
 ),
 at_each AS (
   -- Without signals (retention dropped them), the last snapshot at or before the moment.
-  SELECT t.resolution_id, t.horizon, coalesce(p.p, snap.probability) AS p,
+  SELECT t.resolution_id, t.event_id, t.horizon, coalesce(p.p, snap.probability) AS p,
          coalesce(p.at, snap.snapshot_at) AS at
   FROM targets t
   LEFT JOIN pooled p USING (resolution_id, horizon)
@@ -285,11 +321,13 @@ at_each AS (
     ORDER BY s.snapshot_at DESC LIMIT 1
   ) snap ON true
 ),
+{market_scores},
 scores AS (
   SELECT resolution_id,
-         max(p) FILTER (WHERE horizon = 0) AS p0, max(at) FILTER (WHERE horizon = 0) AS at0,
-         max(p) FILTER (WHERE horizon = 1) AS p1, max(p) FILTER (WHERE horizon = 7) AS p7,
-         max(p) FILTER (WHERE horizon = 30) AS p30
+         max(p) FILTER (WHERE horizon = 'CLOSE') AS p0,
+         max(at) FILTER (WHERE horizon = 'CLOSE') AS at0,
+         max(p) FILTER (WHERE horizon = '1D') AS p1, max(p) FILTER (WHERE horizon = '7D') AS p7,
+         max(p) FILTER (WHERE horizon = '30D') AS p30
   FROM at_each GROUP BY 1
 )
 UPDATE prediction_resolutions r SET
@@ -305,6 +343,9 @@ RETURNING r.id, r.event_id, old.final_probability_exact, old.final_observed_at, 
           r.final_probability_exact, r.final_observed_at, r.probability_1d, r.probability_7d,
           r.probability_30d
 """.replace("{pooled}", pooled_probability_sql(f"(sum({LOGIT_TERM}) / nullif(sum(t.w), 0))"))
+    .replace("{observed_and_targets}", OBSERVED_AND_TARGETS_SQL.strip())
+    .replace("{market_scores}", MARKET_SCORES_SQL.strip())
+)
 
 
 def score_resolutions(
@@ -318,10 +359,12 @@ def score_resolutions(
     scored (scored_at cleared by stage 2), or only `resolution_ids`; returns how many earlier
     resolutions' scores changed, each audited as `resolution.rescored` (those `created` in
     the caller's run are audited as resolved instead)."""
+    clear_market_scores(conn, resolution_ids=resolution_ids)
     rows = conn.execute(
         _SCORE_SQL,
         {
             **_POOLING,
+            **horizon_parameters(),
             "types": list(PROBABILITY_TYPES),
             "ids": resolution_ids,
             "now": now,
