@@ -270,3 +270,38 @@ def test_the_daily_snapshot_pools_both_platforms(conn, loaded, db_url, dagster_i
     pooled = _at(datetime(2018, 11, 6, tzinfo=UTC))["pooled"].reindex(snapshot.index)
     assert (snapshot["p"] - pooled).abs().max() <= 0.00005 + 1e-12
     assert (snapshot["signals"] == 2).all()
+
+
+def test_v_market_scores_per_platform_equals_the_independent_briers(conn, loaded):
+    """v_market_scores (sql/0133): over the same 28 events, each platform's mean Brier at
+    CLOSE, 1D and 7D is the one computed from the raw files, and pooled's is the pool's."""
+    _, feed_ids = loaded
+    events = _events(conn, feed_ids)
+    event_ids = [uuid.UUID(e) for e in events["predictit"].values()]
+    rows = conn.execute(
+        """SELECT v.source, v.source_event_id, v.horizon, v.brier_score, v.relative_brier
+           FROM v_market_scores v WHERE v.event_id = ANY(%s)
+             AND v.horizon IN ('CLOSE', '1D', '7D')""",
+        (event_ids,),
+    ).fetchall()
+    scores = pd.DataFrame(rows, columns=["source", "market", "horizon", "brier", "relative"])
+    # An upload feed's markets are named `feed:<feed id>:<market id>` at source `upload`.
+    platform_of = {str(f): r.platform for f, r in zip(feed_ids, SENATE.platforms, strict=True)}
+    feed = scores["market"].str.extract(r"^feed:([0-9a-f-]{36}):")[0]
+    scores["series"] = feed.map(platform_of).where(scores["source"] != "pooled", "pooled")
+    assert scores["series"].notna().all()
+    assert set(scores.loc[scores["source"] != "pooled", "source"]) == {"upload"}
+    counts = scores.groupby(["horizon", "series"]).size()
+    assert (counts == 28).all() and len(counts) == 9
+    mean = scores.groupby(["horizon", "series"])["brier"].mean()
+    outcome = _outcomes()
+    for horizon, back in HORIZONS.items():
+        independent = _at(CLOSE - back)
+        for series in ("predictit", "fivethirtyeight", "pooled"):
+            expected = _brier(independent[series], outcome)
+            assert abs(mean[(horizon, series)] - expected) < 1e-9, (horizon, series)
+    # Each platform's Brier relative to pooled on the same event, averaged, is the difference.
+    relative = scores[scores["series"] != "pooled"].groupby(["horizon", "series"])["relative"]
+    gap = mean.unstack()
+    for (horizon, series), value in relative.mean().items():
+        assert abs(value - (gap.loc[horizon, series] - gap.loc[horizon, "pooled"])) < 1e-9
