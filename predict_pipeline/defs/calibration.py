@@ -1,14 +1,33 @@
-"""Dagster layer of stage 5: event_resolutions and calibration_scores, and the one
-calibration job with its two schedules (hourly, and after the nightly retention)."""
+"""Dagster layer of stage 5: event_resolutions, calibration_scores and source_calibration (with
+its trust-band check), and the one calibration job with its two schedules (hourly, and after
+the nightly retention)."""
 
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from predict_pipeline.calibration.diagram import diagram_markdown, reliability_diagram_png
+from predict_pipeline.calibration.diagram import (
+    diagram_markdown,
+    reliability_diagram_png,
+    source_reliability_png,
+)
 from predict_pipeline.calibration.metrics import calibration_rows
 from predict_pipeline.calibration.resolutions import resolve_from_markets, resolved_events
+from predict_pipeline.calibration.source_calibration import (
+    POOLED,
+    SeriesFilters,
+    pooled_vs_best_source,
+    save_source_calibration,
+    scored_series,
+    source_calibration_rows,
+)
 from predict_pipeline.calibration.store import active_categories, save_calibration
+from predict_pipeline.calibration.trust_bands import (
+    MIN_BAND_EVENTS,
+    band_order_violations,
+    pooled_at_close_by_band,
+    trust_band_report,
+)
 from predict_pipeline.defs.catalog import (
     preview_table,
     table_definition_metadata,
@@ -18,6 +37,8 @@ from predict_pipeline.defs.resources import PostgresResource
 
 RESOLUTIONS_TABLE = "prediction_resolutions"
 CALIBRATION_TABLE = "prediction_calibration_scores"
+SOURCE_CALIBRATION_TABLE = "prediction_source_calibration"
+TRUST_BAND_CHECK = "trust_bands_ordered"
 
 
 class ResolutionConfig(dg.Config):
@@ -121,10 +142,143 @@ def calibration_scores(database: PostgresResource) -> dg.MaterializeResult:
     return with_table_metadata(dg.MaterializeResult(metadata=metadata), database, CALIBRATION_TABLE)
 
 
+class SourceCalibrationConfig(dg.Config):
+    """Which scored series count (0 turns a filter off; source_calibration.py defines each)."""
+
+    min_volume: float = 0.0  # the market's traded volume up to close, in source units
+    min_traders: int = 0  # raw_data.unique_bettors; no adapter records it yet
+    min_trust: float = 0.0  # the event's trust_score at its last snapshot at or before close
+
+
+@dg.asset(
+    deps=["event_resolutions"],
+    group_name="calibration",
+    kinds={"pandas", "postgres"},
+    owners=["team:data-platform"],
+    description=(
+        "prediction_source_calibration: Brier, log score, accuracy and the ten-bin curve of "
+        "every market source and of pooled, per category × window × horizon, over "
+        "v_market_scores (filters: min volume, min traders, min trust at close). The "
+        "materialisation compares pooled with the best single source on the same events "
+        "(CLOSE, all time), draws one reliability curve per source with Wilson bands, and "
+        "scores pooled at close by trust band; the check warns when a higher trust band "
+        "does not score a lower Brier."
+    ),
+    metadata=table_definition_metadata(SOURCE_CALIBRATION_TABLE),
+    check_specs=[
+        dg.AssetCheckSpec(
+            TRUST_BAND_CHECK,
+            asset="source_calibration",
+            description=(
+                f"Each trust band at close (with ≥ {MIN_BAND_EVENTS} events) scores a lower "
+                "pooled Brier than the band below it; WARN otherwise."
+            ),
+        )
+    ],
+)
+def source_calibration(
+    config: SourceCalibrationConfig, database: PostgresResource
+) -> dg.MaterializeResult:
+    now = datetime.now(UTC)
+    filters = SeriesFilters(config.min_volume, config.min_traders, config.min_trust)
+    with database.connection() as conn:
+        categories = active_categories(conn)
+        names = dict(conn.execute("SELECT id, slug FROM prediction_categories").fetchall())
+        scored = scored_series(conn, filters)
+        rows = source_calibration_rows(scored, now=now, categories=categories)
+        written = save_source_calibration(conn, rows, filters, now)
+        trust = trust_band_report(pooled_at_close_by_band(conn))
+    comparison = pooled_vs_best_source(scored, now=now, category_names=names)
+    curves = {
+        r.source: r.row.calibration_curve["bins"]
+        for r in rows
+        if r.horizon == "CLOSE" and r.row.time_window == "ALL_TIME" and r.row.category_id is None
+    }
+    violations = band_order_violations(trust)
+    metadata: dict = {
+        "rows": written,
+        "scored_series": len(scored),
+        "sources": sorted({r.source for r in rows} - {POOLED}),
+        "pooled_vs_best_source": preview_table(
+            {
+                "category": "string",
+                "pooled_brier": "float",
+                "best_source": "string",
+                "best_source_brier": "float",
+                "difference": "float",
+                "events": "int",
+            },
+            comparison,
+            limit=100,
+        ),
+        # pooled − best single source, global: negative means pooling beats every source.
+        "pooled_minus_best_source_brier": next(
+            (c["difference"] for c in comparison if c["category"] == "global"), float("nan")
+        ),
+        "trust_bands": preview_table(
+            {
+                "band": "string",
+                "events": "int",
+                "brier": "float",
+                "brier_low": "float",
+                "brier_high": "float",
+                "accuracy_50": "float",
+                "accuracy_low": "float",
+                "accuracy_high": "float",
+            },
+            [
+                {
+                    "band": b.band,
+                    "events": b.events,
+                    "brier": b.brier_score,
+                    "brier_low": b.brier_low,
+                    "brier_high": b.brier_high,
+                    "accuracy_50": b.accuracy_at_50,
+                    "accuracy_low": b.accuracy_low,
+                    "accuracy_high": b.accuracy_high,
+                }
+                for b in trust.bands
+            ],
+        ),
+        "events_without_trust_at_close": trust.untrusted_events,
+    }
+    if curves:
+        png = source_reliability_png(
+            curves, title=f"Reliability at close by source, {now:%Y-%m-%d %H:%M} UTC"
+        )
+        metadata["reliability_by_source"] = dg.MetadataValue.md(diagram_markdown(png))
+    check = dg.AssetCheckResult(
+        check_name=TRUST_BAND_CHECK,
+        passed=not violations,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "violations": dg.MetadataValue.json(
+                [
+                    {
+                        "lower": lo.band,
+                        "lower_brier": lo.brier_score,
+                        "higher": hi.band,
+                        "higher_brier": hi.brier_score,
+                    }
+                    for lo, hi in violations
+                ]
+            ),
+            "min_band_events": MIN_BAND_EVENTS,
+        },
+    )
+    result: dg.MaterializeResult[None] = dg.MaterializeResult(
+        metadata=metadata, check_results=[check]
+    )
+    return with_table_metadata(result, database, SOURCE_CALIBRATION_TABLE)
+
+
 calibration_job = dg.define_asset_job(
     "calibration_job",
-    selection=["event_resolutions", "calibration_scores"],
-    description="event_resolutions → calibration_scores over everything resolved so far.",
+    selection=["event_resolutions", "calibration_scores", "source_calibration"],
+    description=(
+        "event_resolutions → calibration_scores and source_calibration over everything "
+        "resolved so far."
+    ),
 )
 
 
@@ -151,7 +305,7 @@ calibration_after_retention_schedule = dg.ScheduleDefinition(
 
 
 defs = dg.Definitions(
-    assets=[event_resolutions, calibration_scores],
+    assets=[event_resolutions, calibration_scores, source_calibration],
     jobs=[calibration_job],
     schedules=[calibration_schedule, calibration_after_retention_schedule],
 )
