@@ -579,9 +579,7 @@ def _venue_volume(
     event_move = move.reindex(index.get_level_values("event_id"))
     quoted = own[0].notna().to_numpy()
     venues["dp"] = np.where(quoted, own[0] - own[-1], event_move["dp"].to_numpy())
-    own_z = ((logits[0] - own_med).abs() / own_sigma).where(
-        own_n >= config.min_baseline_intervals
-    )
+    own_z = ((logits[0] - own_med).abs() / own_sigma).where(own_n >= config.min_baseline_intervals)
     venues["jump_z"] = np.where(quoted, own_z, event_move["jump_z"].to_numpy())
     venues["price_basis"] = np.where(quoted, "venue", "event")
     # the pooled ratio of the event's other venues: a rise they share is not this venue's own
