@@ -556,8 +556,11 @@ def _venue_volume(
     config: TrustConfig,
 ) -> pd.DataFrame:
     flows = sig[(sig["signal_type"] == "VOLUME").to_numpy() & ~sig["lifetime"].to_numpy()]
-    index = pd.MultiIndex.from_frame(flows[VENUE_KEY].drop_duplicates())
-    codes = index.get_indexer(pd.MultiIndex.from_frame(flows[VENUE_KEY]))
+    # one integer key per market: event position, source code, market id code
+    market_code = pd.factorize(flows["source_event_id"])[0].astype("int64")
+    key = flows["ev"].to_numpy().astype("int64") << 40 | flows["src"].to_numpy() << 24 | market_code
+    _, first, codes = np.unique(key, return_index=True, return_inverse=True)
+    index = pd.MultiIndex.from_frame(flows[VENUE_KEY].iloc[first])
     grid = _grid(flows.assign(ev=codes), "value", index, buckets, "sum") * 1000.0
     series = pd.DataFrame(grid, index=index, columns=buckets)
     logv = np.log1p(series.clip(lower=0))
