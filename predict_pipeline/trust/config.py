@@ -103,11 +103,16 @@ class TrustConfig:
     volume_spike_z: float = 3.5
     volume_min_log_scale: float = 0.1  # sigma floor of ln(1 + volume): a 10 % wobble
     volume_spike_min_ratio: float = 3.0  # a spike is also a multiple of the trailing median
+    # A venue's rise is the news's when this share of its other venues rose ...
+    volume_shared_share: float = 0.5
+    volume_shared_ratio: float = 1.5  # ... to this multiple of their own trailing median ...
+    news_min_reports: int = 2  # ... reliable NEWS reported it (within explain_lookback) ...
+    repricing_jump_z: float = 3.0  # ... and the event's price jumped this far: a repricing
     # temporal_consistency and price jumps
     jump_z: float = 3.5
     price_min_logit_scale: float = 0.1  # sigma floor of hourly logit moves
     # WASH_TRADING and market_integrity
-    wash_volume_ratio: float = 5.0  # interval volume / trailing median: "far above"
+    wash_volume_ratio: float = 3.0  # interval volume / trailing median: "far above"
     wash_max_move: float = 0.01  # |p_0 - p_-1| that counts as "barely moved"
     wash_max_move_z: float = 1.0  # ... as does a move no larger than the market's usual one
     wash_window: timedelta = timedelta(minutes=30)  # an account's opposite trade this soon
@@ -161,6 +166,7 @@ class TrustConfig:
             "bot_min_share",
             "wash_min_share",
             "source_dominance_share",
+            "volume_shared_share",
         ):
             if getattr(self, name) > 1:
                 raise ValueError(f"TrustConfig.{name} must be at most 1, got {getattr(self, name)}")

@@ -6,14 +6,27 @@ statistics and origins are defined there) and raises at most one Flag per event 
 "matching" NEWS signal has the sign of the move (positive sentiment = toward YES) and |value| >=
 news_min_sentiment; all thresholds are TrustConfig fields.
 
-- VOLUME_SPIKE: z_v, the robust z of ln(1 + interval volume) against the trailing intervals,
-  exceeds volume_spike_z (3.5), and the volume is at least volume_spike_min_ratio (3) times the
-  trailing median: a spike is a multiple, not the wobble of a very steady market.
-- WASH_TRADING: (a) volume without price impact: z_v >= volume_spike_z and the volume is >=
-  wash_volume_ratio (5) times the trailing median while the probability barely moved (|p_0 -
-  p_-1| <= wash_max_move, or a move no larger than usual: jump z <= wash_max_move_z); or (b)
-  account round trips, where trades name the account (Manifold bets: `userId`, `outcome`, signed
-  `amount`; redemptions ignored; a bet's price and volume signals are one trade): a trade in the
+Volume is read per venue (a market: source, source_event_id; `measure`'s venue volume), never
+summed over an event's venues for a flag: a 9x spike on a venue trading a tenth of the event
+shows as under 2x in the sum. An event none of whose venues has a baseline is read as a whole.
+
+- VOLUME_SPIKE: on some venue, z_v, the robust z of ln(1 + the venue's interval volume) against
+  its trailing intervals, exceeds volume_spike_z (3.5), and the volume is at least
+  volume_spike_min_ratio (3) times its trailing median (a spike is a multiple, not the wobble of
+  a very steady market); unless it is a news-driven repricing: at least volume_shared_share
+  (half) of the event's other venues rose to >= volume_shared_ratio (1.5) times their own
+  median, >= news_min_reports (2) reliable NEWS (reliability >= low_reliability) came in
+  [interval_start - explain_lookback, interval_end), and the event's price jumped (jump z >=
+  repricing_jump_z, 3). One flag per event, led by its strongest venue; the evidence names the
+  venue, its ratio and baseline, every venue that hit, and the event-level sum.
+- WASH_TRADING: (a) volume without price impact on a venue: z_v >= volume_spike_z and the
+  venue's volume is >= wash_volume_ratio (3) times its trailing median while its own price
+  (its MARKET_PRICE quotes; the event's where it quotes none) barely moved: |p_0 - p_-1| <=
+  wash_max_move and no larger than usual (jump z <= wash_max_move_z, where known); a
+  news-driven repricing (as above) is not; or (b) account round trips, where trades name the
+  account (Manifold bets: `userId`, `outcome`, signed
+  `amount`; redemptions ignored; a bet's price and volume signals are one trade; an account is
+  its venue's): a trade in the
   opposite direction (YES vs NO, buy vs sell) to the same account's previous trade within
   wash_window is a round trip; at least wash_min_round_trips of them in the interval, carrying
   >= wash_min_share of its account-level amount. One flag; (b)'s evidence leads when both hold.

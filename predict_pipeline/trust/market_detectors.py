@@ -28,78 +28,189 @@ from predict_pipeline.trust.measure import Measurements
 from predict_pipeline.trust.trades import wash_summary
 
 
+def _news_reports(m: Measurements) -> pd.Series:
+    """Per event: reliable NEWS signals in [start - explain_lookback, end)."""
+    cfg = m.config
+    sig = m.signals
+    news = sig[
+        (sig["signal_type"] == "NEWS").to_numpy()
+        & (sig["reliability"] >= cfg.low_reliability).to_numpy()
+        & (sig["t"] >= m.start_ns - nanoseconds(cfg.explain_lookback)).to_numpy()
+    ]
+    return news.groupby("event_id").size()
+
+
+def _venue_hits(m: Measurements, hit: pd.Series) -> pd.DataFrame:
+    """The venues that hit, with `explained` (a rise the event's other venues share, reported
+    by news_min_reports reliable NEWS) and `news_reports`; unexplained first, strongest first."""
+    cfg = m.config
+    v = m.venue_volume[hit.to_numpy()].copy()
+    reports = _news_reports(m)
+    v["news_reports"] = reports.reindex(v["event_id"]).fillna(0).astype("int64").to_numpy()
+    repriced = m.move["jump_z"].reindex(v["event_id"]).to_numpy() >= cfg.repricing_jump_z
+    v["explained"] = (
+        (v["peers_rising"] >= cfg.volume_shared_share)
+        & (v["news_reports"] >= cfg.news_min_reports)
+        & repriced
+    )
+    return v
+
+
+def _venue_evidence(row: Any) -> dict[str, Any]:
+    return {
+        "venue": row["source"],
+        "market": row["source_event_id"],
+        "baseline": row["baseline"],
+        "observed": row["observed"],
+        "ratio": row["ratio"],
+        "z": row["z"],
+        "price_move": row["dp"],
+        "price_jump_z": row["jump_z"],
+        "peer_ratio": row["peer_ratio"],
+        "peers_rising": row["peers_rising"],
+    }
+
+
+def _venues_by_event(hits: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """event_id -> every venue of it that hit, in the hits' order."""
+    venues: dict[str, list[dict[str, Any]]] = {}
+    for row in hits.to_dict("records"):
+        venues.setdefault(row["event_id"], []).append(_venue_evidence(row))
+    return venues
+
+
+def _event_level(m: Measurements, event_id: str) -> dict[str, Any]:
+    """The event's summed volume, for the record: a venue's spike is diluted in it."""
+    row = m.volume.loc[event_id]
+    return {
+        "observed": row["observed"],
+        "baseline": row["baseline"],
+        "ratio": ratio_of(row["observed"], row["baseline"]),
+        "z": row["z"],
+        "basis": row["basis"],
+    }
+
+
+def _venue_volume_ids(m: Measurements, chosen: pd.DataFrame) -> dict:
+    """event_id -> the chosen venue's VOLUME signals of the interval (largest first); all the
+    event's where the chosen row is its event-level volume."""
+    current = m.current()
+    current = current[current["signal_type"] == "VOLUME"]
+    at_venue = chosen["source"].notna()
+    mine = current.merge(
+        chosen.loc[at_venue, ["event_id", "source", "source_event_id"]],
+        on=["event_id", "source", "source_event_id"],
+    )
+    whole = current[current["event_id"].isin(chosen.loc[~at_venue, "event_id"])]
+    return ids_by_event(pd.concat([mine, whole], ignore_index=True), ["value"], False)
+
+
+def _venue_text(row: Any) -> str:
+    if pd.isna(row["source"]):
+        return "The event's volume"
+    return f"Volume on {row['source']} ({row['source_event_id']})"
+
+
 def volume_spike(m: Measurements) -> list[Flag]:
     cfg = m.config
-    v = m.volume
-    hits = v[
-        (v["z"] > cfg.volume_spike_z)
-        & (v["observed"] >= cfg.volume_spike_min_ratio * v["baseline"])
-    ]
+    v = m.venue_volume
+    hits = _venue_hits(
+        m, (v["z"] > cfg.volume_spike_z) & (v["ratio"] >= cfg.volume_spike_min_ratio)
+    )
+    hits = hits[~hits["explained"]]
     if hits.empty:
         return []
+    hits["strength"] = np.minimum(
+        hits["z"] / cfg.volume_spike_z, hits["ratio"] / cfg.volume_spike_min_ratio
+    )
+    hits = hits.sort_values(["event_id", "strength"], ascending=[True, False], kind="stable")
+    chosen = hits.drop_duplicates("event_id")
+    volume_ids = _venue_volume_ids(m, chosen)
     current = m.current()
-    current = current[current["event_id"].isin(hits.index)]
-    volume_ids = ids_by_event(current[current["signal_type"] == "VOLUME"], ["value"], False)
+    current = current[current["event_id"].isin(chosen["event_id"])]
     price_ids = ids_by_event(current[current["signal_type"] == "MARKET_PRICE"])
+    venues = _venues_by_event(hits)
     flags = []
-    for event_id, row in hits.iterrows():
-        multiple = multiple_text(
-            ratio_of(row["observed"], row["baseline"]), "the median", "up from nothing"
-        )
+    for _, row in chosen.iterrows():
+        event_id = row["event_id"]
+        multiple = multiple_text(row["ratio"], "its trailing median", "up from nothing")
         flags.append(
             new_flag(
                 m,
                 event_id,
                 "VOLUME_SPIKE",
-                strength=min(
-                    row["z"] / cfg.volume_spike_z,
-                    ratio_of(row["observed"], row["baseline"]) / cfg.volume_spike_min_ratio,
-                ),
+                strength=row["strength"],
                 description=(
-                    f"Volume {row['observed']:,.0f} in {interval_text(m)} is {row['z']:.1f} "
-                    f"robust SDs "
-                    f"above the trailing median of {row['baseline']:,.0f}, "
-                    f"{multiple} "
+                    f"{_venue_text(row)}: {row['observed']:,.0f} in {interval_text(m)} is "
+                    f"{row['z']:.1f} robust SDs above its trailing median of "
+                    f"{row['baseline']:,.0f}, {multiple} "
                     f"(thresholds {cfg.volume_spike_z} SDs, {cfg.volume_spike_min_ratio}x)."
                 ),
                 statistic="robust_z_log_volume",
                 baseline=row["baseline"],
                 observed=row["observed"],
-                threshold={"z": cfg.volume_spike_z, "ratio": cfg.volume_spike_min_ratio},
+                threshold={
+                    "z": cfg.volume_spike_z,
+                    "ratio": cfg.volume_spike_min_ratio,
+                    "shared_ratio": cfg.volume_shared_ratio,
+                    "shared_share": cfg.volume_shared_share,
+                    "news_reports": cfg.news_min_reports,
+                    "repricing_jump_z": cfg.repricing_jump_z,
+                },
                 related=volume_ids.get(event_id) or price_ids.get(event_id, []),
+                venue=row["source"],
+                market=row["source_event_id"],
+                ratio=row["ratio"],
                 z=row["z"],
                 sigma_log=row["sigma"],
                 baseline_intervals=row["n"],
                 volume_basis=row["basis"],
+                peer_ratio=row["peer_ratio"],
+                peers_rising=row["peers_rising"],
+                news_reports=row["news_reports"],
+                venues=venues[event_id],
+                event_level=_event_level(m, event_id),
             )
         )
     return flags
 
 
-def wash_trading(m: Measurements) -> list[Flag]:
+def _quiet_volume(m: Measurements) -> pd.DataFrame:
+    """Per event, its strongest venue with volume far above its median and a price that barely
+    moved (see WASH_TRADING), unless the rise is shared and reported."""
     cfg = m.config
-    v, move = m.volume, m.move
-    ratio = v["observed"] / v["baseline"].where(v["baseline"] > 0)
+    v = m.venue_volume
     quiet = (
         (v["z"] >= cfg.volume_spike_z)
-        & (ratio >= cfg.wash_volume_ratio)
-        & ((move["dp"].abs() <= cfg.wash_max_move) | (move["jump_z"] <= cfg.wash_max_move_z))
+        & (v["ratio"] >= cfg.wash_volume_ratio)
+        & (v["dp"].abs() <= cfg.wash_max_move)
+        & ~(v["jump_z"] > cfg.wash_max_move_z)
     )
+    hits = _venue_hits(m, quiet)
+    hits = hits[~hits["explained"]]
+    hits["strength"] = np.minimum(
+        hits["z"] / cfg.volume_spike_z, hits["ratio"] / cfg.wash_volume_ratio
+    )
+    hits = hits.sort_values(["event_id", "strength"], ascending=[True, False], kind="stable")
+    venues = _venues_by_event(hits)
+    chosen = hits.drop_duplicates("event_id").set_index(pd.Index(hits["event_id"].unique()))
+    return chosen.assign(venues=[venues[e] for e in chosen.index])
+
+
+def wash_trading(m: Measurements) -> list[Flag]:
+    cfg = m.config
+    quiet = _quiet_volume(m)
     rounds = wash_summary(m.trades)
     churn = (rounds["round_trips"] >= cfg.wash_min_round_trips) & (
         rounds["share"] >= cfg.wash_min_share
     )
-    hit_quiet, hit_churn = set(quiet.index[quiet]), set(rounds.index[churn])
+    hit_quiet, hit_churn = set(quiet.index), set(rounds.index[churn])
     if not hit_quiet and not hit_churn:
         return []
-    current = m.current()
-    volume_ids = ids_by_event(
-        current[(current["signal_type"] == "VOLUME") & current["event_id"].isin(hit_quiet)],
-        ["value"],
-        False,
-    )
+    volume_ids = _venue_volume_ids(m, quiet)
     trades = m.trades[m.trades["involved"] & m.trades["event_id"].isin(hit_churn)]
     accounts = trades.groupby("event_id")["account"].agg(lambda a: sorted(set(a))).to_dict()
+    venues_of = trades.groupby("event_id")["source"].agg(lambda a: sorted(set(a))).to_dict()
     involved = m.trade_signals[
         m.trade_signals["involved"] & m.trade_signals["event_id"].isin(hit_churn)
     ]
@@ -108,23 +219,20 @@ def wash_trading(m: Measurements) -> list[Flag]:
     for event_id in sorted(hit_quiet | hit_churn):
         quiet_evidence = None
         if event_id in hit_quiet:
-            row = v.loc[event_id]
+            row = quiet.loc[event_id]
             quiet_evidence = {
                 "statistic": "volume_without_price_impact",
-                "baseline": row["baseline"],
-                "observed": row["observed"],
-                "volume_ratio": ratio[event_id],
-                "z": row["z"],
-                "price_move": move.at[event_id, "dp"],
+                **_venue_evidence(row),
+                "venues": row["venues"],
+                "event_level": _event_level(m, event_id),
                 "threshold": {
                     "z": cfg.volume_spike_z,
                     "volume_ratio": cfg.wash_volume_ratio,
                     "max_price_move": cfg.wash_max_move,
+                    "max_price_jump_z": cfg.wash_max_move_z,
                 },
             }
-            quiet_strength = min(
-                row["z"] / cfg.volume_spike_z, ratio[event_id] / cfg.wash_volume_ratio
-            )
+            quiet_strength = row["strength"]
         if event_id in hit_churn:
             r = rounds.loc[event_id]
             strength = min(
@@ -161,13 +269,14 @@ def wash_trading(m: Measurements) -> list[Flag]:
                     related=trade_ids.get(event_id, []),
                     round_trip_window_minutes=cfg.wash_window / timedelta(minutes=1),
                     accounts=accounts.get(event_id, []),
+                    venues=venues_of.get(event_id, []),
                     volume_without_price_impact=quiet_evidence,
                 )
             )
         else:
             if quiet_evidence is None:  # not churn, so the event is in hit_quiet
                 raise RuntimeError(f"no quiet-volume evidence for {event_id}")
-            row = v.loc[event_id]
+            row = quiet.loc[event_id]
             flags.append(
                 new_flag(
                     m,
@@ -175,21 +284,26 @@ def wash_trading(m: Measurements) -> list[Flag]:
                     "WASH_TRADING",
                     strength=quiet_strength,
                     description=(
-                        f"Volume {row['observed']:,.0f} in {interval_text(m)} is "
-                        f"{ratio[event_id]:.1f}x "
-                        f"the "
-                        f"trailing median of {row['baseline']:,.0f} (z {row['z']:.1f}) while the "
-                        f"probability moved only {move.at[event_id, 'dp']:+.3f} (at most "
-                        f"{cfg.wash_max_move}, or no more than its usual hourly move)."
+                        f"{_venue_text(row)}: {row['observed']:,.0f} in {interval_text(m)} is "
+                        f"{row['ratio']:.1f}x its trailing median of {row['baseline']:,.0f} "
+                        f"(z {row['z']:.1f}) while its probability moved only "
+                        f"{row['dp']:+.3f} (at most {cfg.wash_max_move}, or no more than its "
+                        f"usual hourly move)."
                     ),
                     statistic="volume_without_price_impact",
                     baseline=row["baseline"],
                     observed=row["observed"],
                     threshold=quiet_evidence["threshold"],
                     related=volume_ids.get(event_id, []),
-                    volume_ratio=ratio[event_id],
+                    venue=row["source"],
+                    market=row["source_event_id"],
+                    volume_ratio=row["ratio"],
                     z=row["z"],
-                    price_move=move.at[event_id, "dp"],
+                    price_move=row["dp"],
+                    price_jump_z=row["jump_z"],
+                    peer_ratio=row["peer_ratio"],
+                    venues=row["venues"],
+                    event_level=quiet_evidence["event_level"],
                 )
             )
     return flags

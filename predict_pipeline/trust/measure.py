@@ -19,7 +19,16 @@ Series per event and bucket:
   traded in that interval) when the event has a snapshot for the interval being scored;
   otherwise its VOLUME signals summed (x 1000, since signals carry thousands), leaving out
   lifetime totals (raw_data volume_scope "lifetime_..."), which are levels, not flows. A bucket
-  without a value is missing, not zero.
+  without a value is missing, not zero. This event-level sum feeds the components only: summed
+  over venues, a 9x spike on a venue trading a tenth of the event shows as under 2x.
+- venue volume, per market (event, source, source_event_id) with VOLUME flow signals: v_k its
+  flows summed (x 1000), with its own robust z and trailing median (the ratio observed /
+  median), its own price move (its MARKET_PRICE quotes: |p_0 - p_-1| and the jump z of its
+  logit moves; the event's move when it quotes no price), and peer_ratio = the pooled ratio of
+  the event's other markets (their summed volume over their summed medians; missing without
+  any): a rise every venue shares has a high peer_ratio. An event none of whose venues has
+  min_baseline_intervals trailing values of its own (e.g. volume only in snapshots) has one row
+  of its event-level volume (source missing) as well. VOLUME_SPIKE and WASH_TRADING read these.
 - sentiment count c_k: the bucket's SENTIMENT and SOCIAL signals (0 when there are none).
 
 Robust statistics use the trailing buckets: med = their median, sigma = max(1.4826 MAD, floor).
@@ -129,6 +138,7 @@ class Measurements:
     source_probability: pd.DataFrame  # (event_id, source) x bucket, ffilled
     source_weight: pd.Series  # (event_id, source)
     volume: pd.DataFrame  # event: observed, baseline, z, sigma, n, basis
+    venue_volume: pd.DataFrame  # one row per market (see the module doc)
     move: pd.DataFrame  # event: p_prev, p_now, dp, d_logit, jump_z, sigma, n
     burst: pd.DataFrame  # event: count, baseline, z
     narratives: pd.DataFrame  # narrative signals near the interval with cluster and cluster_size
@@ -189,13 +199,16 @@ def measure(
     snap_last = snap.drop_duplicates(["ev", "bucket"], keep="last")
 
     prices = _prices(sig)
-    source_probability, source_weight, consensus = _price_matrices(prices, event_ids, buckets)
+    source_probability, source_weight, consensus, market_grid = _price_matrices(
+        prices, event_ids, buckets
+    )
     snap_prob = _grid(snap_last, "probability", event_ids, buckets)
     probability = pd.DataFrame(
         np.where(np.isnan(consensus), snap_prob, consensus), index=event_ids, columns=buckets
     ).ffill(axis=1)
     volume = _volume(sig, snap_last, event_ids, buckets, config)
     move = _move(probability, config)
+    venue_volume = _venue_volume(sig, prices, market_grid, volume, move, event_ids, buckets, config)
     burst = _burst(sig, event_ids, buckets, config)
     narratives = narrative_clusters(sig, start_ns, end_ns, config)
     trades, trade_signals = account_trades(sig, start_ns, config)
@@ -215,6 +228,7 @@ def measure(
         source_probability=source_probability,
         source_weight=source_weight,
         volume=volume,
+        venue_volume=venue_volume,
         move=move,
         burst=burst,
         narratives=narratives,
@@ -438,7 +452,7 @@ def _prices(sig: pd.DataFrame) -> pd.DataFrame:
 
 def _price_matrices(
     prices: pd.DataFrame, event_ids: pd.Index, buckets: list[int]
-) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+) -> tuple[pd.DataFrame, pd.Series, np.ndarray, pd.DataFrame]:
     """Per (event, source): last probability per bucket carried forward, and its weight (all
     probability types); per event: the consensus of the MARKET_PRICE markets."""
     nb = len(buckets)
@@ -462,7 +476,21 @@ def _price_matrices(
     per_source.index = index
     source = per_source.groupby(level=[0, 1], sort=True).mean()
     source_weight = pd.Series(mw, index=index).groupby(level=[0, 1], sort=True).sum()
-    return source, source_weight, consensus
+    # each MARKET_PRICE market's own series, keyed as the venue volumes are
+    own = markets["is_market"].to_numpy()
+    market_grid = pd.DataFrame(
+        grid[own],
+        columns=buckets,
+        index=pd.MultiIndex.from_arrays(
+            [
+                event_ids[ev_m[own]],
+                markets["source"].to_numpy()[own],
+                markets["source_event_id"].to_numpy()[own],
+            ],
+            names=["event_id", "source", "source_event_id"],
+        ),
+    )
+    return source, source_weight, consensus, market_grid
 
 
 def _robust(trail: pd.DataFrame, floor: float) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -512,6 +540,81 @@ def _volume(
         },
         index=event_ids,
     )
+
+
+VENUE_KEY = ["event_id", "source", "source_event_id"]
+
+
+def _venue_volume(
+    sig: pd.DataFrame,
+    prices: pd.DataFrame,
+    market_grid: pd.DataFrame,
+    volume: pd.DataFrame,
+    move: pd.DataFrame,
+    event_ids: pd.Index,
+    buckets: list[int],
+    config: TrustConfig,
+) -> pd.DataFrame:
+    flows = sig[(sig["signal_type"] == "VOLUME").to_numpy() & ~sig["lifetime"].to_numpy()]
+    # one integer key per market: event position, source code, market id code
+    market_code = pd.factorize(flows["source_event_id"])[0].astype("int64")
+    key = flows["ev"].to_numpy().astype("int64") << 40 | flows["src"].to_numpy() << 24 | market_code
+    _, first, codes = np.unique(key, return_index=True, return_inverse=True)
+    index = pd.MultiIndex.from_frame(flows[VENUE_KEY].iloc[first])
+    grid = _grid(flows.assign(ev=codes), "value", index, buckets, "sum") * 1000.0
+    series = pd.DataFrame(grid, index=index, columns=buckets)
+    logv = np.log1p(series.clip(lower=0))
+    med, sigma, n = _robust(logv[buckets[:-1]], config.volume_min_log_scale)
+    venues = pd.DataFrame(
+        {
+            "observed": series[0],
+            "baseline": np.expm1(med),
+            "z": ((logv[0] - med) / sigma).where(n >= config.min_baseline_intervals),
+            "sigma": sigma,
+            "n": n,
+        },
+        index=index,
+    )
+    # each venue's own price move; the event's where the venue quotes no price
+    own = market_grid.reindex(index)
+    logits = _logit(own).diff(axis=1)
+    own_med, own_sigma, own_n = _robust(logits[buckets[1:-1]], config.price_min_logit_scale)
+    event_move = move.reindex(index.get_level_values("event_id"))
+    quoted = own[0].notna().to_numpy()
+    venues["dp"] = np.where(quoted, own[0] - own[-1], event_move["dp"].to_numpy())
+    own_z = ((logits[0] - own_med).abs() / own_sigma).where(own_n >= config.min_baseline_intervals)
+    venues["jump_z"] = np.where(quoted, own_z, event_move["jump_z"].to_numpy())
+    venues["price_basis"] = np.where(quoted, "venue", "event")
+    # the pooled ratio of the event's other venues: a rise they share is not this venue's own
+    usable = venues["observed"].notna() & (venues["baseline"] > 0) & venues["z"].notna()
+    obs = venues["observed"].where(usable, 0.0)
+    base = venues["baseline"].where(usable, 0.0)
+    by_event = index.get_level_values("event_id")
+    other_obs = obs.groupby(by_event).transform("sum") - obs
+    other_base = base.groupby(by_event).transform("sum") - base
+    venues["peer_ratio"] = (other_obs / other_base.where(other_base > 0)).to_numpy()
+    rising = (usable & (obs >= config.volume_shared_ratio * base)).astype("float64")
+    others = usable.astype("float64").groupby(by_event).transform("sum") - usable
+    venues["peers_rising"] = (
+        (rising.groupby(by_event).transform("sum") - rising) / others.where(others > 0)
+    ).to_numpy()
+    venues["basis"] = "volume_signals"
+    venues = venues.reset_index()
+    # an event none of whose venues has a baseline of its own keeps its event-level volume
+    rest = volume[~volume.index.isin(venues.loc[venues["z"].notna(), "event_id"])]
+    rest = rest.assign(
+        source=None,
+        source_event_id=None,
+        dp=move["dp"].reindex(rest.index),
+        jump_z=move["jump_z"].reindex(rest.index),
+        price_basis="event",
+        peer_ratio=np.nan,
+        peers_rising=np.nan,
+    ).reset_index()
+    out = pd.concat([venues, rest[venues.columns]], ignore_index=True) if len(rest) else venues
+    ratio = out["observed"] / out["baseline"].where(out["baseline"] > 0)
+    out["ratio"] = ratio.where(out["baseline"] > 0, np.where(out["observed"] > 0, np.inf, np.nan))
+    return out.sort_values(VENUE_KEY, kind="stable", na_position="first", ignore_index=True)
 
 
 def _logit(p: pd.DataFrame | pd.Series) -> Any:

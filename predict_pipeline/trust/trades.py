@@ -23,6 +23,7 @@ def account_of(raw: Any) -> str | None:
 
 TRADE_COLUMNS = [
     "event_id",
+    "source",
     "trade_key",
     "t",
     "account",
@@ -39,6 +40,7 @@ def account_trades(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trades whose raw_data names the account (Manifold bets): one row per trade, and the ids.
 
+    Round trips are read per venue (the trade's source): account ids are each venue's own.
     direction = +1 for a trade that pushes the YES price up (buying YES, selling NO), -1
     otherwise; `round_trip` marks a trade in the interval whose account traded the opposite
     direction within `wash_window` before it, `involved` both trades of such a pair. A trade
@@ -57,13 +59,17 @@ def account_trades(
         columns=["trade_key", "account", "direction", "amount"],
     )
     rows.insert(0, "event_id", near["event_id"].to_numpy()[keep])
+    rows.insert(1, "source", near["source"].to_numpy()[keep])
     rows["signal_id"] = near["id"].to_numpy()[keep]
     rows["t"] = near["t"].to_numpy()[keep].astype("int64")
     trades = rows.drop_duplicates(["event_id", "trade_key"]).sort_values(
-        ["event_id", "account", "t", "trade_key"], kind="stable"
+        ["event_id", "source", "account", "t", "trade_key"], kind="stable"
     )
-    same = trades["event_id"].eq(trades["event_id"].shift()) & trades["account"].eq(
-        trades["account"].shift()
+    # an account is a venue's: the same name on two venues is two traders
+    same = (
+        trades["event_id"].eq(trades["event_id"].shift())
+        & trades["source"].eq(trades["source"].shift())
+        & trades["account"].eq(trades["account"].shift())
     )
     flip = (
         same

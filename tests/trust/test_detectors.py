@@ -227,7 +227,15 @@ def test_volume_spike_is_a_robust_z_above_threshold_and_a_multiple_of_the_median
     assert flag.evidence["baseline"] == pytest.approx(1000 * math.sqrt(2) - 1, abs=1e-6)
     assert flag.evidence["observed"] == current
     assert flag.evidence["volume_basis"] == "snapshots"
-    assert flag.evidence["threshold"] == {"z": 3.5, "ratio": 3.0}
+    assert flag.evidence["threshold"] == {
+        "z": 3.5,
+        "ratio": 3.0,
+        "shared_ratio": 1.5,
+        "shared_share": 0.5,
+        "news_reports": 2,
+        "repricing_jump_z": 3.0,
+    }
+    assert flag.evidence["venue"] is None  # no venue has a baseline: the event's volume
     assert flag.severity == "WARNING"
     assert sorted(flag.related_signals) == sorted(signals["id"])
 

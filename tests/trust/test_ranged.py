@@ -191,6 +191,11 @@ def test_a_ranged_run_writes_exactly_what_its_single_hours_write(
     assert len({row[3] for row in ranged["flags"]}) >= 3
     resolved = [r[1] for r in ranged["scores"] if r[0] == _event_id(conn, RESOLVED)]
     assert resolved and len(resolved) < HOURS
+    # the ranged run leaves no snapshot of its hours without the hour's trust score
+    in_range = [s for s in ranged["snapshots"] if START < s[1] <= END]
+    assert len(in_range) == 4 * HOURS
+    overall = {(r[0], r[1]): r[2] for r in ranged["scores"]}
+    assert all(s[2] is not None and s[2] == overall[(s[0], s[1])] for s in in_range)
 
     for name in ranged:
         assert ranged[name] == single[name], name
