@@ -19,8 +19,13 @@
 -- Monthly partitions by snapshot_at, as prediction_snapshots: made by
 -- predict_ensure_market_edge_partitions (retention/partitions.py, with the snapshots') and
 -- dropped with the snapshots by predict_drop_snapshot_partitions, replaced below.
+--
+-- No foreign key to prediction_events: its per-row check cost 10 of the snapshot step's 24 s in
+-- bench/snapshots.py (720,000 edges). Each edge is written by the statement that writes its
+-- interval's snapshot, whose own foreign key proves the event exists; an event's deletion
+-- takes its edges with it by the statement trigger below, as ON DELETE CASCADE would.
 CREATE TABLE prediction_market_edges (
-  event_id UUID NOT NULL REFERENCES prediction_events(id) ON DELETE CASCADE,
+  event_id UUID NOT NULL,
   source TEXT NOT NULL,
   source_event_id TEXT NOT NULL,
   price DECIMAL(10,4) NOT NULL CHECK (price >= 0 AND price <= 1),
@@ -32,6 +37,21 @@ CREATE TABLE prediction_market_edges (
   PRIMARY KEY (event_id, snapshot_at, source, source_event_id),
   CHECK (edge = price - pooled_probability)
 ) PARTITION BY RANGE (snapshot_at);
+
+CREATE FUNCTION predict_delete_market_edges() RETURNS trigger
+  LANGUAGE plpgsql
+  SECURITY DEFINER
+  SET search_path = public, pg_temp
+AS $$
+BEGIN
+  DELETE FROM prediction_market_edges m USING deleted_events d WHERE m.event_id = d.id;
+  RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION predict_delete_market_edges() FROM PUBLIC;
+CREATE TRIGGER market_edges_go_with_their_event AFTER DELETE ON prediction_events
+  REFERENCING OLD TABLE AS deleted_events
+  FOR EACH STATEMENT EXECUTE FUNCTION predict_delete_market_edges();
 
 ALTER TABLE prediction_market_edges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY "Market edges follow their event" ON prediction_market_edges FOR SELECT

@@ -275,3 +275,17 @@ def test_a_user_not_seeing_the_event_sees_none_of_its_edges(conn, db_url):
         assert {e for (e,) in other.execute(query)} == {public}
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             other.execute("DELETE FROM prediction_market_edges")
+
+
+def test_deleting_an_event_deletes_its_edges(conn, admin_conn):
+    events, _ = _world(conn, random.Random(6))
+    _run(conn)
+    kept = conn.execute(
+        "SELECT count(*) FROM prediction_market_edges WHERE event_id <> %s", (events[1],)
+    ).fetchone()[0]
+    assert kept > 0
+    admin_conn.execute("DELETE FROM prediction_events WHERE id = %s", (events[1],))
+    assert conn.execute(
+        "SELECT count(*) FROM prediction_market_edges WHERE event_id = %s", (events[1],)
+    ).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM prediction_market_edges").fetchone() == (kept,)
