@@ -46,9 +46,10 @@ def test_embedded_default_starts_its_own_server_with_the_schema(tmp_path):
                 "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public', 'auth')"
                 " AND tablename NOT LIKE 'prediction_snapshots_y%'"
                 " AND tablename NOT LIKE 'prediction_signals_y%'"
+                " AND tablename NOT LIKE 'prediction_market_edges_y%'"
             ).fetchone()[0]
             version = conn.execute("SHOW server_version_num").fetchone()[0]
-        assert tables == 34  # the spec's 28 and six extensions (sql/0134 the source calibration)
+        assert tables == 35  # the spec's 28 and seven extensions (sql/0135 the market edges)
         assert int(version) >= 160000
         assert (state_dir / "pgdata" / "PG_VERSION").exists()
     finally:

@@ -25,6 +25,8 @@ class MonthlyPartitionedTable:
 PARTITIONED_TABLES: tuple[MonthlyPartitionedTable, ...] = (
     MonthlyPartitionedTable("prediction_snapshots", "predict_ensure_snapshot_partitions"),
     MonthlyPartitionedTable("prediction_signals", "predict_ensure_signal_partitions"),
+    # Dropped with the snapshots (predict_drop_snapshot_partitions, sql/0135).
+    MonthlyPartitionedTable("prediction_market_edges", "predict_ensure_market_edge_partitions"),
 )
 
 

@@ -1,6 +1,6 @@
 """Snapshots past their periods: one row per event and hour after 90 days (the hour's last
 snapshot, with the hour's signal_count and volume summed), whole monthly partitions dropped
-after two years."""
+after two years, the market edges' with them."""
 
 from __future__ import annotations
 
@@ -92,8 +92,13 @@ def prune_snapshots(
         "SELECT partition_name, range_end, rows_held FROM predict_drop_snapshot_partitions(%s, %s)",
         (drop_before, dry_run),
     ).fetchall()
+    # The market edges' partitions go with the snapshots' (sql/0135); their rows are told apart.
+    edges = [rows for name, _, rows in dropped if name.startswith("prediction_market_edges_")]
     report.add("partitions_dropped", len(dropped))
-    report.add("snapshots_dropped_with_partitions", sum(rows for _, _, rows in dropped))
+    report.add(
+        "snapshots_dropped_with_partitions", sum(rows for _, _, rows in dropped) - sum(edges)
+    )
+    report.add("market_edges_dropped_with_partitions", sum(edges))
     report.details["dropped_partition_names"] = [name for name, _, _ in dropped]
 
     ranges = partition_ranges(conn, "prediction_snapshots")

@@ -24,9 +24,16 @@ from psycopg.rows import dict_row
 from predict_pipeline.db.rows import one_row
 from predict_pipeline.plans import live_holds
 from predict_pipeline.rules import RuleError
+from predict_pipeline.rules.engine import latest_market_edges
 from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
 from predict_pipeline.rules.trigger_schemas import validate_rule
-from predict_pipeline.rules.triggers import CampaignLink, EventState, NewFlag, evaluate
+from predict_pipeline.rules.triggers import (
+    CampaignLink,
+    EventState,
+    MarketEdge,
+    NewFlag,
+    evaluate,
+)
 
 _STATUS_OUTCOME = {
     "RESOLVED_YES": "YES",
@@ -275,7 +282,11 @@ def _event_state(conn, rule, event, params, link, at: datetime) -> EventState:
             (event["id"], rule["last_fired_at"], at),
         )
     )
+    edges: tuple[MarketEdge, ...] = ()
+    if rule["trigger_type"] == "EDGE_AT_LEAST":
+        edges = latest_market_edges(conn, [event["id"]], at).get(event["id"], ())
     return EventState(
+        market_edges=edges,
         event_id=str(event["id"]),
         as_of=event["updated_at"],
         title=event["title"],
@@ -307,6 +318,7 @@ def _quiet(trigger_type: str, state: EventState, params: Any) -> str:
         "SENTIMENT_SHIFT": ("previous_sentiment", "sentiment_score"),
         "TRUST_BELOW": ("previous_trust_score", "trust_score"),
         "DIVERGENCE_AT_LEAST": ("previous_divergence", "divergence"),
+        "EDGE_AT_LEAST": ("market_edges",),
         "FLAG_RAISED": ("new_flags",),
         "VOLUME_SPIKE": ("volume", "median_volumes"),
         "EVENT_RESOLVED": ("resolution",),
@@ -323,6 +335,8 @@ def _shown(value: Any) -> str:
         return "none"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items())
+    if isinstance(value, tuple) and value and isinstance(value[0], MarketEdge):
+        return ", ".join(f"{m.source}/{m.source_event_id} edge {m.edge}" for m in value)
     if isinstance(value, tuple):
         return ", ".join(f"{f.flag_type} ({f.severity})" for f in value)
     return str(value)

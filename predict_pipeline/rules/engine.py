@@ -51,6 +51,7 @@ from predict_pipeline.rules.tick_sql import (
     CHANGED_SQL,
     IN_SCOPE_COUNTS_SQL,
     KEYS_SQL,
+    LATEST_EDGES_SQL,
     LIVE_SQL,
 )
 from predict_pipeline.rules.trigger_schemas import (
@@ -60,7 +61,14 @@ from predict_pipeline.rules.trigger_schemas import (
     ValidatedTrigger,
     validate_rule,
 )
-from predict_pipeline.rules.triggers import CampaignLink, EventState, Firing, NewFlag, evaluate
+from predict_pipeline.rules.triggers import (
+    CampaignLink,
+    EventState,
+    Firing,
+    MarketEdge,
+    NewFlag,
+    evaluate,
+)
 from predict_pipeline.tenancy import rule_viewer, sees_campaign, sees_event
 
 # A tick looks at this many changed events at most; the cursor carries on from the last change
@@ -218,6 +226,10 @@ def _confirm(
         r["event_id"] for r in rows if rules[r["rule_id"]]["trigger_type"] == "FLAG_RAISED"
     ]
     flags = _new_flags(conn, flag_events, since, until) if flag_events else {}
+    edge_events = [
+        r["event_id"] for r in rows if rules[r["rule_id"]]["trigger_type"] == "EDGE_AT_LEAST"
+    ]
+    edges = latest_market_edges(conn, edge_events, until) if edge_events else {}
     triggers: dict[Any, ValidatedTrigger | RuleError] = {}
     confirmed = []
     for row in rows:
@@ -261,6 +273,7 @@ def _confirm(
             )
             if row["campaign_id"]
             else None,
+            market_edges=edges.get(row["event_id"], ()),
         )
         firing = evaluate(trigger, state)
         if firing is not None:
@@ -294,6 +307,18 @@ def _validate_changed_rules(conn: psycopg.Connection, since: datetime, report: T
         trigger = validate_rule(trigger_type, params)
         if isinstance(trigger, RuleError):
             report.invalid_rules[str(rule_id)] = trigger.reason
+
+
+def latest_market_edges(
+    conn: psycopg.Connection, event_ids: list[Any], until: datetime
+) -> dict[Any, tuple[MarketEdge, ...]]:
+    """Each event's market edges at its newest interval with any, up to `until`."""
+    found: dict[Any, list[MarketEdge]] = defaultdict(list)
+    for event_id, *edge in conn.execute(
+        LATEST_EDGES_SQL, {"events": list(set(event_ids)), "until": until}
+    ):
+        found[event_id].append(MarketEdge(*edge))
+    return {event_id: tuple(edges) for event_id, edges in found.items()}
 
 
 def _new_flags(conn, event_ids, since, until) -> dict[Any, list[NewFlag]]:

@@ -79,6 +79,7 @@ CREATE TEMP TABLE tick_live AS
          {_num("min_ratio")} AS min_ratio,
          {_whole("window_hours", 1, 720)} AS window_hours,
          coalesce({_texts("outcomes")}, %(outcomes)s::text[]) AS outcomes,
+         {_num("min_edge")} AS min_edge, r.trigger_params->>'source' AS edge_source,
          r.user_id AS owner, v.viewer, v.viewer_orgs
   FROM prediction_rules r
   {_RULE_VIEWER}
@@ -127,6 +128,20 @@ WITH ev AS MATERIALIZED (
 """
 
 _DIRECTION = "coalesce(l.direction, 'any')"
+
+# The newest interval with market edges of the event `k` up to the tick's end: the interval
+# EDGE_AT_LEAST reads (the primary key's (event_id, snapshot_at) prefix finds it).
+LATEST_EDGES_AT = (
+    "SELECT max(x.snapshot_at) FROM prediction_market_edges x"
+    " WHERE x.event_id = k.id AND x.snapshot_at <= %(until)s"
+)
+# The markets' edges at that interval, for each of %(events)s: the reference's input.
+LATEST_EDGES_SQL = f"""
+SELECT m.event_id, m.source, m.source_event_id, m.price, m.pooled_probability, m.edge,
+       m.snapshot_at
+FROM unnest(%(events)s::uuid[]) AS k(id)
+JOIN prediction_market_edges m ON m.event_id = k.id AND m.snapshot_at = ({LATEST_EDGES_AT})
+"""  # noqa: S608 (module constants only)
 _CAMPAIGN_DIRECTION = (
     "coalesce(l.direction, CASE k.relationship WHEN 'depends_on' THEN 'down'"
     " WHEN 'contraindicates' THEN 'up' ELSE 'any' END)"
@@ -166,6 +181,13 @@ _CONDITIONS = {
     "DIVERGENCE_AT_LEAST": (
         "k.previous_divergence_rank < k.divergence_rank"
         " AND k.previous_divergence_rank < l.level_rank AND l.level_rank <= k.divergence_rank"
+    ),
+    "EDGE_AT_LEAST": (
+        "EXISTS (SELECT 1 FROM prediction_market_edges m WHERE m.event_id = k.id"  # noqa: S608
+        f" AND m.snapshot_at = ({LATEST_EDGES_AT})"
+        " AND (l.edge_source IS NULL OR m.source = l.edge_source)"
+        f" AND (({_DIRECTION} IN ('up', 'any') AND m.edge >= l.min_edge)"
+        f" OR ({_DIRECTION} IN ('down', 'any') AND -m.edge >= l.min_edge)))"
     ),
     "FLAG_RAISED": (
         "k.flagged AND EXISTS (SELECT 1 FROM new_flags f WHERE f.event_id = k.id"

@@ -134,6 +134,34 @@ TRIGGER_SCHEMAS: dict[str, dict[str, Any]] = {
         },
         required=["level"],
     ),
+    "EDGE_AT_LEAST": _params_schema(
+        "Market edge reaches a size",
+        "Fires when some market of the event, at the latest snapshot interval, prices the event "
+        "at least min_edge away from the pooled probability (edge = market price - pooled "
+        "probability, prediction_market_edges). Each interval that shows it fires once.",
+        {
+            "min_edge": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1,
+                "description": "Smallest gap between a market's price and the pooled "
+                "probability, both on 0 to 1 (0.1 is ten points).",
+            },
+            "direction": {
+                "enum": list(DIRECTIONS),
+                "default": "any",
+                "description": "up: the market above the pool (edge >= min_edge), down: below "
+                "it (edge <= -min_edge), any: either.",
+            },
+            "source": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "description": "Only this source's markets (e.g. polymarket); all when absent.",
+            },
+        },
+        required=["min_edge"],
+    ),
     "FLAG_RAISED": _params_schema(
         "Trust flag raised",
         "Fires when a new trust flag of one of the types, at min_severity or worse, is raised.",
@@ -213,6 +241,15 @@ TRIGGER_VALUE_NAMES: dict[str, tuple[str, ...]] = {
     "SENTIMENT_SHIFT": ("sentiment", "previous_sentiment", "change"),
     "TRUST_BELOW": ("trust_score", "previous_trust_score", "threshold"),
     "DIVERGENCE_AT_LEAST": ("divergence", "previous_divergence", "level"),
+    "EDGE_AT_LEAST": (
+        "source",
+        "source_event_id",
+        "price",
+        "pooled_probability",
+        "edge",
+        "markets",
+        "snapshot_at",
+    ),
     "FLAG_RAISED": ("flags", "flag_summary"),
     "VOLUME_SPIKE": ("volume", "median_volume", "ratio", "window_hours"),
     "EVENT_RESOLVED": ("resolution",),

@@ -15,6 +15,9 @@ SENTIMENT_SHIFT             change = sentiment_score - previous_sentiment; direc
 TRUST_BELOW                 previous_trust_score >= threshold > trust_score (now strictly below)
 DIVERGENCE_AT_LEAST         rank(previous_divergence) < rank(level) <= rank(divergence),
                             with NONE < LOW < MEDIUM < HIGH < EXTREME
+EDGE_AT_LEAST               some market of the latest interval's market_edges (of `source`, when
+                            given) has edge = price - pooled probability with up: edge >= min_edge,
+                            down: -edge >= min_edge, any: |edge| >= min_edge
 FLAG_RAISED                 some new flag has flag_type in flag_types and
                             rank(severity) >= rank(min_severity), INFO < WARNING < ALERT < CRITICAL
 VOLUME_SPIKE                median = median_volumes[window_hours] > 0 and
@@ -34,7 +37,10 @@ observation that still shows the move fires (the rule's cooldown spaces them out
 `Firing.state_key` names the observation that fired, not the rule's params: the sensor derives
 its run key from rule id + event id + state_key, so a repeated tick over the same state never
 fires twice. Observation-based keys use `EventState.as_of`, the time of the event's current
-state; flag keys use the flag ids; resolution keys use the outcome.
+state; flag keys use the flag ids; resolution keys use the outcome. An edge key names the
+markets that showed the edge and the interval they were read at (their snapshot_at, not
+`as_of`: an event updated for another reason with the same interval's edges does not fire
+again).
 """
 
 from __future__ import annotations
@@ -68,6 +74,18 @@ class NewFlag:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketEdge:
+    """One market's edge at the event's latest snapshot interval (prediction_market_edges)."""
+
+    source: str
+    source_event_id: str
+    price: Number
+    pooled_probability: Number
+    edge: Number  # price - pooled_probability
+    snapshot_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignLink:
     """The event's link to the campaign the rule watches (prediction_campaign_events)."""
 
@@ -86,7 +104,9 @@ class EventState:
     a window in hours to the median interval volume over the trailing window before the latest
     interval, whose volume is `volume`. `new_flags` are the flags raised since the last
     evaluation, `resolution` the outcome when the event is resolved, `campaign_link` the link
-    to the rule's campaign (CAMPAIGN_THRESHOLD rules are scoped to one campaign).
+    to the rule's campaign (CAMPAIGN_THRESHOLD rules are scoped to one campaign);
+    `market_edges` are the markets' edges at the newest interval that has any (all share its
+    snapshot_at).
     """
 
     event_id: str
@@ -106,6 +126,7 @@ class EventState:
     new_flags: tuple[NewFlag, ...] = ()
     resolution: str | None = None
     campaign_link: CampaignLink | None = None
+    market_edges: tuple[MarketEdge, ...] = ()
 
     def __post_init__(self) -> None:
         if self.as_of.tzinfo is None or self.as_of.utcoffset() is None:
@@ -222,6 +243,47 @@ def _divergence_at_least(trigger: ValidatedTrigger, state: EventState) -> Firing
     return _firing(trigger, state, values, summary, f"{before}->{now}")
 
 
+def _edge_at_least(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
+    min_edge = _param(trigger.params, "min_edge")
+    direction, source = trigger.params["direction"], trigger.params.get("source")
+    wanted = {"min_change": min_edge, "direction": direction}
+    showing = sorted(
+        (
+            (edge, market)
+            for market in state.market_edges
+            if (source is None or market.source == source)
+            and (edge := _dec(market.edge)) is not None
+            and _shift(edge, wanted) is not None
+        ),
+        key=lambda pair: (-abs(pair[0]), pair[1].source, pair[1].source_event_id),
+    )
+    if not showing:
+        return None
+    edge, widest = showing[0]
+    price, pooled = _dec(widest.price), _dec(widest.pooled_probability)
+    values = {
+        "source": widest.source,
+        "source_event_id": widest.source_event_id,
+        "price": float(widest.price),
+        "pooled_probability": float(widest.pooled_probability),
+        "edge": float(edge),
+        "markets": len(showing),
+        "snapshot_at": _iso(widest.snapshot_at),
+    }
+    more = f" (and {len(showing) - 1} more)" if len(showing) > 1 else ""
+    summary = (
+        f"{widest.source} market {widest.source_event_id} prices {_txt(price or Decimal(0))}, "
+        f"{_signed(edge)} from the pooled {_txt(pooled or Decimal(0))}{more}"
+    )
+    markets = ",".join(
+        f"{m.source}/{m.source_event_id}={_txt(e)}"
+        for e, m in sorted(showing, key=lambda pair: (pair[1].source, pair[1].source_event_id))
+    )
+    return _firing(
+        trigger, state, values, summary, f"{markets}@{_iso(widest.snapshot_at)}", at=False
+    )
+
+
 def _flag_raised(trigger: ValidatedTrigger, state: EventState) -> Firing | None:
     floor = SEVERITIES.index(trigger.params["min_severity"])
     wanted = set(trigger.params["flag_types"])
@@ -313,6 +375,7 @@ _EVALUATORS: dict[str, Callable[[ValidatedTrigger, EventState], Firing | None]] 
     "SENTIMENT_SHIFT": _sentiment_shift,
     "TRUST_BELOW": _trust_below,
     "DIVERGENCE_AT_LEAST": _divergence_at_least,
+    "EDGE_AT_LEAST": _edge_at_least,
     "FLAG_RAISED": _flag_raised,
     "VOLUME_SPIKE": _volume_spike,
     "EVENT_RESOLVED": _event_resolved,

@@ -39,7 +39,10 @@ EXTREME; a single source is NONE.
 sources, ≥ 10 signals and volatility < 0.25; MEDIUM with ≥ 3 signals and volatility < 0.50;
 LOW otherwise (a carried-forward state is LOW).
 
-**Edge** of a market = its latest price in the interval − the pooled probability.
+**Edge** of a market (source, source_event_id) = its latest MARKET_PRICE in the interval − the
+interval's stored pooled probability, written to prediction_market_edges (sql/0135) by the
+statement that writes the snapshots, from the quotes the pooling aggregate gathers on its one
+pass over the signals; a market without a price in an interval has no edge there.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class SnapshotBatch:
 
     snapshots: int
     events: int
+    market_edges: int
     carried_forward: int
     intervals: int
     start: datetime
@@ -119,7 +123,12 @@ SELECT s.event_id, s.source, s.value::float8 AS v,{extra}
        {slot} AS slot,
        s.signal_type IN ('SENTIMENT', 'SOCIAL', 'NEWS') AND s.value IS NOT NULL AS sentiment,
        s.signal_type = 'VOLUME'
-         AND coalesce(s.raw_data->>'volume_scope', '') NOT LIKE 'lifetime%%' AS flow_volume
+         AND coalesce(s.raw_data->>'volume_scope', '') NOT LIKE 'lifetime%%' AS flow_volume,
+       -- A market's price (read into prediction_market_edges with the snapshot it differs from).
+       CASE WHEN s.signal_type = 'MARKET_PRICE' AND s.value IS NOT NULL
+                 AND s.source_event_id IS NOT NULL
+            THEN ROW(s.source, s.source_event_id, s.fetched_at, s.value)::prediction_market_quote
+       END AS quote
 FROM prediction_signals s
 WHERE s.fetched_at >= %(start)s AND s.fetched_at < %(end)s{event_range}
 """
@@ -142,6 +151,7 @@ _OTHER_SUMS = """
        sum(t.w * t.v) FILTER (WHERE t.sentiment) AS sent_num,
        sum(t.w) FILTER (WHERE t.sentiment) AS sent_w,
        sum(t.v) FILTER (WHERE t.flow_volume) AS volume,
+       array_agg(t.quote) FILTER (WHERE t.quote IS NOT NULL) AS quotes,
        count(*) AS n"""
 
 
@@ -213,12 +223,13 @@ def _per_event_sql(slots: int, event_range: str = "") -> str:
                count(*) FILTER (WHERE b.prob_w > 0) AS n_sources,
                {_sigmoid(f"max({logit})")} - {_sigmoid(f"min({logit})")} AS spread,
                sum(b.sent_num) AS sent_num, sum(b.sent_w) AS sent_w, sum(b.volume) AS volume,
-               sum(b.n) AS n
+               predict_array_cat_agg(b.quotes) AS quotes, sum(b.n) AS n
         FROM ({source_sums_sql(terms)}) b
         GROUP BY 1, 2) a"""  # noqa: S608 (module constants only)
     return f"""SELECT a.event_id, a.snapshot_at, a.prob_num / nullif(a.prob_w, 0) AS logit,
          a.n_sources, CASE WHEN a.n_sources >= 2 THEN round(a.spread::numeric, 6) END AS spread,
-         a.n AS signal_count, a.sent_num / nullif(a.sent_w, 0) AS sentiment, a.volume
+         a.n AS signal_count, a.sent_num / nullif(a.sent_w, 0) AS sentiment, a.volume,
+         a.quotes
   FROM {aggregated}
   JOIN prediction_events e ON e.id = a.event_id
    AND (e.status = 'ACTIVE' OR a.snapshot_at - interval '1 hour' < e.resolved_at)"""  # noqa: S608
@@ -296,18 +307,19 @@ grid AS (
               WHEN pe.spread >= 0.10 THEN 'MEDIUM' WHEN pe.spread >= 0.05 THEN 'LOW'
               ELSE 'NONE' END AS divergence,
          pe.signal_count, pe.sentiment,
-         round((coalesce(pe.volume, 0) + coalesce(lf.volume, 0)) * 1000) AS volume
+         round((coalesce(pe.volume, 0) + coalesce(lf.volume, 0)) * 1000) AS volume, pe.quotes
   FROM per_event pe
   LEFT JOIN lifetime_flow lf ON lf.event_id = pe.event_id AND lf.snapshot_at = pe.snapshot_at
   UNION ALL
   -- The candidates' intervals without signals: carried forward, or dropped before any state.
-  SELECT c.event_id, i.snapshot_at, false, NULL, NULL, 'NONE', NULL, NULL, 0
+  SELECT c.event_id, i.snapshot_at, false, NULL, NULL, 'NONE', NULL, NULL, 0, NULL
   FROM candidates c CROSS JOIN intervals i
   WHERE c.intervals_with_signals < %(intervals)s
     AND NOT EXISTS (SELECT FROM per_event pe
                       WHERE pe.event_id = c.event_id AND pe.snapshot_at = i.snapshot_at)
   UNION ALL
-  SELECT p.event_id, p.snapshot_at, true, p.logit, NULL, p.divergence, NULL, p.sentiment, NULL
+  SELECT p.event_id, p.snapshot_at, true, p.logit, NULL, p.divergence, NULL, p.sentiment, NULL,
+         NULL
   FROM prior p JOIN candidates c USING (event_id)
 ),
 filled AS (
@@ -357,7 +369,8 @@ SELECT v.event_id, v.snapshot_at, v.probability,
             ELSE 'LOW' END AS confidence,
        v.prev_probability,
        round(v.prev_sentiment::numeric, 4) AS prev_sentiment,
-       v.prev_divergence
+       v.prev_divergence,
+       v.quotes
 FROM volatile v JOIN prediction_events e ON e.id = v.event_id
 WHERE NOT v.stored AND v.state_logit IS NOT NULL
   -- A resolved event's intervals end with the one its resolution falls in.
@@ -381,13 +394,31 @@ WITH RECURSIVE seen(source) AS (
 SELECT array_agg(source ORDER BY source) FROM seen WHERE source IS NOT NULL
 """
 
+# The snapshots and their markets' edges in one statement: a failed write leaves neither. Each
+# market's latest quote of the interval against the probability the snapshot stores.
 _WRITE_SQL = """
-INSERT INTO prediction_snapshots
-  (event_id, probability, sentiment_score, trust_score, volatility, volume, divergence,
-   signal_count, snapshot_at)
-SELECT b.event_id, b.probability, b.sentiment_score, e.trust_score, b.volatility, b.volume,
-       b.divergence, b.signal_count, b.snapshot_at
-FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
+WITH written AS (
+  INSERT INTO prediction_snapshots
+    (event_id, probability, sentiment_score, trust_score, volatility, volume, divergence,
+     signal_count, snapshot_at)
+  SELECT b.event_id, b.probability, b.sentiment_score, e.trust_score, b.volatility, b.volume,
+         b.divergence, b.signal_count, b.snapshot_at
+  FROM snapshot_batch b JOIN prediction_events e ON e.id = b.event_id
+  RETURNING 1
+),
+edges AS (
+  INSERT INTO prediction_market_edges
+    (event_id, source, source_event_id, price, observed_at, pooled_probability, edge,
+     snapshot_at)
+  SELECT DISTINCT ON (b.event_id, b.snapshot_at, q.source, q.source_event_id)
+         b.event_id, q.source, q.source_event_id, q.price, q.fetched_at, b.probability,
+         q.price - b.probability, b.snapshot_at
+  FROM snapshot_batch b CROSS JOIN LATERAL unnest(b.quotes) q
+  WHERE b.quotes IS NOT NULL
+  ORDER BY b.event_id, b.snapshot_at, q.source, q.source_event_id, q.fetched_at DESC, q.price
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM edges)
 """
 
 # current_* of each event become its newest snapshot's values and previous_* the snapshot
@@ -448,6 +479,19 @@ ORDER BY abs(coalesce(b.probability - b.prev_probability, 0)) DESC LIMIT %s
 # Events held by their creator's plan (sql/0041_plans.sql), now.
 HELD_EVENTS_SQL = "SELECT resource_id FROM predict_plan_holds_live(now()) WHERE kind = 'event'"
 
+# The intervals' snapshots and edges, deleted together before they are written again.
+_REPLACE_SQL = f"""
+WITH held AS MATERIALIZED ({HELD_EVENTS_SQL}),
+snapshots AS (
+  DELETE FROM prediction_snapshots
+  WHERE snapshot_at >= %(first_end)s AND snapshot_at <= %(last_end)s
+    AND event_id NOT IN (SELECT resource_id FROM held)
+)
+DELETE FROM prediction_market_edges
+WHERE snapshot_at >= %(first_end)s AND snapshot_at <= %(last_end)s
+  AND event_id NOT IN (SELECT resource_id FROM held)
+"""  # noqa: S608 (module constants only)
+
 
 def compute_snapshots(
     conn: psycopg.Connection,
@@ -468,14 +512,10 @@ def compute_snapshots(
         raise ValueError(f"[{start}, {end}) is not a whole number of hourly intervals")
     first_end, last_end = start + INTERVAL, end
     make_partitions_between(conn, "prediction_snapshots", first_end, last_end)
+    make_partitions_between(conn, "prediction_market_edges", first_end, last_end)
     # Events their creator's plan holds (beyond max_events) keep what they have: no snapshot
-    # of theirs is replaced or added, and their state stays as it was.
-    conn.execute(
-        "DELETE FROM prediction_snapshots WHERE snapshot_at >= %s AND snapshot_at <= %s"
-        " AND event_id NOT IN (SELECT resource_id FROM predict_plan_holds_live(now())"
-        " WHERE kind = 'event')",
-        (first_end, last_end),
-    )
+    # (or edge) of theirs is replaced or added, and their state stays as it was.
+    conn.execute(_REPLACE_SQL, {"first_end": first_end, "last_end": last_end})
     params: dict[str, Any] = {
         "start": start,
         "end": end,
@@ -510,7 +550,7 @@ def compute_snapshots(
     conn.execute(f"DELETE FROM snapshot_batch WHERE event_id IN ({HELD_EVENTS_SQL})")  # noqa: S608
     # A temp table has no statistics until analysed: the joins below are planned on its size.
     conn.execute("ANALYZE snapshot_batch")
-    written = conn.execute(_WRITE_SQL).rowcount
+    written, edges = one_row(conn.execute(_WRITE_SQL))
     conn.execute(_EVENT_STATE_SQL, {"last_end": last_end})
     # Every event of the batch has a row at its last interval (see _EVENT_STATE_SQL).
     events, carried = one_row(
@@ -526,6 +566,7 @@ def compute_snapshots(
     return SnapshotBatch(
         snapshots=written,
         events=events,
+        market_edges=edges,
         carried_forward=carried,
         intervals=int((end - start) / INTERVAL),
         start=start,

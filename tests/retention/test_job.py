@@ -105,6 +105,7 @@ def test_dry_run_changes_nothing_and_reports_what_the_real_run_does(
     assert counts["snapshot_retention"] == {
         "partitions_dropped": 1,
         "snapshots_dropped_with_partitions": 1,
+        "market_edges_dropped_with_partitions": 0,
         "hours_downsampled": 1,
         "snapshots_removed_by_downsampling": 2,
     }

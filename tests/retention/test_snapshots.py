@@ -89,6 +89,7 @@ def test_downsampling_and_partition_drops(admin_conn, maint, world):
         == {
             "partitions_dropped": 1,
             "snapshots_dropped_with_partitions": 1,
+            "market_edges_dropped_with_partitions": 0,
             "hours_downsampled": 2,
             "snapshots_removed_by_downsampling": 3,
         }

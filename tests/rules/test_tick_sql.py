@@ -29,7 +29,13 @@ from predict_pipeline.rules.trigger_schemas import (
     TRIGGER_TYPES,
     validate_rule,
 )
-from predict_pipeline.rules.triggers import CampaignLink, EventState, NewFlag, evaluate
+from predict_pipeline.rules.triggers import (
+    CampaignLink,
+    EventState,
+    MarketEdge,
+    NewFlag,
+    evaluate,
+)
 from predict_pipeline.tenancy import rule_viewer, sees_campaign, sees_event
 from tests.support.feeds import USER_ID
 
@@ -39,6 +45,7 @@ STATUSES = ["ACTIVE"] * 6 + ["RESOLVED_YES", "RESOLVED_NO", "RESOLVED_AMBIGUOUS"
 OUTCOME = {"RESOLVED_YES": "YES", "RESOLVED_NO": "NO", "RESOLVED_AMBIGUOUS": "AMBIGUOUS"}
 OUTCOME["CANCELLED"] = "CANCELLED"
 TAGS = ["politics", "crypto", "sports", "ai"]
+EDGE_MARKETS = [("polymarket", "pm-1"), ("kalshi", "k-1"), ("polymarket", "pm-2")]
 
 
 class _Coarse(random.Random):
@@ -75,6 +82,10 @@ def _params(rng: random.Random, trigger_type: str) -> dict:
             "SENTIMENT_SHIFT": {"min_change": rng.choice([0.25, 0.5])},
             "TRUST_BELOW": {"threshold": rng.choice([0.25, 0.5, 0.75])},
             "VOLUME_SPIKE": {"min_ratio": rng.choice([2, 4]), "window_hours": rng.choice([3, 6])},
+            "EDGE_AT_LEAST": {
+                "min_edge": rng.choice([0.25, 0.5]),
+                "direction": rng.choice(["up", "down", "any"]),
+            },
         }.get(trigger_type) or _params(random.Random(rng.random()), trigger_type)
     return {
         "PROBABILITY_CROSSES_ABOVE": {"threshold": threshold},
@@ -103,7 +114,36 @@ def _params(rng: random.Random, trigger_type: str) -> dict:
         "CAMPAIGN_THRESHOLD": (
             {"direction": rng.choice(["up", "down", "any"])} if rng.random() < 0.3 else {}
         ),
+        "EDGE_AT_LEAST": {
+            "min_edge": rng.choice([0.05, 0.1, 0.25]),
+            **({"direction": rng.choice(["up", "down", "any"])} if rng.random() < 0.7 else {}),
+            **({"source": rng.choice(EDGE_MARKETS)[0]} if rng.random() < 0.3 else {}),
+        },
     }[trigger_type]
+
+
+def _edges(conn, rng: random.Random, event_id) -> tuple[MarketEdge, ...]:
+    """Market edges of a few intervals (one after UNTIL, which the tick must not read); the
+    reference's input: those of the newest interval at or before UNTIL. Prices and pools on a
+    twentieth (a quarter, coarse) grid, so edges land exactly on the rules' min_edge."""
+    steps = 4 if getattr(rng, "coarse", False) else 20
+    latest: tuple[MarketEdge, ...] = ()
+    for hours in sorted(rng.sample([-3, -2, -1, 0, 1], rng.randint(0, 3))):
+        at = T0 + timedelta(hours=hours)
+        pooled = Decimal(rng.randint(0, steps)) / steps
+        edges = []
+        for source, market in rng.sample(EDGE_MARKETS, rng.randint(1, 3)):
+            price = Decimal(rng.randint(0, steps)) / steps
+            edges.append(MarketEdge(source, market, price, pooled, price - pooled, at))
+            conn.execute(
+                "INSERT INTO prediction_market_edges (event_id, source, source_event_id, price,"
+                " observed_at, pooled_probability, edge, snapshot_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (event_id, source, market, price, at, pooled, price - pooled, at),
+            )
+        if at <= UNTIL:
+            latest = tuple(edges)
+    return latest
 
 
 def _tenants(conn, rng: random.Random) -> tuple[list, list, dict]:
@@ -148,6 +188,10 @@ def _audience(rng: random.Random, users: list, orgs: list, memberships: dict) ->
 
 def _world(conn, rng: random.Random) -> dict:
     conn.execute("SELECT predict_ensure_snapshot_partitions(%s, %s)", (T0 - timedelta(days=2), T0))
+    conn.execute(
+        "SELECT predict_ensure_market_edge_partitions(%s, %s)",
+        (T0 - timedelta(days=2), T0 + timedelta(days=1)),
+    )
     users, orgs, memberships = _tenants(conn, rng)
     categories = [
         conn.execute(
@@ -166,7 +210,7 @@ def _world(conn, rng: random.Random) -> dict:
             (owner, org, f"campaign {i}"),
         ).fetchone()[0]
         campaigns[campaign] = (owner, org)
-    events, links, snapshots, flags = {}, {}, {}, {}
+    events, links, snapshots, flags, edges = {}, {}, {}, {}, {}
     for i in range(40):
         status = rng.choice(STATUSES)
         row = {
@@ -203,6 +247,7 @@ def _world(conn, rng: random.Random) -> dict:
                 (event_id, at, probability, volume),
             )
         snapshots[event_id] = sorted(history)
+        edges[event_id] = _edges(conn, rng, event_id)
         flags[event_id] = []
         for _ in range(rng.choice([0, 0, 1, 2])):
             created = T0 - timedelta(minutes=rng.choice([1, 3, 9]))  # 9: before the cursor
@@ -264,6 +309,7 @@ def _world(conn, rng: random.Random) -> dict:
         "links": links,
         "snapshots": snapshots,
         "flags": flags,
+        "edges": edges,
         "rules": rules,
         "viewers": viewers,
         "campaigns": campaigns,
@@ -339,6 +385,7 @@ def _expected(world: dict) -> set[tuple[uuid.UUID, uuid.UUID]]:
                 new_flags=tuple(world["flags"][event_id]),
                 resolution=OUTCOME.get(row["status"]),
                 campaign_link=CampaignLink(str(scope_id), *link) if link else None,
+                market_edges=world["edges"][event_id],
             )
             if evaluate(trigger, state) is not None:
                 fired.add((rule_id, event_id))
@@ -371,6 +418,13 @@ def test_tick_fires_exactly_where_the_reference_semantics_fire(conn, rng):
     assert report.refused_unseen == 0  # the SQL proposed no pair its rule may not see
     # Every trigger type fires somewhere across the seeds' worlds (checked per seed loosely).
     assert len({world["rules"][r][3] for r, _ in expected}) >= 5
+    # Market edges fire, and some edge rule meets edges without firing (below its size, the
+    # other way, another source, or only after UNTIL).
+    edge_rules = {r for r, rule in world["rules"].items() if rule[3] == "EDGE_AT_LEAST"}
+    assert {r for r, _ in expected} & edge_rules
+    assert any(
+        (r, e) not in expected and world["edges"][e] for r in edge_rules for e in world["events"]
+    )
     # The pairs evaluated: every changed event against every rule whose scope covers it and
     # that may see it.
     assert report.evaluated == sum(

@@ -17,7 +17,13 @@ from predict_pipeline.rules.trigger_schemas import (
     ValidatedTrigger,
     validate_rule,
 )
-from predict_pipeline.rules.triggers import CampaignLink, EventState, NewFlag, evaluate
+from predict_pipeline.rules.triggers import (
+    CampaignLink,
+    EventState,
+    MarketEdge,
+    NewFlag,
+    evaluate,
+)
 
 EVENT_ID = "0b7f4c1e-8a52-4d0e-9c1f-3f6c2a9e7d10"
 CAMPAIGN_ID = "5d3e8f20-1b6a-4c7e-a4d2-9e0f1c2b3a45"
@@ -68,6 +74,12 @@ def test_every_trigger_type_has_a_closed_documented_2020_12_schema():
         ("EVENT_RESOLVED", {}, {"outcomes": ["YES", "NO", "AMBIGUOUS", "CANCELLED"]}),
         ("CAMPAIGN_THRESHOLD", {}, {}),
         ("DIVERGENCE_AT_LEAST", '{"level": "HIGH"}', {"level": "HIGH"}),
+        ("EDGE_AT_LEAST", {"min_edge": 0.1}, {"min_edge": 0.1, "direction": "any"}),
+        (
+            "EDGE_AT_LEAST",
+            {"min_edge": 1, "direction": "down", "source": "kalshi"},
+            {"min_edge": 1, "direction": "down", "source": "kalshi"},
+        ),
     ],
 )
 def test_valid_params_get_their_defaults(trigger_type, params, expected):
@@ -129,6 +141,32 @@ def test_valid_params_get_their_defaults(trigger_type, params, expected):
             "EVENT_RESOLVED",
             {"outcomes": []},
             "EVENT_RESOLVED trigger_params.outcomes: must have at least 1 item(s)",
+        ),
+        (
+            "EDGE_AT_LEAST",
+            {"min_edge": 0},
+            "EDGE_AT_LEAST trigger_params.min_edge: must be greater than 0",
+        ),
+        (
+            "EDGE_AT_LEAST",
+            {"min_edge": 1.5},
+            "EDGE_AT_LEAST trigger_params.min_edge: must be at most 1",
+        ),
+        (
+            "EDGE_AT_LEAST",
+            {"direction": "up"},
+            "EDGE_AT_LEAST trigger_params: missing required field 'min_edge'",
+        ),
+        (
+            "EDGE_AT_LEAST",
+            {"min_edge": 0.1, "source": ""},
+            "EDGE_AT_LEAST trigger_params.source: must be at least 1 character(s) long",
+        ),
+        (
+            "EDGE_AT_LEAST",
+            {"min_edge": 0.1, "side": "up"},
+            "EDGE_AT_LEAST trigger_params: unknown field 'side' (allowed: direction, min_edge,"
+            " source)",
         ),
         (
             "PROBABILITY_CROSSES_ABOVE",
@@ -262,6 +300,76 @@ def test_divergence_fires_when_the_level_is_reached_from_below(before, now, fire
     assert (firing is not None) is fires
     if fires:
         assert firing.state_key == f"DIVERGENCE_AT_LEAST:{before}->{now}@2026-03-02T14:00:00+00:00"
+
+
+INTERVAL = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
+
+
+def edge(source: str, market: str, price: str, pooled: str = "0.5") -> MarketEdge:
+    p, q = Decimal(price), Decimal(pooled)
+    return MarketEdge(source, market, p, q, p - q, INTERVAL)
+
+
+@pytest.mark.parametrize(
+    ("params", "edges", "fired_markets"),
+    [
+        # Exactly min_edge fires, both ways with "any" (the default).
+        ({"min_edge": 0.1}, [edge("kalshi", "k", "0.6")], "kalshi/k=0.1"),
+        ({"min_edge": 0.1}, [edge("kalshi", "k", "0.4")], "kalshi/k=-0.1"),
+        ({"min_edge": 0.1}, [edge("kalshi", "k", "0.5999")], None),
+        # Directions: up wants the market above the pool, down below it.
+        ({"min_edge": 0.1, "direction": "up"}, [edge("kalshi", "k", "0.3")], None),
+        ({"min_edge": 0.1, "direction": "down"}, [edge("kalshi", "k", "0.3")], "kalshi/k=-0.2"),
+        ({"min_edge": 0.1, "direction": "down"}, [edge("kalshi", "k", "0.7")], None),
+        # Every market showing it is named, the widest first in the values.
+        (
+            {"min_edge": 0.1},
+            [edge("polymarket", "b", "0.65"), edge("kalshi", "k", "0.2"), edge("x", "y", "0.5")],
+            "kalshi/k=-0.3,polymarket/b=0.15",
+        ),
+        # A source filter leaves the other sources' markets out.
+        (
+            {"min_edge": 0.1, "source": "polymarket"},
+            [edge("kalshi", "k", "0.9"), edge("polymarket", "b", "0.55")],
+            None,
+        ),
+        (
+            {"min_edge": 0.05, "source": "polymarket"},
+            [edge("kalshi", "k", "0.9"), edge("polymarket", "b", "0.55")],
+            "polymarket/b=0.05",
+        ),
+        ({"min_edge": 0.1}, [], None),  # no market edges: nothing to compare
+        # Exact decimals: 0.3 - 0.1 reaches 0.2, as Postgres numeric says.
+        ({"min_edge": 0.2}, [edge("kalshi", "k", "0.3", "0.1")], "kalshi/k=0.2"),
+    ],
+)
+def test_edge_fires_when_a_market_is_min_edge_from_the_pool(params, edges, fired_markets):
+    firing = evaluate(trigger("EDGE_AT_LEAST", **params), state(market_edges=tuple(edges)))
+    if fired_markets is None:
+        assert firing is None
+        return
+    assert firing is not None
+    assert firing.state_key == f"EDGE_AT_LEAST:{fired_markets}@2026-03-02T13:00:00+00:00"
+    widest = max(
+        (e for e in edges if f"{e.source}/{e.source_event_id}=" in fired_markets),
+        key=lambda e: abs(e.edge),
+    )
+    values = firing.trigger_snapshot["values"]
+    assert values["edge"] == float(widest.edge)
+    assert values["source_event_id"] == widest.source_event_id
+    assert values["markets"] == fired_markets.count("=")
+
+
+def test_edge_key_is_the_interval_not_the_event_update():
+    """The same interval's edges seen again after an unrelated update of the event: one key."""
+    rule = trigger("EDGE_AT_LEAST", min_edge=0.1)
+    edges = (edge("kalshi", "k", "0.8"),)
+    first = evaluate(rule, state(0, market_edges=edges))
+    later = evaluate(rule, state(30, market_edges=edges))
+    assert first is not None and later is not None
+    assert first.state_key == later.state_key
+    moved = (MarketEdge("kalshi", "k", Decimal("0.8"), Decimal("0.5"), Decimal("0.3"), T0),)
+    assert evaluate(rule, state(30, market_edges=moved)).state_key != first.state_key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,6 +544,7 @@ def test_snapshot_values_are_the_documented_names_for_every_type():
             {"volume": 10, "median_volumes": {6: 4}},
         ),
         "EVENT_RESOLVED": ({}, {"resolution": "CANCELLED"}),
+        "EDGE_AT_LEAST": ({"min_edge": 0.1}, {"market_edges": (edge("kalshi", "k", "0.7"),)}),
         "CAMPAIGN_THRESHOLD": (
             {},
             {
