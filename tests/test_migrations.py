@@ -26,13 +26,14 @@ def test_upgrade_twice_on_empty_database_records_one_ledger_row_per_file(empty_d
         tables = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public', 'auth') "
             "AND tablename NOT LIKE 'prediction_snapshots_y%' "
-            "AND tablename NOT LIKE 'prediction_signals_y%'"
+            "AND tablename NOT LIKE 'prediction_signals_y%' "
+            "AND tablename NOT LIKE 'prediction_market_edges_y%'"
         ).fetchone()[0]
     assert [m.path.name for m in first] == files
     assert second == []
     assert [f"{row.version:04d}_{row.name}.sql" for row in ledger] == files
     assert [row.checksum for row in ledger] == [m.checksum for m in discover()]
-    assert tables == 32  # the spec's 28 and four extensions
+    assert tables == 35  # the spec's 28 and seven extensions (sql/0135 the market edges)
 
 
 def test_changed_applied_migration_is_refused(empty_db_url, tmp_path):

@@ -189,7 +189,11 @@ def test_schedules_run_retention_at_three_and_calibration_after_it():
     # One calibration job, two schedules: hourly, and after retention has pruned.
     assert calibration.job_name == defs.resolve_schedule_def("calibration_schedule").job_name
     job = defs.resolve_job_def(calibration.job_name)
-    assert {n.name for n in job.nodes} == {"event_resolutions", "calibration_scores"}
+    assert {n.name for n in job.nodes} == {
+        "event_resolutions",
+        "calibration_scores",
+        "source_calibration",
+    }
 
 
 @dg.asset
