@@ -43,6 +43,7 @@ TABLES = {
     "trust_scores": "prediction_trust_scores",
     "event_resolutions": "prediction_resolutions",
     "calibration_scores": "prediction_calibration_scores",
+    "source_calibration": "prediction_source_calibration",
     "campaign_results": "prediction_campaign_results",
     "campaign_predictions": "prediction_campaigns",
     "campaign_calibration": "prediction_campaign_calibration",
