@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -69,11 +72,14 @@ from predict_pipeline.rules.triggers import (
     NewFlag,
     evaluate,
 )
-from predict_pipeline.tenancy import rule_viewer, sees_campaign, sees_event
+from predict_pipeline.tenancy import Viewer, rule_viewer, sees_campaign, sees_event
 
 # A tick looks at this many changed events at most; the cursor carries on from the last change
 # it covered.
 MAX_EVENTS_PER_TICK = 50_000
+# Memory per sort of the tick: 50,000 changed events' firings sort in memory (4 MB spilled
+# 100 MB to temporary files).
+TICK_WORK_MEM = "64MB"
 
 _RULES_SQL = """
 SELECT r.id AS rule_id, r.name AS rule_name, r.user_id, r.org_id, r.is_system, r.scope_type,
@@ -153,38 +159,53 @@ def evaluate_tick(
     report.changed_events = len(events)
     if events:
         params = _params(since, until, events) | {"cadence": cadence}
-        # The rules and event keys once, in temporary tables both queries below read.
-        conn.execute(
-            "DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys, pg_temp.tick_counts"
-        )
-        conn.execute(LIVE_SQL, params)
-        conn.execute(KEYS_SQL, params)
-        _analyze_tick_tables(conn)
-        # Kept in the database: the feed runs' credit joins them there.
-        conn.execute(IN_SCOPE_COUNTS_SQL)
-        report.evaluated = one_row(
-            conn.execute("SELECT coalesce(sum(evaluated), 0)::bigint FROM tick_counts")
-        )[0]
-        rows = [
-            dict(zip(CANDIDATE_COLUMNS, row, strict=True))
-            for row in conn.execute(CANDIDATES_SQL, params)
-        ]
-        fired_events = _log_firings(conn, _confirm(conn, rows, since, until, report), until, report)
-        _credit_feed_runs(conn, events, fired_events, until)
-        conn.execute("DROP TABLE pg_temp.tick_live, pg_temp.tick_keys, pg_temp.tick_counts")
+        # The tick's sorts and CTEs of tens of thousands of firings fit in memory, not on disk.
+        with _local_setting(conn, "work_mem", TICK_WORK_MEM):
+            # The rules and event keys once, in temporary tables both queries below read.
+            conn.execute(
+                "DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys, pg_temp.tick_counts"
+            )
+            conn.execute(LIVE_SQL, params)
+            conn.execute(KEYS_SQL, params)
+            _analyze_tick_tables(conn)
+            # Kept in the database: the feed runs' credit joins them there.
+            conn.execute(IN_SCOPE_COUNTS_SQL)
+            report.evaluated = one_row(
+                conn.execute("SELECT coalesce(sum(evaluated), 0)::bigint FROM tick_counts")
+            )[0]
+            rows = [
+                dict(zip(CANDIDATE_COLUMNS, row, strict=True))
+                for row in conn.execute(CANDIDATES_SQL, params)
+            ]
+            confirmed = _confirm(conn, rows, since, until, report)
+            fired_events = _log_firings(conn, confirmed, until, report)
+            _credit_feed_runs(conn, events, fired_events, until)
+            conn.execute("DROP TABLE pg_temp.tick_live, pg_temp.tick_keys, pg_temp.tick_counts")
     for rule_id, reason in report.invalid_rules.items():
         _log_invalid(conn, rule_id, reason, until)
     return report
+
+
+@contextmanager
+def _local_setting(conn: psycopg.Connection, name: str, value: str) -> Iterator[None]:
+    """A server setting for the statements inside, then the caller's value again (the caller
+    owns the transaction, so SET LOCAL alone would outlive the tick)."""
+    before = one_row(conn.execute("SELECT current_setting(%s)", (name,)))[0]
+    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    try:
+        yield
+    finally:
+        # A failed transaction takes no statement; its rollback restores the setting anyway.
+        if conn.info.transaction_status != TransactionStatus.INERROR:
+            conn.execute("SELECT set_config(%s, %s, true)", (name, before))
 
 
 def _analyze_tick_tables(conn: psycopg.Connection) -> None:
     """Statistics of the tick's temporary tables, which autovacuum never analyzes: without them
     the planner takes the look-back joins for a few rows and nest-loops them (1.6 s of the
     tick's 3 s at 1,000 changed events). A small sample is enough for join sizes."""
-    target = one_row(conn.execute("SELECT current_setting('default_statistics_target')"))[0]
-    conn.execute("SELECT set_config('default_statistics_target', '10', true)")
-    conn.execute("ANALYZE pg_temp.tick_live, pg_temp.tick_keys")
-    conn.execute("SELECT set_config('default_statistics_target', %s, true)", (target,))
+    with _local_setting(conn, "default_statistics_target", "10"):
+        conn.execute("ANALYZE pg_temp.tick_live, pg_temp.tick_keys")
 
 
 def _params(since: datetime, until: datetime, events: list[Any]) -> dict[str, Any]:
@@ -230,70 +251,111 @@ def _confirm(
         r["event_id"] for r in rows if rules[r["rule_id"]]["trigger_type"] == "EDGE_AT_LEAST"
     ]
     edges = latest_market_edges(conn, edge_events, until) if edge_events else {}
-    triggers: dict[Any, ValidatedTrigger | RuleError] = {}
+    # A rule's validated trigger, and the key of its (type, params): rules with equal params
+    # fire identically on one state, so each (trigger, state) is evaluated once.
+    triggers: dict[Any, tuple[ValidatedTrigger, bytes] | RuleError] = {}
+    viewers: dict[Any, Viewer | None] = {}  # per rule; None: it does not see its campaign
+    states: dict[tuple, EventState] = {}
+    firings: dict[tuple, Firing | None] = {}
     confirmed = []
     for row in rows:
         rule = rules[row["rule_id"]]
-        if rule["rule_id"] not in triggers:
-            triggers[rule["rule_id"]] = validate_rule(rule["trigger_type"], rule["trigger_params"])
-        trigger = triggers[rule["rule_id"]]
-        if isinstance(trigger, RuleError):
-            report.invalid_rules[str(rule["rule_id"])] = trigger.reason
+        rule_id = rule["rule_id"]
+        if rule_id not in triggers:
+            validated = validate_rule(rule["trigger_type"], rule["trigger_params"])
+            triggers[rule_id] = (
+                validated
+                if isinstance(validated, RuleError)
+                else (validated, orjson.dumps(validated.params, option=orjson.OPT_SORT_KEYS))
+            )
+        checked = triggers[rule_id]
+        if isinstance(checked, RuleError):
+            report.invalid_rules[str(rule_id)] = checked.reason
             continue
+        trigger, params_key = checked
         event = events[row["event_id"]]
-        if not _rule_sees(rule, event, memberships):
+        if rule_id not in viewers:
+            viewers[rule_id] = _rule_viewer(rule, memberships)
+        viewer = viewers[rule_id]
+        if viewer is None or not sees_event(
+            viewer,
+            is_public=event["is_public"],
+            org_id=event["org_id"],
+            created_by=event["created_by"],
+        ):
             report.refused_unseen += 1
             continue
         params = trigger.params
         # Only the triggers that look back have a window; the others get no look-back values.
         window_minutes, window_hours = params.get("window_minutes"), params.get("window_hours")
-        state = EventState(
-            event_id=str(event["event_id"]),
-            as_of=event["updated_at"],
-            title=event["title"],
-            current_probability=event["current_probability"],
-            previous_probability=event["previous_probability"],
-            probabilities_ago={window_minutes: row["probability_ago"]}
-            if window_minutes is not None and row["probability_ago"] is not None
-            else {},
-            sentiment_score=event["sentiment_score"],
-            previous_sentiment=event["previous_sentiment"],
-            trust_score=event["trust_score"],
-            previous_trust_score=event["previous_trust_score"],
-            divergence=event["divergence"],
-            previous_divergence=event["previous_divergence"],
-            volume=row["spike_volume"],
-            median_volumes={window_hours: row["spike_median"]}
-            if window_hours is not None and row["spike_median"] is not None
-            else {},
-            new_flags=tuple(flags.get(row["event_id"], ())),
-            resolution=_STATUS_OUTCOME.get(event["status"]),
-            campaign_link=CampaignLink(
-                str(row["campaign_id"]), row["relationship"], row["probability_threshold"]
-            )
-            if row["campaign_id"]
-            else None,
-            market_edges=edges.get(row["event_id"], ()),
+        state_key = (
+            row["event_id"],
+            window_minutes if row["probability_ago"] is not None else None,
+            row["probability_ago"],
+            window_hours if row["spike_median"] is not None else None,
+            row["spike_volume"],
+            row["spike_median"],
+            row["campaign_id"],
+            row["relationship"],
+            row["probability_threshold"],
         )
-        firing = evaluate(trigger, state)
+        state = states.get(state_key)
+        if state is None:
+            state = states[state_key] = _event_state(event, row, state_key, flags, edges)
+        fired_key = (trigger.trigger_type, params_key, state_key)
+        if fired_key not in firings:
+            firings[fired_key] = evaluate(trigger, state)
+        firing = firings[fired_key]
         if firing is not None:
             confirmed.append(_Candidate(rule, trigger, firing))
     return confirmed
 
 
-def _rule_sees(rule: dict[str, Any], event: dict[str, Any], memberships: dict) -> bool:
-    """The reference statement of the tick's tenancy clauses (predict_pipeline.tenancy)."""
+def _event_state(
+    event: dict[str, Any],
+    row: dict[str, Any],
+    state_key: tuple,
+    flags: dict[Any, list[NewFlag]],
+    edges: dict[Any, tuple[MarketEdge, ...]],
+) -> EventState:
+    """The reference's input for one candidate: the event's state with the look-back values of
+    the candidate's window (`state_key` holds the window whose value is known) and its link."""
+    _, window_minutes, probability_ago, window_hours, _, spike_median, *_ = state_key
+    return EventState(
+        event_id=str(event["event_id"]),
+        as_of=event["updated_at"],
+        title=event["title"],
+        current_probability=event["current_probability"],
+        previous_probability=event["previous_probability"],
+        probabilities_ago={window_minutes: probability_ago} if window_minutes is not None else {},
+        sentiment_score=event["sentiment_score"],
+        previous_sentiment=event["previous_sentiment"],
+        trust_score=event["trust_score"],
+        previous_trust_score=event["previous_trust_score"],
+        divergence=event["divergence"],
+        previous_divergence=event["previous_divergence"],
+        volume=row["spike_volume"],
+        median_volumes={window_hours: spike_median} if window_hours is not None else {},
+        new_flags=tuple(flags.get(row["event_id"], ())),
+        resolution=_STATUS_OUTCOME.get(event["status"]),
+        campaign_link=CampaignLink(
+            str(row["campaign_id"]), row["relationship"], row["probability_threshold"]
+        )
+        if row["campaign_id"]
+        else None,
+        market_edges=edges.get(row["event_id"], ()),
+    )
+
+
+def _rule_viewer(rule: dict[str, Any], memberships: dict) -> Viewer | None:
+    """Whom the rule sees as (the reference statement of the tick's tenancy clauses,
+    predict_pipeline.tenancy), or None when it is scoped to a campaign it cannot see."""
     viewer = rule_viewer(rule["user_id"], rule["org_id"], rule["is_system"], memberships)
     if rule["scope_type"] == "campaign" and not sees_campaign(
         viewer, owner=rule["campaign_owner"], org_id=rule["campaign_org"]
     ):
-        return False
-    return sees_event(
-        viewer,
-        is_public=event["is_public"],
-        org_id=event["org_id"],
-        created_by=event["created_by"],
-    )
+        return None
+    return viewer
 
 
 def _validate_changed_rules(conn: psycopg.Connection, since: datetime, report: TickReport) -> None:
@@ -352,9 +414,9 @@ _THROTTLE_DECISION = """CASE
 _LOG_FIRINGS_SQL = f"""
 WITH x AS MATERIALIZED (
   SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS x(ord int, rule_id uuid, event_id uuid,
-    state_key text, snapshot jsonb, valid boolean, hours_ok boolean, cooldown int, cap int)
+    state_key text, snapshot int, valid boolean, hours_ok boolean, cooldown int, cap int)
 ),
--- The decisions sort narrow rows; the snapshots join back at the insert.
+-- The decisions sort narrow rows; each firing's snapshot, sent once, is read at the insert.
 fresh AS (
   SELECT x.ord, x.rule_id, x.event_id, x.valid, x.hours_ok, x.cooldown, x.cap,
          row_number() OVER (PARTITION BY x.rule_id, x.event_id, x.state_key ORDER BY x.ord) = 1
@@ -382,7 +444,7 @@ decided AS (
 inserted AS (
   INSERT INTO prediction_rule_executions
     (id, rule_id, event_id, trigger_snapshot, status, started_at, completed_at)
-  SELECT gen_random_uuid(), x.rule_id, x.event_id, x.snapshot,
+  SELECT gen_random_uuid(), x.rule_id, x.event_id, (%(snapshots)s::jsonb) -> x.snapshot,
          CASE WHEN d.decision = 'FIRE' THEN 'PENDING' ELSE d.decision END, %(now)s,
          CASE WHEN d.decision = 'FIRE' THEN NULL ELSE %(now)s::timestamptz END
   FROM decided d JOIN x ON x.ord = d.ord
@@ -446,24 +508,35 @@ def _log_firings(
         ((str(c.rule["rule_id"]), c.firing.event_id, c) for c in candidates),
         key=lambda item: (item[0], item[1]),
     )
-    batch = [
-        {
-            "ord": ord_,
-            "rule_id": rule_key,
-            "event_id": event_key,
-            "state_key": c.firing.state_key,
-            "snapshot": {**c.firing.trigger_snapshot, "state_key": c.firing.state_key},
-            **columns[c.rule["rule_id"]],
-        }
-        for ord_, (rule_key, event_key, c) in enumerate(keyed)
-    ]
+    # Rules with equal params share their firing on an event: its snapshot is sent once.
+    snapshots: dict[int, int] = {}
+    documents: list[orjson.Fragment] = []
+    batch = []
+    for ord_, (rule_key, event_key, c) in enumerate(keyed):
+        firing = c.firing
+        index = snapshots.get(id(firing))
+        if index is None:
+            index = snapshots[id(firing)] = len(documents)
+            snapshot = {**firing.trigger_snapshot, "state_key": firing.state_key}
+            documents.append(orjson.Fragment(orjson.dumps(snapshot, default=str)))
+        batch.append(
+            {
+                "ord": ord_,
+                "rule_id": rule_key,
+                "event_id": event_key,
+                "state_key": firing.state_key,
+                "snapshot": index,
+                **columns[c.rule["rule_id"]],
+            }
+        )
     # One JSON document rather than arrays of JSON text: quoting array elements costs more
     # than the insert itself.
     duplicates, conflicts, skipped, invalid, fired, _ = one_row(
         conn.execute(
             _LOG_FIRINGS_SQL,
             {
-                "batch": orjson.dumps(batch, default=str).decode(),
+                "batch": orjson.dumps(batch).decode(),
+                "snapshots": orjson.dumps(documents).decode(),
                 "now": now,
                 "day_start": utc_day_start(now),
             },

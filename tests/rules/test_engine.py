@@ -297,3 +297,43 @@ def test_the_tick_credits_the_feed_runs_whose_signals_changed_its_events(conn, s
         "SELECT triggers_evaluated, triggers_fired FROM prediction_feed_runs WHERE id = %s",
         (run,),
     ).fetchone() == (2, 1)
+
+
+def test_rules_with_equal_params_each_log_their_firing_with_its_events_snapshot(conn, server):
+    # The tick evaluates a (params, event state) once and sends its snapshot once: every rule
+    # must still get its own execution, and every event its own snapshot.
+    events = [_event(conn, "bill"), _event(conn, "act")]
+    twins = [_rule(conn, server.url("/hook"), name=f"twin {i}") for i in range(3)]
+    other = _rule(conn, server.url("/hook"), trigger_params=Jsonb({"threshold": 0.7}))
+    _move(conn, events[0], 0.5, 0.65, T0 + timedelta(minutes=1))
+    _move(conn, events[1], 0.55, 0.75, T0 + timedelta(minutes=1))
+    conn.execute("SET work_mem = '5MB'")
+    with conn.transaction():
+        report = evaluate_tick(conn, since=T0, until=T0 + timedelta(minutes=2))
+        # The tick raises work_mem for its own statements; the caller's transaction goes on
+        # with its own.
+        assert conn.execute("SHOW work_mem").fetchone()[0] == "5MB"
+    assert len(report.fired) == 7  # 3 twins x 2 events, and `other` on the second only
+    rows = conn.execute(
+        "SELECT rule_id, event_id, trigger_snapshot FROM prediction_rule_executions"
+        " ORDER BY rule_id, event_id"
+    ).fetchall()
+    assert sorted((rule, event) for rule, event, _ in rows) == sorted(
+        [(rule, event) for rule in twins for event in events] + [(other, events[1])]
+    )
+    moves = {events[0]: (0.5, 0.65), events[1]: (0.55, 0.75)}
+    for rule, event, snapshot in rows:
+        threshold = 0.7 if rule == other else 0.6
+        assert snapshot["event_id"] == str(event)
+        assert snapshot["params"] == {"threshold": threshold}
+        before, after = moves[event]
+        assert snapshot["values"] == {
+            "probability": after,
+            "previous_probability": before,
+            "threshold": threshold,
+        }
+        assert (
+            snapshot["state_key"]
+            == f"PROBABILITY_CROSSES_ABOVE:{before}->{after}@"
+            + (T0 + timedelta(minutes=1)).isoformat()
+        )
