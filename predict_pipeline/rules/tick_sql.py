@@ -313,12 +313,17 @@ spike AS MATERIALIZED (
       AND s.snapshot_at > %(until)s - make_interval(hours => p.window_hours + 1)
     ORDER BY s.snapshot_at DESC LIMIT 1) latest
 ),
+-- The look-backs meet the event keys only where some rule of the type could fire (the
+-- type's bound, as its branch applies it), so the keys of quiet events are not copied.
 ev_keys_ago AS MATERIALIZED (
   SELECT k.*, a.window_minutes, a.probability_ago FROM tick_keys k JOIN ago a ON a.event_id = k.id
+  WHERE {_BOUNDS["PROBABILITY_SHIFT"].replace("k.probability_ago", "a.probability_ago")}
 ),
 ev_keys_spike AS MATERIALIZED (
   SELECT k.*, a.window_hours, a.spike_volume, a.spike_median
   FROM tick_keys k JOIN spike a ON a.event_id = k.id
+  WHERE a.spike_median > 0
+    AND {_BOUNDS["VOLUME_SPIKE"].replace("k.spike", "a.spike")}
 ),
 new_flags AS MATERIALIZED (
   SELECT f.event_id, f.flag_type, array_position(%(severities)s::text[], f.severity) AS rank
