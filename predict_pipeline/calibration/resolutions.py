@@ -222,11 +222,14 @@ def finalise_resolutions(conn: psycopg.Connection, *, now: datetime) -> int:
     return one_row(conn.execute(_FINALISE_SQL, {"now": now, "service": SERVICE}))[0]
 
 
+# Ids as text, times as epoch microseconds and probabilities as float8: what the frame holds,
+# read without a Python object per uuid, datetime and decimal (half the time at 100k rows).
 _SCORED_SQL = """
-SELECT r.event_id, e.category_id, r.outcome,
+SELECT r.event_id::text AS event_id, e.category_id::text AS category_id, r.outcome,
        coalesce(r.final_probability_exact, r.final_probability::float8) AS final_probability,
-       r.resolved_at, r.probability_1d AS p_1d, r.probability_7d AS p_7d,
-       r.probability_30d AS p_30d
+       (extract(epoch FROM r.resolved_at) * 1000000)::bigint AS resolved_at,
+       r.probability_1d::float8 AS p_1d, r.probability_7d::float8 AS p_7d,
+       r.probability_30d::float8 AS p_30d
 FROM prediction_resolutions r
 JOIN prediction_events e ON e.id = r.event_id
 """
@@ -410,12 +413,14 @@ def mark_for_rescoring(conn: psycopg.Connection, event_ids: list) -> int:
 
 
 def resolved_events(conn: psycopg.Connection) -> pd.DataFrame:
-    """Every resolution with its final and horizon probabilities, as calibration reads it."""
+    """Every resolution with its final and horizon probabilities, as calibration reads it:
+    event_id and category_id as text (None: no category), resolved_at in UTC, the
+    probabilities as float64 (NaN: none)."""
     with conn.cursor() as cur:
         rows = cur.execute(_SCORED_SQL).fetchall()
         columns = [c.name for c in cur.description or []]
     frame = pd.DataFrame(rows, columns=columns)
-    frame["resolved_at"] = pd.to_datetime(frame["resolved_at"], utc=True)
+    frame["resolved_at"] = pd.to_datetime(frame["resolved_at"], unit="us", utc=True)
     for column in ("final_probability", "p_1d", "p_7d", "p_30d"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame

@@ -74,7 +74,7 @@ def _feed_in_order(
 
 def _global_all_time(conn, event_ids: list[uuid.UUID]):
     events = resolved_events(conn)
-    events = events[events["event_id"].isin(event_ids)]
+    events = events[events["event_id"].isin([str(e) for e in event_ids])]
     # The same rows in the same order for every copy (ids differ): sums add up identically.
     events = events.sort_values(["resolved_at", "final_probability", "outcome"])
     events = events.reset_index(drop=True)
