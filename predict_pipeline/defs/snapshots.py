@@ -41,15 +41,20 @@ class SnapshotConfig(dg.Config):
     volatility_anomaly: float = 0.5
 
 
+# The tables the snapshot step writes by month: the snapshots and the markets' edges.
+SNAPSHOT_MONTHLY_TABLES = (SNAPSHOTS_TABLE, "prediction_market_edges")
+
+
 def _prepare(
     window: dg.TimeWindow, config: SnapshotConfig, database: PostgresResource
 ) -> PoolingSettings:
     """The run's pooling settings, once the window's partitions are made: committed before the
     compute, concurrent backfill runs taking turns at a new month."""
     with database.connection() as conn:
-        make_partitions_between(
-            conn, SNAPSHOTS_TABLE, window.start + timedelta(hours=1), window.end, serialised=True
-        )
+        for table in SNAPSHOT_MONTHLY_TABLES:  # always in this order: the runs' locks cannot cross
+            make_partitions_between(
+                conn, table, window.start + timedelta(hours=1), window.end, serialised=True
+            )
     return PoolingSettings(half_life_minutes=config.half_life_minutes, extremize=config.extremize)
 
 
