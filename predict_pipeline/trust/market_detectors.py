@@ -24,7 +24,7 @@ from predict_pipeline.trust.flags import (
     prices_at,
     ratio_of,
 )
-from predict_pipeline.trust.measure import Measurements
+from predict_pipeline.trust.measure import Measurements, is_type
 from predict_pipeline.trust.trades import wash_summary
 
 
@@ -32,12 +32,12 @@ def _news_reports(m: Measurements) -> pd.Series:
     """Per event: reliable NEWS signals in [start - explain_lookback, end)."""
     cfg = m.config
     sig = m.signals
-    news = sig[
-        (sig["signal_type"] == "NEWS").to_numpy()
-        & (sig["reliability"] >= cfg.low_reliability).to_numpy()
-        & (sig["t"] >= m.start_ns - nanoseconds(cfg.explain_lookback)).to_numpy()
-    ]
-    return news.groupby("event_id").size()
+    news = (
+        is_type(sig, "NEWS")
+        & (sig["reliability"].to_numpy() >= cfg.low_reliability)
+        & (sig["t"].to_numpy() >= m.start_ns - nanoseconds(cfg.explain_lookback))
+    )
+    return sig.loc[news, "event_id"].value_counts(sort=False).sort_index()
 
 
 def _venue_hits(m: Measurements, hit: pd.Series) -> pd.DataFrame:

@@ -132,6 +132,7 @@ class Measurements:
     buckets: list[int]  # -n .. 0
     event_ids: pd.Index  # the scored events, sorted
     signals: pd.DataFrame
+    current_signals: pd.DataFrame  # the rows of `signals` in the interval (bucket 0)
     events: pd.DataFrame  # index event_id: close_ns (int, or -1), outcome_direction (+1/-1/0)
     prices: pd.DataFrame  # probability rows: market code, is_market, market weight mw
     probability: pd.DataFrame  # event x bucket
@@ -151,7 +152,7 @@ class Measurements:
 
     def current(self) -> pd.DataFrame:
         """The interval's own signals."""
-        return self.signals[self.signals["bucket"] == 0]
+        return self.current_signals
 
 
 def measure(
@@ -179,7 +180,7 @@ def measure(
     snap = _window_snapshots(snapshots, window_ns, end_ns, start_ns, length, config)
     info = _event_info(events)
 
-    current_events = set(sig.loc[sig["bucket"] == 0, "event_id"])
+    current_events = set(sig["event_id"].to_numpy()[sig["bucket"].to_numpy() == 0])
     active = set(info.index[info["active"]])
     snap_now = set(snap.loc[snap["bucket"] == 0, "event_id"]) & active
     event_ids = pd.Index(sorted(current_events | snap_now), name="event_id")
@@ -190,7 +191,7 @@ def measure(
             f"{len(unknown)} event ids with signals or snapshots in "
             f"the interval are missing, e.g. {unknown[0]!r}",
         )
-    sig = _ordered(sig[sig["event_id"].isin(event_ids)], event_ids)
+    sig = _ordered(sig, event_ids)
     snap = snap.assign(ev=event_ids.get_indexer(snap["event_id"]))
     snap = snap[snap["ev"] >= 0]
     snap = snap.iloc[
@@ -206,9 +207,16 @@ def measure(
     probability = pd.DataFrame(
         np.where(np.isnan(consensus), snap_prob, consensus), index=event_ids, columns=buckets
     ).ffill(axis=1)
-    volume = _volume(sig, snap_last, event_ids, buckets, config)
+    # A lifetime total (Kalshi, Manifold market listings) is a level, not a flow: not summed.
+    flow_rows = is_type(sig, "VOLUME") & ~sig["lifetime"].to_numpy()
+    flows = sig.loc[
+        flow_rows, ["ev", "src", "market_id_code", "bucket", "value", *VENUE_KEY[1:]]
+    ].assign(event_id=event_ids[sig["ev"].to_numpy()[flow_rows]])
+    volume = _volume(flows, snap_last, event_ids, buckets, config)
     move = _move(probability, config)
-    venue_volume = _venue_volume(sig, prices, market_grid, volume, move, event_ids, buckets, config)
+    venue_volume = _venue_volume(
+        flows, prices, market_grid, volume, move, event_ids, buckets, config
+    )
     burst = _burst(sig, event_ids, buckets, config)
     narratives = narrative_clusters(sig, start_ns, end_ns, config)
     trades, trade_signals = account_trades(sig, start_ns, config)
@@ -222,6 +230,7 @@ def measure(
         buckets=buckets,
         event_ids=event_ids,
         signals=sig,
+        current_signals=sig[sig["bucket"].to_numpy() == 0],
         events=info.reindex(event_ids),
         prices=prices,
         probability=probability,
@@ -238,16 +247,36 @@ def measure(
 
 
 # Columns `prepare_signals` adds; a frame that has them all is read as prepared.
-PREPARED_COLUMNS = ("t", "w", "account", "lifetime", "id_rank")
+PREPARED_COLUMNS = (
+    "t",
+    "w",
+    "account",
+    "lifetime",
+    "id_rank",
+    "kind",
+    "source_code",
+    "market_id_code",
+)
+_KIND = {name: code for code, name in enumerate(SIGNAL_TYPES)}
+
+
+def is_type(frame: pd.DataFrame, *types: str) -> np.ndarray:
+    """Rows of the given signal types, read from the integer `kind` (no string comparisons)."""
+    kind = frame["kind"].to_numpy()
+    if len(types) == 1:
+        return kind == _KIND[types[0]]
+    return np.isin(kind, [_KIND[t] for t in types])
 
 
 def prepare_signals(signals: pd.DataFrame) -> pd.DataFrame:
     """The signals frame validated and read once, for all the intervals scored from it.
 
     Adds t (fetched_at in ns), w (weight x reliability), account (raw_data's account of the
-    narrative types' rows), lifetime (a VOLUME row carrying a lifetime total) and id_rank (the
-    id's place in id order). `compute_trust` takes a prepared frame, or any slice of one, as it
-    is: a ranged run pays for this once, not once per interval.
+    narrative types' rows), lifetime (a VOLUME row carrying a lifetime total), id_rank (the
+    id's place in id order), kind (the signal type's place in SIGNAL_TYPES) and source_code /
+    market_id_code (integer codes of source and source_event_id). `compute_trust` takes a
+    prepared frame, or any slice of one, as it is: a ranged run pays for this once, not once
+    per interval.
     """
     _require(signals, "signals", SIGNAL_INPUT_COLUMNS)
     t = _utc_ns(signals, "signals", "fetched_at", nullable=False)
@@ -293,6 +322,10 @@ def _prepared(frame: pd.DataFrame, t: np.ndarray) -> pd.DataFrame:
     rank = np.empty(len(frame), dtype="int64")
     rank[np.argsort(frame["id"].to_numpy().astype("U"), kind="stable")] = np.arange(len(frame))
     frame["id_rank"] = rank
+    # integer codes, so each interval compares and groups numbers, not strings
+    frame["kind"] = pd.Categorical(kind, categories=SIGNAL_TYPES).codes
+    frame["source_code"] = pd.factorize(frame["source"])[0].astype("int64")
+    frame["market_id_code"] = pd.factorize(frame["source_event_id"])[0].astype("int64")
     return frame
 
 
@@ -308,7 +341,10 @@ def _window_signals(
         t = signals["t"].to_numpy()
         keep = (t >= window_ns) & (t < end_ns)
         frame = signals[keep] if not keep.all() else signals
-        frame = frame[[*SIGNAL_INPUT_COLUMNS, *PREPARED_COLUMNS]].copy()
+        columns = [*SIGNAL_INPUT_COLUMNS, *PREPARED_COLUMNS]
+        # a shallow copy: only whole columns are added or replaced below, the caller's
+        # frame is left as it was without copying every row of the window
+        frame = frame.copy(deep=False) if list(frame.columns) == columns else frame[columns]
     else:
         _require(signals, "signals", SIGNAL_INPUT_COLUMNS)
         t = _utc_ns(signals, "signals", "fetched_at", nullable=False)
@@ -317,10 +353,9 @@ def _window_signals(
     t = frame["t"].to_numpy()
     frame["bucket"] = np.floor_divide(t - start_ns, length).astype("int64")
     frame["origin"] = frame["source"]
-    kind = frame["signal_type"].to_numpy()
     # Origins are read for NEWS (plants, corroboration) and for posts near the interval.
-    posts = (kind == "NEWS") | (
-        np.isin(kind, NARRATIVE_TYPES) & (t >= start_ns - nanoseconds(origin_lookback))
+    posts = is_type(frame, "NEWS") | (
+        is_type(frame, *NARRATIVE_TYPES) & (t >= start_ns - nanoseconds(origin_lookback))
     )
     if posts.any():
         accounts = frame["account"].to_numpy()[posts]
@@ -329,7 +364,8 @@ def _window_signals(
             s if a is None else f"{s}/{a}" for s, a in zip(origin[posts], accounts, strict=True)
         ]
         frame["origin"] = origin
-    return frame.drop(columns=["account"])
+    del frame["account"]  # our own frame (a copy above), so no copy of the window here
+    return frame
 
 
 def _window_snapshots(
@@ -387,12 +423,33 @@ def _event_info(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ordered(sig: pd.DataFrame, event_ids: pd.Index) -> pd.DataFrame:
-    """Rows in (event_id, t, id) order, whatever order they came in; `ev` = event position."""
+    """The rows of `event_ids` in (event_id, t, id) order, whatever order they came in;
+    `ev` = event position, `src` = source code in order of first appearance."""
     ev = event_ids.get_indexer(sig["event_id"])
-    order = np.lexsort((sig["id_rank"].to_numpy(), sig["t"].to_numpy(), ev))
-    out = sig.iloc[order].reset_index(drop=True).drop(columns=["id_rank"])
-    out["ev"] = ev[order]
-    out["src"] = pd.factorize(out["source"])[0]
+    rank, t = sig["id_rank"].to_numpy(), sig["t"].to_numpy()
+    kept = ev >= 0
+    if not kept.all():
+        ev, rank, t = ev[kept], rank[kept], t[kept]
+    # A window read in this order (TrustWindow) is kept as it is: no sort, no copy of its rows.
+    step_ev, step_t = np.diff(ev), np.diff(t)
+    ordered = bool(
+        np.all(
+            (step_ev > 0)
+            | ((step_ev == 0) & ((step_t > 0) | ((step_t == 0) & (np.diff(rank) > 0))))
+        )
+    )
+    if ordered:
+        out = sig[kept] if not kept.all() else sig.copy(deep=False)
+        out.index = pd.RangeIndex(len(out))
+    else:
+        order = np.lexsort((rank, t, ev))
+        positions = np.nonzero(kept)[0][order]
+        out = sig.take(positions)
+        out.index = pd.RangeIndex(len(out))
+        ev = ev[order]
+    del out["id_rank"]
+    out["ev"] = ev
+    out["src"] = pd.factorize(out["source_code"].to_numpy())[0]
     return out
 
 
@@ -422,8 +479,9 @@ def _prices(sig: pd.DataFrame) -> pd.DataFrame:
     reliability of its probability signals. `is_market` marks MARKET_PRICE rows (the others
     are EXPERT and MANUAL forecasts).
     """
+    rows = is_type(sig, *PROBABILITY_TYPES) & sig["value"].notna().to_numpy()
     prices = sig.loc[
-        sig["signal_type"].isin(PROBABILITY_TYPES) & sig["value"].notna(),
+        rows,
         [
             "id",
             "event_id",
@@ -436,12 +494,11 @@ def _prices(sig: pd.DataFrame) -> pd.DataFrame:
             "t",
             "bucket",
         ],
-    ].reset_index(drop=True)
-    prices["is_market"] = prices["signal_type"] == "MARKET_PRICE"
-    pair = pd.factorize(
-        pd.factorize(prices["source"])[0].astype("int64") << 32
-        | pd.factorize(prices["source_event_id"])[0].astype("int64")
-    )[0]
+    ]
+    prices.index = pd.RangeIndex(len(prices))
+    prices["is_market"] = is_type(sig, "MARKET_PRICE")[rows]
+    # (source, source_event_id) as one integer; codes by first appearance, as for strings
+    pair = sig["source_code"].to_numpy()[rows] << 32 | sig["market_id_code"].to_numpy()[rows]
     prices["market"] = pd.factorize(prices["ev"].to_numpy().astype("int64") << 32 | pair)[0]
     market = prices["market"].to_numpy()
     totals = np.bincount(market, weights=prices["w"].to_numpy())
@@ -512,15 +569,14 @@ def _robust(trail: pd.DataFrame, floor: float) -> tuple[pd.Series, pd.Series, pd
 
 
 def _volume(
-    sig: pd.DataFrame,
+    flows: pd.DataFrame,
     snap_last: pd.DataFrame,
     event_ids: pd.Index,
     buckets: list[int],
     config: TrustConfig,
 ) -> pd.DataFrame:
+    """flows: the window's VOLUME flow rows (ev, bucket, value)."""
     snap_vol = _grid(snap_last, "volume", event_ids, buckets)
-    # A lifetime total (Kalshi, Manifold market listings) is a level, not a flow: not summed.
-    flows = sig[(sig["signal_type"] == "VOLUME").to_numpy() & ~sig["lifetime"].to_numpy()]
     sig_vol = _grid(flows, "value", event_ids, buckets, "sum") * 1000.0
     # One basis per event, never mixed: its snapshots if it has one for the interval.
     from_snap = ~np.isnan(snap_vol[:, -1])
@@ -546,7 +602,7 @@ VENUE_KEY = ["event_id", "source", "source_event_id"]
 
 
 def _venue_volume(
-    sig: pd.DataFrame,
+    flows: pd.DataFrame,
     prices: pd.DataFrame,
     market_grid: pd.DataFrame,
     volume: pd.DataFrame,
@@ -555,9 +611,8 @@ def _venue_volume(
     buckets: list[int],
     config: TrustConfig,
 ) -> pd.DataFrame:
-    flows = sig[(sig["signal_type"] == "VOLUME").to_numpy() & ~sig["lifetime"].to_numpy()]
     # one integer key per market: event position, source code, market id code
-    market_code = pd.factorize(flows["source_event_id"])[0].astype("int64")
+    market_code = pd.factorize(flows["market_id_code"].to_numpy())[0].astype("int64")
     key = flows["ev"].to_numpy().astype("int64") << 40 | flows["src"].to_numpy() << 24 | market_code
     _, first, codes = np.unique(key, return_index=True, return_inverse=True)
     index = pd.MultiIndex.from_frame(flows[VENUE_KEY].iloc[first])
@@ -650,7 +705,10 @@ def _anscombe(count: pd.DataFrame | pd.Series) -> Any:
 def _burst(
     sig: pd.DataFrame, event_ids: pd.Index, buckets: list[int], config: TrustConfig
 ) -> pd.DataFrame:
-    posts = sig[sig["signal_type"].isin(SENTIMENT_TYPES)].assign(one=1.0)
+    rows = is_type(sig, *SENTIMENT_TYPES)
+    posts = pd.DataFrame(
+        {"ev": sig["ev"].to_numpy()[rows], "bucket": sig["bucket"].to_numpy()[rows], "one": 1.0}
+    )
     counts = pd.DataFrame(
         np.nan_to_num(_grid(posts, "one", event_ids, buckets, "sum")),
         index=event_ids,

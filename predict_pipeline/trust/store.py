@@ -41,15 +41,17 @@ class TrustWindow:
     """Signals, snapshots and events of a range of intervals and the trailing window before its
     first, read once; `inputs` gives each interval the frames `load_inputs` would read for it.
 
-    Rows are kept in time order so an interval's rows are a slice; an event not ACTIVE stays in
-    an interval's inputs only while it resolved at or after the interval's trailing window began.
+    Rows are kept in (event_id, t, id) order, the order `measure` reads them in, so an
+    interval's rows are one take that `measure` need not sort again; an event not ACTIVE stays
+    in an interval's inputs only while it resolved at or after the interval's trailing window
+    began.
     """
 
     signals: pd.DataFrame
     snapshots: pd.DataFrame
     events: pd.DataFrame
     trailing_window: timedelta
-    signal_ns: np.ndarray  # fetched_at
+    signal_ns: np.ndarray  # fetched_at (rows in event order: not sorted)
     signal_active: np.ndarray  # the signal's event is ACTIVE
     signal_resolved_ns: np.ndarray  # the signal's event's resolved_at
     snapshot_ns: np.ndarray
@@ -61,15 +63,16 @@ class TrustWindow:
     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         since = pd.Timestamp(start - self.trailing_window).value
         until = pd.Timestamp(end).value
-        lo, hi = np.searchsorted(self.signal_ns, [since, until], side="left")
-        seen = self.signal_active[lo:hi] | (self.signal_resolved_ns[lo:hi] >= since)
-        signals = self.signals.iloc[lo:hi]
-        if not seen.all():
-            signals = signals[seen]
+        t = self.signal_ns
+        rows = (
+            (t >= since) & (t < until) & (self.signal_active | (self.signal_resolved_ns >= since))
+        )
+        signals = self.signals.take(np.flatnonzero(rows))
+        signals.index = pd.RangeIndex(len(signals))  # a new frame: no second copy to renumber
         lo, hi = np.searchsorted(self.snapshot_ns, [since, until], side="right")
         events = self.events[self.event_active | (self.event_resolved_ns >= since)]
         return (
-            signals.reset_index(drop=True),
+            signals,
             self.snapshots.iloc[lo:hi].reset_index(drop=True),
             events.reset_index(drop=True),
         )
@@ -116,7 +119,11 @@ def load_window(
         for column in columns:
             frame[column] = pd.to_datetime(frame[column], utc=True)
     # validated and read once (times, weights, accounts, lifetime volumes) for every interval
-    signals = prepare_signals(signals.sort_values("fetched_at", kind="stable", ignore_index=True))
+    signals = prepare_signals(signals)
+    event_code = pd.factorize(signals["event_id"], sort=True)[0]
+    order = np.lexsort((signals["id_rank"].to_numpy(), signals["t"].to_numpy(), event_code))
+    signals = signals.take(order)
+    signals.index = pd.RangeIndex(len(signals))
     snapshots = snapshots.sort_values("snapshot_at", kind="stable", ignore_index=True)
     event_active = (events["status"] == "ACTIVE").to_numpy()
     event_resolved_ns = _ns(events["resolved_at"])

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from predict_pipeline.model import SIGNAL_TYPES
 from predict_pipeline.trust.config import NARRATIVE_TYPES, TrustConfig, nanoseconds
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -75,7 +76,7 @@ def narrative_clusters(
     """
     since = start_ns - nanoseconds(config.coordination_window)
     rows = sig[
-        sig["signal_type"].isin(NARRATIVE_TYPES).to_numpy()
+        np.isin(sig["kind"].to_numpy(), [SIGNAL_TYPES.index(t) for t in NARRATIVE_TYPES])
         & (sig["t"].to_numpy() >= since)
         & sig["narrative"].notna().to_numpy()
     ]
