@@ -209,9 +209,7 @@ def measure(
     ).ffill(axis=1)
     # A lifetime total (Kalshi, Manifold market listings) is a level, not a flow: not summed.
     flow_rows = is_type(sig, "VOLUME") & ~sig["lifetime"].to_numpy()
-    flows = sig.loc[
-        flow_rows, ["ev", "src", "market_id_code", "bucket", "value", *VENUE_KEY[1:]]
-    ].assign(event_id=event_ids[sig["ev"].to_numpy()[flow_rows]])
+    flows = _columns(sig, flow_rows, ["ev", "src", "market_id_code", "bucket", "value", *VENUE_KEY])
     volume = _volume(flows, snap_last, event_ids, buckets, config)
     move = _move(probability, config)
     venue_volume = _venue_volume(
@@ -256,6 +254,7 @@ PREPARED_COLUMNS = (
     "kind",
     "source_code",
     "market_id_code",
+    "event_code",
 )
 _KIND = {name: code for code, name in enumerate(SIGNAL_TYPES)}
 
@@ -274,9 +273,9 @@ def prepare_signals(signals: pd.DataFrame) -> pd.DataFrame:
     Adds t (fetched_at in ns), w (weight x reliability), account (raw_data's account of the
     narrative types' rows), lifetime (a VOLUME row carrying a lifetime total), id_rank (the
     id's place in id order), kind (the signal type's place in SIGNAL_TYPES) and source_code /
-    market_id_code (integer codes of source and source_event_id). `compute_trust` takes a
-    prepared frame, or any slice of one, as it is: a ranged run pays for this once, not once
-    per interval.
+    market_id_code / event_code (integer codes of source, source_event_id and event_id).
+    `compute_trust` takes a prepared frame, or any slice of one, as it is: a ranged run pays
+    for this once, not once per interval.
     """
     _require(signals, "signals", SIGNAL_INPUT_COLUMNS)
     t = _utc_ns(signals, "signals", "fetched_at", nullable=False)
@@ -324,8 +323,18 @@ def _prepared(frame: pd.DataFrame, t: np.ndarray) -> pd.DataFrame:
     frame["id_rank"] = rank
     # integer codes, so each interval compares and groups numbers, not strings
     frame["kind"] = pd.Categorical(kind, categories=SIGNAL_TYPES).codes
-    frame["source_code"] = pd.factorize(frame["source"])[0].astype("int64")
-    frame["market_id_code"] = pd.factorize(frame["source_event_id"])[0].astype("int64")
+    for column, code in (
+        ("source", "source_code"),
+        ("source_event_id", "market_id_code"),
+        ("event_id", "event_code"),
+        ("signal_type", None),
+    ):
+        codes, uniques = pd.factorize(frame[column])
+        # one string object per distinct value (equal values, shared): copying and hashing
+        # the column then touches a few thousand objects, not one per row
+        frame[column] = np.asarray(uniques, dtype=object)[codes]
+        if code is not None:
+            frame[code] = codes.astype("int64")
     return frame
 
 
@@ -352,18 +361,17 @@ def _window_signals(
         frame = _prepared(signals.loc[keep, list(SIGNAL_INPUT_COLUMNS)].copy(), t[keep])
     t = frame["t"].to_numpy()
     frame["bucket"] = np.floor_divide(t - start_ns, length).astype("int64")
-    frame["origin"] = frame["source"]
+    origin = frame["source"].to_numpy(dtype=object).copy()
     # Origins are read for NEWS (plants, corroboration) and for posts near the interval.
     posts = is_type(frame, "NEWS") | (
         is_type(frame, *NARRATIVE_TYPES) & (t >= start_ns - nanoseconds(origin_lookback))
     )
     if posts.any():
         accounts = frame["account"].to_numpy()[posts]
-        origin = frame["origin"].to_numpy(dtype=object)
         origin[posts] = [
             s if a is None else f"{s}/{a}" for s, a in zip(origin[posts], accounts, strict=True)
         ]
-        frame["origin"] = origin
+    frame["origin"] = origin
     del frame["account"]  # our own frame (a copy above), so no copy of the window here
     return frame
 
@@ -425,7 +433,7 @@ def _event_info(events: pd.DataFrame) -> pd.DataFrame:
 def _ordered(sig: pd.DataFrame, event_ids: pd.Index) -> pd.DataFrame:
     """The rows of `event_ids` in (event_id, t, id) order, whatever order they came in;
     `ev` = event position, `src` = source code in order of first appearance."""
-    ev = event_ids.get_indexer(sig["event_id"])
+    ev = _positions(sig["event_code"].to_numpy(), sig["event_id"].to_numpy(), event_ids)
     rank, t = sig["id_rank"].to_numpy(), sig["t"].to_numpy()
     kept = ev >= 0
     if not kept.all():
@@ -451,6 +459,22 @@ def _ordered(sig: pd.DataFrame, event_ids: pd.Index) -> pd.DataFrame:
     out["ev"] = ev
     out["src"] = pd.factorize(out["source_code"].to_numpy())[0]
     return out
+
+
+def _positions(codes: np.ndarray, ids: np.ndarray, index: pd.Index) -> np.ndarray:
+    """index.get_indexer(ids), looked up once per run of equal ids (`codes`: the ids' integer
+    codes; a window in event order has one run per event: a thousand look-ups, not 200,000)."""
+    if len(ids) == 0:
+        return np.empty(0, dtype="intp")
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+    return np.repeat(index.get_indexer(ids[starts]), np.diff(np.append(starts, len(ids))))
+
+
+def _columns(frame: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """frame.loc[rows, columns] as a new frame built from the columns' arrays (no copy of the
+    frame's other columns, no index alignment)."""
+    at = np.flatnonzero(rows)
+    return pd.DataFrame({c: frame[c].to_numpy()[at] for c in columns}, copy=False)
 
 
 def _grid(
@@ -480,7 +504,8 @@ def _prices(sig: pd.DataFrame) -> pd.DataFrame:
     are EXPERT and MANUAL forecasts).
     """
     rows = is_type(sig, *PROBABILITY_TYPES) & sig["value"].notna().to_numpy()
-    prices = sig.loc[
+    prices = _columns(
+        sig,
         rows,
         [
             "id",
@@ -494,8 +519,7 @@ def _prices(sig: pd.DataFrame) -> pd.DataFrame:
             "t",
             "bucket",
         ],
-    ]
-    prices.index = pd.RangeIndex(len(prices))
+    )
     prices["is_market"] = is_type(sig, "MARKET_PRICE")[rows]
     # (source, source_event_id) as one integer; codes by first appearance, as for strings
     pair = sig["source_code"].to_numpy()[rows] << 32 | sig["market_id_code"].to_numpy()[rows]
@@ -515,7 +539,14 @@ def _price_matrices(
     nb = len(buckets)
     markets = prices.drop_duplicates("market").sort_values("market")
     n_markets = len(markets)
-    grid = _grid(prices.assign(ev=prices["market"]), "value", pd.RangeIndex(n_markets), buckets)
+    by_market = pd.DataFrame(
+        {
+            "ev": prices["market"].to_numpy(),
+            "bucket": prices["bucket"].to_numpy(),
+            "value": prices["value"].to_numpy(),
+        }
+    )
+    grid = _grid(by_market, "value", pd.RangeIndex(n_markets), buckets)
     grid = pd.DataFrame(grid).ffill(axis=1).to_numpy()
     ev_m = markets["ev"].to_numpy()
     mw = markets["mw"].to_numpy()
@@ -615,8 +646,13 @@ def _venue_volume(
     market_code = pd.factorize(flows["market_id_code"].to_numpy())[0].astype("int64")
     key = flows["ev"].to_numpy().astype("int64") << 40 | flows["src"].to_numpy() << 24 | market_code
     _, first, codes = np.unique(key, return_index=True, return_inverse=True)
-    index = pd.MultiIndex.from_frame(flows[VENUE_KEY].iloc[first])
-    grid = _grid(flows.assign(ev=codes), "value", index, buckets, "sum") * 1000.0
+    index = pd.MultiIndex.from_arrays(
+        [flows[c].to_numpy()[first] for c in VENUE_KEY], names=VENUE_KEY
+    )
+    by_venue = pd.DataFrame(
+        {"ev": codes, "bucket": flows["bucket"].to_numpy(), "value": flows["value"].to_numpy()}
+    )
+    grid = _grid(by_venue, "value", index, buckets, "sum") * 1000.0
     series = pd.DataFrame(grid, index=index, columns=buckets)
     logv = np.log1p(series.clip(lower=0))
     med, sigma, n = _robust(logv[buckets[:-1]], config.volume_min_log_scale)

@@ -101,11 +101,19 @@ def narrative_clusters(
     label_of = np.arange(int(text_id.max()) + 1 if len(text_id) else 0)
     uniq = rows.drop_duplicates("text_id")[["event_id", "text", "text_id"]]
     many = uniq.groupby("event_id")["text_id"].transform("size") > 1
-    for _, group in uniq[many].groupby("event_id", sort=False):
-        ids = group["text_id"].to_numpy()
-        comp = similarity_groups(
-            list(group["text"]), config.narrative_similarity, config.narrative_shingle
-        )
+    multi = uniq[many.to_numpy()]
+    # each event's distinct texts in their order, split on arrays (no pandas group per event)
+    event_of = pd.factorize(multi["event_id"])[0]
+    order = np.argsort(event_of, kind="stable")
+    bounds = np.flatnonzero(np.diff(event_of[order])) + 1
+    for ids, texts in zip(
+        np.split(multi["text_id"].to_numpy()[order], bounds),
+        np.split(multi["text"].to_numpy()[order], bounds),
+        strict=True,
+    ):
+        if len(ids) == 0:
+            continue
+        comp = similarity_groups(list(texts), config.narrative_similarity, config.narrative_shingle)
         label_of[ids] = ids[comp]
     label = label_of[text_id]
     rows["group"] = label
