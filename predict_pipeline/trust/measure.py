@@ -61,7 +61,7 @@ from predict_pipeline.trust.config import (
     nanoseconds,
 )
 from predict_pipeline.trust.text import narrative_clusters
-from predict_pipeline.trust.trades import account_of, account_trades
+from predict_pipeline.trust.trades import account_of, account_trades, wash_summary
 
 # ---- inputs -------------------------------------------------------------------------------
 
@@ -145,6 +145,7 @@ class Measurements:
     narratives: pd.DataFrame  # narrative signals near the interval with cluster and cluster_size
     trades: pd.DataFrame  # account-level trades near the interval with round_trip flags
     trade_signals: pd.DataFrame  # event_id, trade_key, signal_id, t, involved
+    wash: pd.DataFrame  # wash_summary(trades): per event round trips and their share
 
     @property
     def window_start_ns(self) -> int:
@@ -241,6 +242,7 @@ def measure(
         narratives=narratives,
         trades=trades,
         trade_signals=trade_signals,
+        wash=wash_summary(trades),
     )
 
 
@@ -581,6 +583,16 @@ def _price_matrices(
     return source, source_weight, consensus, market_grid
 
 
+def _row_medians(values: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Each row's median of its n non-NaN values (NaN where n = 0): the middle value, or the
+    mean of the two middle ones, of the row sorted with its NaNs last."""
+    ordered = np.sort(values, axis=1)
+    low = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, np.minimum(n // 2, values.shape[1] - 1)[:, None], axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, (low + high[:, 0]) / 2, np.nan)
+
+
 def _robust(trail: pd.DataFrame, floor: float) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Median, floored MAD sigma and count of each row's non-missing trailing values."""
     values = trail.to_numpy(dtype="float64")
@@ -588,7 +600,11 @@ def _robust(trail: pd.DataFrame, floor: float) -> tuple[pd.Series, pd.Series, pd
     med = np.full(len(values), np.nan)
     mad = np.full(len(values), np.nan)
     some = n > 0  # rows without a value keep NaN (nanmedian would warn on them)
-    if some.any():
+    if some.any() and not np.any(np.signbit(values) & (values == 0)):
+        # as nanmedian gives them (a sort per row, not a masked median of each row)
+        med = _row_medians(values, n)
+        mad = _row_medians(np.abs(values - med[:, None]), n)
+    elif some.any():  # which of -0.0 and 0.0 nanmedian returns is its own: it decides
         med[some] = np.nanmedian(values[some], axis=1)
         mad[some] = np.nanmedian(np.abs(values[some] - med[some, None]), axis=1)
     index = trail.index
