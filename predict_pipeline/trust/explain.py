@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from predict_pipeline.trust.config import nanoseconds
+from predict_pipeline.trust.flags import lists_by_key
 from predict_pipeline.trust.measure import Measurements, is_type
 
 
@@ -57,7 +58,7 @@ def explanations(
         keep &= joined["origin"] != joined["exclude_origin"]
     found = joined[keep].sort_values(["_target", "t", "id"], kind="stable")
     best = found.groupby("_target")["reliability"].max()
-    ids = found.groupby("_target")["id"].agg(list).to_dict()
+    ids = lists_by_key(found["_target"].to_numpy(), found["id"].to_numpy())
     return pd.DataFrame(
         {
             "reliability": best.reindex(targets.index).fillna(0.0).to_numpy(),

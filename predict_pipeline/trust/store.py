@@ -306,17 +306,21 @@ def save_intervals(conn: psycopg.Connection, intervals: list[ScoredInterval]) ->
         # Python's round of Python floats, as the scores were always written
         columns[column] = [round(v, 4) for v in scores[column].tolist()]
     ends = [i.end for i in intervals]
+    arrays = {name: _array(values) for name, values in columns.items()}
     with conn.transaction():
-        written = conn.execute(_UPSERT_SCORES, columns).fetchall()
+        written = conn.execute(_UPSERT_SCORES, arrays).fetchall()
         score_ids = {(event_id, at): score_id for score_id, event_id, at in written}
         stale = [
-            i for (i,) in conn.execute(_STALE, {"ends": ends, "kept": [r[0] for r in written]})
+            i
+            for (i,) in conn.execute(
+                _STALE, {"ends": ends, "kept": _array([r[0] for r in written])}
+            )
         ]
         conn.execute(
             _EVENTS,
             {
-                "event_id": columns["event_id"],
-                "computed_at": columns["computed_at"],
+                "event_id": arrays["event_id"],
+                "computed_at": arrays["computed_at"],
                 "stale": stale,
             },
         )
@@ -338,6 +342,20 @@ def save_intervals(conn: psycopg.Connection, intervals: list[ScoredInterval]) ->
             },
         )
     return TrustWrite(len(written), new, updated, kept)
+
+
+def _array(values: list[Any]) -> str:
+    """The values as one PostgreSQL array literal, bound as a single parameter and cast in the
+    statement: psycopg dumps a list element by element in Python (2-3x slower at 24,000)."""
+    items = []
+    for value in values:
+        if value is None:
+            items.append("NULL")
+        elif isinstance(value, str):
+            items.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:  # numbers, booleans, UUIDs and datetimes: str() is PostgreSQL's input form
+            items.append(str(value))
+    return "{" + ",".join(items) + "}"
 
 
 def _save_flags(

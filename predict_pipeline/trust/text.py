@@ -31,8 +31,10 @@ def shingles(text: str, size: int) -> frozenset[str]:
 def similarity_groups(texts: list[str], threshold: float, size: int) -> np.ndarray:
     """Connected components of the texts whose shingle Jaccard is >= threshold (labels)."""
     sets = [shingles(t, size) for t in texts]
-    vocab = {s: i for i, s in enumerate(sorted(set().union(*sets)))}
     m = len(texts)
+    if m <= _SMALL_GROUP:
+        return _small_groups(sets, threshold)
+    vocab = {s: i for i, s in enumerate(sorted(set().union(*sets)))}
     if not vocab:
         return np.arange(m)
     rows = np.repeat(np.arange(m), [len(s) for s in sets])
@@ -51,6 +53,31 @@ def similarity_groups(texts: list[str], threshold: float, size: int) -> np.ndarr
         left.append(i + lo)
         right.append(j)
     return _components(m, np.concatenate(left), np.concatenate(right))
+
+
+# Up to this many texts the pairs are compared one by one (most events have two or three).
+_SMALL_GROUP = 16
+
+
+def _small_groups(sets: list[frozenset[str]], threshold: float) -> np.ndarray:
+    """similarity_groups of a few texts, pair by pair: the same float32 Jaccard and the same
+    labels (each component's smallest index) as the matrix form."""
+    m = len(sets)
+    labels = list(range(m))
+
+    def root(i: int) -> int:
+        while labels[i] != i:
+            i = labels[i]
+        return i
+
+    for i in range(m):
+        for j in range(i + 1, m):
+            inter = len(sets[i] & sets[j])
+            union = len(sets[i]) + len(sets[j]) - inter
+            if union and np.float32(inter) / np.float32(union) >= threshold:
+                a, b = root(i), root(j)
+                labels[max(a, b)] = min(a, b)
+    return np.array([root(i) for i in range(m)], dtype=np.int64)
 
 
 def _components(m: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
