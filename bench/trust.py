@@ -44,9 +44,9 @@ from predict_pipeline.db.connection import connect
 
 EVENTS = int(os.environ.get("PREDICT_BENCH_TRUST_EVENTS") or 1000)
 # The issue's size is 336 hours; seeding its 2.9 million signals and scoring them takes long
-# on a 2-core machine (the trust step 4-7 s an hour at 1,000 events under load, mostly
-# per-hour pandas), so the default is the range's first day; PREDICT_BENCH_TRUST_HOURS=336
-# runs it.
+# on a 2-core machine (the trust step 0.5-0.9 s an hour at 1,000 events under load, 2-3 s
+# before issue 25; mostly per-hour pandas, plus a read of each 48-hour block), so the default
+# is the range's first day; PREDICT_BENCH_TRUST_HOURS=336 runs it.
 ISSUE_HOURS = 336
 HOURS = int(os.environ.get("PREDICT_BENCH_TRUST_HOURS") or 24)
 TARGET = 1.5

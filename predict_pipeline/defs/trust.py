@@ -109,15 +109,18 @@ def trust_scores(
             "first": intervals[0].start,
             "last": intervals[-1].end,
         }
+        # The hours are contiguous and in order, so a signal's hour is found by width_bucket on
+        # their starts (one pass), not by testing it against every hour of the range.
         missing = conn.execute(
             """SELECT DISTINCT s.event_id::text
-               FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) w(start_at, end_at)
-               JOIN prediction_signals s
-                 ON s.fetched_at >= w.start_at AND s.fetched_at < w.end_at
+               FROM (SELECT DISTINCT event_id,
+                            (%(ends)s::timestamptz[])[
+                              width_bucket(fetched_at, %(starts)s::timestamptz[])] AS end_at
+                     FROM prediction_signals
+                     WHERE fetched_at >= %(first)s AND fetched_at < %(last)s) s
                JOIN prediction_events e ON e.id = s.event_id AND e.status = 'ACTIVE'
-               WHERE s.fetched_at >= %(first)s AND s.fetched_at < %(last)s
-                 AND NOT EXISTS (SELECT 1 FROM prediction_trust_scores t
-                                 WHERE t.event_id = s.event_id AND t.computed_at = w.end_at)""",
+               WHERE NOT EXISTS (SELECT 1 FROM prediction_trust_scores t
+                                 WHERE t.event_id = s.event_id AND t.computed_at = s.end_at)""",
             params,
         ).fetchall()
         out_of_range = one_row(

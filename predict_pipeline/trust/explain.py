@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from predict_pipeline.trust.config import nanoseconds
-from predict_pipeline.trust.measure import Measurements
+from predict_pipeline.trust.flags import lists_by_key
+from predict_pipeline.trust.measure import Measurements, is_type
 
 
 def explanations(
@@ -23,11 +24,12 @@ def explanations(
     """
     cfg = m.config
     sig = m.signals
+    wanted = m.event_ids.get_indexer(pd.unique(targets["event_id"].to_numpy()))
     pool = sig[
-        sig["signal_type"].isin(types).to_numpy()
+        is_type(sig, *types)
         & sig["value"].notna().to_numpy()
         & (sig["t"].to_numpy() >= (targets["since"].min() if len(targets) else 0))
-        & sig["event_id"].isin(targets["event_id"]).to_numpy()
+        & np.isin(sig["ev"].to_numpy(), wanted[wanted >= 0])
     ]
     result = pd.DataFrame(
         {"reliability": 0.0, "ids": [[] for _ in range(len(targets))]}, index=targets.index
@@ -56,7 +58,7 @@ def explanations(
         keep &= joined["origin"] != joined["exclude_origin"]
     found = joined[keep].sort_values(["_target", "t", "id"], kind="stable")
     best = found.groupby("_target")["reliability"].max()
-    ids = found.groupby("_target")["id"].agg(list).to_dict()
+    ids = lists_by_key(found["_target"].to_numpy(), found["id"].to_numpy())
     return pd.DataFrame(
         {
             "reliability": best.reindex(targets.index).fillna(0.0).to_numpy(),

@@ -119,7 +119,16 @@ def ids_by_event(frame: pd.DataFrame, by: list[str] | None = None, ascending: An
     order = [*(by or []), "t", "id"]
     asc = [*(ascending if isinstance(ascending, list) else [ascending] * len(by or [])), True, True]
     ordered = frame.sort_values(order, ascending=asc, kind="stable")
-    return ordered.groupby("event_id", sort=False)["id"].agg(list).to_dict()
+    return lists_by_key(ordered["event_id"].to_numpy(), ordered["id"].to_numpy())
+
+
+def lists_by_key(keys: np.ndarray, values: np.ndarray) -> dict:
+    """key -> its values in row order, keys in order of first appearance (as a groupby with
+    sort=False and agg(list) gives them, without a pandas group per key)."""
+    out: dict = {}
+    for key, value in zip(keys.tolist(), values.tolist(), strict=True):
+        out.setdefault(key, []).append(value)
+    return out
 
 
 def logit(p: Any) -> Any:

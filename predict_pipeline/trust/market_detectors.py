@@ -24,20 +24,19 @@ from predict_pipeline.trust.flags import (
     prices_at,
     ratio_of,
 )
-from predict_pipeline.trust.measure import Measurements
-from predict_pipeline.trust.trades import wash_summary
+from predict_pipeline.trust.measure import Measurements, is_type
 
 
 def _news_reports(m: Measurements) -> pd.Series:
     """Per event: reliable NEWS signals in [start - explain_lookback, end)."""
     cfg = m.config
     sig = m.signals
-    news = sig[
-        (sig["signal_type"] == "NEWS").to_numpy()
-        & (sig["reliability"] >= cfg.low_reliability).to_numpy()
-        & (sig["t"] >= m.start_ns - nanoseconds(cfg.explain_lookback)).to_numpy()
-    ]
-    return news.groupby("event_id").size()
+    news = (
+        is_type(sig, "NEWS")
+        & (sig["reliability"].to_numpy() >= cfg.low_reliability)
+        & (sig["t"].to_numpy() >= m.start_ns - nanoseconds(cfg.explain_lookback))
+    )
+    return sig.loc[news, "event_id"].value_counts(sort=False).sort_index()
 
 
 def _venue_hits(m: Measurements, hit: pd.Series) -> pd.DataFrame:
@@ -95,7 +94,10 @@ def _venue_volume_ids(m: Measurements, chosen: pd.DataFrame) -> dict:
     """event_id -> the chosen venue's VOLUME signals of the interval (largest first); all the
     event's where the chosen row is its event-level volume."""
     current = m.current()
-    current = current[current["signal_type"] == "VOLUME"]
+    # the chosen events' rows first: the merge below then joins a few rows, not the hour's
+    current = current[
+        is_type(current, "VOLUME") & current["event_id"].isin(chosen["event_id"]).to_numpy()
+    ]
     at_venue = chosen["source"].notna()
     mine = current.merge(
         chosen.loc[at_venue, ["event_id", "source", "source_event_id"]],
@@ -200,7 +202,7 @@ def _quiet_volume(m: Measurements) -> pd.DataFrame:
 def wash_trading(m: Measurements) -> list[Flag]:
     cfg = m.config
     quiet = _quiet_volume(m)
-    rounds = wash_summary(m.trades)
+    rounds = m.wash
     churn = (rounds["round_trips"] >= cfg.wash_min_round_trips) & (
         rounds["share"] >= cfg.wash_min_share
     )

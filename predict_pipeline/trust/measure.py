@@ -61,7 +61,7 @@ from predict_pipeline.trust.config import (
     nanoseconds,
 )
 from predict_pipeline.trust.text import narrative_clusters
-from predict_pipeline.trust.trades import account_of, account_trades
+from predict_pipeline.trust.trades import account_of, account_trades, wash_summary
 
 # ---- inputs -------------------------------------------------------------------------------
 
@@ -132,6 +132,7 @@ class Measurements:
     buckets: list[int]  # -n .. 0
     event_ids: pd.Index  # the scored events, sorted
     signals: pd.DataFrame
+    current_signals: pd.DataFrame  # the rows of `signals` in the interval (bucket 0)
     events: pd.DataFrame  # index event_id: close_ns (int, or -1), outcome_direction (+1/-1/0)
     prices: pd.DataFrame  # probability rows: market code, is_market, market weight mw
     probability: pd.DataFrame  # event x bucket
@@ -144,6 +145,7 @@ class Measurements:
     narratives: pd.DataFrame  # narrative signals near the interval with cluster and cluster_size
     trades: pd.DataFrame  # account-level trades near the interval with round_trip flags
     trade_signals: pd.DataFrame  # event_id, trade_key, signal_id, t, involved
+    wash: pd.DataFrame  # wash_summary(trades): per event round trips and their share
 
     @property
     def window_start_ns(self) -> int:
@@ -151,7 +153,7 @@ class Measurements:
 
     def current(self) -> pd.DataFrame:
         """The interval's own signals."""
-        return self.signals[self.signals["bucket"] == 0]
+        return self.current_signals
 
 
 def measure(
@@ -179,7 +181,7 @@ def measure(
     snap = _window_snapshots(snapshots, window_ns, end_ns, start_ns, length, config)
     info = _event_info(events)
 
-    current_events = set(sig.loc[sig["bucket"] == 0, "event_id"])
+    current_events = set(sig["event_id"].to_numpy()[sig["bucket"].to_numpy() == 0])
     active = set(info.index[info["active"]])
     snap_now = set(snap.loc[snap["bucket"] == 0, "event_id"]) & active
     event_ids = pd.Index(sorted(current_events | snap_now), name="event_id")
@@ -190,7 +192,7 @@ def measure(
             f"{len(unknown)} event ids with signals or snapshots in "
             f"the interval are missing, e.g. {unknown[0]!r}",
         )
-    sig = _ordered(sig[sig["event_id"].isin(event_ids)], event_ids)
+    sig = _ordered(sig, event_ids)
     snap = snap.assign(ev=event_ids.get_indexer(snap["event_id"]))
     snap = snap[snap["ev"] >= 0]
     snap = snap.iloc[
@@ -206,9 +208,14 @@ def measure(
     probability = pd.DataFrame(
         np.where(np.isnan(consensus), snap_prob, consensus), index=event_ids, columns=buckets
     ).ffill(axis=1)
-    volume = _volume(sig, snap_last, event_ids, buckets, config)
+    # A lifetime total (Kalshi, Manifold market listings) is a level, not a flow: not summed.
+    flow_rows = is_type(sig, "VOLUME") & ~sig["lifetime"].to_numpy()
+    flows = _columns(sig, flow_rows, ["ev", "src", "market_id_code", "bucket", "value", *VENUE_KEY])
+    volume = _volume(flows, snap_last, event_ids, buckets, config)
     move = _move(probability, config)
-    venue_volume = _venue_volume(sig, prices, market_grid, volume, move, event_ids, buckets, config)
+    venue_volume = _venue_volume(
+        flows, prices, market_grid, volume, move, event_ids, buckets, config
+    )
     burst = _burst(sig, event_ids, buckets, config)
     narratives = narrative_clusters(sig, start_ns, end_ns, config)
     trades, trade_signals = account_trades(sig, start_ns, config)
@@ -222,6 +229,7 @@ def measure(
         buckets=buckets,
         event_ids=event_ids,
         signals=sig,
+        current_signals=sig[sig["bucket"].to_numpy() == 0],
         events=info.reindex(event_ids),
         prices=prices,
         probability=probability,
@@ -234,20 +242,42 @@ def measure(
         narratives=narratives,
         trades=trades,
         trade_signals=trade_signals,
+        wash=wash_summary(trades),
     )
 
 
 # Columns `prepare_signals` adds; a frame that has them all is read as prepared.
-PREPARED_COLUMNS = ("t", "w", "account", "lifetime", "id_rank")
+PREPARED_COLUMNS = (
+    "t",
+    "w",
+    "account",
+    "lifetime",
+    "id_rank",
+    "kind",
+    "source_code",
+    "market_id_code",
+    "event_code",
+)
+_KIND = {name: code for code, name in enumerate(SIGNAL_TYPES)}
+
+
+def is_type(frame: pd.DataFrame, *types: str) -> np.ndarray:
+    """Rows of the given signal types, read from the integer `kind` (no string comparisons)."""
+    kind = frame["kind"].to_numpy()
+    if len(types) == 1:
+        return kind == _KIND[types[0]]
+    return np.isin(kind, [_KIND[t] for t in types])
 
 
 def prepare_signals(signals: pd.DataFrame) -> pd.DataFrame:
     """The signals frame validated and read once, for all the intervals scored from it.
 
     Adds t (fetched_at in ns), w (weight x reliability), account (raw_data's account of the
-    narrative types' rows), lifetime (a VOLUME row carrying a lifetime total) and id_rank (the
-    id's place in id order). `compute_trust` takes a prepared frame, or any slice of one, as it
-    is: a ranged run pays for this once, not once per interval.
+    narrative types' rows), lifetime (a VOLUME row carrying a lifetime total), id_rank (the
+    id's place in id order), kind (the signal type's place in SIGNAL_TYPES) and source_code /
+    market_id_code / event_code (integer codes of source, source_event_id and event_id).
+    `compute_trust` takes a prepared frame, or any slice of one, as it is: a ranged run pays
+    for this once, not once per interval.
     """
     _require(signals, "signals", SIGNAL_INPUT_COLUMNS)
     t = _utc_ns(signals, "signals", "fetched_at", nullable=False)
@@ -293,6 +323,20 @@ def _prepared(frame: pd.DataFrame, t: np.ndarray) -> pd.DataFrame:
     rank = np.empty(len(frame), dtype="int64")
     rank[np.argsort(frame["id"].to_numpy().astype("U"), kind="stable")] = np.arange(len(frame))
     frame["id_rank"] = rank
+    # integer codes, so each interval compares and groups numbers, not strings
+    frame["kind"] = pd.Categorical(kind, categories=SIGNAL_TYPES).codes
+    for column, code in (
+        ("source", "source_code"),
+        ("source_event_id", "market_id_code"),
+        ("event_id", "event_code"),
+        ("signal_type", None),
+    ):
+        codes, uniques = pd.factorize(frame[column])
+        # one string object per distinct value (equal values, shared): copying and hashing
+        # the column then touches a few thousand objects, not one per row
+        frame[column] = np.asarray(uniques, dtype=object)[codes]
+        if code is not None:
+            frame[code] = codes.astype("int64")
     return frame
 
 
@@ -308,7 +352,10 @@ def _window_signals(
         t = signals["t"].to_numpy()
         keep = (t >= window_ns) & (t < end_ns)
         frame = signals[keep] if not keep.all() else signals
-        frame = frame[[*SIGNAL_INPUT_COLUMNS, *PREPARED_COLUMNS]].copy()
+        columns = [*SIGNAL_INPUT_COLUMNS, *PREPARED_COLUMNS]
+        # a shallow copy: only whole columns are added or replaced below, the caller's
+        # frame is left as it was without copying every row of the window
+        frame = frame.copy(deep=False) if list(frame.columns) == columns else frame[columns]
     else:
         _require(signals, "signals", SIGNAL_INPUT_COLUMNS)
         t = _utc_ns(signals, "signals", "fetched_at", nullable=False)
@@ -316,20 +363,19 @@ def _window_signals(
         frame = _prepared(signals.loc[keep, list(SIGNAL_INPUT_COLUMNS)].copy(), t[keep])
     t = frame["t"].to_numpy()
     frame["bucket"] = np.floor_divide(t - start_ns, length).astype("int64")
-    frame["origin"] = frame["source"]
-    kind = frame["signal_type"].to_numpy()
+    origin = frame["source"].to_numpy(dtype=object).copy()
     # Origins are read for NEWS (plants, corroboration) and for posts near the interval.
-    posts = (kind == "NEWS") | (
-        np.isin(kind, NARRATIVE_TYPES) & (t >= start_ns - nanoseconds(origin_lookback))
+    posts = is_type(frame, "NEWS") | (
+        is_type(frame, *NARRATIVE_TYPES) & (t >= start_ns - nanoseconds(origin_lookback))
     )
     if posts.any():
         accounts = frame["account"].to_numpy()[posts]
-        origin = frame["origin"].to_numpy(dtype=object)
         origin[posts] = [
             s if a is None else f"{s}/{a}" for s, a in zip(origin[posts], accounts, strict=True)
         ]
-        frame["origin"] = origin
-    return frame.drop(columns=["account"])
+    frame["origin"] = origin
+    del frame["account"]  # our own frame (a copy above), so no copy of the window here
+    return frame
 
 
 def _window_snapshots(
@@ -387,13 +433,50 @@ def _event_info(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ordered(sig: pd.DataFrame, event_ids: pd.Index) -> pd.DataFrame:
-    """Rows in (event_id, t, id) order, whatever order they came in; `ev` = event position."""
-    ev = event_ids.get_indexer(sig["event_id"])
-    order = np.lexsort((sig["id_rank"].to_numpy(), sig["t"].to_numpy(), ev))
-    out = sig.iloc[order].reset_index(drop=True).drop(columns=["id_rank"])
-    out["ev"] = ev[order]
-    out["src"] = pd.factorize(out["source"])[0]
+    """The rows of `event_ids` in (event_id, t, id) order, whatever order they came in;
+    `ev` = event position, `src` = source code in order of first appearance."""
+    ev = _positions(sig["event_code"].to_numpy(), sig["event_id"].to_numpy(), event_ids)
+    rank, t = sig["id_rank"].to_numpy(), sig["t"].to_numpy()
+    kept = ev >= 0
+    if not kept.all():
+        ev, rank, t = ev[kept], rank[kept], t[kept]
+    # A window read in this order (TrustWindow) is kept as it is: no sort, no copy of its rows.
+    step_ev, step_t = np.diff(ev), np.diff(t)
+    ordered = bool(
+        np.all(
+            (step_ev > 0)
+            | ((step_ev == 0) & ((step_t > 0) | ((step_t == 0) & (np.diff(rank) > 0))))
+        )
+    )
+    if ordered:
+        out = sig[kept] if not kept.all() else sig.copy(deep=False)
+        out.index = pd.RangeIndex(len(out))
+    else:
+        order = np.lexsort((rank, t, ev))
+        positions = np.nonzero(kept)[0][order]
+        out = sig.take(positions)
+        out.index = pd.RangeIndex(len(out))
+        ev = ev[order]
+    del out["id_rank"]
+    out["ev"] = ev
+    out["src"] = pd.factorize(out["source_code"].to_numpy())[0]
     return out
+
+
+def _positions(codes: np.ndarray, ids: np.ndarray, index: pd.Index) -> np.ndarray:
+    """index.get_indexer(ids), looked up once per run of equal ids (`codes`: the ids' integer
+    codes; a window in event order has one run per event: a thousand look-ups, not 200,000)."""
+    if len(ids) == 0:
+        return np.empty(0, dtype="intp")
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+    return np.repeat(index.get_indexer(ids[starts]), np.diff(np.append(starts, len(ids))))
+
+
+def _columns(frame: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """frame.loc[rows, columns] as a new frame built from the columns' arrays (no copy of the
+    frame's other columns, no index alignment)."""
+    at = np.flatnonzero(rows)
+    return pd.DataFrame({c: frame[c].to_numpy()[at] for c in columns}, copy=False)
 
 
 def _grid(
@@ -422,8 +505,10 @@ def _prices(sig: pd.DataFrame) -> pd.DataFrame:
     reliability of its probability signals. `is_market` marks MARKET_PRICE rows (the others
     are EXPERT and MANUAL forecasts).
     """
-    prices = sig.loc[
-        sig["signal_type"].isin(PROBABILITY_TYPES) & sig["value"].notna(),
+    rows = is_type(sig, *PROBABILITY_TYPES) & sig["value"].notna().to_numpy()
+    prices = _columns(
+        sig,
+        rows,
         [
             "id",
             "event_id",
@@ -436,12 +521,10 @@ def _prices(sig: pd.DataFrame) -> pd.DataFrame:
             "t",
             "bucket",
         ],
-    ].reset_index(drop=True)
-    prices["is_market"] = prices["signal_type"] == "MARKET_PRICE"
-    pair = pd.factorize(
-        pd.factorize(prices["source"])[0].astype("int64") << 32
-        | pd.factorize(prices["source_event_id"])[0].astype("int64")
-    )[0]
+    )
+    prices["is_market"] = is_type(sig, "MARKET_PRICE")[rows]
+    # (source, source_event_id) as one integer; codes by first appearance, as for strings
+    pair = sig["source_code"].to_numpy()[rows] << 32 | sig["market_id_code"].to_numpy()[rows]
     prices["market"] = pd.factorize(prices["ev"].to_numpy().astype("int64") << 32 | pair)[0]
     market = prices["market"].to_numpy()
     totals = np.bincount(market, weights=prices["w"].to_numpy())
@@ -458,7 +541,14 @@ def _price_matrices(
     nb = len(buckets)
     markets = prices.drop_duplicates("market").sort_values("market")
     n_markets = len(markets)
-    grid = _grid(prices.assign(ev=prices["market"]), "value", pd.RangeIndex(n_markets), buckets)
+    by_market = pd.DataFrame(
+        {
+            "ev": prices["market"].to_numpy(),
+            "bucket": prices["bucket"].to_numpy(),
+            "value": prices["value"].to_numpy(),
+        }
+    )
+    grid = _grid(by_market, "value", pd.RangeIndex(n_markets), buckets)
     grid = pd.DataFrame(grid).ffill(axis=1).to_numpy()
     ev_m = markets["ev"].to_numpy()
     mw = markets["mw"].to_numpy()
@@ -493,6 +583,16 @@ def _price_matrices(
     return source, source_weight, consensus, market_grid
 
 
+def _row_medians(values: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Each row's median of its n non-NaN values (NaN where n = 0): the middle value, or the
+    mean of the two middle ones, of the row sorted with its NaNs last."""
+    ordered = np.sort(values, axis=1)
+    low = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, np.minimum(n // 2, values.shape[1] - 1)[:, None], axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, (low + high[:, 0]) / 2, np.nan)
+
+
 def _robust(trail: pd.DataFrame, floor: float) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Median, floored MAD sigma and count of each row's non-missing trailing values."""
     values = trail.to_numpy(dtype="float64")
@@ -500,7 +600,11 @@ def _robust(trail: pd.DataFrame, floor: float) -> tuple[pd.Series, pd.Series, pd
     med = np.full(len(values), np.nan)
     mad = np.full(len(values), np.nan)
     some = n > 0  # rows without a value keep NaN (nanmedian would warn on them)
-    if some.any():
+    if some.any() and not np.any(np.signbit(values) & (values == 0)):
+        # as nanmedian gives them (a sort per row, not a masked median of each row)
+        med = _row_medians(values, n)
+        mad = _row_medians(np.abs(values - med[:, None]), n)
+    elif some.any():  # which of -0.0 and 0.0 nanmedian returns is its own: it decides
         med[some] = np.nanmedian(values[some], axis=1)
         mad[some] = np.nanmedian(np.abs(values[some] - med[some, None]), axis=1)
     index = trail.index
@@ -512,15 +616,14 @@ def _robust(trail: pd.DataFrame, floor: float) -> tuple[pd.Series, pd.Series, pd
 
 
 def _volume(
-    sig: pd.DataFrame,
+    flows: pd.DataFrame,
     snap_last: pd.DataFrame,
     event_ids: pd.Index,
     buckets: list[int],
     config: TrustConfig,
 ) -> pd.DataFrame:
+    """flows: the window's VOLUME flow rows (ev, bucket, value)."""
     snap_vol = _grid(snap_last, "volume", event_ids, buckets)
-    # A lifetime total (Kalshi, Manifold market listings) is a level, not a flow: not summed.
-    flows = sig[(sig["signal_type"] == "VOLUME").to_numpy() & ~sig["lifetime"].to_numpy()]
     sig_vol = _grid(flows, "value", event_ids, buckets, "sum") * 1000.0
     # One basis per event, never mixed: its snapshots if it has one for the interval.
     from_snap = ~np.isnan(snap_vol[:, -1])
@@ -546,7 +649,7 @@ VENUE_KEY = ["event_id", "source", "source_event_id"]
 
 
 def _venue_volume(
-    sig: pd.DataFrame,
+    flows: pd.DataFrame,
     prices: pd.DataFrame,
     market_grid: pd.DataFrame,
     volume: pd.DataFrame,
@@ -555,13 +658,17 @@ def _venue_volume(
     buckets: list[int],
     config: TrustConfig,
 ) -> pd.DataFrame:
-    flows = sig[(sig["signal_type"] == "VOLUME").to_numpy() & ~sig["lifetime"].to_numpy()]
     # one integer key per market: event position, source code, market id code
-    market_code = pd.factorize(flows["source_event_id"])[0].astype("int64")
+    market_code = pd.factorize(flows["market_id_code"].to_numpy())[0].astype("int64")
     key = flows["ev"].to_numpy().astype("int64") << 40 | flows["src"].to_numpy() << 24 | market_code
     _, first, codes = np.unique(key, return_index=True, return_inverse=True)
-    index = pd.MultiIndex.from_frame(flows[VENUE_KEY].iloc[first])
-    grid = _grid(flows.assign(ev=codes), "value", index, buckets, "sum") * 1000.0
+    index = pd.MultiIndex.from_arrays(
+        [flows[c].to_numpy()[first] for c in VENUE_KEY], names=VENUE_KEY
+    )
+    by_venue = pd.DataFrame(
+        {"ev": codes, "bucket": flows["bucket"].to_numpy(), "value": flows["value"].to_numpy()}
+    )
+    grid = _grid(by_venue, "value", index, buckets, "sum") * 1000.0
     series = pd.DataFrame(grid, index=index, columns=buckets)
     logv = np.log1p(series.clip(lower=0))
     med, sigma, n = _robust(logv[buckets[:-1]], config.volume_min_log_scale)
@@ -650,7 +757,10 @@ def _anscombe(count: pd.DataFrame | pd.Series) -> Any:
 def _burst(
     sig: pd.DataFrame, event_ids: pd.Index, buckets: list[int], config: TrustConfig
 ) -> pd.DataFrame:
-    posts = sig[sig["signal_type"].isin(SENTIMENT_TYPES)].assign(one=1.0)
+    rows = is_type(sig, *SENTIMENT_TYPES)
+    posts = pd.DataFrame(
+        {"ev": sig["ev"].to_numpy()[rows], "bucket": sig["bucket"].to_numpy()[rows], "one": 1.0}
+    )
     counts = pd.DataFrame(
         np.nan_to_num(_grid(posts, "one", event_ids, buckets, "sum")),
         index=event_ids,

@@ -22,7 +22,7 @@ from predict_pipeline.trust.flags import (
     new_flag,
     prices_at,
 )
-from predict_pipeline.trust.measure import Measurements
+from predict_pipeline.trust.measure import Measurements, is_type
 
 
 def coordinated_action(m: Measurements) -> list[Flag]:
@@ -173,10 +173,10 @@ def narrative_plant(m: Measurements) -> list[Flag]:
     cfg = m.config
     sig = m.signals
     news = sig[
-        (sig["signal_type"] == "NEWS")
-        & (sig["t"] >= m.start_ns - nanoseconds(cfg.plant_lookback))
-        & (sig["reliability"] < cfg.low_reliability)
-        & (sig["value"].abs() >= cfg.plant_min_sentiment)
+        is_type(sig, "NEWS")
+        & (sig["t"].to_numpy() >= m.start_ns - nanoseconds(cfg.plant_lookback))
+        & (sig["reliability"].to_numpy() < cfg.low_reliability)
+        & (np.abs(sig["value"].to_numpy()) >= cfg.plant_min_sentiment)
     ]
     move = m.move
     news = news[news["event_id"].isin(move.index[move["n"] >= cfg.min_baseline_intervals])]

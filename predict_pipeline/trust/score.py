@@ -52,7 +52,6 @@ from predict_pipeline.trust.config import (
 )
 from predict_pipeline.trust.explain import interval_explanations
 from predict_pipeline.trust.measure import Measurements
-from predict_pipeline.trust.trades import wash_summary
 
 
 def source_diversity(current: pd.DataFrame, event_ids: pd.Index) -> pd.Series:
@@ -92,7 +91,7 @@ def raw_components(m: Measurements) -> pd.DataFrame:
     s = (m.volume["z"] / cfg.volume_spike_z).clip(0.0, 1.0).fillna(0.0)
     q = (1.0 - m.move["dp"].abs() / (5 * cfg.wash_max_move)).clip(0.0, 1.0).fillna(0.0)
     impact = 1.0 - 0.5 * s**2 * q
-    accounts = 1.0 - wash_summary(m.trades)["share"].reindex(ids).fillna(0.0)
+    accounts = 1.0 - m.wash["share"].reindex(ids).fillna(0.0)
     integrity = agree.fillna(1.0) * impact * accounts
 
     posts = current[current["signal_type"].isin(NARRATIVE_TYPES)]

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from predict_pipeline.model import SIGNAL_TYPES
 from predict_pipeline.trust.config import NARRATIVE_TYPES, TrustConfig, nanoseconds
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -30,8 +31,10 @@ def shingles(text: str, size: int) -> frozenset[str]:
 def similarity_groups(texts: list[str], threshold: float, size: int) -> np.ndarray:
     """Connected components of the texts whose shingle Jaccard is >= threshold (labels)."""
     sets = [shingles(t, size) for t in texts]
-    vocab = {s: i for i, s in enumerate(sorted(set().union(*sets)))}
     m = len(texts)
+    if m <= _SMALL_GROUP:
+        return _small_groups(sets, threshold)
+    vocab = {s: i for i, s in enumerate(sorted(set().union(*sets)))}
     if not vocab:
         return np.arange(m)
     rows = np.repeat(np.arange(m), [len(s) for s in sets])
@@ -50,6 +53,31 @@ def similarity_groups(texts: list[str], threshold: float, size: int) -> np.ndarr
         left.append(i + lo)
         right.append(j)
     return _components(m, np.concatenate(left), np.concatenate(right))
+
+
+# Up to this many texts the pairs are compared one by one (most events have two or three).
+_SMALL_GROUP = 16
+
+
+def _small_groups(sets: list[frozenset[str]], threshold: float) -> np.ndarray:
+    """similarity_groups of a few texts, pair by pair: the same float32 Jaccard and the same
+    labels (each component's smallest index) as the matrix form."""
+    m = len(sets)
+    labels = list(range(m))
+
+    def root(i: int) -> int:
+        while labels[i] != i:
+            i = labels[i]
+        return i
+
+    for i in range(m):
+        for j in range(i + 1, m):
+            inter = len(sets[i] & sets[j])
+            union = len(sets[i]) + len(sets[j]) - inter
+            if union and np.float32(inter) / np.float32(union) >= threshold:
+                a, b = root(i), root(j)
+                labels[max(a, b)] = min(a, b)
+    return np.array([root(i) for i in range(m)], dtype=np.int64)
 
 
 def _components(m: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -75,7 +103,7 @@ def narrative_clusters(
     """
     since = start_ns - nanoseconds(config.coordination_window)
     rows = sig[
-        sig["signal_type"].isin(NARRATIVE_TYPES).to_numpy()
+        np.isin(sig["kind"].to_numpy(), [SIGNAL_TYPES.index(t) for t in NARRATIVE_TYPES])
         & (sig["t"].to_numpy() >= since)
         & sig["narrative"].notna().to_numpy()
     ]
@@ -100,11 +128,19 @@ def narrative_clusters(
     label_of = np.arange(int(text_id.max()) + 1 if len(text_id) else 0)
     uniq = rows.drop_duplicates("text_id")[["event_id", "text", "text_id"]]
     many = uniq.groupby("event_id")["text_id"].transform("size") > 1
-    for _, group in uniq[many].groupby("event_id", sort=False):
-        ids = group["text_id"].to_numpy()
-        comp = similarity_groups(
-            list(group["text"]), config.narrative_similarity, config.narrative_shingle
-        )
+    multi = uniq[many.to_numpy()]
+    # each event's distinct texts in their order, split on arrays (no pandas group per event)
+    event_of = pd.factorize(multi["event_id"])[0]
+    order = np.argsort(event_of, kind="stable")
+    bounds = np.flatnonzero(np.diff(event_of[order])) + 1
+    for ids, texts in zip(
+        np.split(multi["text_id"].to_numpy()[order], bounds),
+        np.split(multi["text"].to_numpy()[order], bounds),
+        strict=True,
+    ):
+        if len(ids) == 0:
+            continue
+        comp = similarity_groups(list(texts), config.narrative_similarity, config.narrative_shingle)
         label_of[ids] = ids[comp]
     label = label_of[text_id]
     rows["group"] = label

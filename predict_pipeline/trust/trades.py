@@ -48,20 +48,21 @@ def account_trades(
     maps every such signal (event_id, trade_key, signal_id) with its trade's `involved`.
     """
     wash_ns = nanoseconds(config.wash_window)
-    near = sig[sig["t"].to_numpy() >= start_ns - wash_ns]
+    # the near rows' positions: only the columns read below are taken, not the whole frame
+    near = np.flatnonzero(sig["t"].to_numpy() >= start_ns - wash_ns)
     parsed = [
         _trade(raw) if isinstance(raw, dict) and "outcome" in raw else None
-        for raw in near["raw_data"].to_numpy()
+        for raw in sig["raw_data"].to_numpy()[near]
     ]
-    keep = np.fromiter((p is not None for p in parsed), dtype=bool, count=len(parsed))
+    keep = near[np.fromiter((p is not None for p in parsed), dtype=bool, count=len(parsed))]
     rows = pd.DataFrame.from_records(
         [p for p in parsed if p is not None],
         columns=["trade_key", "account", "direction", "amount"],
     )
-    rows.insert(0, "event_id", near["event_id"].to_numpy()[keep])
-    rows.insert(1, "source", near["source"].to_numpy()[keep])
-    rows["signal_id"] = near["id"].to_numpy()[keep]
-    rows["t"] = near["t"].to_numpy()[keep].astype("int64")
+    rows.insert(0, "event_id", sig["event_id"].to_numpy()[keep])
+    rows.insert(1, "source", sig["source"].to_numpy()[keep])
+    rows["signal_id"] = sig["id"].to_numpy()[keep]
+    rows["t"] = sig["t"].to_numpy()[keep].astype("int64")
     trades = rows.drop_duplicates(["event_id", "trade_key"]).sort_values(
         ["event_id", "source", "account", "t", "trade_key"], kind="stable"
     )

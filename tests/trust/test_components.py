@@ -24,6 +24,7 @@ from predict_pipeline.trust.config import (
     FLAG_TYPES,
     OVERALL_WEIGHTS,
 )
+from predict_pipeline.trust.measure import prepare_signals
 from predict_pipeline.trust.score import score
 from tests.support.trust_scenarios import (
     WORDS,
@@ -361,6 +362,31 @@ def test_inputs_are_not_modified(planted):
     before = markets.signals.copy(deep=True)
     _run(markets.signals, markets.snapshots, markets.events, injection)
     pd.testing.assert_frame_equal(markets.signals, before)
+
+
+def test_a_prepared_frame_in_any_order_scores_as_the_raw_one_and_is_left_as_it_was(planted):
+    # A ranged run reads its window once, prepared and in (event_id, t, id) order, and measure
+    # keeps that order without sorting; any other order of a prepared frame is sorted first.
+    markets, injection = planted
+    raw = _run(markets.signals, markets.snapshots, markets.events, injection)
+    prepared = prepare_signals(markets.signals)
+    by_event = prepared.iloc[
+        np.lexsort(
+            (
+                prepared["id_rank"].to_numpy(),
+                prepared["t"].to_numpy(),
+                pd.factorize(prepared["event_id"], sort=True)[0],
+            )
+        )
+    ].reset_index(drop=True)
+    shuffled = prepared.sample(frac=1.0, random_state=11).reset_index(drop=True)
+    for frame in (by_event, shuffled):
+        before = frame.copy(deep=True)
+        for _ in range(2):
+            result = _run(frame, markets.snapshots, markets.events, injection)
+            pd.testing.assert_frame_equal(result.scores, raw.scores, check_exact=True)
+            assert result.flags == raw.flags
+        pd.testing.assert_frame_equal(frame, before)
 
 
 # ---- shape and bad input ----------------------------------------------------------------------
