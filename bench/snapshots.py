@@ -1,7 +1,6 @@
 """snapshots: the whole snapshot step (pooled probability, sentiment, volume, volatility,
-divergence, carry-forward, writing 240,000 snapshots with their 720,000 market edges, three
-markets quoting each event every interval, and updating event state) for 1,000,000 signals
-over 10,000 events and 24 hourly intervals, against a plain
+divergence, carry-forward, writing 240,000 snapshots and updating event state) for 1,000,000
+signals over 10,000 events and 24 hourly intervals, against a plain
 `INSERT ... SELECT event_id, hour, avg(value), count(*) ... GROUP BY` into a table shaped like
 prediction_snapshots with the same indexes, in the same run on the same rows.
 Prints `snapshots: ratio X.XX (target <= 1.15)`.
