@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from predict_pipeline.db.rows import one_row
 from predict_pipeline.plans import live_holds
 from predict_pipeline.rules import RuleError
-from predict_pipeline.rules.engine import latest_market_edges
+from predict_pipeline.rules.engine import event_state_fields, latest_market_edges
 from predict_pipeline.rules.throttle import decide, utc_day_start, validate_throttle
 from predict_pipeline.rules.trigger_schemas import validate_rule
 from predict_pipeline.rules.triggers import (
@@ -34,13 +34,6 @@ from predict_pipeline.rules.triggers import (
     NewFlag,
     evaluate,
 )
-
-_STATUS_OUTCOME = {
-    "RESOLVED_YES": "YES",
-    "RESOLVED_NO": "NO",
-    "RESOLVED_AMBIGUOUS": "AMBIGUOUS",
-    "CANCELLED": "CANCELLED",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,24 +279,13 @@ def _event_state(conn, rule, event, params, link, at: datetime) -> EventState:
     if rule["trigger_type"] == "EDGE_AT_LEAST":
         edges = latest_market_edges(conn, [event["id"]], at).get(event["id"], ())
     return EventState(
-        market_edges=edges,
-        event_id=str(event["id"]),
-        as_of=event["updated_at"],
-        title=event["title"],
-        current_probability=event["current_probability"],
-        previous_probability=event["previous_probability"],
+        **event_state_fields(event, event["id"]),
         probabilities_ago=ago,
-        sentiment_score=event["sentiment_score"],
-        previous_sentiment=event["previous_sentiment"],
-        trust_score=event["trust_score"],
-        previous_trust_score=event["previous_trust_score"],
-        divergence=event["divergence"],
-        previous_divergence=event["previous_divergence"],
         volume=volume,
         median_volumes=medians,
         new_flags=flags,
-        resolution=_STATUS_OUTCOME.get(event["status"]),
         campaign_link=link,
+        market_edges=edges,
     )
 
 

@@ -311,6 +311,25 @@ def _confirm(
     return confirmed
 
 
+def event_state_fields(event: dict[str, Any], event_id: Any) -> dict[str, Any]:
+    """The EventState fields read straight off a prediction_events row: the tick's and the dry
+    run's one reading of an event's state."""
+    return {
+        "event_id": str(event_id),
+        "as_of": event["updated_at"],
+        "title": event["title"],
+        "current_probability": event["current_probability"],
+        "previous_probability": event["previous_probability"],
+        "sentiment_score": event["sentiment_score"],
+        "previous_sentiment": event["previous_sentiment"],
+        "trust_score": event["trust_score"],
+        "previous_trust_score": event["previous_trust_score"],
+        "divergence": event["divergence"],
+        "previous_divergence": event["previous_divergence"],
+        "resolution": _STATUS_OUTCOME.get(event["status"]),
+    }
+
+
 def _event_state(
     event: dict[str, Any],
     row: dict[str, Any],
@@ -322,22 +341,11 @@ def _event_state(
     the candidate's window (`state_key` holds the window whose value is known) and its link."""
     _, window_minutes, probability_ago, window_hours, _, spike_median, *_ = state_key
     return EventState(
-        event_id=str(event["event_id"]),
-        as_of=event["updated_at"],
-        title=event["title"],
-        current_probability=event["current_probability"],
-        previous_probability=event["previous_probability"],
+        **event_state_fields(event, event["event_id"]),
         probabilities_ago={window_minutes: probability_ago} if window_minutes is not None else {},
-        sentiment_score=event["sentiment_score"],
-        previous_sentiment=event["previous_sentiment"],
-        trust_score=event["trust_score"],
-        previous_trust_score=event["previous_trust_score"],
-        divergence=event["divergence"],
-        previous_divergence=event["previous_divergence"],
         volume=row["spike_volume"],
         median_volumes={window_hours: spike_median} if window_hours is not None else {},
         new_flags=tuple(flags.get(row["event_id"], ())),
-        resolution=_STATUS_OUTCOME.get(event["status"]),
         campaign_link=CampaignLink(
             str(row["campaign_id"]), row["relationship"], row["probability_threshold"]
         )
