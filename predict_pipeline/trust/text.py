@@ -60,24 +60,18 @@ _SMALL_GROUP = 16
 
 
 def _small_groups(sets: list[frozenset[str]], threshold: float) -> np.ndarray:
-    """similarity_groups of a few texts, pair by pair: the same float32 Jaccard and the same
-    labels (each component's smallest index) as the matrix form."""
-    m = len(sets)
-    labels = list(range(m))
-
-    def root(i: int) -> int:
-        while labels[i] != i:
-            i = labels[i]
-        return i
-
-    for i in range(m):
-        for j in range(i + 1, m):
-            inter = len(sets[i] & sets[j])
-            union = len(sets[i]) + len(sets[j]) - inter
-            if union and np.float32(inter) / np.float32(union) >= threshold:
-                a, b = root(i), root(j)
-                labels[max(a, b)] = min(a, b)
-    return np.array([root(i) for i in range(m)], dtype=np.int64)
+    """similarity_groups of a few texts, pair by pair: the same float32 Jaccard as the matrix
+    form, joined by the same `_components`."""
+    pairs = [
+        (i, j)
+        for i in range(len(sets))
+        for j in range(i + 1, len(sets))
+        if (union := len(sets[i] | sets[j]))
+        and np.float32(len(sets[i] & sets[j])) / np.float32(union) >= threshold
+    ]
+    left = np.array([i for i, _ in pairs], dtype=np.int64)
+    right = np.array([j for _, j in pairs], dtype=np.int64)
+    return _components(len(sets), left, right)
 
 
 def _components(m: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from predict_pipeline.trust import compute_trust
+from predict_pipeline.trust import text as text_module
 from predict_pipeline.trust.config import FLAG_COMPONENTS
 from predict_pipeline.trust.text import normalise_text, shingles, similarity_groups
 from tests.support.trust_scenarios import (
@@ -718,3 +720,19 @@ def test_similarity_groups_join_texts_at_the_jaccard_threshold_transitively():
     assert list(similarity_groups(texts, 0.61, 2)) == [0, 1, 2, 1]
     assert list(similarity_groups(["", ""], 0.6, 2)) == [0, 1]
     assert np.array_equal(similarity_groups(["p q"] * 3, 0.9, 2), [0, 0, 0])
+
+
+def test_few_texts_compared_pair_by_pair_group_as_the_matrix_form(monkeypatch):
+    rng = random.Random(7)
+    words = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    cases = []
+    for _ in range(2000):
+        texts = [
+            " ".join(rng.choice(words) for _ in range(rng.randint(0, 6)))
+            for _ in range(rng.randint(2, 16))
+        ]
+        cases.append((texts, rng.choice([0.3, 0.5, 0.6, 0.8])))
+    pairwise = [similarity_groups(texts, threshold, 2) for texts, threshold in cases]
+    monkeypatch.setattr(text_module, "_SMALL_GROUP", 0)  # every group through the matrix
+    for (texts, threshold), labels in zip(cases, pairwise, strict=True):
+        assert np.array_equal(labels, similarity_groups(texts, threshold, 2)), texts
