@@ -19,7 +19,10 @@ from predict_pipeline.defs.resources import (
     SecretsResource,
 )
 from predict_pipeline.demo import REPLAY_DIR, seed_demo
+from predict_pipeline.demo.recordings import load_recordings
 from predict_pipeline.demo.run import campaign_loop_demo
+from predict_pipeline.demo.seed import DEMO_USER_ID
+from predict_pipeline.ingestion.landing import LandingZone
 from predict_pipeline.secrets import decode_key, generate_key
 
 
@@ -29,19 +32,26 @@ class Materialised:
     instance: dg.DagsterInstance
     partition: str
     resources: dict
+    polled_feeds: list[str]  # the feeds raw_feed_fetches polled (the recordings are uploads)
 
 
 @pytest.fixture
 def pipeline(db_url, dagster_instance, tmp_path, monkeypatch) -> Materialised:
-    """Demo feeds (recorded payloads, replay mode) through every asset of the Definitions."""
+    """Demo feeds (recorded payloads, replay mode) and the recorded resolved markets (uploads,
+    as `make run` lands them) through every asset of the Definitions."""
     key = generate_key()
     monkeypatch.setenv("PREDICT_ENCRYPTION_KEY", key)
     with connect(db_url) as conn, conn.transaction():
         feed_ids = seed_demo(conn, encryption_key=decode_key(key))
+    landing = str(tmp_path / "landing")
+    # The polled hour resolves a simulated event only some hours of the day: the recordings'
+    # resolved markets, with their histories before close, give calibration rows at any hour.
+    with connect(db_url, autocommit=True) as conn:
+        load_recordings(conn, LandingZone(landing), owner=DEMO_USER_ID, now=datetime.now(UTC))
     resources = {
         "database": PostgresResource(url=db_url),
         "http": HttpClientResource(mode="replay", replay_dir=str(REPLAY_DIR)),
-        "landing": LandingZoneResource(root=str(tmp_path / "landing")),
+        "landing": LandingZoneResource(root=landing),
         "secrets": SecretsResource(),
     }
     partition = HOURLY.get_partition_key_for_timestamp(datetime.now(UTC).timestamp())
@@ -56,7 +66,8 @@ def pipeline(db_url, dagster_instance, tmp_path, monkeypatch) -> Materialised:
         if a.partitions_def is None
         and not {"retention", "campaigns"} & set(a.group_names_by_key.values())
     ]
-    fetch = FeedFetchConfig(feed_ids=[str(f) for f in feed_ids], mode="poll")
+    polled = [str(f) for f in feed_ids]
+    fetch = FeedFetchConfig(feed_ids=polled, mode="poll")
     assert dg.materialize(
         windowed,
         instance=dagster_instance,
@@ -70,4 +81,4 @@ def pipeline(db_url, dagster_instance, tmp_path, monkeypatch) -> Materialised:
         db_url, instance=dagster_instance, resources=resources, assets=assets, run_ids=run_ids
     )
     assert all(success for _, success in loop) and len(run_ids) == 3, loop
-    return Materialised(db_url, dagster_instance, partition, resources)
+    return Materialised(db_url, dagster_instance, partition, resources, polled)
