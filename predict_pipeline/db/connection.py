@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from predict_pipeline.config import DAGSTER_DATABASE_URL_VAR, DATABASE_URL_VAR, Settings
 from predict_pipeline.db import embedded
+from predict_pipeline.db.rows import one_row
 
 PIPELINE_ROLE = "predict_pipeline"
 MAINTENANCE_ROLE = "predict_maintenance"
@@ -140,3 +144,17 @@ def _act_as(conn: psycopg.Connection, role: str | None) -> None:
         current = conn.execute("SELECT current_user").fetchone()
         if current is None or current[0] != role:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+
+
+@contextmanager
+def local_setting(conn: psycopg.Connection, name: str, value: str) -> Iterator[None]:
+    """A server setting for the statements inside, then the caller's value again (the caller
+    owns the transaction, so SET LOCAL alone would outlive the block). Inside a transaction."""
+    before = one_row(conn.execute("SELECT current_setting(%s)", (name,)))[0]
+    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    try:
+        yield
+    finally:
+        # A failed transaction takes no statement; its rollback restores the setting anyway.
+        if conn.info.transaction_status != TransactionStatus.INERROR:
+            conn.execute("SELECT set_config(%s, %s, true)", (name, before))

@@ -31,19 +31,17 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.audit import record_audits
+from predict_pipeline.db.connection import local_setting
 from predict_pipeline.db.rows import one_row
 from predict_pipeline.model import RESOLUTIONS
 from predict_pipeline.rules import RuleError
@@ -160,7 +158,7 @@ def evaluate_tick(
     if events:
         params = _params(since, until, events) | {"cadence": cadence}
         # The tick's sorts and CTEs of tens of thousands of firings fit in memory, not on disk.
-        with _local_setting(conn, "work_mem", TICK_WORK_MEM):
+        with local_setting(conn, "work_mem", TICK_WORK_MEM):
             # The rules and event keys once, in temporary tables both queries below read.
             conn.execute(
                 "DROP TABLE IF EXISTS pg_temp.tick_live, pg_temp.tick_keys, pg_temp.tick_counts"
@@ -186,25 +184,11 @@ def evaluate_tick(
     return report
 
 
-@contextmanager
-def _local_setting(conn: psycopg.Connection, name: str, value: str) -> Iterator[None]:
-    """A server setting for the statements inside, then the caller's value again (the caller
-    owns the transaction, so SET LOCAL alone would outlive the tick)."""
-    before = one_row(conn.execute("SELECT current_setting(%s)", (name,)))[0]
-    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    try:
-        yield
-    finally:
-        # A failed transaction takes no statement; its rollback restores the setting anyway.
-        if conn.info.transaction_status != TransactionStatus.INERROR:
-            conn.execute("SELECT set_config(%s, %s, true)", (name, before))
-
-
 def _analyze_tick_tables(conn: psycopg.Connection) -> None:
     """Statistics of the tick's temporary tables, which autovacuum never analyzes: without them
     the planner takes the look-back joins for a few rows and nest-loops them (1.6 s of the
     tick's 3 s at 1,000 changed events). A small sample is enough for join sizes."""
-    with _local_setting(conn, "default_statistics_target", "10"):
+    with local_setting(conn, "default_statistics_target", "10"):
         conn.execute("ANALYZE pg_temp.tick_live, pg_temp.tick_keys")
 
 
