@@ -113,22 +113,63 @@ def calibration_rows(
     resolved: pd.DataFrame, *, now: datetime, categories: Iterable[uuid.UUID | str | None]
 ) -> list[CalibrationRow]:
     """Rows for every window: the global one first, then one per category in the given order."""
+    return _rows_per_series(resolved, None, 1, now=now, categories=categories)[0]
+
+
+def series_calibration_rows(
+    forecasts: pd.DataFrame,
+    series: np.ndarray,
+    series_count: int,
+    *,
+    now: datetime,
+    categories: Iterable[uuid.UUID | str | None],
+) -> list[list[CalibrationRow]]:
+    """`calibration_rows` of several series of forecasts at once, one list per series index.
+
+    `series` holds each row's series (an int in [0, series_count)); a series' rows are scored
+    exactly as `calibration_rows` scores events, except that two rows may name one event (two
+    markets of a source forecast the same event). One pass over the frame for every series."""
+    codes = np.asarray(series, dtype=np.int64)
+    if len(codes) != len(forecasts) or (
+        len(codes) and (codes.min() < 0 or codes.max() >= series_count)
+    ):
+        raise CalibrationInputError(
+            f"series must give each of the {len(forecasts)} rows an index in [0, {series_count})"
+        )
+    return _rows_per_series(forecasts, codes, series_count, now=now, categories=categories)
+
+
+def _rows_per_series(
+    resolved: pd.DataFrame,
+    series: np.ndarray | None,
+    series_count: int,
+    *,
+    now: datetime,
+    categories: Iterable[uuid.UUID | str | None],
+) -> list[list[CalibrationRow]]:
     if not isinstance(now, datetime) or now.utcoffset() is None:
         raise CalibrationInputError(f"now must be a tz-aware datetime, got {now!r}")
     requested = _requested_categories(categories)
-    events = _read_events(resolved, requested)
+    events = _read_events(resolved, requested, unique_events=series is None)
+    if series is None:
+        series = np.zeros(len(events.counted), dtype=np.int64)
     now_utc = pd.Timestamp(now).tz_convert("UTC")
-    everyone = np.zeros(len(events.counted), dtype=np.int64)
-    rows: list[CalibrationRow] = []
+    slots = len(requested)
+    # Each (series, category) is one group of the per-category sums.
+    by_category = series * slots + events.category_slot
+    rows: list[list[CalibrationRow]] = [[] for _ in range(series_count)]
     for window, length in TIME_WINDOWS.items():
         in_window = (events.resolved_at <= now_utc).to_numpy()
         if length is not None:
             in_window &= (events.resolved_at > now_utc - length).to_numpy()
-        overall = _group_sums(events, in_window, everyone, 1)
-        rows.append(_row(None, window, overall, 0))
+        overall = _group_sums(events, in_window, series, series_count)
         listed = in_window & (events.category_slot >= 0)
-        per_category = _group_sums(events, listed, events.category_slot, len(requested))
-        rows.extend(_row(c, window, per_category, i) for i, c in enumerate(requested))
+        per_category = _group_sums(events, listed, by_category, series_count * slots)
+        for k, of_series in enumerate(rows):
+            of_series.append(_row(None, window, overall, k))
+            of_series.extend(
+                _row(c, window, per_category, k * slots + i) for i, c in enumerate(requested)
+            )
     return rows
 
 
@@ -171,14 +212,20 @@ def _as_uuid(value: object, where: str) -> uuid.UUID:
     raise CalibrationInputError(f"{where}: category ids must be UUIDs or None, got {value!r}")
 
 
-def _read_events(frame: pd.DataFrame, requested: list[uuid.UUID]) -> _Events:
+def _read_events(
+    frame: pd.DataFrame, requested: list[uuid.UUID], *, unique_events: bool = True
+) -> _Events:
     if not isinstance(frame, pd.DataFrame):
         raise CalibrationInputError(f"resolved events must be a pandas DataFrame, got {frame!r}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise CalibrationInputError(f"resolved events lack the columns {missing}")
     event_ids = frame["event_id"].to_numpy()
-    duplicated = frame["event_id"].duplicated(keep=False).to_numpy()
+    duplicated = (
+        frame["event_id"].duplicated(keep=False).to_numpy()
+        if unique_events
+        else np.zeros(len(frame), dtype=bool)
+    )
     if duplicated.any():
         raise CalibrationInputError(
             f"resolved events must hold each event once; repeated: {_sample(event_ids[duplicated])}"

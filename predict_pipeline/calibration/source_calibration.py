@@ -38,15 +38,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
 from predict_pipeline.calibration.metrics import (
     CalibrationRow,
-    calibration_rows,
+    series_calibration_rows,
     to_column_precision,
 )
+from predict_pipeline.db.connection import local_setting
+from predict_pipeline.db.rows import one_row
 
 POOLED = "pooled"
 HORIZONS = ("CLOSE", "MIDPOINT", "TIME_AVERAGE", "12H", "1D", "7D", "30D")
@@ -68,8 +71,9 @@ trust_at_close AS (
   ORDER BY sn.event_id, sn.snapshot_at DESC
 )"""
 
-_SCORED_SQL = f"""
-WITH {CLOSE_AND_TRUST_SQL},
+# Each market's traded volume and trader count up to close, and the event's over its markets:
+# read only when a volume or trader filter is on.
+_MARKETS_SQL = """
 markets AS (
   SELECT s.event_id, s.source, s.source_event_id,
          1000 * (coalesce(max(s.value::float8) FILTER (
@@ -88,20 +92,69 @@ markets AS (
 events AS (
   SELECT event_id, sum(volume) AS volume, sum(traders) AS traders
   FROM markets GROUP BY event_id
-)
-SELECT v.event_id, v.source, v.source_event_id, v.horizon, v.probability, v.outcome,
-       v.brier_score, c.category_id, c.resolved_at
-FROM v_market_scores v
-JOIN closes c ON c.event_id = v.event_id
-LEFT JOIN markets m ON v.source <> 'pooled' AND m.event_id = v.event_id
-  AND m.source = v.source AND m.source_event_id = v.source_event_id
-LEFT JOIN events ev ON v.source = 'pooled' AND ev.event_id = v.event_id
-LEFT JOIN trust_at_close t ON t.event_id = v.event_id
-WHERE (%(min_volume)s = 0 OR coalesce(m.volume, ev.volume, 0) >= %(min_volume)s)
-  AND (%(min_traders)s = 0 OR coalesce(m.traders, ev.traders) >= %(min_traders)s)
-  AND (%(min_trust)s = 0 OR t.trust >= %(min_trust)s)
-ORDER BY v.source, v.horizon, v.event_id, v.source_event_id
-"""  # noqa: S608 (constant CTE text, no input)
+)"""
+
+_MARKET_JOINS_SQL = """
+LEFT JOIN markets m ON ms.source <> 'pooled' AND m.event_id = ms.event_id
+  AND m.source = ms.source AND m.source_event_id = ms.source_event_id
+LEFT JOIN events ev ON ms.source = 'pooled' AND ev.event_id = ms.event_id"""
+
+
+def _scored_sql(filters: SeriesFilters) -> str:
+    """v_market_scores' reads (each series' probability of a YES/NO resolution) from its table,
+    without the view's relative_brier window, which is not needed here; the signals and
+    snapshots are read only for the filters that are on. One row of arrays: the resolutions'
+    (numbered n, by id) and the reads', each naming its resolution by n, so the client builds
+    no Python object per read but the market's id."""
+    by_market = filters.min_volume > 0 or filters.min_traders > 0
+    ctes = [CLOSE_AND_TRUST_SQL] if by_market or filters.min_trust > 0 else []
+    if by_market:
+        ctes.append(_MARKETS_SQL)
+    ctes.append(_RESOLVED_SQL)
+    conditions = ["true"]
+    if filters.min_volume > 0:
+        conditions.append("coalesce(m.volume, ev.volume, 0) >= %(min_volume)s")
+    if filters.min_traders > 0:
+        conditions.append("coalesce(m.traders, ev.traders) >= %(min_traders)s")
+    if filters.min_trust > 0:
+        conditions.append("t.trust >= %(min_trust)s")
+    return (
+        f"WITH {','.join(ctes)}\n"
+        + _ARRAYS_SQL
+        + (_MARKET_JOINS_SQL if by_market else "")
+        + ("\nLEFT JOIN trust_at_close t ON t.event_id = ms.event_id" if filters.min_trust else "")
+        + "\nWHERE "
+        + " AND ".join(conditions)
+        + ") reads"
+    )
+
+
+# Numbered by id in both places it is read, so the numbers agree (a plain CTE is inlined).
+_RESOLVED_SQL = """
+resolved AS NOT MATERIALIZED (
+  SELECT r.id, r.event_id, (r.outcome = 'YES')::int AS outcome, e.category_id, r.resolved_at,
+         (row_number() OVER (ORDER BY r.id))::int - 1 AS n
+  FROM prediction_resolutions r JOIN prediction_events e ON e.id = r.event_id
+  WHERE r.outcome IN ('YES', 'NO')
+)"""
+
+_ARRAYS_SQL = """SELECT resolutions.*, reads.*
+FROM (SELECT array_agg(event_id::text ORDER BY n) AS event_ids,
+             array_agg(outcome ORDER BY n) AS outcomes,
+             array_agg(coalesce(array_position(%(categories)s::uuid[], category_id), 0)
+                       ORDER BY n) AS category_codes,
+             array_agg((extract(epoch FROM resolved_at) * 1000000)::bigint ORDER BY n)
+               AS resolved_us
+      FROM resolved) resolutions,
+     (SELECT array_agg(v.n) AS resolution_n, array_agg(ms.source) AS sources,
+             array_agg(ms.source_event_id) AS markets,
+             array_agg(array_position(%(horizons)s::text[], ms.horizon)) AS horizon_codes,
+             array_agg(ms.probability) AS probabilities
+      FROM prediction_market_scores ms JOIN resolved v ON v.id = ms.resolution_id"""
+
+# The read's joins hash every scored read: in memory, not in batches on disk.
+SCORED_WORK_MEM = "64MB"
+
 
 _INSERT_SQL = """
 INSERT INTO prediction_source_calibration
@@ -142,55 +195,82 @@ class SourceCalibrationRow:
 
 
 def scored_series(conn: psycopg.Connection, filters: SeriesFilters) -> pd.DataFrame:
-    """Every scored (event, series, horizon) of a YES/NO resolution that passes the filters."""
-    with conn.cursor() as cur:
-        cur.execute(
-            _SCORED_SQL,
-            {
-                "min_volume": float(filters.min_volume),
-                "min_traders": float(filters.min_traders),
-                "min_trust": float(filters.min_trust),
-            },
-        )
-        columns = [d.name for d in cur.description or []]
-        frame = pd.DataFrame(cur.fetchall(), columns=columns)
-    if frame.empty:
-        return frame
-    frame["resolved_at"] = pd.to_datetime(frame["resolved_at"], utc=True)
-    frame["probability"] = frame["probability"].astype(float)
-    frame["brier_score"] = frame["brier_score"].astype(float)
-    return frame
+    """Every scored (event, series, horizon) of a YES/NO resolution that passes the filters:
+    ids and the category as text (None: none), resolved_at in UTC, probability and its Brier,
+    (p − o)² as the view defines it."""
+    categories = [c for (c,) in conn.execute("SELECT id::text FROM prediction_categories")]
+    params = {
+        "min_volume": float(filters.min_volume),
+        "min_traders": float(filters.min_traders),
+        "min_trust": float(filters.min_trust),
+        "categories": categories,
+        "horizons": list(HORIZONS),
+    }
+    with conn.transaction(), local_setting(conn, "work_mem", SCORED_WORK_MEM):
+        read = one_row(conn.execute(_scored_sql(filters), params, binary=True))
+    (event_ids, outcomes, category_codes, resolved_us, n, sources, markets, horizons, p) = (
+        [] if column is None else column for column in read
+    )
+    of_read = np.asarray(n, dtype=np.int64)
+    probability = np.asarray(p, dtype=np.float64)
+    category_of = np.array([None, *categories], dtype=object)
+    horizon_code = np.asarray(horizons, dtype=np.int64) - 1
+    # A fixed order (series, resolution, market), so sums over a series add in the same order
+    # whatever order the server returned the reads in.
+    source_code = pd.factorize(np.asarray(sources, dtype=object), sort=True)[0]
+    market_code = pd.factorize(np.asarray(markets, dtype=object), sort=True)[0]
+    order = np.lexsort((market_code, of_read, horizon_code, source_code))
+    of_read, probability, horizon_code = of_read[order], probability[order], horizon_code[order]
+    outcome = np.asarray(outcomes, dtype=np.int64)[of_read]
+    return pd.DataFrame(
+        {
+            "event_id": np.asarray(event_ids, dtype=object)[of_read],
+            "source": np.asarray(sources, dtype=object)[order],
+            "source_event_id": np.asarray(markets, dtype=object)[order],
+            "horizon": np.asarray(HORIZONS, dtype=object)[horizon_code],
+            "probability": probability,
+            "outcome": outcome,
+            "brier_score": (probability - outcome) ** 2,
+            "category_id": category_of[np.asarray(category_codes, dtype=np.int64)[of_read]],
+            "resolved_at": pd.to_datetime(
+                np.asarray(resolved_us, dtype=np.int64)[of_read], unit="us", utc=True
+            ),
+        }
+    )
 
 
 def source_calibration_rows(
     scored: pd.DataFrame, *, now: datetime, categories: Iterable[uuid.UUID | None]
 ) -> list[SourceCalibrationRow]:
-    """metrics.calibration_rows for each (source, horizon) present, pooled first."""
+    """metrics.calibration_rows for each (source, horizon) present, pooled first, horizons in
+    HORIZONS order; every series in one pass (metrics.series_calibration_rows)."""
     requested = list(categories)
-    rows: list[SourceCalibrationRow] = []
     if scored.empty:
-        return rows
-    order = sorted(scored["source"].unique(), key=lambda s: (s != POOLED, s))
-    for source in order:
-        of_source = scored[scored["source"] == source]
-        for horizon in HORIZONS:
-            series = of_source[of_source["horizon"] == horizon]
-            if series.empty:
-                continue
-            # Each scored series is one forecast: metrics.py wants a unique id per forecast.
-            as_events = pd.DataFrame(
-                {
-                    "event_id": [uuid.UUID(int=i) for i in range(len(series))],
-                    "category_id": series["category_id"].to_numpy(),
-                    "outcome": ["YES" if o == 1 else "NO" for o in series["outcome"]],
-                    "final_probability": series["probability"].to_numpy(),
-                    "resolved_at": series["resolved_at"].to_numpy(),
-                }
-            )
-            as_events["resolved_at"] = pd.to_datetime(as_events["resolved_at"], utc=True)
-            for row in calibration_rows(as_events, now=now, categories=requested):
-                rows.append(SourceCalibrationRow(source, horizon, row))
-    return rows
+        return []
+    sources = sorted(scored["source"].unique(), key=lambda s: (s != POOLED, s))
+    source_code = pd.Categorical(scored["source"], categories=sources).codes.astype(np.int64)
+    horizon_code = pd.Categorical(scored["horizon"], categories=HORIZONS).codes.astype(np.int64)
+    if (horizon_code < 0).any():
+        raise SourceCalibrationError(f"unknown horizons {set(scored['horizon']) - set(HORIZONS)}")
+    series = source_code * len(HORIZONS) + horizon_code
+    forecasts = pd.DataFrame(
+        {
+            "event_id": scored["event_id"].to_numpy(),
+            "category_id": scored["category_id"].to_numpy(),
+            "outcome": np.where(scored["outcome"].to_numpy() == 1, "YES", "NO"),
+            "final_probability": scored["probability"].to_numpy(),
+            "resolved_at": scored["resolved_at"],
+        }
+    )
+    count = len(sources) * len(HORIZONS)
+    per_series = series_calibration_rows(forecasts, series, count, now=now, categories=requested)
+    present = np.bincount(series, minlength=count) > 0
+    return [
+        SourceCalibrationRow(sources[k // len(HORIZONS)], HORIZONS[k % len(HORIZONS)], row)
+        for k in range(count)
+        if present[k]
+        for row in per_series[k]
+    ]
 
 
 def save_source_calibration(
@@ -237,8 +317,9 @@ def pooled_vs_best_source(
     paired = markets.merge(pooled, on="event_id", suffixes=("_source", "_pooled"))
     if paired.empty:
         return []
+    names = {str(k): v for k, v in category_names.items()}
     paired["category"] = [
-        category_names.get(c, str(c)) if c is not None else None for c in paired["category_id"]
+        None if pd.isna(c) else names.get(str(c), str(c)) for c in paired["category_id"]
     ]
     scopes = [paired.assign(category=GLOBAL), paired[paired["category"].notna()]]
     per_source = (
