@@ -386,12 +386,16 @@ def _dedup(
     of equal times the higher value (exact). A stored row is replaced only by a row of the same
     feed (another feed's is a duplicate: the fact is stored once). `best` carries each key's
     kept rank and feed from block to block."""
-    times = valid["fetched_at"].array.asi8.tolist()
-    values = [store.rank_value(v) for v in valid["value"].tolist()]
+    stamps = valid["fetched_at"].array.asi8
+    # store.rank_value of each value, at once: the column is float64 after validation.
+    number = valid["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    ranks = np.where(np.isnan(number), -np.inf, number)
+    times, values = stamps.tolist(), ranks.tolist()
     duplicate = [False] * len(valid)
     replaces = [False] * len(valid)
-    # Best first, so the first row of a key in the block is the block's winner.
-    order = sorted(range(len(valid)), key=lambda i: (times[i], values[i]), reverse=True)
+    # Best first, so the first row of a key in the block is the block's winner; a stable sort
+    # on the negated ranks keeps equal rows in input order, as sorted(reverse=True) does.
+    order = np.lexsort((-ranks, -stamps)).tolist()
     keys = list(
         zip(
             valid["source"].tolist(),
